@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+const predictUsage = `predict --model NAME --feature NAME=VALUE... [flags]
+
+Asks a running eddy for a prediction from the promoted snapshot of a model
+and prints it with the snapshot's version. A VALUE that parses as a number is
+sent as a number, true/false as a boolean, anything else as a category.
+`
+
+// featureFlags collects repeated --feature NAME=VALUE flags.
+type featureFlags map[string]*structpb.Value
+
+func (f featureFlags) String() string { return "" }
+
+func (f featureFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want NAME=VALUE, got %q", s)
+	}
+	if x, err := strconv.ParseFloat(value, 64); err == nil && !math.IsInf(x, 0) && !math.IsNaN(x) {
+		f[name] = structpb.NewNumberValue(x)
+	} else if b, err := strconv.ParseBool(value); err == nil && (value == "true" || value == "false") {
+		f[name] = structpb.NewBoolValue(b)
+	} else {
+		f[name] = structpb.NewStringValue(value)
+	}
+	return nil
+}
+
+func runPredict(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "predict", predictUsage)
+	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of eddy")
+	model := fs.String("model", "", "model name (required)")
+	key := fs.String("key", "", "entity key")
+	asJSON := fs.Bool("json", false, "print the response as JSON")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
+	feats := featureFlags{}
+	fs.Var(feats, "feature", "a feature as NAME=VALUE (repeatable)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return helpOK(err)
+	}
+	if *model == "" {
+		fs.Usage()
+		return errors.New("predict: --model is required")
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("predict: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	resp, err := eddyv1.NewInferenceClient(conn).Predict(ctx, &eddyv1.PredictRequest{Model: *model, EntityKey: *key, Features: feats})
+	if err != nil {
+		st := status.Convert(err)
+		return fmt.Errorf("predict: %s: %s", st.Code(), st.Message())
+	}
+	if *asJSON {
+		out, _ := protojson.Marshal(resp)
+		fmt.Fprintln(env.stdout, string(out))
+		return nil
+	}
+	if resp.Probability != nil {
+		fmt.Fprintf(env.stdout, "model %s version %d: label %d (probability of 1: %.4f)\n", resp.GetModel(), resp.GetModelVersion(), resp.GetPredictedLabel(), resp.GetProbability())
+	} else {
+		fmt.Fprintf(env.stdout, "model %s version %d: value %.6g\n", resp.GetModel(), resp.GetModelVersion(), resp.GetValue())
+	}
+	return nil
+}

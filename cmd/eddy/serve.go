@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/serving"
+	"github.com/eddyhq/eddy/stream"
+)
+
+// serveOptions are the settings of a service, from flags, environment and
+// the model configuration file.
+type serveOptions struct {
+	brokers      string
+	embeddedAddr string
+	group        string
+	dataDir      string
+	grpcAddr     string
+	metricsAddr  string
+	partitions   int
+	configFile   string
+	logLevel     string
+	logFormat    string
+
+	checkpointEvery    int
+	checkpointInterval time.Duration
+	promoteInterval    time.Duration
+	sessionTimeout     time.Duration
+
+	model learner.ModelConfig // single model from flags, when no --config
+}
+
+const serveUsage = `serve [flags]
+
+Runs eddy: consumes events from Kafka, learns every labeled event the moment
+it arrives (predict, score, then learn), checkpoints model state and offsets
+to Pebble in one batch, and serves the promoted snapshot of each model over
+gRPC with Prometheus metrics beside it.
+
+Without --brokers, eddy starts an embedded Kafka-protocol broker (kfake) on
+--embedded-addr: a development default, persisted under --data-dir/kafka.
+Models come from --config (YAML, see README.md) or, for one model, from the
+--model-* flags. SIGINT/SIGTERM stop it gracefully: gRPC drains, the consumer
+writes a final checkpoint, Pebble closes.
+`
+
+func (o *serveOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka bootstrap brokers; empty starts the embedded broker")
+	fs.StringVar(&o.embeddedAddr, "embedded-addr", "127.0.0.1:9092", "listen address of the embedded broker (host must be 127.0.0.1)")
+	fs.StringVar(&o.group, "group", stream.DefaultGroupID, "Kafka consumer group")
+	fs.StringVar(&o.dataDir, "data-dir", "./eddy-data", "directory of the Pebble store (and of the embedded broker's data)")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9100", "Prometheus /metrics listen address (empty disables)")
+	fs.IntVar(&o.partitions, "partitions", 1, "partitions of topics eddy creates (existing topics are left alone)")
+	fs.StringVar(&o.configFile, "config", "", "model configuration file (YAML); overrides the --model-* flags")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
+	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", stream.DefaultCheckpointInterval, "checkpoint at least this often while events flow")
+	fs.DurationVar(&o.promoteInterval, "promote-interval", learner.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
+	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
+	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
+	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
+	fs.StringVar((*string)(&o.model.Task), "model-task", string(learner.Binary), "task of the single model: binary or regression")
+	fs.StringVar((*string)(&o.model.Features.Scaler), "model-scaler", string(features.ScalerStandard), "scaler of the single model: standard or none")
+	fs.IntVar(&o.model.Features.HashBits, "model-hash-bits", features.DefaultHashBits, "hashed categorical space of the single model: 2^bits")
+	fs.Float64Var(&o.model.Optimizer.LR, "model-lr", learner.DefaultLR, "SGD learning rate of the single model")
+	fs.Float64Var(&o.model.Optimizer.InterceptLR, "model-intercept-lr", learner.DefaultLR, "intercept learning rate of the single model")
+}
+
+// fileConfig is the YAML model configuration file.
+type fileConfig struct {
+	Models          []learner.ModelConfig `yaml:"models"`
+	PromoteInterval time.Duration         `yaml:"promote_interval"`
+	RetainSnapshots int                   `yaml:"retain_snapshots"`
+	RollingWindow   int                   `yaml:"rolling_window"`
+}
+
+// engineConfig builds the learner configuration from the options.
+func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
+	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval}
+	if o.configFile != "" {
+		fc, err := loadConfigFile(o.configFile)
+		if err != nil {
+			return cfg, err
+		}
+		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RollingWindow: fc.RollingWindow}
+		if cfg.PromoteInterval == 0 {
+			cfg.PromoteInterval = o.promoteInterval
+		}
+	}
+	cfg.EnsureDefaults()
+	return cfg, cfg.Validate()
+}
+
+func loadConfigFile(path string) (*fileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(fc.Models) == 0 {
+		return nil, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
+	}
+	return &fc, nil
+}
+
+func runServe(ctx context.Context, env *environment, args []string) error {
+	var o serveOptions
+	fs := newFlagSet(env, "serve", serveUsage)
+	o.register(fs)
+	if err := parseFlags(fs, env, args); err != nil {
+		return helpOK(err)
+	}
+	log, err := newLogger(env.stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	svc, err := startService(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
+
+// service is one running eddy: broker (if embedded), store, engine,
+// consumer, gRPC server and metrics endpoint.
+type service struct {
+	opts     serveOptions
+	log      *slog.Logger
+	registry *prometheus.Registry
+	brokers  []string
+	broker   *stream.EmbeddedBroker // nil with --brokers
+	store    *learner.Store
+	engine   *learner.Engine
+	consumer *stream.Consumer
+	server   *serving.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener // nil when metrics are disabled
+}
+
+// startService builds everything and binds the listeners, so that addresses
+// are known (and port conflicts reported) before Run. On error, whatever was
+// started is stopped again.
+func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *service, err error) {
+	engineCfg, err := o.engineConfig()
+	if err != nil {
+		return nil, err
+	}
+	s := &service{opts: o, log: log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := s.startBroker(ctx, engineCfg); err != nil {
+		return nil, err
+	}
+	if s.store, err = learner.OpenStore(filepath.Join(o.dataDir, "pebble"), log); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range engineCfg.Models {
+		names = append(names, m.Name)
+	}
+	s.server = serving.New(serving.Config{}, names, s.registry, log)
+	publish := func(snap *learner.Snapshot) {
+		if err := s.server.Publish(snap); err != nil {
+			log.Error("publish snapshot", "err", err)
+		}
+	}
+	if s.engine, err = learner.NewEngine(engineCfg, s.store, publish, s.registry, log); err != nil {
+		return nil, err
+	}
+	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
+		Brokers:            s.brokers,
+		Topics:             s.engine.Topics(),
+		GroupID:            o.group,
+		CheckpointEvery:    o.checkpointEvery,
+		CheckpointInterval: o.checkpointInterval,
+		SessionTimeout:     o.sessionTimeout,
+	}, newEngineHandler(s.engine), s.registry, log)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpcLis, err = net.Listen("tcp", o.grpcAddr); err != nil {
+		return nil, fmt.Errorf("gRPC listener: %w", err)
+	}
+	if o.metricsAddr != "" {
+		if s.httpLis, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// startBroker starts the embedded broker when no brokers are given, then
+// makes sure every topic and dead-letter topic exists.
+func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) error {
+	if s.opts.brokers != "" {
+		s.brokers = strings.Split(s.opts.brokers, ",")
+	} else {
+		host, _, err := net.SplitHostPort(s.opts.embeddedAddr)
+		if err != nil || host != "127.0.0.1" {
+			return fmt.Errorf("--embedded-addr %q: want 127.0.0.1:PORT", s.opts.embeddedAddr)
+		}
+		s.broker, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{
+			Port:    stream.PortOf(s.opts.embeddedAddr),
+			DataDir: filepath.Join(s.opts.dataDir, "kafka"),
+		})
+		if err != nil {
+			return err
+		}
+		s.brokers = []string{s.broker.Addr()}
+		s.log.Warn("started the embedded Kafka-protocol broker (kfake): a development default, not for production; pass --brokers to use a Kafka cluster",
+			"addr", s.broker.Addr())
+	}
+	var topics []stream.TopicSpec
+	seen := make(map[string]bool)
+	for _, m := range cfg.Models {
+		for _, t := range []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix} {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, stream.TopicSpec{Name: t, Partitions: s.opts.partitions})
+			}
+		}
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := stream.WaitForBroker(tctx, s.brokers[0]); err != nil {
+		return err
+	}
+	return stream.EnsureTopics(tctx, s.brokers, topics)
+}
+
+func (s *service) grpcAddr() string { return s.grpcLis.Addr().String() }
+
+func (s *service) metricsAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// Run serves until ctx is done or a component fails, then shuts down in
+// order: gRPC stops accepting and drains, the consumer stops and writes its
+// final checkpoint, Pebble closes, the embedded broker stops.
+func (s *service) Run(ctx context.Context) error {
+	defer s.close()
+	g, gctx := errgroup.WithContext(ctx)
+	consumerCtx, stopConsumer := context.WithCancel(context.Background())
+	defer stopConsumer()
+	g.Go(func() error {
+		defer stopConsumer()
+		return s.server.Serve(gctx, s.grpcLis)
+	})
+	g.Go(func() error {
+		if err := s.consumer.Run(consumerCtx); err != nil {
+			return fmt.Errorf("consumer stopped: %w", err)
+		}
+		return nil
+	})
+	if s.httpLis != nil {
+		g.Go(func() error { return s.serveMetrics(gctx) })
+	}
+	s.log.Info("eddy is running", "brokers", s.brokers, "grpc", s.grpcAddr(), "metrics", s.metricsAddr(), "data_dir", s.opts.dataDir)
+	err := g.Wait()
+	if err != nil {
+		s.log.Error("eddy stopped", "err", err)
+		return err
+	}
+	s.log.Info("eddy stopped cleanly")
+	return nil
+}
+
+func (s *service) serveMetrics(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.httpLis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// close releases what startService acquired; safe on a partial service.
+func (s *service) close() {
+	if s.grpcLis != nil {
+		s.grpcLis.Close()
+	}
+	if s.httpLis != nil {
+		s.httpLis.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+		s.store = nil
+	}
+	if s.broker != nil {
+		s.broker.Close()
+		s.broker = nil
+	}
+}

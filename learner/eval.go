@@ -1,0 +1,94 @@
+package learner
+
+import "math"
+
+// Metrics are a model's prequential (test-then-train) metrics: each example
+// is scored by the model as it was before learning from it.
+type Metrics struct {
+	// N is the number of examples scored.
+	N uint64
+	// Accuracy and LogLoss are cumulative, for Binary models.
+	Accuracy, LogLoss float64
+	// MAE and RMSE are cumulative, for Regression models.
+	MAE, RMSE float64
+	// Rolling is over the last RollingWindow examples: accuracy for Binary,
+	// MAE for Regression.
+	Rolling float64
+}
+
+// prequential accumulates the metrics of one model.
+type prequential struct {
+	task    Task
+	n       uint64
+	correct uint64
+	logLoss float64 // sum
+	absErr  float64 // sum
+	sqErr   float64 // sum
+	// window holds the last len(window) per-example errors (0/1 loss or
+	// absolute error) as a ring; windowSum is their running sum.
+	window    []float64
+	next      int
+	filled    int
+	windowSum float64
+}
+
+func newPrequential(task Task, window int) prequential {
+	return prequential{task: task, window: make([]float64, window)}
+}
+
+// update scores a prediction p (a probability for Binary, a value for
+// Regression) of label y.
+func (e *prequential) update(y, p float64) {
+	e.n++
+	var loss float64
+	if e.task == Binary {
+		if (p > 0.5) == (y == 1) {
+			e.correct++
+		} else {
+			loss = 1
+		}
+		q := min(max(p, 1e-15), 1-1e-15)
+		if y == 1 {
+			e.logLoss -= math.Log(q)
+		} else {
+			e.logLoss -= math.Log(1 - q)
+		}
+	} else {
+		loss = math.Abs(y - p)
+		e.absErr += loss
+		e.sqErr += (y - p) * (y - p)
+	}
+	if len(e.window) == 0 {
+		return
+	}
+	if e.filled == len(e.window) {
+		e.windowSum -= e.window[e.next]
+	} else {
+		e.filled++
+	}
+	e.window[e.next] = loss
+	e.windowSum += loss
+	e.next = (e.next + 1) % len(e.window)
+}
+
+func (e *prequential) metrics() Metrics {
+	m := Metrics{N: e.n}
+	if e.n == 0 {
+		return m
+	}
+	n := float64(e.n)
+	var rollingErr float64
+	if e.filled > 0 {
+		rollingErr = e.windowSum / float64(e.filled)
+	}
+	if e.task == Binary {
+		m.Accuracy = float64(e.correct) / n
+		m.LogLoss = e.logLoss / n
+		m.Rolling = 1 - rollingErr
+	} else {
+		m.MAE = e.absErr / n
+		m.RMSE = math.Sqrt(e.sqErr / n)
+		m.Rolling = rollingErr
+	}
+	return m
+}

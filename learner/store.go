@@ -1,0 +1,144 @@
+package learner
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store is eddy's state on disk: one Pebble database holding every model's
+// state, every partition's next offset and every retained snapshot. It is
+// safe for concurrent use.
+//
+// Keys:
+//
+//	model/<name>                              model state
+//	offset/<topic>/<partition u32 BE>          next offset to consume, u64 BE
+//	snapshot/<name>/<version u64 BE>           snapshot
+type Store struct {
+	db  *pebble.DB
+	dir string
+}
+
+// OpenStore opens (creating if needed) the store in dir.
+func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.With("component", "pebble")}})
+	if err != nil {
+		return nil, fmt.Errorf("learner: open store in %s: %w", dir, err)
+	}
+	return &Store{db: db, dir: dir}, nil
+}
+
+// Dir returns the directory the store lives in.
+func (s *Store) Dir() string { return s.dir }
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("learner: close store: %w", err)
+	}
+	return nil
+}
+
+func modelKey(name string) []byte { return []byte("model/" + name) }
+
+func offsetKey(topic string, partition int) []byte {
+	return binary.BigEndian.AppendUint32([]byte("offset/"+topic+"/"), uint32(partition))
+}
+
+func snapshotPrefix(name string) []byte { return []byte("snapshot/" + name + "/") }
+
+func snapshotKey(name string, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(snapshotPrefix(name), version)
+}
+
+// get returns a copy of the value of key, or ok false if it is absent.
+func (s *Store) get(key []byte) (value []byte, ok bool, err error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("learner: read %q: %w", key, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// TopicPartition names one partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int
+}
+
+// Offsets returns every stored next offset.
+func (s *Store) Offsets() (map[TopicPartition]int64, error) {
+	out := make(map[TopicPartition]int64)
+	err := s.scan([]byte("offset/"), func(key, value []byte) error {
+		rest := key[len("offset/"):]
+		if len(rest) < 5 || rest[len(rest)-5] != '/' || len(value) != 8 {
+			return fmt.Errorf("%w: offset key %q", ErrCorrupt, key)
+		}
+		tp := TopicPartition{Topic: string(rest[:len(rest)-5]), Partition: int(binary.BigEndian.Uint32(rest[len(rest)-4:]))}
+		out[tp] = int64(binary.BigEndian.Uint64(value))
+		return nil
+	})
+	return out, err
+}
+
+// SnapshotVersions returns the stored snapshot versions of a model, oldest
+// first.
+func (s *Store) SnapshotVersions(model string) ([]uint64, error) {
+	var versions []uint64
+	prefix := snapshotPrefix(model)
+	err := s.scan(prefix, func(key, _ []byte) error {
+		if len(key) != len(prefix)+8 {
+			return fmt.Errorf("%w: snapshot key %q", ErrCorrupt, key)
+		}
+		versions = append(versions, binary.BigEndian.Uint64(key[len(prefix):]))
+		return nil
+	})
+	sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
+	return versions, err
+}
+
+func (s *Store) scan(prefix []byte, fn func(key, value []byte) error) error {
+	upper := append(append([]byte(nil), prefix[:len(prefix)-1]...), prefix[len(prefix)-1]+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("learner: scan %q: %w", prefix, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("learner: scan %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's log lines to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble on unrecoverable corruption; Pebble's contract
+// is that it does not return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "fatal", true)
+	panic("pebble: " + msg)
+}

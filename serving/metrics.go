@@ -1,0 +1,34 @@
+package serving
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// serverMetrics are the Prometheus metrics of a Server. The model label only
+// takes configured names or "unknown".
+type serverMetrics struct {
+	latency  *prometheus.HistogramVec
+	requests *prometheus.CounterVec
+	version  *prometheus.GaugeVec
+}
+
+func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics {
+	m := &serverMetrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "eddy_predict_duration_seconds",
+			Help:    "Time to answer a Predict RPC, by model.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
+		}, []string{"model"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_predict_requests_total",
+			Help: "Predict RPCs answered, by model and gRPC status code.",
+		}, []string{"model", "code"}),
+		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_served_model_version",
+			Help: "Version of the snapshot that answers predictions, by model (0: none yet).",
+		}, []string{"model"}),
+	}
+	for _, name := range models {
+		m.version.WithLabelValues(name).Set(0)
+	}
+	reg.MustRegister(m.latency, m.requests, m.version)
+	return m
+}

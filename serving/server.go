@@ -1,0 +1,262 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eddyhq/eddy/features"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+// Snapshot is an immutable model that can answer predictions.
+type Snapshot interface {
+	// Model returns the model's name.
+	Model() string
+	// Version returns the snapshot's version.
+	Version() uint64
+	// IsBinary reports whether Score is a probability of label 1 (else a
+	// regression value).
+	IsBinary() bool
+	// Score predicts from raw fields. It must be safe for concurrent use.
+	Score(fields []features.Field) float64
+}
+
+// Config configures a Server. The zero value means the documented defaults.
+type Config struct {
+	// MaxFeatures bounds the features of one request. The default is 1024.
+	MaxFeatures int
+	// MaxRequestBytes bounds a request message. The default is 1 MiB.
+	MaxRequestBytes int
+	// ShutdownGrace is how long Serve waits for in-flight requests when
+	// stopping before it cuts them off. The default is 5s.
+	ShutdownGrace time.Duration
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.MaxFeatures == 0 {
+		c.MaxFeatures = 1024
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = 1 << 20
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+}
+
+// ErrUnknownModel is returned by Publish for a model the Server was not
+// created with.
+var ErrUnknownModel = errors.New("serving: unknown model")
+
+// Server serves predictions from published snapshots. Create it with New.
+type Server struct {
+	eddyv1.UnimplementedInferenceServer
+	cfg     Config
+	models  map[string]*slot // fixed at New; only the pointers change
+	names   string           // for error messages
+	metrics *serverMetrics
+	log     *slog.Logger
+	health  *health.Server
+	fields  sync.Pool // *[]features.Field scratch per request
+}
+
+type slot struct {
+	current atomic.Pointer[published]
+}
+
+// published wraps a Snapshot so it can live in an atomic.Pointer.
+type published struct{ snap Snapshot }
+
+// New returns a Server for the named models, none of which has a snapshot
+// yet. Metrics are registered with reg.
+func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logger) *Server {
+	cfg.EnsureDefaults()
+	s := &Server{
+		cfg:     cfg,
+		models:  make(map[string]*slot, len(models)),
+		metrics: newServerMetrics(reg, models),
+		log:     log.With("component", "serving"),
+		health:  health.NewServer(),
+	}
+	sorted := append([]string(nil), models...)
+	sort.Strings(sorted)
+	s.names = strings.Join(sorted, ", ")
+	for _, m := range models {
+		s.models[m] = &slot{}
+	}
+	s.fields.New = func() any { b := make([]features.Field, 0, 16); return &b }
+	return s
+}
+
+// Publish makes snap the snapshot that answers for its model.
+func (s *Server) Publish(snap Snapshot) error {
+	sl, ok := s.models[snap.Model()]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownModel, snap.Model())
+	}
+	sl.current.Store(&published{snap: snap})
+	s.metrics.version.WithLabelValues(snap.Model()).Set(float64(snap.Version()))
+	return nil
+}
+
+// Current returns the snapshot that answers for model, or nil.
+func (s *Server) Current(model string) Snapshot {
+	sl, ok := s.models[model]
+	if !ok {
+		return nil
+	}
+	if p := sl.current.Load(); p != nil {
+		return p.snap
+	}
+	return nil
+}
+
+// Serve accepts gRPC connections on lis until ctx is done, then stops
+// gracefully, cutting off requests still running after ShutdownGrace.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		grpc.UnaryInterceptor(s.observe),
+	)
+	eddyv1.RegisterInferenceServer(gs, s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(eddyv1.Inference_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.log.Info("gRPC listening", "addr", lis.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("graceful stop timed out; closing connections", "grace", s.cfg.ShutdownGrace)
+		gs.Stop()
+	}
+	<-errc
+	return nil
+}
+
+// Predict implements eddyv1.InferenceServer.
+func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddyv1.PredictResponse, error) {
+	if req.GetModel() == "" {
+		return nil, status.Error(codes.InvalidArgument, "model is required")
+	}
+	sl, ok := s.models[req.GetModel()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "unknown model %q (serving: %s)", req.GetModel(), s.names)
+	}
+	p := sl.current.Load()
+	if p == nil {
+		return nil, status.Errorf(codes.Unavailable, "model %q has no promoted snapshot yet: it is published once it has learned from its first examples", req.GetModel())
+	}
+	buf := s.fields.Get().(*[]features.Field)
+	defer s.fields.Put(buf)
+	fields, err := s.toFields(req.GetFeatures(), (*buf)[:0])
+	*buf = fields[:0]
+	if err != nil {
+		return nil, err
+	}
+	score := p.snap.Score(fields)
+	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version()}
+	if p.snap.IsBinary() {
+		label := int32(0)
+		if score > 0.5 {
+			label = 1
+		}
+		resp.Task, resp.Probability, resp.PredictedLabel = "binary", &score, &label
+	} else {
+		resp.Task, resp.Value = "regression", &score
+	}
+	return resp, nil
+}
+
+// toFields validates raw request features and converts them without copying
+// names or strings: the snapshot only reads them during Score.
+func (s *Server) toFields(raw map[string]*structpb.Value, dst []features.Field) ([]features.Field, error) {
+	if len(raw) > s.cfg.MaxFeatures {
+		return dst, status.Errorf(codes.InvalidArgument, "%d features exceed the limit of %d", len(raw), s.cfg.MaxFeatures)
+	}
+	for name, v := range raw {
+		if name == "" {
+			return dst, status.Error(codes.InvalidArgument, "a feature has an empty name")
+		}
+		f := features.Field{Name: bytesOf(name)}
+		switch k := v.GetKind().(type) {
+		case *structpb.Value_NumberValue:
+			if math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0) {
+				return dst, status.Errorf(codes.InvalidArgument, "feature %q is not a finite number", name)
+			}
+			f.Kind, f.Num = features.Number, k.NumberValue
+		case *structpb.Value_StringValue:
+			f.Kind, f.Str = features.String, bytesOf(k.StringValue)
+		case *structpb.Value_BoolValue:
+			f.Kind = features.Bool
+			if k.BoolValue {
+				f.Num = 1
+			}
+		default:
+			return dst, status.Errorf(codes.InvalidArgument, "feature %q has unsupported type %s (want number, string or bool)", name, kindName(v))
+		}
+		dst = append(dst, f)
+	}
+	return dst, nil
+}
+
+func kindName(v *structpb.Value) string {
+	switch v.GetKind().(type) {
+	case *structpb.Value_NullValue:
+		return "null"
+	case *structpb.Value_ListValue:
+		return "list"
+	case *structpb.Value_StructValue:
+		return "object"
+	}
+	return "empty"
+}
+
+// bytesOf views s as bytes without copying; the result must not be written.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// observe records the latency and outcome of every RPC.
+func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	if pr, ok := req.(*eddyv1.PredictRequest); ok {
+		model := pr.GetModel()
+		if _, known := s.models[model]; !known {
+			model = "unknown" // keep label values bounded
+		}
+		s.metrics.latency.WithLabelValues(model).Observe(time.Since(start).Seconds())
+		s.metrics.requests.WithLabelValues(model, status.Code(err).String()).Inc()
+	}
+	return resp, err
+}

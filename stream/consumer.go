@@ -1,0 +1,427 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+)
+
+// Offset is the next offset to consume from one partition.
+type Offset struct {
+	Topic     string
+	Partition int
+	Next      int64
+}
+
+// Handler receives the events of a Consumer. All methods are called from one
+// goroutine.
+type Handler interface {
+	// NextOffsets returns the stored next offset of each partition of topic
+	// the handler has state for.
+	NextOffsets(topic string) map[int]int64
+	// Handle processes one valid event from topic. ev and its slices are
+	// valid only during the call. An error that implements Rejection
+	// dead-letters the event; any other error stops the Consumer.
+	Handle(topic string, ev *Event) error
+	// Checkpoint durably stores the handler's state together with offsets,
+	// which reflect exactly the events handled so far. An error stops the
+	// Consumer.
+	Checkpoint(offsets []Offset) error
+}
+
+// Rejection is implemented by Handler errors that reject one event: the
+// event goes to the dead-letter topic with RejectReason as its reason code.
+type Rejection interface {
+	error
+	RejectReason() string
+}
+
+// ConsumerConfig configures a Consumer. The zero value of every field but
+// Brokers and Topics means its documented default.
+type ConsumerConfig struct {
+	// Brokers are the bootstrap addresses. Required.
+	Brokers []string
+	// Topics are consumed as one consumer group. Required.
+	Topics []string
+	// GroupID is the consumer group. The default is "eddy".
+	GroupID string
+	// DeadLetterSuffix is appended to a topic's name to name its dead-letter
+	// topic. The default is ".dlq".
+	DeadLetterSuffix string
+	// CheckpointEvery checkpoints after this many events. The default is 1000.
+	CheckpointEvery int
+	// CheckpointInterval checkpoints at least this often while events flow.
+	// The default is 1s.
+	CheckpointInterval time.Duration
+	// SessionTimeout is the group session timeout: how long a crashed member
+	// keeps its partitions. The default is 10s (kfake's minimum is 6s).
+	SessionTimeout time.Duration
+	// MaxWait bounds how long a fetch waits for new data. The default is
+	// 250ms.
+	MaxWait time.Duration
+	// Decoder configures event decoding.
+	Decoder DecoderConfig
+}
+
+// Consumer defaults.
+const (
+	DefaultGroupID            = "eddy"
+	DefaultDeadLetterSuffix   = ".dlq"
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = time.Second
+	DefaultSessionTimeout     = 10 * time.Second
+	DefaultMaxWait            = 250 * time.Millisecond
+)
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *ConsumerConfig) EnsureDefaults() {
+	if c.GroupID == "" {
+		c.GroupID = DefaultGroupID
+	}
+	if c.DeadLetterSuffix == "" {
+		c.DeadLetterSuffix = DefaultDeadLetterSuffix
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c *ConsumerConfig) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("stream: no brokers")
+	case len(c.Topics) == 0:
+		return errors.New("stream: no topics")
+	case c.CheckpointEvery < 0 || c.CheckpointInterval < 0 || c.SessionTimeout < 0 || c.MaxWait < 0:
+		return errors.New("stream: checkpoint and timeout settings must not be negative")
+	}
+	return nil
+}
+
+// Stats is a snapshot of a Consumer's counters since it was created.
+type Stats struct {
+	Consumed     uint64 // messages handled or dead-lettered
+	DeadLettered uint64
+	Checkpoints  uint64
+}
+
+// Consumer consumes topics as a group member and feeds a Handler. Create it
+// with NewConsumer; run it with Run.
+type Consumer struct {
+	cfg     ConsumerConfig
+	handler Handler
+	log     *slog.Logger
+	metrics *consumerMetrics
+	decoder *Decoder
+	dlq     *kafka.Writer
+
+	consumed, deadLettered, checkpoints atomic.Uint64
+}
+
+// NewConsumer returns a Consumer for cfg that feeds handler and registers its
+// metrics with reg.
+func NewConsumer(cfg ConsumerConfig, handler Handler, reg prometheus.Registerer, log *slog.Logger) (*Consumer, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		cfg:     cfg,
+		handler: handler,
+		log:     log.With("component", "consumer", "group", cfg.GroupID),
+		metrics: newConsumerMetrics(reg),
+		decoder: NewDecoder(cfg.Decoder),
+		dlq: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			RequiredAcks: kafka.RequireAll,
+			Balancer:     &kafka.Hash{},
+			BatchTimeout: time.Millisecond,
+			Transport:    &kafka.Transport{},
+		},
+	}, nil
+}
+
+// Stats returns the Consumer's counters. Safe for concurrent use.
+func (c *Consumer) Stats() Stats {
+	return Stats{Consumed: c.consumed.Load(), DeadLettered: c.deadLettered.Load(), Checkpoints: c.checkpoints.Load()}
+}
+
+// Run joins the group and processes events until ctx is done or a Handler
+// error stops it. It writes a final checkpoint before returning; it returns
+// nil when stopped by ctx.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.dlq.Close()
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:               c.cfg.GroupID,
+		Brokers:          c.cfg.Brokers,
+		Topics:           c.cfg.Topics,
+		SessionTimeout:   c.cfg.SessionTimeout,
+		RebalanceTimeout: c.cfg.SessionTimeout,
+		JoinGroupBackoff: time.Second,
+		StartOffset:      kafka.FirstOffset,
+		ErrorLogger:      kafka.LoggerFunc(c.kafkaError),
+	})
+	if err != nil {
+		return fmt.Errorf("stream: consumer group: %w", err)
+	}
+	defer group.Close()
+	c.log.Info("joining consumer group", "topics", c.cfg.Topics, "brokers", c.cfg.Brokers)
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			c.log.Warn("consumer group join failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if err := c.runGeneration(ctx, gen); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// kafkaError logs kafka-go's internal errors at debug level: the consumer
+// group reports expected errors (rebalances in progress) through it.
+func (c *Consumer) kafkaError(msg string, args ...any) {
+	c.log.Debug("kafka-go", "msg", fmt.Sprintf(msg, args...))
+}
+
+// generation is the processing state of one group generation.
+type generation struct {
+	gen     *kafka.Generation
+	next    map[partitionKey]int64
+	lag     map[partitionKey]prometheus.Gauge
+	pending int
+	dlq     []kafka.Message
+	lastCP  time.Time
+}
+
+type partitionKey struct {
+	topic     string
+	partition int
+}
+
+func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) error {
+	g := &generation{gen: gen, next: make(map[partitionKey]int64), lag: make(map[partitionKey]prometheus.Gauge), lastCP: time.Now()}
+	msgs := make(chan kafka.Message, 4096)
+	assigned := 0
+	for topic, assignments := range gen.Assignments {
+		stored := c.handler.NextOffsets(topic)
+		for _, a := range assignments {
+			start, source := c.startOffset(stored, a)
+			key := partitionKey{topic, a.ID}
+			g.lag[key] = c.metrics.lag.WithLabelValues(topic, strconv.Itoa(a.ID))
+			c.log.Info("partition assigned", "topic", topic, "partition", a.ID, "offset", start, "from", source, "generation", gen.ID)
+			gen.Start(func(gctx context.Context) { c.fetch(gctx, topic, a.ID, start, msgs) })
+			assigned++
+		}
+	}
+	c.metrics.assigned.Set(float64(assigned))
+	c.metrics.rebalances.Inc()
+	genDone := make(chan struct{})
+	gen.Start(func(gctx context.Context) { <-gctx.Done(); close(genDone) })
+
+	ticker := time.NewTicker(c.cfg.CheckpointInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case m := <-msgs:
+			if err := c.process(g, &m); err != nil {
+				return err
+			}
+			if g.pending >= c.cfg.CheckpointEvery {
+				if err := c.checkpoint(ctx, g); err != nil {
+					return err
+				}
+			}
+		case <-ticker.C:
+			if g.pending > 0 {
+				if err := c.checkpoint(ctx, g); err != nil {
+					return err
+				}
+			}
+		case <-genDone:
+			c.log.Info("generation ended; rebalancing", "generation", gen.ID)
+			return c.checkpoint(ctx, g)
+		case <-ctx.Done():
+			// Fetched but unprocessed messages are simply dropped: their
+			// offsets were never recorded, so they are fetched again.
+			return c.checkpoint(ctx, g)
+		}
+	}
+}
+
+// startOffset picks where a partition resumes: the handler's stored offset
+// (exact), else the group's committed offset (advisory), else the earliest.
+func (c *Consumer) startOffset(stored map[int]int64, a kafka.PartitionAssignment) (int64, string) {
+	if next, ok := stored[a.ID]; ok {
+		return next, "store"
+	}
+	if a.Offset >= 0 {
+		return a.Offset, "committed"
+	}
+	return kafka.FirstOffset, "earliest"
+}
+
+func (c *Consumer) fetch(ctx context.Context, topic string, partition int, start int64, out chan<- kafka.Message) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   c.cfg.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   c.cfg.MaxWait,
+		// Reconnects after broker errors; kafka-go retries internally.
+		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		c.log.Error("cannot seek partition", "topic", topic, "partition", partition, "offset", start, "err", err)
+		return
+	}
+	failing := false
+	for {
+		m, err := r.FetchMessage(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if !failing {
+				c.log.Warn("fetch failing; retrying", "topic", topic, "partition", partition, "err", err)
+				failing = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if failing {
+			c.log.Info("fetch recovered", "topic", topic, "partition", partition)
+			failing = false
+		}
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// process decodes and handles one message and records its offset.
+func (c *Consumer) process(g *generation, m *kafka.Message) error {
+	key := partitionKey{m.Topic, m.Partition}
+	if next, ok := g.next[key]; ok && m.Offset < next {
+		return nil // already handled: a fetcher restarted behind us
+	}
+	c.consumed.Add(1)
+	c.metrics.consumed.WithLabelValues(m.Topic).Inc()
+	if gauge := g.lag[key]; gauge != nil && m.HighWaterMark > 0 {
+		gauge.Set(float64(m.HighWaterMark - m.Offset - 1))
+	}
+	var ev Event
+	if err := c.decoder.Decode(m.Value, &ev); err != nil {
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			return err
+		}
+		c.deadLetter(g, m, string(de.Reason), de.Detail)
+	} else {
+		if ev.Key == nil {
+			ev.Key = m.Key
+		}
+		if !ev.HasTime {
+			ev.Time, ev.HasTime = m.Time, true
+		}
+		if err := c.handler.Handle(m.Topic, &ev); err != nil {
+			var rej Rejection
+			if !errors.As(err, &rej) {
+				return err
+			}
+			c.deadLetter(g, m, rej.RejectReason(), rej.Error())
+		}
+	}
+	g.next[key] = m.Offset + 1
+	g.pending++
+	return nil
+}
+
+func (c *Consumer) deadLetter(g *generation, m *kafka.Message, reason, detail string) {
+	c.deadLettered.Add(1)
+	c.metrics.deadLettered.WithLabelValues(m.Topic, reason).Inc()
+	g.dlq = append(g.dlq, kafka.Message{
+		Topic: m.Topic + c.cfg.DeadLetterSuffix,
+		Key:   m.Key,
+		Value: m.Value,
+		Headers: []kafka.Header{
+			{Key: "eddy-reason", Value: []byte(reason)},
+			{Key: "eddy-detail", Value: []byte(detail)},
+			{Key: "eddy-source-topic", Value: []byte(m.Topic)},
+			{Key: "eddy-source-partition", Value: []byte(strconv.Itoa(m.Partition))},
+			{Key: "eddy-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		},
+	})
+}
+
+// checkpoint flushes dead letters, then has the handler store its state with
+// the next offsets, then commits those offsets to Kafka (advisory).
+func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
+	if g.pending == 0 && len(g.dlq) == 0 {
+		return nil
+	}
+	// Shutdown cancels ctx, but the final checkpoint must still complete.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if len(g.dlq) > 0 {
+		if err := c.dlq.WriteMessages(wctx, g.dlq...); err != nil {
+			return fmt.Errorf("stream: write %d dead letters: %w", len(g.dlq), err)
+		}
+		g.dlq = g.dlq[:0]
+	}
+	offsets := make([]Offset, 0, len(g.next))
+	commit := make(map[string]map[int]int64)
+	for key, next := range g.next {
+		offsets = append(offsets, Offset{Topic: key.topic, Partition: key.partition, Next: next})
+		if commit[key.topic] == nil {
+			commit[key.topic] = make(map[int]int64)
+		}
+		commit[key.topic][key.partition] = next
+	}
+	if err := c.handler.Checkpoint(offsets); err != nil {
+		return err
+	}
+	c.checkpoints.Add(1)
+	g.pending = 0
+	g.lastCP = time.Now()
+	if err := g.gen.CommitOffsets(commit); err != nil {
+		c.log.Debug("advisory offset commit failed", "err", err)
+	}
+	return nil
+}

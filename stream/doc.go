@@ -1,0 +1,28 @@
+// Package stream moves events from Kafka into eddy: it consumes topics with a
+// kafka-go consumer group, decodes each message as a JSON event (see Event
+// and Decoder for the contract), routes invalid events to a dead-letter topic
+// with the reason, and tracks the next offset of every partition it owns.
+//
+// stream knows nothing about models. It calls a Handler, defined here, from a
+// single goroutine: Handle for every valid event and Checkpoint with the next
+// offsets that exactly reflect the events handled so far. The Handler stores
+// those offsets with its state; on assignment the Consumer resumes each
+// partition from Handler.NextOffsets, falling back to the group's committed
+// offset and then to the earliest offset. Offsets committed to Kafka are
+// advisory (for lag monitoring); the Handler's store is the source of truth.
+//
+// Dead-lettered events are written to "<topic>.dlq" (configurable suffix)
+// with headers eddy-reason (a bounded code), eddy-detail (a message),
+// eddy-source-topic, eddy-source-partition and eddy-source-offset. They are
+// flushed, acknowledged by all in-sync replicas, before each checkpoint, so a
+// bad event is never lost (after a crash it may be dead-lettered twice).
+//
+// The package also runs an embedded Kafka-protocol broker (kfake) for
+// development and tests, and creates topics.
+//
+// # Concurrency
+//
+// A Consumer runs one fetch goroutine per assigned partition and one
+// processing goroutine that owns the Decoder and calls the Handler; the
+// Handler therefore needs no locks. Stats may be called from any goroutine.
+package stream

@@ -1,0 +1,40 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// consumerMetrics are the Prometheus metrics of a Consumer. Labels are topic
+// names, partition numbers and bounded reason codes only.
+type consumerMetrics struct {
+	consumed     *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	lag          *prometheus.GaugeVec
+	assigned     prometheus.Gauge
+	rebalances   prometheus.Counter
+}
+
+func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
+	m := &consumerMetrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_events_consumed_total",
+			Help: "Kafka messages consumed (valid or not), by topic.",
+		}, []string{"topic"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_events_dead_lettered_total",
+			Help: "Events sent to the dead-letter topic, by source topic and reason.",
+		}, []string{"topic", "reason"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_consumer_lag",
+			Help: "Messages between the last one processed and the partition's high watermark.",
+		}, []string{"topic", "partition"}),
+		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_consumer_partitions_assigned",
+			Help: "Partitions this instance owns in the current group generation.",
+		}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_consumer_generations_total",
+			Help: "Consumer group generations joined (1 at start, +1 per rebalance).",
+		}),
+	}
+	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances)
+	return m
+}
