@@ -34,6 +34,7 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	promoted time.Time
+	dirty    bool // some model changed since the last checkpoint
 	buf      []byte
 }
 
@@ -162,6 +163,7 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 			continue
 		}
 		h.learned.Inc()
+		e.dirty = true
 	}
 	return first
 }
@@ -170,14 +172,19 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 // and the given next offsets (which must reflect exactly the events processed
 // so far). If the promotion policy says so, it also creates a snapshot of
 // each model that learned since its last one, and publishes it once durable.
-// An error means the stored state is the previous checkpoint; the Engine's
+// When nothing changed and no promotion is due, it writes nothing, so
+// callers may call it on every tick. An error means the stored state is the
+// previous checkpoint; the Engine's
 // in-memory state is ahead of it, so the caller must stop and restart from
 // the store.
 func (e *Engine) Checkpoint(offsets []Offset) error {
 	start := e.now()
+	promote := e.promotionDue(start)
+	if !e.dirty && !e.offsetsChanged(offsets) && !(promote && e.unsnapped()) {
+		return nil // nothing to write: idle ticks cost nothing
+	}
 	batch := e.store.db.NewBatch()
 	defer batch.Close()
-	promote := e.promotionDue(start)
 	var snaps []*Snapshot
 	for _, m := range e.models {
 		if promote && m.learned > e.snapped[m] {
@@ -203,6 +210,7 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 	for _, o := range offsets {
 		e.offsets[o.TopicPartition] = o.Next
 	}
+	e.dirty = false
 	if promote {
 		e.promoted = start
 	}
@@ -216,6 +224,25 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 	}
 	e.metrics.checkpoint.Observe(e.now().Sub(start).Seconds())
 	return nil
+}
+
+func (e *Engine) offsetsChanged(offsets []Offset) bool {
+	for _, o := range offsets {
+		if next, ok := e.offsets[o.TopicPartition]; !ok || next != o.Next {
+			return true
+		}
+	}
+	return false
+}
+
+// unsnapped reports whether some model learned since its newest snapshot.
+func (e *Engine) unsnapped() bool {
+	for _, m := range e.models {
+		if m.learned > e.snapped[m] {
+			return true
+		}
+	}
+	return false
 }
 
 // promotionDue is the v0 policy: periodically, and right away for a model

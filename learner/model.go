@@ -203,3 +203,9 @@ func gradient(task Task, y, raw float64) float64 {
 // RejectReason returns the bounded reason code (it lets the consumer
 // dead-letter the example without knowing this package).
 func (e *RejectError) RejectReason() string { return e.Reason }
+
+// Weights returns a copy of the weights, indexed like features.Vector, and
+// the intercept. For inspection and tests; not for the hot path.
+func (m *Model) Weights() ([]float64, float64) {
+	return append([]float64(nil), m.w...), m.intercept
+}

@@ -261,10 +261,10 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 				}
 			}
 		case <-ticker.C:
-			if g.pending > 0 {
-				if err := c.checkpoint(ctx, g); err != nil {
-					return err
-				}
+			// Also when idle: the handler may have time-based work (snapshot
+			// promotion) and skips the write when nothing changed.
+			if err := c.checkpoint(ctx, g); err != nil {
+				return err
 			}
 		case <-genDone:
 			c.log.Info("generation ended; rebalancing", "generation", gen.ID)
@@ -393,9 +393,6 @@ func (c *Consumer) deadLetter(g *generation, m *kafka.Message, reason, detail st
 // checkpoint flushes dead letters, then has the handler store its state with
 // the next offsets, then commits those offsets to Kafka (advisory).
 func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
-	if g.pending == 0 && len(g.dlq) == 0 {
-		return nil
-	}
 	// Shutdown cancels ctx, but the final checkpoint must still complete.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -416,6 +413,9 @@ func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
 	}
 	if err := c.handler.Checkpoint(offsets); err != nil {
 		return err
+	}
+	if g.pending == 0 {
+		return nil // idle tick: no advisory commit needed
 	}
 	c.checkpoints.Add(1)
 	g.pending = 0

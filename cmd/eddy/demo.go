@@ -113,7 +113,8 @@ func demoSummary(svc *service, model string, rate float64, consumed, dead uint64
 		time.Now().Format("15:04:05"), rate, consumed, learned, dead, 100*acc, learner.DefaultRollingWindow, 100*rolling, model, version)
 }
 
-// gaugeValue returns the value of the gauge name with exactly labels, or 0.
+// gaugeValue returns the value of the gauge (or counter) name with exactly
+// labels, or 0.
 func gaugeValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	families, err := g.Gather()
 	if err != nil {
@@ -201,4 +202,9 @@ func (p *pacer) wait(ctx context.Context, n int) bool {
 	case <-time.After(time.Until(due)):
 		return true
 	}
+}
+
+// counterValue is gaugeValue for counters.
+func counterValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	return gaugeValue(g, name, labels)
 }
