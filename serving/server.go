@@ -1,12 +1,14 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +64,14 @@ func (c *Config) EnsureDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 5 * time.Second
 	}
+}
+
+// Validate reports the first invalid setting.
+func (c *Config) Validate() error {
+	if c.MaxFeatures < 0 || c.MaxRequestBytes < 0 || c.ShutdownGrace < 0 {
+		return errors.New("serving: limits and grace period must not be negative")
+	}
+	return nil
 }
 
 // ErrUnknownModel is returned by Publish for a model the Server was not
@@ -149,6 +159,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { errc <- gs.Serve(lis) }()
 	select {
 	case err := <-errc:
+		s.health.Shutdown()
+		gs.Stop()
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
@@ -179,12 +191,18 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 		return nil, status.Errorf(codes.Unavailable, "model %q has no promoted snapshot yet: it is published once it has learned from its first examples", req.GetModel())
 	}
 	buf := s.fields.Get().(*[]features.Field)
-	defer s.fields.Put(buf)
+	defer s.fields.Put(buf) // runs after the deferred clear below
 	fields, err := s.toFields(req.GetFeatures(), (*buf)[:0])
-	*buf = fields[:0]
+	defer func() {
+		clear(fields) // do not keep this request's strings alive in the pool
+		*buf = fields[:0]
+	}()
 	if err != nil {
 		return nil, err
 	}
+	// Map order is random; a fixed order makes the float sum, and so the
+	// score, identical for identical requests.
+	slices.SortFunc(fields, func(a, b features.Field) int { return bytes.Compare(a.Name, b.Name) })
 	score := p.snap.Score(fields)
 	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version()}
 	if p.snap.IsBinary() {

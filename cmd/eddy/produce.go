@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/eddyhq/eddy/stream"
 )
 
 const produceUsage = `produce --file FILE [flags]
@@ -32,12 +34,13 @@ progress bar on stderr.
   JSON lines (.jsonl, .ndjson, or --format jsonl): each non-empty line must
   already be an event in eddy's format; it is sent unchanged.
 
-A malformed line stops the command with an error naming the line.
+The topic is created (with --partitions) if it does not exist. A malformed
+line stops the command with an error naming the line.
 `
 
 type produceOptions struct {
 	file, format, target, key, topic, brokers, idPrefix string
-	rate                                                int
+	rate, partitions                                    int
 }
 
 func runProduce(ctx context.Context, env *environment, args []string) error {
@@ -51,6 +54,7 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
 	fs.StringVar(&o.idPrefix, "id-prefix", "", "prefix of CSV event ids (default: the file name without extension)")
 	fs.IntVar(&o.rate, "rate", 0, "events per second (0: as fast as possible)")
+	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic if produce has to create it")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -107,8 +111,12 @@ func produceFile(ctx context.Context, o produceOptions, progressOut io.Writer) (
 	if err != nil {
 		return 0, err
 	}
+	brokers := strings.Split(o.brokers, ",")
+	if err := stream.EnsureTopics(ctx, brokers, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
+		return 0, fmt.Errorf("produce: %w", err)
+	}
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(strings.Split(o.brokers, ",")...),
+		Addr:         kafka.TCP(brokers...),
 		Topic:        o.topic,
 		RequiredAcks: kafka.RequireAll,
 		Balancer:     &kafka.Hash{},

@@ -85,7 +85,7 @@ func newFlagSet(env *environment, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(env.stdout, "Usage: eddy %s\n\n%s\nFlags:\n", name, usage)
+		fmt.Fprintf(env.stdout, "Usage: eddy %s\nFlags (-flag and --flag both work):\n", usage)
 		fs.SetOutput(env.stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(env.stderr)
