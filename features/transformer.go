@@ -55,6 +55,7 @@ const (
 	DefaultHashBits   = 18
 	DefaultMaxNumeric = 1024
 	maxHashBits       = 24
+	maxMaxNumeric     = 1 << 20
 )
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -80,8 +81,8 @@ func (c *Config) Validate() error {
 	if c.HashBits < 0 || c.HashBits > maxHashBits {
 		return fmt.Errorf("features: hash_bits %d out of range [1, %d]", c.HashBits, maxHashBits)
 	}
-	if c.MaxNumeric < 0 {
-		return fmt.Errorf("features: max_numeric_features %d is negative", c.MaxNumeric)
+	if c.MaxNumeric < 0 || c.MaxNumeric > maxMaxNumeric {
+		return fmt.Errorf("features: max_numeric_features %d out of range [1, %d]", c.MaxNumeric, maxMaxNumeric)
 	}
 	return nil
 }
@@ -100,6 +101,9 @@ type Transformer struct {
 	count  []float64      // per slot: examples seen
 	mean   []float64      // per slot: running mean
 	vars   []float64      // per slot: running population variance
+
+	undo      []undoEntry // what the last Update changed, for Rollback
+	undoSlots int         // slot count before the last Update
 }
 
 // New returns an empty Transformer for cfg, which must be valid.
@@ -127,6 +131,14 @@ func (t *Transformer) NumericSlots() int { return len(t.names) }
 // must not modify the result.
 func (t *Transformer) NumericNames() []string { return t.names }
 
+// MaxAbs is the largest magnitude a numeric feature may have. Larger values
+// are refused: squaring them in the variance would overflow, and no real
+// measurement needs them.
+const MaxAbs = 1e150
+
+// ErrOutOfRange is returned by Update for a value beyond ±MaxAbs.
+var ErrOutOfRange = errors.New("features: value out of range")
+
 // ErrNonFinite is returned by Update when learning a value would make the
 // scaler statistics NaN or Inf (for example a value near the float64 limit).
 var ErrNonFinite = errors.New("features: value would make scaler state non-finite")
@@ -140,6 +152,8 @@ func (t *Transformer) Update(fields []Field) error {
 	if err := t.check(fields); err != nil {
 		return err
 	}
+	t.undo = t.undo[:0]
+	t.undoSlots = len(t.names)
 	for i := range fields {
 		f := &fields[i]
 		if f.Kind == String || t.ignored(f.Name) {
@@ -149,9 +163,32 @@ func (t *Transformer) Update(fields []Field) error {
 		if !ok {
 			slot, _ = t.addSlot(string(f.Name)) // check made room
 		}
+		t.undo = append(t.undo, undoEntry{slot, t.count[slot], t.mean[slot], t.vars[slot]})
 		t.count[slot], t.mean[slot], t.vars[slot] = t.next(slot, f.Num)
 	}
 	return nil
+}
+
+// undoEntry is a slot's statistics before the last Update.
+type undoEntry struct {
+	slot              int
+	count, mean, vars float64
+}
+
+// Rollback undoes the last successful Update (statistics and new slots), for
+// a learner that refuses the example after updating the features. It
+// allocates nothing. Calling it twice, or without an Update, does nothing.
+func (t *Transformer) Rollback() {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		u := t.undo[i]
+		t.count[u.slot], t.mean[u.slot], t.vars[u.slot] = u.count, u.mean, u.vars
+	}
+	t.undo = t.undo[:0]
+	for len(t.names) > t.undoSlots {
+		last := len(t.names) - 1
+		delete(t.slots, t.names[last])
+		t.names, t.count, t.mean, t.vars = t.names[:last], t.count[:last], t.mean[:last], t.vars[:last]
+	}
 }
 
 // check reports whether Update would succeed, without changing anything.
@@ -170,6 +207,9 @@ func (t *Transformer) check(fields []Field) error {
 					ErrTooManyFeatures, f.Name, len(t.names)+newSlots, t.cfg.MaxNumeric)
 			}
 			slot = -1
+		}
+		if math.Abs(f.Num) > MaxAbs {
+			return fmt.Errorf("%w: feature %q = %g", ErrOutOfRange, f.Name, f.Num)
 		}
 		if _, mean, vars := t.next(slot, f.Num); !finite(mean) || !finite(vars) {
 			return fmt.Errorf("%w: feature %q = %g", ErrNonFinite, f.Name, f.Num)
@@ -310,6 +350,16 @@ func (t *Transformer) hashIndex(name, value []byte) int {
 		h = (h ^ uint64(c)) * prime64
 	}
 	return t.cfg.MaxNumeric + int(h&(1<<t.cfg.HashBits-1))
+}
+
+// SetIgnore replaces the list of ignored field names. Ignoring a field does
+// not move any index, so it may change between restarts.
+func (t *Transformer) SetIgnore(names []string) {
+	t.cfg.Ignore = append([]string(nil), names...)
+	t.ignore = make(map[string]struct{}, len(names))
+	for _, name := range names {
+		t.ignore[name] = struct{}{}
+	}
 }
 
 // Clone returns a deep copy that shares nothing with t.

@@ -86,8 +86,9 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	}
 	tr, rest, err := features.DecodeTransformer(r.buf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, err)
+		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, err)
 	}
+	tr.SetIgnore(cfg.Features.Ignore) // may change freely: no index depends on it
 	got, want := tr.Config(), cfg.Features
 	if got.HashBits != want.HashBits || got.MaxNumeric != want.MaxNumeric || got.Scaler != want.Scaler {
 		return nil, nil, fmt.Errorf("learner: model %s is stored with scaler=%s hash_bits=%d max_numeric_features=%d but configured with scaler=%s hash_bits=%d max_numeric_features=%d; use another name or data dir",
@@ -113,7 +114,7 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	if r.err != nil {
 		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.err)
 	}
-	if storedWindow == len(e.window) && next < storedWindow && filled <= storedWindow {
+	if storedWindow == len(e.window) && next >= 0 && next < storedWindow && filled >= 0 && filled <= storedWindow {
 		copy(e.window, stored)
 		e.next, e.filled, e.windowSum = next, filled, windowSum
 	} // else: the rolling window size changed; start the window afresh
@@ -242,12 +243,13 @@ func (r *reader) weights(dim int) []float64 {
 	w := make([]float64, n)
 	idx := 0
 	for k := r.count(); k > 0 && r.err == nil; k-- {
-		idx += int(r.uvarint())
+		delta := r.uvarint()
 		x := r.float()
-		if idx >= len(w) {
+		if delta >= uint64(len(w)) || idx+int(delta) >= len(w) {
 			r.fail("weight index")
 			return nil
 		}
+		idx += int(delta)
 		w[idx] = x
 	}
 	return w

@@ -33,6 +33,7 @@ const (
 	ReasonNonFinite         = "non_finite"
 	ReasonTooManyFeatures   = "too_many_features"
 	ReasonNonFiniteGradient = "non_finite_step"
+	ReasonOutOfRange        = "out_of_range"
 )
 
 func reject(reason, format string, args ...any) error {
@@ -84,13 +85,17 @@ func (m *Model) LearnOne(fields []features.Field, y float64) (float64, error) {
 	}
 	p := m.Predict(fields)
 	if err := m.tr.Update(fields); err != nil {
-		if errors.Is(err, features.ErrTooManyFeatures) {
+		switch {
+		case errors.Is(err, features.ErrTooManyFeatures):
 			return 0, reject(ReasonTooManyFeatures, "model %s: %v", m.cfg.Name, err)
+		case errors.Is(err, features.ErrOutOfRange):
+			return 0, reject(ReasonOutOfRange, "model %s: %v (the limit is ±%g)", m.cfg.Name, err, features.MaxAbs)
 		}
 		return 0, reject(ReasonNonFinite, "model %s: %v", m.cfg.Name, err)
 	}
 	m.tr.Transform(fields, &m.vec)
 	if err := m.step(y); err != nil {
+		m.tr.Rollback() // a refused example leaves no trace
 		return 0, err
 	}
 	m.eval.update(y, p)
@@ -112,6 +117,7 @@ func (m *Model) checkLabel(y float64) error {
 // step that would make the intercept or any weight non-finite.
 func (m *Model) step(y float64) error {
 	v := &m.vec
+	oldLen := len(m.w)
 	m.grow()
 	raw := m.intercept + floats.Dot(m.w[:len(v.Dense)], v.Dense)
 	for i, idx := range v.Index {
@@ -122,6 +128,7 @@ func (m *Model) step(y float64) error {
 	lr := m.cfg.Optimizer.LR
 	newIntercept := m.intercept - m.cfg.Optimizer.InterceptLR*g
 	if !m.stepFinite(newIntercept, -lr*g) {
+		m.w = m.w[:oldLen] // the grown tail is all zeros; drop it again
 		return reject(ReasonNonFiniteGradient, "model %s: the update would make a weight non-finite (gradient %g)", m.cfg.Name, g)
 	}
 	m.intercept = newIntercept

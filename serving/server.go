@@ -233,6 +233,9 @@ func (s *Server) toFields(raw map[string]*structpb.Value, dst []features.Field) 
 			if math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0) {
 				return dst, status.Errorf(codes.InvalidArgument, "feature %q is not a finite number", name)
 			}
+			if math.Abs(k.NumberValue) > features.MaxAbs {
+				return dst, status.Errorf(codes.InvalidArgument, "feature %q = %g is out of range (the limit is ±%g)", name, k.NumberValue, features.MaxAbs)
+			}
 			f.Kind, f.Num = features.Number, k.NumberValue
 		case *structpb.Value_StringValue:
 			f.Kind, f.Str = features.String, bytesOf(k.StringValue)

@@ -1,0 +1,664 @@
+package learner
+
+import (
+	"errors"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/eddyhq/eddy/features"
+)
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// openTestStore opens a real Pebble store in dir and closes it when the test
+// ends, unless the test closed it first with the returned function (to
+// reopen the same directory, as a restarted process would).
+func openTestStore(tb testing.TB, dir string) (*Store, func()) {
+	tb.Helper()
+	store, err := OpenStore(dir, discardLogger)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var once sync.Once
+	closeStore := func() {
+		once.Do(func() {
+			if err := store.Close(); err != nil {
+				tb.Error(err)
+			}
+		})
+	}
+	tb.Cleanup(closeStore)
+	return store, closeStore
+}
+
+// snapshotRecorder collects the snapshots an Engine publishes.
+type snapshotRecorder struct{ published []*Snapshot }
+
+func (r *snapshotRecorder) publish(s *Snapshot) { r.published = append(r.published, s) }
+
+// take returns the snapshots published since the last call.
+func (r *snapshotRecorder) take() []*Snapshot {
+	out := r.published
+	r.published = nil
+	return out
+}
+
+// newTestEngine builds an Engine on store with its own registry. A nil
+// recorder discards published snapshots.
+func newTestEngine(tb testing.TB, store *Store, cfg EngineConfig, rec *snapshotRecorder) (*Engine, *prometheus.Registry) {
+	tb.Helper()
+	if rec == nil {
+		rec = &snapshotRecorder{}
+	}
+	reg := prometheus.NewRegistry()
+	e, err := NewEngine(cfg, store, rec.publish, reg, discardLogger)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e, reg
+}
+
+// tickingClock makes e's clock advance by a millisecond at every reading,
+// so that a tiny PromoteInterval has always elapsed by the next checkpoint.
+func tickingClock(e *Engine) {
+	now := e.promoted
+	e.now = func() time.Time {
+		now = now.Add(time.Millisecond)
+		return now
+	}
+}
+
+func processAll(tb testing.TB, e *Engine, topic string, data []example) {
+	tb.Helper()
+	for i, ex := range data {
+		if err := e.Process(topic, ex.fields, ex.y, true); err != nil {
+			tb.Fatalf("example %d: %v", i, err)
+		}
+	}
+}
+
+func checkpoint(tb testing.TB, e *Engine, offsets ...Offset) {
+	tb.Helper()
+	if err := e.Checkpoint(offsets); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func eventsOffset(partition int, next int64) Offset {
+	return Offset{TopicPartition: TopicPartition{Topic: "events", Partition: partition}, Next: next}
+}
+
+// metricValue returns the value of the counter or gauge name with exactly
+// the given labels, or 0 if the registry has no such series.
+func metricValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, family := range families {
+		if family.GetName() != name {
+			continue
+		}
+		for _, m := range family.GetMetric() {
+			if !hasLabels(m, labels) {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	got := make(map[string]string)
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	return maps.Equal(got, want)
+}
+
+// probes are fixed inputs for comparing scores.
+var probes = [][]features.Field{
+	{numField("amount", 10), numField("age", 30), boolField("is_new", true), strField("country", "in"), strField("device", "web")},
+	{numField("amount", 250), numField("age", 70), boolField("is_new", false), strField("country", "jp")},
+	{strField("country", "unseen"), numField("amount", 0)},
+	{},
+}
+
+func scores(score func([]features.Field) float64) []float64 {
+	out := make([]float64, len(probes))
+	for i, p := range probes {
+		out[i] = score(p)
+	}
+	return out
+}
+
+var fraudConfig = EngineConfig{Models: []ModelConfig{{Name: "fraud", Topic: "events", Task: Binary}}}
+
+func TestCheckpointThenReopenRestoresTheModelExactly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := paymentEvents(10, 500)
+	// A window shorter than what is learned after the restart makes the
+	// restored window's contents matter.
+	cfg := fraudConfig
+	cfg.RollingWindow = 64
+	store, closeStore := openTestStore(t, dir)
+	neverRestarted, _ := newTestEngine(t, store, cfg, nil)
+	processAll(t, neverRestarted, "events", events[:300])
+	checkpoint(t, neverRestarted, eventsOffset(0, 180), eventsOffset(2, 121))
+	closeStore()
+
+	reopened, _ := openTestStore(t, dir)
+	restarted, _ := newTestEngine(t, reopened, cfg, nil)
+	requireSameModel(t, restarted.Models()[0], neverRestarted.Models()[0])
+	if got, want := restarted.NextOffsets("events"), map[int]int64{0: 180, 2: 121}; !maps.Equal(got, want) {
+		t.Errorf("NextOffsets(events) = %v, want %v", got, want)
+	}
+	if got := restarted.NextOffsets("clicks"); len(got) != 0 {
+		t.Errorf("NextOffsets(clicks) = %v, want none", got)
+	}
+
+	processAll(t, restarted, "events", events[300:])
+	processAll(t, neverRestarted, "events", events[300:])
+	requireSameModel(t, restarted.Models()[0], neverRestarted.Models()[0])
+}
+
+func TestExamplesAfterTheLastCheckpointAreNotStored(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := paymentEvents(11, 450)
+	store, closeStore := openTestStore(t, dir)
+	crashed, _ := newTestEngine(t, store, fraudConfig, nil)
+	processAll(t, crashed, "events", events[:300])
+	checkpoint(t, crashed, eventsOffset(0, 300))
+	weights, intercept := slices.Clone(crashed.Models()[0].w), crashed.Models()[0].intercept
+	processAll(t, crashed, "events", events[300:])
+	closeStore() // a crash: no checkpoint for events[300:]
+
+	reopened, _ := openTestStore(t, dir)
+	restarted, _ := newTestEngine(t, reopened, fraudConfig, nil)
+	m := restarted.Models()[0]
+	if m.Learned() != 300 || m.Metrics().N != 300 {
+		t.Fatalf("restored model learned %d and scored %d examples, want the 300 checkpointed", m.Learned(), m.Metrics().N)
+	}
+	if !sameBits(m.w, weights) || m.intercept != intercept {
+		t.Fatalf("restored weights are not the checkpointed ones")
+	}
+	if got := restarted.NextOffsets("events"); !maps.Equal(got, map[int]int64{0: 300}) {
+		t.Fatalf("NextOffsets(events) = %v, want resumption at 300", got)
+	}
+	// Resuming at the stored offset learns every example exactly once.
+	processAll(t, restarted, "events", events[300:])
+	requireSameModel(t, m, crashed.Models()[0])
+}
+
+func TestTheFirstCheckpointAfterLearningPublishesVersionOne(t *testing.T) {
+	t.Parallel()
+	store, _ := openTestStore(t, t.TempDir())
+	rec := &snapshotRecorder{}
+	cfg := fraudConfig
+	cfg.PromoteInterval = time.Hour
+	e, _ := newTestEngine(t, store, cfg, rec)
+	events := paymentEvents(12, 100)
+
+	checkpoint(t, e)
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("a model that learned nothing published %d snapshots", len(got))
+	}
+	processAll(t, e, "events", events[:50])
+	checkpoint(t, e)
+	got := rec.take()
+	if len(got) != 1 {
+		t.Fatalf("the first checkpoint after learning published %d snapshots, want 1 (well before the promote interval)", len(got))
+	}
+	s := got[0]
+	if s.Model() != "fraud" || s.Version() != 1 || s.Learned() != 50 || s.Reason() != "periodic" || !s.IsBinary() {
+		t.Errorf("published %s v%d (learned %d, reason %q, binary %v), want fraud v1 (learned 50, periodic, binary)",
+			s.Model(), s.Version(), s.Learned(), s.Reason(), s.IsBinary())
+	}
+	processAll(t, e, "events", events[50:])
+	checkpoint(t, e)
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("a checkpoint before the promote interval published version %d", got[0].Version())
+	}
+	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{1}) {
+		t.Errorf("SnapshotVersions = %v, %v; want [1]", versions, err)
+	}
+}
+
+func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store, closeStore := openTestStore(t, dir)
+	rec := &snapshotRecorder{}
+	cfg := fraudConfig
+	cfg.PromoteInterval = time.Nanosecond
+	cfg.Retain = 3
+	e, reg := newTestEngine(t, store, cfg, rec)
+	tickingClock(e)
+	events := paymentEvents(13, 240)
+
+	var newest *Snapshot
+	for v := uint64(1); v <= 6; v++ {
+		processAll(t, e, "events", events[(v-1)*40:v*40])
+		checkpoint(t, e, eventsOffset(0, int64(v*40)))
+		got := rec.take()
+		if len(got) != 1 || got[0].Version() != v || got[0].Learned() != v*40 {
+			t.Fatalf("checkpoint %d published %d snapshots, want version %d having learned %d", v, len(got), v, v*40)
+		}
+		newest = got[0]
+		loaded, err := e.Snapshot("fraud", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameBits(scores(loaded.Score), scores(newest.Score)) {
+			t.Errorf("stored version %d scores %v, published one %v", v, scores(loaded.Score), scores(newest.Score))
+		}
+
+		// Unlabeled events move the offset (so this checkpoint is written)
+		// but teach the model nothing.
+		for _, ex := range events[:5] {
+			if err := e.Process("events", ex.fields, 0, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkpoint(t, e, eventsOffset(0, int64(v*40+5)))
+		if got := rec.take(); len(got) != 0 {
+			t.Fatalf("a checkpoint with nothing learned published version %d", got[0].Version())
+		}
+	}
+
+	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{4, 5, 6}) {
+		t.Errorf("SnapshotVersions with retain 3 = %v, %v; want [4 5 6]", versions, err)
+	}
+	for _, tc := range []struct {
+		name    string
+		model   string
+		version uint64
+	}{
+		{"a retired version", "fraud", 1},
+		{"a version never taken", "fraud", 7},
+		{"an unknown model", "spam", 6},
+	} {
+		if _, err := e.Snapshot(tc.model, tc.version); !errors.Is(err, ErrSnapshotNotFound) {
+			t.Errorf("Snapshot of %s = %v, want ErrSnapshotNotFound", tc.name, err)
+		}
+	}
+	if got := metricValue(t, reg, "eddy_snapshots_promoted_total", map[string]string{"model": "fraud", "reason": "periodic"}); got != 6 {
+		t.Errorf("eddy_snapshots_promoted_total = %v, want 6", got)
+	}
+	closeStore()
+
+	reopened, _ := openTestStore(t, dir)
+	newEngine, _ := newTestEngine(t, reopened, cfg, rec)
+	got := rec.take()
+	if len(got) != 1 || got[0].Version() != 6 {
+		t.Fatalf("reopening published %d snapshots, want version 6 alone", len(got))
+	}
+	if !sameBits(scores(got[0].Score), scores(newest.Score)) {
+		t.Errorf("version 6 after reopening scores %v, before %v", scores(got[0].Score), scores(newest.Score))
+	}
+	// The restored engine knows version 6 covers everything learned.
+	checkpoint(t, newEngine)
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("a checkpoint right after reopening published version %d of an unchanged model", got[0].Version())
+	}
+}
+
+func TestAnIdleCheckpointPromotesWhatWasLearnedBeforeIt(t *testing.T) {
+	t.Parallel()
+	store, _ := openTestStore(t, t.TempDir())
+	rec := &snapshotRecorder{}
+	cfg := fraudConfig
+	cfg.PromoteInterval = time.Minute
+	e, reg := newTestEngine(t, store, cfg, rec)
+	now := e.promoted
+	e.now = func() time.Time { return now }
+	events := paymentEvents(18, 100)
+	written := func() float64 { return histogramCount(t, reg, "eddy_checkpoint_duration_seconds") }
+
+	processAll(t, e, "events", events[:50])
+	checkpoint(t, e, eventsOffset(0, 50))
+	if got := rec.take(); len(got) != 1 || got[0].Version() != 1 {
+		t.Fatalf("the first checkpoint published %d snapshots, want version 1", len(got))
+	}
+	processAll(t, e, "events", events[50:])
+	checkpoint(t, e, eventsOffset(0, 100))
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("a checkpoint within the promote interval published version %d", got[0].Version())
+	}
+
+	// Events stop. Ticks before the interval write and publish nothing.
+	now = now.Add(30 * time.Second)
+	before := written()
+	checkpoint(t, e, eventsOffset(0, 100))
+	if got := rec.take(); len(got) != 0 || written() != before {
+		t.Fatalf("an idle tick within the interval published %d snapshots and wrote %v checkpoints", len(got), written()-before)
+	}
+	// The first tick after the interval promotes the last 50 examples.
+	now = now.Add(30 * time.Second)
+	checkpoint(t, e, eventsOffset(0, 100))
+	got := rec.take()
+	if len(got) != 1 || got[0].Version() != 2 || got[0].Learned() != 100 {
+		t.Fatalf("the idle tick after the interval published %d snapshots, want version 2 having learned 100", len(got))
+	}
+	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{1, 2}) {
+		t.Errorf("SnapshotVersions = %v, %v; want [1 2]", versions, err)
+	}
+	now = now.Add(time.Hour)
+	before = written()
+	checkpoint(t, e, eventsOffset(0, 100))
+	if got := rec.take(); len(got) != 0 || written() != before {
+		t.Errorf("an idle tick with everything promoted published %d snapshots and wrote %v checkpoints", len(got), written()-before)
+	}
+}
+
+func histogramCount(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, family := range families {
+		if family.GetName() == name {
+			return float64(family.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
+	}
+	return 0
+}
+
+func TestAPublishedSnapshotNeverChanges(t *testing.T) {
+	t.Parallel()
+	store, _ := openTestStore(t, t.TempDir())
+	rec := &snapshotRecorder{}
+	cfg := fraudConfig
+	cfg.PromoteInterval = time.Nanosecond
+	e, _ := newTestEngine(t, store, cfg, rec)
+	tickingClock(e)
+	events := paymentEvents(14, 700)
+	processAll(t, e, "events", events[:200])
+	checkpoint(t, e)
+	published := rec.take()[0]
+	before, learned, metrics := scores(published.Score), published.Learned(), published.Metrics()
+
+	processAll(t, e, "events", events[200:])
+	checkpoint(t, e)
+	if got := rec.take(); len(got) != 1 || got[0].Version() != 2 {
+		t.Fatalf("the second promotion published %d snapshots, want version 2", len(got))
+	}
+
+	if after := scores(published.Score); !sameBits(after, before) {
+		t.Errorf("version 1 scores changed from %v to %v after the model kept learning", before, after)
+	}
+	if published.Learned() != learned || published.Metrics() != metrics {
+		t.Errorf("version 1 learned/metrics changed from %d/%+v to %d/%+v", learned, metrics, published.Learned(), published.Metrics())
+	}
+	if live := scores(e.Models()[0].Predict); sameBits(live, before) {
+		t.Errorf("the live model scores %v like version 1: it did not keep learning, so this test proves nothing", live)
+	}
+}
+
+// withFields returns a copy of fields with each of extra replacing the field
+// of the same name or, absent one, appended.
+func withFields(fields []features.Field, extra ...features.Field) []features.Field {
+	out := slices.Clone(fields)
+	for _, f := range extra {
+		i := slices.IndexFunc(out, func(g features.Field) bool { return string(g.Name) == string(f.Name) })
+		if i < 0 {
+			out = append(out, f)
+		} else {
+			out[i] = f
+		}
+	}
+	return out
+}
+
+type rejectionCase struct {
+	name   string
+	model  ModelConfig
+	before []example // learned first, all valid
+	bad    example
+	reason string
+}
+
+func rejectionCases() []rejectionCase {
+	payments := paymentEvents(15, 50)
+	// An absurd learning rate is the only way left to overflow a step once
+	// inputs are bounded by features.MaxAbs.
+	regression := ModelConfig{Name: "fraud", Task: Regression, Features: features.Config{Scaler: features.ScalerNone},
+		Optimizer: OptimizerConfig{LR: 1e160}}
+	return []rejectionCase{
+		{
+			name:   "a binary label other than 0 or 1 is an invalid label",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{payments[0].fields, 2},
+			reason: ReasonInvalidLabel,
+		},
+		{
+			name:   "a NaN label is non-finite",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{payments[0].fields, math.NaN()},
+			reason: ReasonNonFinite,
+		},
+		{
+			name:   "an infinite regression label is non-finite",
+			model:  ModelConfig{Name: "fraud", Task: Regression},
+			before: payments,
+			bad:    example{payments[0].fields, math.Inf(1)},
+			reason: ReasonNonFinite,
+		},
+		{
+			// Squaring it in the variance would overflow.
+			name:   "a value beyond ±1e150 is out of range",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{withFields(payments[0].fields, numField("amount", 1e200)), 1},
+			reason: ReasonOutOfRange,
+		},
+		{
+			name:   "a value beyond ±1e150 in a new feature is out of range and takes no slot",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: []example{{[]features.Field{numField("x", 1)}, 1}},
+			bad:    example{[]features.Field{numField("x", 2), numField("y", -1e151)}, 0},
+			reason: ReasonOutOfRange,
+		},
+		{
+			name:  "an unscaled value that would step a weight to infinity is refused",
+			model: regression,
+			before: []example{
+				{[]features.Field{numField("z", 1)}, 2},
+				{[]features.Field{numField("z", 2)}, 4},
+				{[]features.Field{numField("z", 3)}, 6},
+			},
+			// lr 1e160 × |gradient| clipped at 1e12 × 1e150 overflows.
+			bad:    example{[]features.Field{numField("z", 1), numField("x", 1e150)}, 1000},
+			reason: ReasonNonFiniteGradient,
+		},
+		{
+			name:   "a numeric feature beyond max_numeric_features is too many",
+			model:  ModelConfig{Name: "fraud", Task: Binary, Features: features.Config{MaxNumeric: 2}},
+			before: []example{{[]features.Field{numField("a", 1), numField("b", 2), strField("c", "x")}, 1}},
+			bad:    example{[]features.Field{numField("a", 1), numField("b", 2), numField("c", 3)}, 0},
+			reason: ReasonTooManyFeatures,
+		},
+	}
+}
+
+func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range rejectionCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			store, _ := openTestStore(t, t.TempDir())
+			e, reg := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{tc.model}}, nil)
+			processAll(t, e, "events", tc.before)
+			m := e.Models()[0]
+			weights, intercept, metrics := slices.Clone(m.w), m.intercept, m.Metrics()
+
+			err := e.Process("events", tc.bad.fields, tc.bad.y, true)
+			var rej *RejectError
+			if !errors.As(err, &rej) || rej.Reason != tc.reason {
+				t.Fatalf("Process = %v, want a *RejectError with reason %s", err, tc.reason)
+			}
+			if !errors.Is(err, ErrInvalidExample) || !strings.Contains(err.Error(), "fraud") {
+				t.Errorf("error %q does not match ErrInvalidExample or does not name the model", err)
+			}
+			if got := m.Metrics(); got != metrics || m.Learned() != uint64(len(tc.before)) {
+				t.Errorf("after the rejection: %d learned, metrics %+v; want %d learned, metrics %+v", m.Learned(), got, len(tc.before), metrics)
+			}
+			if !sameWeights(m.w, weights) || m.intercept != intercept {
+				t.Errorf("the rejected example changed the weights")
+			}
+			for i, w := range m.w {
+				if !isFinite(w) {
+					t.Fatalf("weight %d = %v", i, w)
+				}
+			}
+			rejected := metricValue(t, reg, "eddy_examples_rejected_total", map[string]string{"model": "fraud", "reason": tc.reason})
+			learned := metricValue(t, reg, "eddy_examples_learned_total", map[string]string{"model": "fraud"})
+			if rejected != 1 || learned != float64(len(tc.before)) {
+				t.Errorf("eddy_examples_rejected_total = %v, eddy_examples_learned_total = %v; want 1 and %d", rejected, learned, len(tc.before))
+			}
+		})
+	}
+}
+
+// The package promises that a rejected example leaves the model unchanged;
+// that includes the feature state (scaler statistics and numeric slots),
+// which decides how every later example is scaled and how many new numeric
+// features the model may still accept.
+func TestARejectedExampleLeavesTheFeatureStateUnchanged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range rejectionCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.model
+			cfg.EnsureDefaults()
+			m := newModel(cfg, DefaultRollingWindow)
+			learnAll(t, m, tc.before)
+			state := m.tr.AppendBinary(nil)
+			if _, err := m.LearnOne(tc.bad.fields, tc.bad.y); err == nil {
+				t.Fatal("the example was learned")
+			}
+			if string(m.tr.AppendBinary(nil)) != string(state) {
+				t.Errorf("the rejected example changed the feature state: now %d numeric slots %v", m.tr.NumericSlots(), m.tr.NumericNames())
+			}
+		})
+	}
+}
+
+func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store, closeStore := openTestStore(t, dir)
+	e, _ := newTestEngine(t, store, fraudConfig, nil)
+	processAll(t, e, "events", paymentEvents(16, 100))
+	checkpoint(t, e)
+	closeStore()
+
+	for _, tc := range []struct {
+		name    string
+		change  func(*ModelConfig)
+		setting string
+	}{
+		{"another task", func(c *ModelConfig) { c.Task = Regression }, "task"},
+		{"other hash_bits", func(c *ModelConfig) { c.Features.HashBits = 12 }, "hash_bits"},
+		{"other max_numeric_features", func(c *ModelConfig) { c.Features.MaxNumeric = 16 }, "max_numeric_features"},
+		{"another scaler", func(c *ModelConfig) { c.Features.Scaler = features.ScalerNone }, "scaler"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, _ := openTestStore(t, dir)
+			cfg := EngineConfig{Models: slices.Clone(fraudConfig.Models)}
+			tc.change(&cfg.Models[0])
+			_, err := NewEngine(cfg, store, func(*Snapshot) {}, prometheus.NewRegistry(), discardLogger)
+			if err == nil {
+				t.Fatal("NewEngine restored a model stored with another layout")
+			}
+			if msg := err.Error(); !strings.Contains(msg, "fraud") || !strings.Contains(msg, tc.setting) {
+				t.Errorf("error %q should name the model and %s", msg, tc.setting)
+			}
+		})
+	}
+}
+
+func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
+	t.Parallel()
+	store, _ := openTestStore(t, t.TempDir())
+	e, reg := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{
+		{Name: "fraud", Topic: "events", Task: Binary},
+		{Name: "clicks", Topic: "clicks", Task: Binary},
+		{Name: "spend", Topic: "events", Task: Regression},
+	}}, nil)
+	if got := e.Topics(); !slices.Equal(got, []string{"events", "clicks"}) {
+		t.Errorf("Topics = %v, want [events clicks]", got)
+	}
+	events := paymentEvents(17, 200)
+	processAll(t, e, "events", events)
+	for _, ex := range events[:10] {
+		if err := e.Process("events", ex.fields, 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct {
+		model     string
+		learned   uint64
+		unlabeled float64
+	}{
+		{"fraud", 200, 10},
+		{"clicks", 0, 0},
+		{"spend", 200, 10},
+	} {
+		i := slices.IndexFunc(e.Models(), func(m *Model) bool { return m.Name() == tc.model })
+		m := e.Models()[i]
+		if m.Learned() != tc.learned || m.Metrics().N != tc.learned {
+			t.Errorf("%s learned %d and scored %d examples, want %d", tc.model, m.Learned(), m.Metrics().N, tc.learned)
+		}
+		moved := m.intercept != 0 || slices.ContainsFunc(m.w, func(w float64) bool { return w != 0 })
+		if moved != (tc.learned > 0) {
+			t.Errorf("%s: weights moved = %v, want %v", tc.model, moved, tc.learned > 0)
+		}
+		labels := map[string]string{"model": tc.model}
+		if got := metricValue(t, reg, "eddy_examples_learned_total", labels); got != float64(tc.learned) {
+			t.Errorf("eddy_examples_learned_total{model=%s} = %v, want %d", tc.model, got, tc.learned)
+		}
+		if got := metricValue(t, reg, "eddy_events_unlabeled_total", labels); got != tc.unlabeled {
+			t.Errorf("eddy_events_unlabeled_total{model=%s} = %v, want %v", tc.model, got, tc.unlabeled)
+		}
+	}
+}
+
+func BenchmarkCheckpoint(b *testing.B) {
+	store, _ := openTestStore(b, b.TempDir())
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "bench", Topic: "events", Task: Binary}}, PromoteInterval: time.Hour}
+	e, _ := newTestEngine(b, store, cfg, nil)
+	data := wideEvents(6, 1024, 8, 0)
+	processAll(b, e, "events", data)
+	checkpoint(b, e, eventsOffset(0, int64(len(data)))) // the first one also takes snapshot 1
+	b.ReportAllocs()
+	next := int64(len(data))
+	for b.Loop() {
+		ex := &data[next%int64(len(data))]
+		if err := e.Process("events", ex.fields, ex.y, true); err != nil {
+			b.Fatal(err)
+		}
+		next++
+		if err := e.Checkpoint([]Offset{eventsOffset(0, next)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
