@@ -29,7 +29,8 @@ echo 'this is not json' | kcat -b $KAFKA -t events -P
 wait_for "200 examples learned" "[ \"\$(metric 'eddy_examples_learned_total{model=\"outside\"}')\" = 200 ]"
 echo "kcat: eddy_examples_learned_total went from ${before:-0} to $(metric 'eddy_examples_learned_total{model="outside"}')"
 wait_for "dead letter counted" "[ \"\$(metric 'eddy_events_dead_lettered_total{reason=\"invalid_json\",topic=\"events\"}')\" = 1 ]"
-kcat -b $KAFKA -t events.dlq -C -c 1 -e -f 'dead letter: %s reason=%h\n' | grep -q 'eddy-reason=invalid_json'
+timeout 20 kcat -b $KAFKA -t events.dlq -C -o beginning -c 1 -f 'dead letter: %s headers: %h\n' | tee "$work/dlq"
+grep -q 'eddy-reason=invalid_json' "$work/dlq"
 echo "kcat: the bad event is on events.dlq with reason invalid_json"
 
 grpcurl -plaintext $GRPC list | tee "$work/services"
