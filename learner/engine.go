@@ -43,6 +43,7 @@ type Engine struct {
 // to learn. publish is called with every snapshot that becomes the served one,
 // after it is durable. Metrics are registered with reg.
 func NewEngine(cfg EngineConfig, store *Store, publish func(*Snapshot), reg prometheus.Registerer, log *slog.Logger) (*Engine, error) {
+	cfg.Models = append([]ModelConfig(nil), cfg.Models...) // never write the caller's slice
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
