@@ -3,7 +3,9 @@ package learner
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -14,19 +16,78 @@ type Task string
 
 // The supported tasks.
 const (
-	// Binary is binary classification by logistic regression; labels are 0
-	// or 1 and the score is the probability of 1.
+	// Binary is binary classification; labels are 0 or 1 (false or true)
+	// and the score is the probability of 1.
 	Binary Task = "binary"
-	// Regression is linear regression with squared loss.
+	// Regression predicts a real value.
 	Regression Task = "regression"
+	// Multiclass is classification into classes discovered as they arrive;
+	// labels are class numbers (integers in [0, 2^31)).
+	Multiclass Task = "multiclass"
 )
 
-// OptimizerConfig configures plain SGD.
+// Loss is the loss a model minimises.
+type Loss string
+
+// The supported losses, by task.
+const (
+	LossLog                Loss = "log"                 // binary (default): logistic regression
+	LossHinge              Loss = "hinge"               // binary: linear SVM
+	LossSquared            Loss = "squared"             // regression (default)
+	LossAbsolute           Loss = "absolute"            // regression
+	LossHuber              Loss = "huber"               // regression, quadratic within Epsilon
+	LossEpsilonInsensitive Loss = "epsilon_insensitive" // regression, zero within Epsilon
+	LossSoftmax            Loss = "softmax"             // multiclass (default): multinomial logistic
+)
+
+// OptimizerKind names an optimizer.
+type OptimizerKind string
+
+// The supported optimizers. All work per coordinate, touching only the
+// features present in an example.
+const (
+	SGD     OptimizerKind = "sgd"     // plain SGD (default)
+	AdaGrad OptimizerKind = "adagrad" // per-coordinate learning rates from the sum of squared gradients
+	Adam    OptimizerKind = "adam"    // bias-corrected first and second moments
+	FTRL    OptimizerKind = "ftrl"    // FTRL-Proximal (McMahan et al. 2013), exact zeros with L1
+)
+
+// Schedule names an SGD learning-rate schedule.
+type Schedule string
+
+// The supported schedules.
+const (
+	Constant   Schedule = "constant"   // lr (default)
+	InvScaling Schedule = "invscaling" // lr / (t+1)^power_t
+)
+
+// OptimizerConfig configures the optimizer and regularisation. The zero
+// value of every field means its documented default.
 type OptimizerConfig struct {
-	// LR is the learning rate of the weights. The default is 0.01.
+	// Kind is the optimizer. The default is SGD.
+	Kind OptimizerKind `yaml:"kind"`
+	// LR is the learning rate of the weights (FTRL: alpha). The defaults are
+	// River's: 0.01 for SGD, 0.1 for AdaGrad and Adam, 0.05 for FTRL.
 	LR float64 `yaml:"lr"`
-	// InterceptLR is the learning rate of the intercept. The default is 0.01.
+	// Schedule is SGD's learning-rate schedule. The default is Constant.
+	Schedule Schedule `yaml:"schedule"`
+	// PowerT is the exponent of the InvScaling schedule. The default is 0.5.
+	PowerT float64 `yaml:"power_t"`
+	// Beta1 and Beta2 are Adam's moment decays. The defaults are 0.9 and
+	// 0.999.
+	Beta1 float64 `yaml:"beta1"`
+	Beta2 float64 `yaml:"beta2"`
+	// FTRLBeta is FTRL's beta. The default is 1.
+	FTRLBeta float64 `yaml:"ftrl_beta"`
+	// InterceptLR is the learning rate of the intercept, which always learns
+	// by plain SGD. The default is 0.01.
 	InterceptLR float64 `yaml:"intercept_lr"`
+	// L1 and L2 are the regularisation strengths. L1 produces exact zeros
+	// (FTRL natively; SGD by the cumulative penalty of Tsuruoka et al. 2009;
+	// AdaGrad and Adam by truncation). L2 adds 2·L2·w to the gradient of
+	// each active weight (FTRL: its own L2 term). The defaults are 0.
+	L1 float64 `yaml:"l1"`
+	L2 float64 `yaml:"l2"`
 	// ClipGradient bounds the loss gradient's magnitude. The default is 1e12
 	// (River's default).
 	ClipGradient float64 `yaml:"clip_gradient"`
@@ -42,11 +103,19 @@ type ModelConfig struct {
 	Topic string `yaml:"topic"`
 	// Task is what the model predicts. The default is Binary.
 	Task Task `yaml:"task"`
+	// Loss is the loss minimised. The default is the task's: log, squared or
+	// softmax.
+	Loss Loss `yaml:"loss"`
+	// Epsilon is the width of the Huber and epsilon-insensitive losses. The
+	// default is 0.1.
+	Epsilon float64 `yaml:"epsilon"`
+	// MaxClasses bounds the classes of a Multiclass model. The default is 64.
+	MaxClasses int `yaml:"max_classes"`
 	// Features configures the feature pipeline; its fields sit at the top
 	// level of the model's YAML (scaler, hash_bits, max_numeric_features,
-	// ignore).
+	// ignore, namespaces, interactions).
 	Features features.Config `yaml:",inline"`
-	// Optimizer configures SGD.
+	// Optimizer configures learning.
 	Optimizer OptimizerConfig `yaml:"optimizer"`
 }
 
@@ -55,6 +124,8 @@ const (
 	DefaultTopic           = "events"
 	DefaultLR              = 0.01
 	DefaultClipGradient    = 1e12
+	DefaultEpsilon         = 0.1
+	DefaultMaxClasses      = 64
 	DefaultPromoteInterval = 5 * time.Second
 	DefaultRetain          = 10
 	DefaultRollingWindow   = 1000
@@ -70,16 +141,50 @@ func (c *ModelConfig) EnsureDefaults() {
 	if c.Task == "" {
 		c.Task = Binary
 	}
+	if c.Loss == "" {
+		c.Loss = map[Task]Loss{Binary: LossLog, Regression: LossSquared, Multiclass: LossSoftmax}[c.Task]
+	}
+	if c.Epsilon == 0 {
+		c.Epsilon = DefaultEpsilon
+	}
+	if c.MaxClasses == 0 {
+		c.MaxClasses = DefaultMaxClasses
+	}
 	c.Features.EnsureDefaults()
-	if c.Optimizer.LR == 0 {
-		c.Optimizer.LR = DefaultLR
+	o := &c.Optimizer
+	if o.Kind == "" {
+		o.Kind = SGD
 	}
-	if c.Optimizer.InterceptLR == 0 {
-		c.Optimizer.InterceptLR = DefaultLR
+	if o.LR == 0 {
+		o.LR = map[OptimizerKind]float64{SGD: DefaultLR, AdaGrad: 0.1, Adam: 0.1, FTRL: 0.05}[o.Kind]
 	}
-	if c.Optimizer.ClipGradient == 0 {
-		c.Optimizer.ClipGradient = DefaultClipGradient
+	if o.Schedule == "" {
+		o.Schedule = Constant
 	}
+	if o.PowerT == 0 {
+		o.PowerT = 0.5
+	}
+	if o.Beta1 == 0 {
+		o.Beta1 = 0.9
+	}
+	if o.Beta2 == 0 {
+		o.Beta2 = 0.999
+	}
+	if o.FTRLBeta == 0 {
+		o.FTRLBeta = 1
+	}
+	if o.InterceptLR == 0 {
+		o.InterceptLR = DefaultLR
+	}
+	if o.ClipGradient == 0 {
+		o.ClipGradient = DefaultClipGradient
+	}
+}
+
+var lossesOf = map[Task][]Loss{
+	Binary:     {LossLog, LossHinge},
+	Regression: {LossSquared, LossAbsolute, LossHuber, LossEpsilonInsensitive},
+	Multiclass: {LossSoftmax},
 }
 
 // Validate reports the first invalid setting, naming the model.
@@ -87,17 +192,44 @@ func (c *ModelConfig) Validate() error {
 	if !modelName.MatchString(c.Name) {
 		return fmt.Errorf("learner: model name %q must be 1-64 letters, digits, '_', '-' or '.'", c.Name)
 	}
-	switch c.Task {
-	case "", Binary, Regression:
-	default:
-		return fmt.Errorf("learner: model %s: unknown task %q (want binary or regression)", c.Name, c.Task)
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("learner: model %s: %s", c.Name, fmt.Sprintf(format, args...))
+	}
+	losses, ok := lossesOf[c.Task]
+	if !ok && c.Task != "" {
+		return fail("unknown task %q (want binary, regression or multiclass)", c.Task)
+	}
+	if c.Loss != "" && c.Task != "" && !slices.Contains(losses, c.Loss) {
+		return fail("loss %q does not fit task %s (want one of %v)", c.Loss, c.Task, losses)
 	}
 	if err := c.Features.Validate(); err != nil {
-		return fmt.Errorf("learner: model %s: %w", c.Name, err)
+		return fail("%v", err)
 	}
 	o := c.Optimizer
-	if o.LR < 0 || o.InterceptLR < 0 || o.ClipGradient < 0 {
-		return fmt.Errorf("learner: model %s: learning rates and clip_gradient must not be negative", c.Name)
+	switch o.Kind {
+	case "", SGD, AdaGrad, Adam, FTRL:
+	default:
+		return fail("unknown optimizer %q (want sgd, adagrad, adam or ftrl)", o.Kind)
+	}
+	switch o.Schedule {
+	case "", Constant, InvScaling:
+	default:
+		return fail("unknown schedule %q (want constant or invscaling)", o.Schedule)
+	}
+	for _, v := range []struct {
+		name string
+		x    float64
+	}{{"lr", o.LR}, {"intercept_lr", o.InterceptLR}, {"clip_gradient", o.ClipGradient}, {"l1", o.L1}, {"l2", o.L2},
+		{"power_t", o.PowerT}, {"ftrl_beta", o.FTRLBeta}, {"epsilon", c.Epsilon}} {
+		if v.x < 0 || math.IsNaN(v.x) || math.IsInf(v.x, 0) {
+			return fail("%s = %v must be a finite number ≥ 0", v.name, v.x)
+		}
+	}
+	if o.Beta1 < 0 || o.Beta1 >= 1 || o.Beta2 < 0 || o.Beta2 >= 1 {
+		return fail("beta1 and beta2 must be in [0, 1)")
+	}
+	if c.MaxClasses < 0 || c.MaxClasses > 1024 {
+		return fail("max_classes %d out of range [2, 1024]", c.MaxClasses)
 	}
 	return nil
 }

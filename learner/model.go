@@ -216,3 +216,17 @@ func (e *RejectError) RejectReason() string { return e.Reason }
 func (m *Model) Weights() ([]float64, float64) {
 	return append([]float64(nil), m.w...), m.intercept
 }
+
+// NewModel returns an untrained model for cfg (defaults applied), keeping
+// rolling metrics over the last rollingWindow examples (0: the default).
+// Models learn from one goroutine; see the package documentation.
+func NewModel(cfg ModelConfig, rollingWindow int) (*Model, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if rollingWindow == 0 {
+		rollingWindow = DefaultRollingWindow
+	}
+	return newModel(cfg, rollingWindow), nil
+}
