@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sort"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Kind says which JSON type a raw field value had.
@@ -39,8 +43,8 @@ const (
 type Config struct {
 	// Scaler scales numeric features. The default is ScalerStandard.
 	Scaler Scaler `yaml:"scaler"`
-	// HashBits sets the size of the hashed categorical space to 2^HashBits.
-	// The default is 18; the maximum is 24.
+	// HashBits sets the size of the hashed space (categorical values and
+	// interactions) to 2^HashBits. The default is 18; the maximum is 24.
 	HashBits int `yaml:"hash_bits"`
 	// MaxNumeric bounds the number of distinct numeric feature names a model
 	// accepts; more are rejected so that a misbehaving producer cannot grow
@@ -48,15 +52,29 @@ type Config struct {
 	MaxNumeric int `yaml:"max_numeric_features"`
 	// Ignore lists field names that are never used as features.
 	Ignore []string `yaml:"ignore"`
+	// Namespaces groups field names (numeric or categorical) under a name,
+	// for Interactions. Fields not listed belong to no namespace.
+	Namespaces map[string][]string `yaml:"namespaces"`
+	// Interactions lists pairs of namespaces whose features are crossed
+	// (like Vowpal Wabbit's -q): every feature of the first times every
+	// feature of the second, hashed into the hashed space. A namespace
+	// crossed with itself gives each unordered pair of its features once.
+	Interactions [][2]string `yaml:"interactions"`
 }
 
-// Defaults.
+// Defaults and limits.
 const (
 	DefaultHashBits   = 18
 	DefaultMaxNumeric = 1024
 	maxHashBits       = 24
 	maxMaxNumeric     = 1 << 20
+	maxNamespaces     = 250
 )
+
+// MaxAbs is the largest magnitude a numeric feature may have. Larger values
+// are refused: squaring them in the variance would overflow, and no real
+// measurement needs them.
+const MaxAbs = 1e150
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
@@ -84,23 +102,72 @@ func (c *Config) Validate() error {
 	if c.MaxNumeric < 0 || c.MaxNumeric > maxMaxNumeric {
 		return fmt.Errorf("features: max_numeric_features %d out of range [1, %d]", c.MaxNumeric, maxMaxNumeric)
 	}
+	if len(c.Namespaces) > maxNamespaces {
+		return fmt.Errorf("features: %d namespaces, the limit is %d", len(c.Namespaces), maxNamespaces)
+	}
+	owner := make(map[string]string)
+	for ns, names := range c.Namespaces {
+		if ns == "" {
+			return errors.New("features: a namespace has an empty name")
+		}
+		for _, name := range names {
+			if other, dup := owner[name]; dup && other != ns {
+				return fmt.Errorf("features: field %q is in namespaces %q and %q", name, other, ns)
+			}
+			owner[name] = ns
+		}
+	}
+	for _, pair := range c.Interactions {
+		for _, ns := range pair {
+			if _, ok := c.Namespaces[ns]; !ok {
+				return fmt.Errorf("features: interaction %v names namespace %q, which is not defined", pair, ns)
+			}
+		}
+	}
 	return nil
 }
 
-// ErrTooManyFeatures is returned by Update when a new numeric feature would
-// exceed Config.MaxNumeric.
-var ErrTooManyFeatures = errors.New("features: too many distinct numeric features")
+// Errors returned by Update. Update is all or nothing: on error nothing
+// changed.
+var (
+	// ErrTooManyFeatures: a new numeric feature would exceed MaxNumeric.
+	ErrTooManyFeatures = errors.New("features: too many distinct numeric features")
+	// ErrOutOfRange: a value beyond ±MaxAbs.
+	ErrOutOfRange = errors.New("features: value out of range")
+	// ErrNonFinite: learning a value would make scaler state NaN or Inf.
+	ErrNonFinite = errors.New("features: value would make scaler state non-finite")
+)
+
+// hashFunc identifies how categorical values and interactions are hashed.
+// It is stored with the state: models written by older versions keep the
+// hash they learned with.
+type hashFunc uint8
+
+const (
+	hashFNV hashFunc = 1 // encoding version 1: inline FNV-1a, no interactions
+	hashXX  hashFunc = 2 // xxhash64
+)
+
+// fieldInfo is what the Transformer knows about a field name: one map
+// lookup per field answers all of it.
+type fieldInfo struct {
+	slot    int32 // dense numeric slot, -1 until the field is learned as a number
+	ns      uint8 // namespace index + 1; 0 for none
+	ignored bool
+}
 
 // Transformer owns the feature state of one model. See the package
 // documentation for what it computes. Create it with New.
 type Transformer struct {
 	cfg    Config
-	ignore map[string]struct{}
-	slots  map[string]int // numeric feature name → dense slot
-	names  []string       // dense slot → name, in order of first sight
-	count  []float64      // per slot: examples seen
-	mean   []float64      // per slot: running mean
-	vars   []float64      // per slot: running population variance
+	hash   hashFunc
+	info   map[string]fieldInfo
+	pairs  [][2]uint8 // interactions as namespace index + 1
+	names  []string   // dense slot → name, in order of first sight
+	count  []float64  // per slot: examples seen
+	mean   []float64  // per slot: running mean
+	vars   []float64  // per slot: running population variance
+	nsName []string   // namespace index → name, sorted
 
 	undo      []undoEntry // what the last Update changed, for Rollback
 	undoSlots int         // slot count before the last Update
@@ -109,11 +176,50 @@ type Transformer struct {
 // New returns an empty Transformer for cfg, which must be valid.
 func New(cfg Config) *Transformer {
 	cfg.EnsureDefaults()
-	t := &Transformer{cfg: cfg, slots: make(map[string]int), ignore: make(map[string]struct{})}
-	for _, name := range cfg.Ignore {
-		t.ignore[name] = struct{}{}
-	}
+	t := &Transformer{cfg: cfg, hash: hashXX}
+	t.index()
 	return t
+}
+
+// index builds the field map and interaction pairs from the configuration,
+// keeping the slots of fields already learned.
+func (t *Transformer) index() {
+	old := t.info
+	t.info = make(map[string]fieldInfo, len(old))
+	for name, fi := range old {
+		if fi.slot >= 0 {
+			t.info[name] = fieldInfo{slot: fi.slot}
+		}
+	}
+	t.nsName = t.nsName[:0]
+	for ns := range t.cfg.Namespaces {
+		t.nsName = append(t.nsName, ns)
+	}
+	sort.Strings(t.nsName)
+	for i, ns := range t.nsName {
+		for _, name := range t.cfg.Namespaces[ns] {
+			fi := t.lookup(name)
+			fi.ns = uint8(i + 1)
+			t.info[name] = fi
+		}
+	}
+	for _, name := range t.cfg.Ignore {
+		fi := t.lookup(name)
+		fi.ignored = true
+		t.info[name] = fi
+	}
+	t.pairs = t.pairs[:0]
+	for _, p := range t.cfg.Interactions {
+		a, b := slices.Index(t.nsName, p[0]), slices.Index(t.nsName, p[1])
+		t.pairs = append(t.pairs, [2]uint8{uint8(a + 1), uint8(b + 1)})
+	}
+}
+
+func (t *Transformer) lookup(name string) fieldInfo {
+	if fi, ok := t.info[name]; ok {
+		return fi
+	}
+	return fieldInfo{slot: -1}
 }
 
 // Config returns the configuration with defaults applied.
@@ -131,18 +237,6 @@ func (t *Transformer) NumericSlots() int { return len(t.names) }
 // must not modify the result.
 func (t *Transformer) NumericNames() []string { return t.names }
 
-// MaxAbs is the largest magnitude a numeric feature may have. Larger values
-// are refused: squaring them in the variance would overflow, and no real
-// measurement needs them.
-const MaxAbs = 1e150
-
-// ErrOutOfRange is returned by Update for a value beyond ±MaxAbs.
-var ErrOutOfRange = errors.New("features: value out of range")
-
-// ErrNonFinite is returned by Update when learning a value would make the
-// scaler statistics NaN or Inf (for example a value near the float64 limit).
-var ErrNonFinite = errors.New("features: value would make scaler state non-finite")
-
 // Update learns the scaler statistics of fields (River's learn_one) and
 // assigns slots to numeric features seen for the first time. Call it before
 // Transform when learning from an example, never when predicting. Update is
@@ -156,39 +250,22 @@ func (t *Transformer) Update(fields []Field) error {
 	t.undoSlots = len(t.names)
 	for i := range fields {
 		f := &fields[i]
-		if f.Kind == String || t.ignored(f.Name) {
+		if f.Kind == String {
 			continue
 		}
-		slot, ok := t.slots[string(f.Name)]
-		if !ok {
-			slot, _ = t.addSlot(string(f.Name)) // check made room
+		fi := t.lookup(string(f.Name))
+		if fi.ignored {
+			continue
 		}
+		if fi.slot < 0 {
+			fi.slot = int32(t.addSlot(string(f.Name)))
+			t.info[string(f.Name)] = fi
+		}
+		slot := int(fi.slot)
 		t.undo = append(t.undo, undoEntry{slot, t.count[slot], t.mean[slot], t.vars[slot]})
 		t.count[slot], t.mean[slot], t.vars[slot] = t.next(slot, f.Num)
 	}
 	return nil
-}
-
-// undoEntry is a slot's statistics before the last Update.
-type undoEntry struct {
-	slot              int
-	count, mean, vars float64
-}
-
-// Rollback undoes the last successful Update (statistics and new slots), for
-// a learner that refuses the example after updating the features. It
-// allocates nothing. Calling it twice, or without an Update, does nothing.
-func (t *Transformer) Rollback() {
-	for i := len(t.undo) - 1; i >= 0; i-- {
-		u := t.undo[i]
-		t.count[u.slot], t.mean[u.slot], t.vars[u.slot] = u.count, u.mean, u.vars
-	}
-	t.undo = t.undo[:0]
-	for len(t.names) > t.undoSlots {
-		last := len(t.names) - 1
-		delete(t.slots, t.names[last])
-		t.names, t.count, t.mean, t.vars = t.names[:last], t.count[:last], t.mean[:last], t.vars[:last]
-	}
 }
 
 // check reports whether Update would succeed, without changing anything.
@@ -196,20 +273,25 @@ func (t *Transformer) check(fields []Field) error {
 	newSlots := 0
 	for i := range fields {
 		f := &fields[i]
-		if f.Kind == String || t.ignored(f.Name) {
+		if f.Kind == String {
 			continue
 		}
-		slot, ok := t.slots[string(f.Name)]
-		if !ok {
+		fi, known := t.info[string(f.Name)]
+		if known && fi.ignored {
+			continue
+		}
+		if math.Abs(f.Num) > MaxAbs {
+			return fmt.Errorf("%w: feature %q = %g", ErrOutOfRange, f.Name, f.Num)
+		}
+		slot := -1
+		if known && fi.slot >= 0 {
+			slot = int(fi.slot)
+		} else {
 			newSlots++
 			if len(t.names)+newSlots > t.cfg.MaxNumeric {
 				return fmt.Errorf("%w: %q would be number %d, the limit is %d",
 					ErrTooManyFeatures, f.Name, len(t.names)+newSlots, t.cfg.MaxNumeric)
 			}
-			slot = -1
-		}
-		if math.Abs(f.Num) > MaxAbs {
-			return fmt.Errorf("%w: feature %q = %g", ErrOutOfRange, f.Name, f.Num)
 		}
 		if _, mean, vars := t.next(slot, f.Num); !finite(mean) || !finite(vars) {
 			return fmt.Errorf("%w: feature %q = %g", ErrNonFinite, f.Name, f.Num)
@@ -235,92 +317,129 @@ func (t *Transformer) next(slot int, x float64) (count, mean, vars float64) {
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-func (t *Transformer) addSlot(name string) (int, error) {
-	if len(t.names) >= t.cfg.MaxNumeric {
-		return 0, fmt.Errorf("%w: %q would be number %d, the limit is %d",
-			ErrTooManyFeatures, name, len(t.names)+1, t.cfg.MaxNumeric)
-	}
+func (t *Transformer) addSlot(name string) int {
 	slot := len(t.names)
-	t.slots[name] = slot
 	t.names = append(t.names, name)
 	t.count = append(t.count, 0)
 	t.mean = append(t.mean, 0)
 	t.vars = append(t.vars, 0)
-	return slot, nil
+	return slot
 }
 
-func (t *Transformer) ignored(name []byte) bool {
-	if len(t.ignore) == 0 {
-		return false
+// undoEntry is a slot's statistics before the last Update.
+type undoEntry struct {
+	slot              int
+	count, mean, vars float64
+}
+
+// Rollback undoes the last successful Update (statistics and new slots), for
+// a learner that refuses the example after updating the features. It
+// allocates nothing. Calling it twice, or without an Update, does nothing.
+func (t *Transformer) Rollback() {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		u := t.undo[i]
+		t.count[u.slot], t.mean[u.slot], t.vars[u.slot] = u.count, u.mean, u.vars
 	}
-	_, ok := t.ignore[string(name)]
-	return ok
+	t.undo = t.undo[:0]
+	for len(t.names) > t.undoSlots {
+		last := len(t.names) - 1
+		name := t.names[last]
+		fi := t.info[name]
+		fi.slot = -1
+		if fi.ns == 0 && !fi.ignored {
+			delete(t.info, name)
+		} else {
+			t.info[name] = fi
+		}
+		t.names, t.count, t.mean, t.vars = t.names[:last], t.count[:last], t.mean[:last], t.vars[:last]
+	}
 }
 
-// Vector is a transformed example: Dense holds the numeric slots (0 where a
-// feature is absent), Index/Value the active hashed categorical indices.
-// Reuse one Vector across calls; Transform resets it.
+// Vector is a transformed example as a sparse vector: Value[i] at Index[i].
+// Dense and sparse inputs share this one representation: a dense numeric
+// example is simply one whose indices are its slots. Reuse one Vector across
+// calls; Transform resets it.
 type Vector struct {
-	Dense []float64
 	Index []int
 	Value []float64
+	ns    []uint8 // namespace of each entry, for interactions
+}
+
+// Reset empties v, keeping its capacity.
+func (v *Vector) Reset() {
+	v.Index, v.Value, v.ns = v.Index[:0], v.Value[:0], v.ns[:0]
+}
+
+// Add appends one entry (no namespace).
+func (v *Vector) Add(index int, value float64) {
+	v.Index = append(v.Index, index)
+	v.Value = append(v.Value, value)
+	v.ns = append(v.ns, 0)
 }
 
 // Transform writes the features of fields into dst using the current state,
-// without changing it. Numeric features without a slot are skipped: they have
-// no weight yet, so they cannot contribute to a prediction.
+// without changing it: numeric features scaled (those without a slot are
+// skipped: they have no weight yet), categorical ones hashed with value 1,
+// then the configured interactions. Training and serving both predict
+// through Transform, so they see identical features.
 func (t *Transformer) Transform(fields []Field, dst *Vector) {
-	n := len(t.names)
-	if cap(dst.Dense) < n {
-		dst.Dense = make([]float64, n, 2*n)
-	}
-	dst.Dense = dst.Dense[:n]
-	clear(dst.Dense)
-	dst.Index = dst.Index[:0]
-	dst.Value = dst.Value[:0]
+	dst.Reset()
 	for i := range fields {
 		f := &fields[i]
-		if t.ignored(f.Name) {
+		fi, known := t.info[string(f.Name)]
+		if known && fi.ignored {
 			continue
 		}
 		if f.Kind == String {
-			dst.Index = append(dst.Index, t.hashIndex(f.Name, f.Str))
+			dst.Index = append(dst.Index, t.hashCategorical(f.Name, f.Str))
 			dst.Value = append(dst.Value, 1)
+			dst.ns = append(dst.ns, fi.ns)
 			continue
 		}
-		if slot, ok := t.slots[string(f.Name)]; ok {
-			dst.Dense[slot] = t.scale(slot, f.Num)
+		if !known || fi.slot < 0 {
+			continue
+		}
+		dst.Index = append(dst.Index, int(fi.slot))
+		dst.Value = append(dst.Value, t.scale(int(fi.slot), f.Num))
+		dst.ns = append(dst.ns, fi.ns)
+	}
+	for _, p := range t.pairs {
+		t.cross(dst, p[0], p[1])
+	}
+}
+
+// cross appends the products of the entries of namespaces a and b.
+func (t *Transformer) cross(v *Vector, a, b uint8) {
+	n := len(v.Index) // only base entries, not earlier crosses
+	for i := 0; i < n; i++ {
+		if v.ns[i] != a {
+			continue
+		}
+		start := 0
+		if a == b {
+			start = i + 1
+		}
+		for j := start; j < n; j++ {
+			if v.ns[j] != b {
+				continue
+			}
+			h := mix(uint64(v.Index[i]), uint64(v.Index[j]))
+			v.Index = append(v.Index, t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)))
+			v.Value = append(v.Value, v.Value[i]*v.Value[j])
+			v.ns = append(v.ns, 0)
 		}
 	}
 }
 
-// Dot returns w·x + intercept, where x is what Transform would produce for
-// fields. It is the prediction path for training and serving alike and
-// allocates nothing. w must have length Dim (shorter is allowed: missing
-// weights are 0).
-func (t *Transformer) Dot(fields []Field, w []float64, intercept float64) float64 {
-	sum := intercept
-	for i := range fields {
-		f := &fields[i]
-		if t.ignored(f.Name) {
-			continue
-		}
-		var idx int
-		var x float64
-		if f.Kind == String {
-			idx, x = t.hashIndex(f.Name, f.Str), 1
-		} else {
-			slot, ok := t.slots[string(f.Name)]
-			if !ok {
-				continue
-			}
-			idx, x = slot, t.scale(slot, f.Num)
-		}
-		if idx < len(w) {
-			sum += w[idx] * x
-		}
-	}
-	return sum
+// mix combines two indices into one hash (the finaliser of SplitMix64 over
+// an asymmetric combination, so a×b and b×a differ).
+func mix(a, b uint64) uint64 {
+	x := a*0x9E3779B97F4A7C15 ^ (b + 0x632BE59BD9B4E019)
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	return x ^ x>>31
 }
 
 func (t *Transformer) scale(slot int, x float64) float64 {
@@ -334,9 +453,20 @@ func (t *Transformer) scale(slot int, x float64) float64 {
 	return (x - t.mean[slot]) / sd
 }
 
-// hashIndex maps name=value into the hashed space with 64-bit FNV-1a,
-// computed inline so that hashing allocates nothing.
-func (t *Transformer) hashIndex(name, value []byte) int {
+// hashCategorical maps name=value into the hashed space.
+func (t *Transformer) hashCategorical(name, value []byte) int {
+	var h uint64
+	if t.hash == hashFNV {
+		h = fnv1a(name, value)
+	} else {
+		h = mix(xxhash.Sum64(name), xxhash.Sum64(value))
+	}
+	return t.cfg.MaxNumeric + int(h&(1<<t.cfg.HashBits-1))
+}
+
+// fnv1a is the hash of encoding version 1, kept so that models learned with
+// it still load and predict the same.
+func fnv1a(name, value []byte) uint64 {
 	const (
 		offset64 = 14695981039346656037
 		prime64  = 1099511628211
@@ -349,41 +479,46 @@ func (t *Transformer) hashIndex(name, value []byte) int {
 	for _, c := range value {
 		h = (h ^ uint64(c)) * prime64
 	}
-	return t.cfg.MaxNumeric + int(h&(1<<t.cfg.HashBits-1))
+	return h
 }
 
 // SetIgnore replaces the list of ignored field names. Ignoring a field does
 // not move any index, so it may change between restarts.
 func (t *Transformer) SetIgnore(names []string) {
 	t.cfg.Ignore = append([]string(nil), names...)
-	t.ignore = make(map[string]struct{}, len(names))
-	for _, name := range names {
-		t.ignore[name] = struct{}{}
-	}
+	t.index()
 }
 
 // Clone returns a deep copy that shares nothing with t.
 func (t *Transformer) Clone() *Transformer {
 	c := &Transformer{
 		cfg:    t.cfg,
-		ignore: t.ignore, // never written after New
-		slots:  make(map[string]int, len(t.slots)),
-		names:  append([]string(nil), t.names...),
-		count:  append([]float64(nil), t.count...),
-		mean:   append([]float64(nil), t.mean...),
-		vars:   append([]float64(nil), t.vars...),
+		hash:   t.hash,
+		info:   make(map[string]fieldInfo, len(t.info)),
+		pairs:  slices.Clone(t.pairs),
+		names:  slices.Clone(t.names),
+		count:  slices.Clone(t.count),
+		mean:   slices.Clone(t.mean),
+		vars:   slices.Clone(t.vars),
+		nsName: slices.Clone(t.nsName),
 	}
-	for k, v := range t.slots {
-		c.slots[k] = v
+	for k, v := range t.info {
+		c.info[k] = v
 	}
 	return c
 }
 
 // Stats returns the scaler statistics of a numeric feature.
 func (t *Transformer) Stats(name string) (count, mean, variance float64, ok bool) {
-	slot, ok := t.slots[name]
-	if !ok {
+	fi, known := t.info[name]
+	if !known || fi.slot < 0 {
 		return 0, 0, 0, false
 	}
-	return t.count[slot], t.mean[slot], t.vars[slot], true
+	return t.count[fi.slot], t.mean[fi.slot], t.vars[fi.slot], true
+}
+
+// ignored reports whether name is ignored (for tests and tools).
+func (t *Transformer) ignored(name []byte) bool {
+	fi, ok := t.info[string(name)]
+	return ok && fi.ignored
 }

@@ -1,8 +1,10 @@
 package features
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -43,8 +45,8 @@ func TestStandardScalerMatchesPopulationStatistics(t *testing.T) {
 	}
 	var v Vector
 	tr.Transform([]Field{num("x", mean+2*math.Sqrt(variance))}, &v)
-	if math.Abs(v.Dense[0]-2) > 1e-9 {
-		t.Fatalf("scaled = %v, want 2 standard deviations", v.Dense[0])
+	if math.Abs(v.Value[0]-2) > 1e-9 {
+		t.Fatalf("scaled = %v, want 2 standard deviations", v.Value[0])
 	}
 }
 
@@ -55,49 +57,86 @@ func TestConstantFeatureScalesToZero(t *testing.T) {
 	}
 	var v Vector
 	tr.Transform([]Field{num("c", 7)}, &v)
-	if v.Dense[0] != 0 {
-		t.Fatalf("constant feature transformed to %v, want 0", v.Dense[0])
+	if v.Value[0] != 0 {
+		t.Fatalf("constant feature transformed to %v, want 0", v.Value[0])
 	}
 }
 
-func TestDotEqualsWeightsTimesTransform(t *testing.T) {
+func TestTransformPutsNumbersInSlotsAndCategoriesInTheHashedSpace(t *testing.T) {
 	tr := New(Config{HashBits: 8, MaxNumeric: 16, Ignore: []string{"id"}})
 	fields := []Field{num("a", 1.5), num("b", -2), cat("country", "DE"), boolean("new", true), num("id", 99)}
 	_ = tr.Update(fields)
 	_ = tr.Update([]Field{num("a", 0.5), num("b", 4), boolean("new", false)})
-	w := make([]float64, tr.Dim())
-	for i := range w {
-		w[i] = float64(i%7) - 3
-	}
 	var v Vector
 	tr.Transform(fields, &v)
-	want := 0.25
-	for i, x := range v.Dense {
-		want += w[i] * x
-	}
-	for i, idx := range v.Index {
-		want += w[idx] * v.Value[i]
-	}
-	if got := tr.Dot(fields, w, 0.25); math.Abs(got-want) > 1e-12 {
-		t.Fatalf("Dot = %v, want %v", got, want)
-	}
 	if tr.NumericSlots() != 3 {
 		t.Fatalf("numeric slots = %v, want 3 (a, b, new; id ignored)", tr.NumericNames())
 	}
-	if len(v.Index) != 1 || v.Index[0] < 16 || v.Index[0] >= tr.Dim() {
-		t.Fatalf("categorical index %v outside hashed space [16, %d)", v.Index, tr.Dim())
+	if len(v.Index) != 4 {
+		t.Fatalf("vector %v, want 4 entries (a, b, country=DE, new)", v.Index)
+	}
+	if v.Index[0] != 0 || v.Index[1] != 1 || v.Index[3] != 2 {
+		t.Fatalf("numeric indices %v, want slots 0, 1 and 2", v.Index)
+	}
+	if v.Index[2] < 16 || v.Index[2] >= tr.Dim() || v.Value[2] != 1 {
+		t.Fatalf("categorical entry (%d, %v) outside the hashed space [16, %d) or not 1", v.Index[2], v.Value[2], tr.Dim())
+	}
+	var again Vector
+	tr.Clone().Transform(fields, &again)
+	if !slices.Equal(v.Index, again.Index) || !slices.Equal(v.Value, again.Value) {
+		t.Fatal("a clone transforms differently")
+	}
+}
+
+func TestInteractionsCrossEveryFeatureOfTwoNamespaces(t *testing.T) {
+	tr := New(Config{HashBits: 20, Namespaces: map[string][]string{"user": {"age", "country"}, "item": {"price", "category"}},
+		Interactions: [][2]string{{"user", "item"}, {"item", "item"}}})
+	fields := []Field{num("age", 30), cat("country", "DE"), num("price", 9.5), cat("category", "books"), num("other", 1)}
+	_ = tr.Update(fields)
+	_ = tr.Update([]Field{num("age", 40), num("price", 3.5), num("other", 2)})
+	var v Vector
+	tr.Transform(fields, &v)
+	base := 5
+	// user×item: 2×2 = 4; item×item: one unordered pair.
+	if got := len(v.Index) - base; got != 5 {
+		t.Fatalf("%d interaction entries, want 5 (4 user×item + 1 item×item)", got)
+	}
+	// age×price is the product of the two scaled values.
+	if want := v.Value[0] * v.Value[2]; v.Value[base] != want {
+		t.Fatalf("age×price = %v, want %v", v.Value[base], want)
+	}
+	seen := map[int]bool{}
+	for _, idx := range v.Index[base:] {
+		if idx < tr.Config().MaxNumeric || idx >= tr.Dim() || seen[idx] {
+			t.Fatalf("interaction index %d outside the hashed space or repeated", idx)
+		}
+		seen[idx] = true
 	}
 }
 
 func TestPredictionNeverChangesState(t *testing.T) {
 	tr := New(Config{})
-	_ = tr.Update([]Field{num("a", 1), num("a", 3)})
-	before := tr.Clone()
+	_ = tr.Update([]Field{num("a", 1)})
+	_ = tr.Update([]Field{num("a", 3)})
+	before := tr.AppendBinary(nil)
 	var v Vector
-	tr.Transform([]Field{num("a", 100), num("unseen", 5)}, &v)
-	_ = tr.Dot([]Field{num("a", 100), num("unseen", 5)}, []float64{1}, 0)
-	if tr.NumericSlots() != before.NumericSlots() || tr.mean[0] != before.mean[0] || tr.count[0] != before.count[0] {
-		t.Fatal("predicting changed the transformer's state")
+	tr.Transform([]Field{num("a", 100), num("unseen", 5), cat("c", "x")}, &v)
+	if string(tr.AppendBinary(nil)) != string(before) {
+		t.Fatal("transforming changed the transformer's state")
+	}
+}
+
+func TestRollbackUndoesTheLastUpdate(t *testing.T) {
+	tr := New(Config{Namespaces: map[string][]string{"n": {"b"}}})
+	_ = tr.Update([]Field{num("a", 1)})
+	before := tr.AppendBinary(nil)
+	_ = tr.Update([]Field{num("a", 5), num("b", 2)})
+	tr.Rollback()
+	if string(tr.AppendBinary(nil)) != string(before) {
+		t.Fatal("Rollback left a trace of the update")
+	}
+	if err := tr.Update([]Field{num("b", 2)}); err != nil || tr.NumericSlots() != 2 {
+		t.Fatalf("after rollback b cannot be learned again: %v, %v", err, tr.NumericNames())
 	}
 }
 
@@ -154,19 +193,51 @@ func BenchmarkTransform(b *testing.B) {
 	}
 }
 
-func BenchmarkDot(b *testing.B) {
-	for _, n := range []int{8, 80} {
-		b.Run(sizeName(n), func(b *testing.B) {
-			tr := New(Config{})
-			fs := benchFields(n)
-			_ = tr.Update(fs)
-			w := make([]float64, tr.Dim())
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = tr.Dot(fs, w, 0)
-			}
-		})
+func sizeName(n int) string { return "features=" + strconv.Itoa(n) }
+
+// encodeV1 writes the layout of encoding version 1, as eddy wrote it before
+// namespaces, so that the compatibility test does not depend on old code.
+func encodeV1(t *Transformer) []byte {
+	dst := []byte{1}
+	dst = appendString(dst, string(t.cfg.Scaler))
+	dst = binary.AppendUvarint(dst, uint64(t.cfg.HashBits))
+	dst = binary.AppendUvarint(dst, uint64(t.cfg.MaxNumeric))
+	dst = appendStrings(dst, t.cfg.Ignore)
+	dst = binary.AppendUvarint(dst, uint64(len(t.names)))
+	for i, name := range t.names {
+		dst = appendString(dst, name)
+		for _, x := range []float64{t.count[i], t.mean[i], t.vars[i]} {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		}
 	}
+	return dst
 }
 
-func sizeName(n int) string { return "features=" + strconv.Itoa(n) }
+func TestVersion1EncodingStillLoadsWithItsOwnHash(t *testing.T) {
+	tr := New(Config{HashBits: 12})
+	fields := []Field{num("a", 2), cat("country", "DE")}
+	_ = tr.Update(fields)
+	_ = tr.Update([]Field{num("a", 4)})
+	old, rest, err := DecodeTransformer(encodeV1(tr))
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("version 1 does not load: %v", err)
+	}
+	var v Vector
+	old.Transform(fields, &v)
+	want := tr.cfg.MaxNumeric + int(fnv1a([]byte("country"), []byte("DE"))&(1<<12-1))
+	if v.Index[1] != want {
+		t.Fatalf("a version 1 model hashes country=DE to %d, want FNV-1a's %d", v.Index[1], want)
+	}
+	if c, m, _, _ := old.Stats("a"); c != 2 || m != 3 {
+		t.Fatalf("stats of a = (%v, %v), want (2, 3)", c, m)
+	}
+	// Written again, it keeps its hash: a round trip through version 2.
+	again, _, err := DecodeTransformer(old.AppendBinary(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Transform(fields, &v)
+	if v.Index[1] != want {
+		t.Fatal("re-encoding a version 1 model changed its hash")
+	}
+}

@@ -10,29 +10,53 @@ import (
 	"github.com/eddyhq/eddy/features"
 )
 
-// stateVersion is the first byte of an encoded model state. Bump it when the
-// layout changes and keep decoding the old layouts.
-const stateVersion = 1
-
 // ErrCorrupt is returned when stored state cannot be decoded.
 var ErrCorrupt = errors.New("learner: corrupt state")
 
-// appendState appends the versioned binary encoding of m's state. Layout
-// (little endian; lengths and counters as uvarints; floats as 8 bytes):
+// stateVersion is the first byte of an encoded model state. Bump it when the
+// layout changes and keep decoding the old layouts: version 1 (one output,
+// plain SGD) still loads.
+const stateVersion = 2
+
+// appendState appends the versioned binary encoding of m's state. Layout of
+// version 2 (little endian; lengths and counters as uvarints; floats as 8
+// bytes; "vector" = length, non-zero count, then (index delta, value) pairs):
 //
-//	version u8 | task string | transformer (features encoding) |
-//	intercept | len(w) | nonzero count, then (index delta, weight) pairs |
+//	version u8 | task string | loss string | optimizer kind string |
+//	transformer (features encoding) | steps t | L1 total u |
+//	output count | classes (one uvarint per output, Multiclass) |
+//	per output: intercept, w vector, s1 vector, s2 vector |
 //	learned | snapshot version | metrics: n, correct, logLoss, absErr,
 //	sqErr, window length, next, filled, windowSum, window values
+//
+// Version 1 was: version | task | transformer | intercept | w vector |
+// learned | snapshot version | metrics.
 func (m *Model) appendState(dst []byte) []byte {
 	dst = append(dst, stateVersion)
 	dst = appendString(dst, string(m.cfg.Task))
+	dst = appendString(dst, string(m.cfg.Loss))
+	dst = appendString(dst, string(m.cfg.Optimizer.Kind))
 	dst = m.tr.AppendBinary(dst)
-	dst = appendFloat(dst, m.intercept)
-	dst = appendWeights(dst, m.w)
+	dst = binary.AppendUvarint(dst, m.lin.t)
+	dst = appendFloat(dst, m.lin.u)
+	dst = binary.AppendUvarint(dst, uint64(len(m.lin.out)))
+	if m.cfg.Task == Multiclass {
+		for _, c := range m.classes {
+			dst = binary.AppendUvarint(dst, uint64(c))
+		}
+	}
+	for _, o := range m.lin.out {
+		dst = appendFloat(dst, o.intercept)
+		dst = appendWeights(dst, o.w)
+		dst = appendWeights(dst, o.s1)
+		dst = appendWeights(dst, o.s2)
+	}
 	dst = binary.AppendUvarint(dst, m.learned)
 	dst = binary.AppendUvarint(dst, m.version)
-	e := &m.eval
+	return m.eval.appendBinary(dst)
+}
+
+func (e *prequential) appendBinary(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, e.n)
 	dst = binary.AppendUvarint(dst, e.correct)
 	dst = appendFloat(dst, e.logLoss)
@@ -48,7 +72,7 @@ func (m *Model) appendState(dst []byte) []byte {
 	return dst
 }
 
-// appendWeights stores only non-zero weights: hashed spaces are mostly empty.
+// appendWeights stores only non-zero values: hashed spaces are mostly empty.
 func appendWeights(dst []byte, w []float64) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(w)))
 	nonZero := 0
@@ -70,55 +94,106 @@ func appendWeights(dst []byte, w []float64) []byte {
 }
 
 // decodeState restores a model from data into a new Model built from cfg. The
-// stored layout parameters must match cfg: changing them would misalign the
-// weights.
+// stored layout (task, loss, optimizer, feature layout) must match cfg:
+// changing them would misread the weights.
 func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, error) {
 	r := reader{buf: data}
-	if v := r.byte(); r.err == nil && v != stateVersion {
-		return nil, nil, fmt.Errorf("%w: unknown model state version %d", ErrCorrupt, v)
+	version := r.byte()
+	if r.err == nil && version != 1 && version != 2 {
+		return nil, nil, fmt.Errorf("%w: unknown model state version %d", ErrCorrupt, version)
 	}
 	task := Task(r.string())
-	if r.err != nil {
-		return nil, nil, r.err
+	loss, kind := LossLog, SGD
+	if task == Regression {
+		loss = LossSquared
 	}
-	if task != cfg.Task {
-		return nil, nil, fmt.Errorf("learner: model %s is stored with task %s but configured as %s; use another name or data dir", cfg.Name, task, cfg.Task)
+	if version >= 2 {
+		loss, kind = Loss(r.string()), OptimizerKind(r.string())
+	}
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, r.err)
+	}
+	mismatch := ""
+	switch {
+	case task != cfg.Task:
+		mismatch = fmt.Sprintf("task %s but configured as %s", task, cfg.Task)
+	case loss != cfg.Loss:
+		mismatch = fmt.Sprintf("loss %s but configured with %s", loss, cfg.Loss)
+	case kind != cfg.Optimizer.Kind:
+		mismatch = fmt.Sprintf("optimizer %s but configured with %s", kind, cfg.Optimizer.Kind)
+	}
+	if mismatch != "" {
+		return nil, nil, fmt.Errorf("learner: model %s is stored with %s; use another name or data dir", cfg.Name, mismatch)
 	}
 	tr, rest, err := features.DecodeTransformer(r.buf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, err)
 	}
-	tr.SetIgnore(cfg.Features.Ignore) // may change freely: no index depends on it
-	got, want := tr.Config(), cfg.Features
-	if got.HashBits != want.HashBits || got.MaxNumeric != want.MaxNumeric || got.Scaler != want.Scaler {
-		return nil, nil, fmt.Errorf("learner: model %s is stored with scaler=%s hash_bits=%d max_numeric_features=%d but configured with scaler=%s hash_bits=%d max_numeric_features=%d; use another name or data dir",
-			cfg.Name, got.Scaler, got.HashBits, got.MaxNumeric, want.Scaler, want.HashBits, want.MaxNumeric)
+	if diff, same := features.SameLayout(tr.Config(), cfg.Features); !same {
+		return nil, nil, fmt.Errorf("learner: model %s is stored with a different feature layout (%s, stored vs configured); use another name or data dir", cfg.Name, diff)
 	}
+	tr.SetIgnore(cfg.Features.Ignore) // may change freely: no index depends on it
 	m := newModel(cfg, window)
 	m.tr = tr
+	m.lin.dim = tr.Dim()
 	r.buf = rest
-	m.intercept = r.float()
-	m.w = r.weights(tr.Dim())
+	if version == 1 {
+		m.lin.out[0].intercept = r.float()
+		m.lin.out[0].w = r.weights(tr.Dim())
+	} else {
+		m.decodeOutputs(&r, tr.Dim())
+	}
 	m.learned = r.uvarint()
 	m.version = r.uvarint()
-	e := &m.eval
+	m.eval.decode(&r)
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.err)
+	}
+	return m, r.buf, nil
+}
+
+func (m *Model) decodeOutputs(r *reader, dim int) {
+	m.lin.t = r.uvarint()
+	m.lin.u = r.float()
+	n := r.count()
+	if m.cfg.Task != Multiclass && n != 1 || n > m.cfg.MaxClasses {
+		r.fail("output count")
+		return
+	}
+	if m.cfg.Task == Multiclass {
+		m.lin.out, m.lin.raw, m.lin.probs, m.lin.grads = nil, nil, nil, nil
+		for range n {
+			m.classes = append(m.classes, int(r.uvarint()))
+			m.lin.addOutput()
+		}
+	}
+	for k := range m.lin.out {
+		o := &m.lin.out[k]
+		o.intercept = r.float()
+		o.w, o.s1, o.s2 = r.weights(dim), r.weights(dim), r.weights(dim)
+		if m.lin.usesS1() && len(o.s1) < len(o.w) {
+			o.s1 = growTo(o.s1, len(o.w))
+		}
+		if m.lin.usesS2() && len(o.s2) < len(o.w) {
+			o.s2 = growTo(o.s2, len(o.w))
+		}
+	}
+}
+
+func (e *prequential) decode(r *reader) {
 	e.n, e.correct = r.uvarint(), r.uvarint()
 	e.logLoss, e.absErr, e.sqErr = r.float(), r.float(), r.float()
 	storedWindow := r.count()
-	next, filled := int(r.uvarint()), int(r.uvarint())
+	next, filled := r.uvarint(), r.uvarint()
 	windowSum := r.float()
 	stored := make([]float64, 0, storedWindow)
 	for range storedWindow {
 		stored = append(stored, r.float())
 	}
-	if r.err != nil {
-		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.err)
-	}
-	if storedWindow == len(e.window) && next >= 0 && next < storedWindow && filled >= 0 && filled <= storedWindow {
+	if r.err == nil && storedWindow == len(e.window) && next < uint64(storedWindow) && filled <= uint64(storedWindow) {
 		copy(e.window, stored)
-		e.next, e.filled, e.windowSum = next, filled, windowSum
+		e.next, e.filled, e.windowSum = int(next), int(filled), windowSum
 	} // else: the rolling window size changed; start the window afresh
-	return m, r.buf, nil
 }
 
 func appendString(dst []byte, s string) []byte {

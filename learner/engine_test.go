@@ -138,10 +138,10 @@ var probes = [][]features.Field{
 	{},
 }
 
-func scores(score func([]features.Field) float64) []float64 {
+func scores(score func([]features.Field) (float64, int32)) []float64 {
 	out := make([]float64, len(probes))
 	for i, p := range probes {
-		out[i] = score(p)
+		out[i], _ = score(p)
 	}
 	return out
 }
@@ -185,7 +185,7 @@ func TestExamplesAfterTheLastCheckpointAreNotStored(t *testing.T) {
 	crashed, _ := newTestEngine(t, store, fraudConfig, nil)
 	processAll(t, crashed, "events", events[:300])
 	checkpoint(t, crashed, eventsOffset(0, 300))
-	weights, intercept := slices.Clone(crashed.Models()[0].w), crashed.Models()[0].intercept
+	weights, intercept := crashed.Models()[0].Weights()
 	processAll(t, crashed, "events", events[300:])
 	closeStore() // a crash: no checkpoint for events[300:]
 
@@ -195,7 +195,7 @@ func TestExamplesAfterTheLastCheckpointAreNotStored(t *testing.T) {
 	if m.Learned() != 300 || m.Metrics().N != 300 {
 		t.Fatalf("restored model learned %d and scored %d examples, want the 300 checkpointed", m.Learned(), m.Metrics().N)
 	}
-	if !sameBits(m.w, weights) || m.intercept != intercept {
+	if w, b := m.Weights(); !sameBits(w, weights) || b != intercept {
 		t.Fatalf("restored weights are not the checkpointed ones")
 	}
 	if got := restarted.NextOffsets("events"); !maps.Equal(got, map[int]int64{0: 300}) {
@@ -226,9 +226,9 @@ func TestTheFirstCheckpointAfterLearningPublishesVersionOne(t *testing.T) {
 		t.Fatalf("the first checkpoint after learning published %d snapshots, want 1 (well before the promote interval)", len(got))
 	}
 	s := got[0]
-	if s.Model() != "fraud" || s.Version() != 1 || s.Learned() != 50 || s.Reason() != "periodic" || !s.IsBinary() {
+	if s.Model() != "fraud" || s.Version() != 1 || s.Learned() != 50 || s.Reason() != "periodic" || s.TaskName() != "binary" {
 		t.Errorf("published %s v%d (learned %d, reason %q, binary %v), want fraud v1 (learned 50, periodic, binary)",
-			s.Model(), s.Version(), s.Learned(), s.Reason(), s.IsBinary())
+			s.Model(), s.Version(), s.Learned(), s.Reason(), s.TaskName() == "binary")
 	}
 	processAll(t, e, "events", events[50:])
 	checkpoint(t, e)
@@ -407,7 +407,7 @@ func TestAPublishedSnapshotNeverChanges(t *testing.T) {
 	if published.Learned() != learned || published.Metrics() != metrics {
 		t.Errorf("version 1 learned/metrics changed from %d/%+v to %d/%+v", learned, metrics, published.Learned(), published.Metrics())
 	}
-	if live := scores(e.Models()[0].Predict); sameBits(live, before) {
+	if live := scores(func(f []features.Field) (float64, int32) { return e.Models()[0].Predict(f), 0 }); sameBits(live, before) {
 		t.Errorf("the live model scores %v like version 1: it did not keep learning, so this test proves nothing", live)
 	}
 }
@@ -508,7 +508,8 @@ func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.
 			e, reg := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{tc.model}}, nil)
 			processAll(t, e, "events", tc.before)
 			m := e.Models()[0]
-			weights, intercept, metrics := slices.Clone(m.w), m.intercept, m.Metrics()
+			weights, intercept := m.Weights()
+			metrics := m.Metrics()
 
 			err := e.Process("events", tc.bad.fields, tc.bad.y, true)
 			var rej *RejectError
@@ -521,10 +522,10 @@ func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.
 			if got := m.Metrics(); got != metrics || m.Learned() != uint64(len(tc.before)) {
 				t.Errorf("after the rejection: %d learned, metrics %+v; want %d learned, metrics %+v", m.Learned(), got, len(tc.before), metrics)
 			}
-			if !sameWeights(m.w, weights) || m.intercept != intercept {
+			if w, b := m.Weights(); !sameWeights(w, weights) || b != intercept {
 				t.Errorf("the rejected example changed the weights")
 			}
-			for i, w := range m.w {
+			for i, w := range m.lin.out[0].w {
 				if !isFinite(w) {
 					t.Fatalf("weight %d = %v", i, w)
 				}
@@ -628,7 +629,8 @@ func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
 		if m.Learned() != tc.learned || m.Metrics().N != tc.learned {
 			t.Errorf("%s learned %d and scored %d examples, want %d", tc.model, m.Learned(), m.Metrics().N, tc.learned)
 		}
-		moved := m.intercept != 0 || slices.ContainsFunc(m.w, func(w float64) bool { return w != 0 })
+		w, b := m.Weights()
+		moved := b != 0 || slices.ContainsFunc(w, func(w float64) bool { return w != 0 })
 		if moved != (tc.learned > 0) {
 			t.Errorf("%s: weights moved = %v, want %v", tc.model, moved, tc.learned > 0)
 		}

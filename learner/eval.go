@@ -7,12 +7,12 @@ import "math"
 type Metrics struct {
 	// N is the number of examples scored.
 	N uint64
-	// Accuracy and LogLoss are cumulative, for Binary models.
+	// Accuracy and LogLoss are cumulative, for Binary and Multiclass models.
 	Accuracy, LogLoss float64
 	// MAE and RMSE are cumulative, for Regression models.
 	MAE, RMSE float64
-	// Rolling is over the last RollingWindow examples: accuracy for Binary,
-	// MAE for Regression.
+	// Rolling is over the last RollingWindow examples: accuracy for
+	// classifiers, MAE for Regression.
 	Rolling float64
 }
 
@@ -36,28 +36,30 @@ func newPrequential(task Task, window int) prequential {
 	return prequential{task: task, window: make([]float64, window)}
 }
 
-// update scores a prediction p (a probability for Binary, a value for
-// Regression) of label y.
-func (e *prequential) update(y, p float64) {
+// classify scores a classification: whether it was right and the
+// probability it gave the true label.
+func (e *prequential) classify(correct bool, pTrue float64) {
 	e.n++
-	var loss float64
-	if e.task == Binary {
-		if (p > 0.5) == (y == 1) {
-			e.correct++
-		} else {
-			loss = 1
-		}
-		q := min(max(p, 1e-15), 1-1e-15)
-		if y == 1 {
-			e.logLoss -= math.Log(q)
-		} else {
-			e.logLoss -= math.Log(1 - q)
-		}
-	} else {
-		loss = math.Abs(y - p)
-		e.absErr += loss
-		e.sqErr += (y - p) * (y - p)
+	loss := 1.0
+	if correct {
+		e.correct++
+		loss = 0
 	}
+	e.logLoss -= math.Log(min(max(pTrue, 1e-15), 1-1e-15))
+	e.observe(loss)
+}
+
+// regress scores a regression prediction p of y.
+func (e *prequential) regress(y, p float64) {
+	e.n++
+	loss := math.Abs(y - p)
+	e.absErr += loss
+	e.sqErr += (y - p) * (y - p)
+	e.observe(loss)
+}
+
+// observe adds one example's error to the rolling window.
+func (e *prequential) observe(loss float64) {
 	if len(e.window) == 0 {
 		return
 	}
@@ -81,7 +83,7 @@ func (e *prequential) metrics() Metrics {
 	if e.filled > 0 {
 		rollingErr = e.windowSum / float64(e.filled)
 	}
-	if e.task == Binary {
+	if e.task != Regression {
 		m.Accuracy = float64(e.correct) / n
 		m.LogLoss = e.logLoss / n
 		m.Rolling = 1 - rollingErr

@@ -128,11 +128,13 @@ func metricsBits(m Metrics) []float64 {
 // want: weights, intercept, feature state, learned count, version, metrics.
 func requireSameModel(t *testing.T, got, want *Model) {
 	t.Helper()
-	if !sameBits(got.w, want.w) {
-		t.Errorf("weights differ: %d weights vs %d, first difference at %d", len(got.w), len(want.w), firstDifference(got.w, want.w))
+	gotW, gotB := got.Weights()
+	wantW, wantB := want.Weights()
+	if !sameBits(gotW, wantW) {
+		t.Errorf("weights differ: %d weights vs %d, first difference at %d", len(gotW), len(wantW), firstDifference(gotW, wantW))
 	}
-	if math.Float64bits(got.intercept) != math.Float64bits(want.intercept) {
-		t.Errorf("intercept = %v, want %v", got.intercept, want.intercept)
+	if math.Float64bits(gotB) != math.Float64bits(wantB) {
+		t.Errorf("intercept = %v, want %v", gotB, wantB)
 	}
 	if got.learned != want.learned {
 		t.Errorf("learned = %d, want %d", got.learned, want.learned)

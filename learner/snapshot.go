@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"sync"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -18,8 +19,14 @@ type Snapshot struct {
 	learned   uint64
 	metrics   Metrics
 	tr        *features.Transformer
-	w         []float64
-	intercept float64
+	lin       *linear // weights and intercepts only
+	classes   []int
+	scratch   sync.Pool // *scoreScratch, so that Score allocates nothing
+}
+
+type scoreScratch struct {
+	vec        features.Vector
+	raw, probs []float64
 }
 
 // newSnapshot copies m, so the snapshot shares nothing with the live model.
@@ -33,8 +40,8 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		learned:   m.learned,
 		metrics:   m.eval.metrics(),
 		tr:        m.tr.Clone(),
-		w:         append([]float64(nil), m.w...),
-		intercept: m.intercept,
+		lin:       m.lin.clonePredictor(),
+		classes:   append([]int(nil), m.classes...),
 	}
 }
 
@@ -60,14 +67,29 @@ func (s *Snapshot) Learned() uint64 { return s.learned }
 // Metrics returns the model's prequential metrics at snapshot time.
 func (s *Snapshot) Metrics() Metrics { return s.metrics }
 
-// Score returns the snapshot's prediction for raw fields: the probability of
-// label 1 for a Binary model, the value for a Regression model. It computes
-// features with exactly the code the live model learns with, and allocates
-// nothing.
-func (s *Snapshot) Score(fields []features.Field) float64 {
-	return link(s.task, s.tr.Dot(fields, s.w, s.intercept))
+// Score returns the snapshot's prediction for raw fields and the predicted
+// label: for Binary, the probability of label 1 and the label (1 when the
+// probability is above 0.5); for Regression, the value (label 0); for
+// Multiclass, the probability of the most likely class and that class's
+// label (-1 while the model knows no class). It computes features with
+// exactly the code the live model learns with, is safe for concurrent use,
+// and allocates nothing in steady state.
+func (s *Snapshot) Score(fields []features.Field) (float64, int32) {
+	sc, _ := s.scratch.Get().(*scoreScratch)
+	if sc == nil {
+		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out))}
+	}
+	defer s.scratch.Put(sc)
+	s.tr.Transform(fields, &sc.vec)
+	score, k := s.lin.scores(&sc.vec, sc.raw, sc.probs)
+	if s.task == Multiclass {
+		if k < 0 {
+			return score, -1
+		}
+		return score, int32(s.classes[k])
+	}
+	return score, int32(k)
 }
 
-// IsBinary reports whether the model is a binary classifier (its score is a
-// probability) rather than a regressor.
-func (s *Snapshot) IsBinary() bool { return s.task == Binary }
+// TaskName returns "binary", "regression" or "multiclass".
+func (s *Snapshot) TaskName() string { return string(s.task) }

@@ -35,11 +35,13 @@ type Snapshot interface {
 	Model() string
 	// Version returns the snapshot's version.
 	Version() uint64
-	// IsBinary reports whether Score is a probability of label 1 (else a
-	// regression value).
-	IsBinary() bool
-	// Score predicts from raw fields. It must be safe for concurrent use.
-	Score(fields []features.Field) float64
+	// TaskName returns "binary", "regression" or "multiclass".
+	TaskName() string
+	// Score predicts from raw fields: for "binary" the probability of label
+	// 1 and the predicted label; for "regression" the value; for
+	// "multiclass" the probability of the predicted class and its label. It
+	// must be safe for concurrent use.
+	Score(fields []features.Field) (score float64, label int32)
 }
 
 // Config configures a Server. The zero value means the documented defaults.
@@ -203,16 +205,13 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 	// Map order is random; a fixed order makes the float sum, and so the
 	// score, identical for identical requests.
 	slices.SortFunc(fields, func(a, b features.Field) int { return bytes.Compare(a.Name, b.Name) })
-	score := p.snap.Score(fields)
-	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version()}
-	if p.snap.IsBinary() {
-		label := int32(0)
-		if score > 0.5 {
-			label = 1
-		}
-		resp.Task, resp.Probability, resp.PredictedLabel = "binary", &score, &label
+	score, label := p.snap.Score(fields)
+	task := p.snap.TaskName()
+	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task}
+	if task == "regression" {
+		resp.Value = &score
 	} else {
-		resp.Task, resp.Value = "regression", &score
+		resp.Probability, resp.PredictedLabel = &score, &label
 	}
 	return resp, nil
 }

@@ -45,9 +45,24 @@ type linearSnapshot struct {
 
 func (s *linearSnapshot) Model() string   { return s.Name }
 func (s *linearSnapshot) Version() uint64 { return s.Ver }
-func (s *linearSnapshot) IsBinary() bool  { return s.Binary }
+func (s *linearSnapshot) TaskName() string {
+	if s.Binary {
+		return "binary"
+	}
+	return "regression"
+}
 
-func (s *linearSnapshot) Score(fields []features.Field) float64 {
+// Score returns the probability of 1 and the label (1 above 0.5) for a
+// binary snapshot, the value for a regression one.
+func (s *linearSnapshot) Score(fields []features.Field) (float64, int32) {
+	z := s.score(fields)
+	if s.Binary && z > 0.5 {
+		return z, 1
+	}
+	return z, 0
+}
+
+func (s *linearSnapshot) score(fields []features.Field) float64 {
 	if s.Scoring != nil {
 		s.Scoring()
 	}

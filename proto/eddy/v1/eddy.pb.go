@@ -96,11 +96,13 @@ type PredictResponse struct {
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Version of the promoted snapshot that answered.
 	ModelVersion uint64 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	// "binary" or "regression".
+	// "binary", "regression" or "multiclass".
 	Task string `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
-	// Binary models: probability of label 1.
+	// Binary models: probability of label 1. Multiclass models: probability
+	// of the predicted class.
 	Probability *float64 `protobuf:"fixed64,4,opt,name=probability,proto3,oneof" json:"probability,omitempty"`
 	// Binary models: the predicted label, 1 when probability > 0.5, else 0.
+	// Multiclass models: the predicted class (-1 before any class is known).
 	PredictedLabel *int32 `protobuf:"varint,5,opt,name=predicted_label,json=predictedLabel,proto3,oneof" json:"predicted_label,omitempty"`
 	// Regression models: the predicted value.
 	Value         *float64 `protobuf:"fixed64,6,opt,name=value,proto3,oneof" json:"value,omitempty"`
