@@ -363,19 +363,27 @@ type Vector struct {
 	Index []int
 	Value []float64
 	ns    []uint8 // namespace of each entry, for interactions
+	max   int     // largest index + 1
 }
 
 // Reset empties v, keeping its capacity.
 func (v *Vector) Reset() {
-	v.Index, v.Value, v.ns = v.Index[:0], v.Value[:0], v.ns[:0]
+	v.Index, v.Value, v.ns, v.max = v.Index[:0], v.Value[:0], v.ns[:0], 0
 }
 
-// Add appends one entry (no namespace).
-func (v *Vector) Add(index int, value float64) {
+// Add appends one entry (no namespace). index must not be negative.
+func (v *Vector) Add(index int, value float64) { v.add(index, value, 0) }
+
+func (v *Vector) add(index int, value float64, ns uint8) {
 	v.Index = append(v.Index, index)
 	v.Value = append(v.Value, value)
-	v.ns = append(v.ns, 0)
+	v.ns = append(v.ns, ns)
+	v.max = max(v.max, index+1)
 }
+
+// Span returns the largest index + 1: a weight vector of this length covers
+// every entry.
+func (v *Vector) Span() int { return v.max }
 
 // Transform writes the features of fields into dst using the current state,
 // without changing it: numeric features scaled (those without a slot are
@@ -391,17 +399,13 @@ func (t *Transformer) Transform(fields []Field, dst *Vector) {
 			continue
 		}
 		if f.Kind == String {
-			dst.Index = append(dst.Index, t.hashCategorical(f.Name, f.Str))
-			dst.Value = append(dst.Value, 1)
-			dst.ns = append(dst.ns, fi.ns)
+			dst.add(t.hashCategorical(f.Name, f.Str), 1, fi.ns)
 			continue
 		}
 		if !known || fi.slot < 0 {
 			continue
 		}
-		dst.Index = append(dst.Index, int(fi.slot))
-		dst.Value = append(dst.Value, t.scale(int(fi.slot), f.Num))
-		dst.ns = append(dst.ns, fi.ns)
+		dst.add(int(fi.slot), t.scale(int(fi.slot), f.Num), fi.ns)
 	}
 	for _, p := range t.pairs {
 		t.cross(dst, p[0], p[1])
@@ -424,9 +428,7 @@ func (t *Transformer) cross(v *Vector, a, b uint8) {
 				continue
 			}
 			h := mix(uint64(v.Index[i]), uint64(v.Index[j]))
-			v.Index = append(v.Index, t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)))
-			v.Value = append(v.Value, v.Value[i]*v.Value[j])
-			v.ns = append(v.ns, 0)
+			v.add(t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)), v.Value[i]*v.Value[j], 0)
 		}
 	}
 }

@@ -24,6 +24,7 @@ const stateVersion = 2
 //
 //	version u8 | task string | loss string | optimizer kind string |
 //	transformer (features encoding) | steps t | L1 total u |
+//	Adam's beta1^t, beta2^t |
 //	output count | classes (one uvarint per output, Multiclass) |
 //	per output: intercept, w vector, s1 vector, s2 vector |
 //	learned | snapshot version | metrics: n, correct, logLoss, absErr,
@@ -39,6 +40,8 @@ func (m *Model) appendState(dst []byte) []byte {
 	dst = m.tr.AppendBinary(dst)
 	dst = binary.AppendUvarint(dst, m.lin.t)
 	dst = appendFloat(dst, m.lin.u)
+	dst = appendFloat(dst, m.lin.beta1T)
+	dst = appendFloat(dst, m.lin.beta2T)
 	dst = binary.AppendUvarint(dst, uint64(len(m.lin.out)))
 	if m.cfg.Task == Multiclass {
 		for _, c := range m.classes {
@@ -47,9 +50,9 @@ func (m *Model) appendState(dst []byte) []byte {
 	}
 	for _, o := range m.lin.out {
 		dst = appendFloat(dst, o.intercept)
-		dst = appendWeights(dst, o.w)
-		dst = appendWeights(dst, o.s1)
-		dst = appendWeights(dst, o.s2)
+		for c := range 3 {
+			dst = appendColumn(dst, o.p, m.lin.stride, c)
+		}
 	}
 	dst = binary.AppendUvarint(dst, m.learned)
 	dst = binary.AppendUvarint(dst, m.version)
@@ -72,25 +75,41 @@ func (e *prequential) appendBinary(dst []byte) []byte {
 	return dst
 }
 
-// appendWeights stores only non-zero values: hashed spaces are mostly empty.
-func appendWeights(dst []byte, w []float64) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(w)))
+// appendColumn stores column c of interleaved coordinates p (stride floats
+// each) as a vector of only its non-zero values: hashed spaces are mostly
+// empty. A column beyond the stride is stored as an empty vector.
+func appendColumn(dst []byte, p []float64, stride, c int) []byte {
+	if c >= stride {
+		return append(dst, 0, 0)
+	}
+	n := len(p) / stride
+	dst = binary.AppendUvarint(dst, uint64(n))
 	nonZero := 0
-	for _, x := range w {
-		if x != 0 {
+	for i := c; i < len(p); i += stride {
+		if p[i] != 0 {
 			nonZero++
 		}
 	}
 	dst = binary.AppendUvarint(dst, uint64(nonZero))
 	last := 0
-	for i, x := range w {
-		if x != 0 {
+	for i := range n {
+		if x := p[i*stride+c]; x != 0 {
 			dst = binary.AppendUvarint(dst, uint64(i-last))
 			dst = appendFloat(dst, x)
 			last = i
 		}
 	}
 	return dst
+}
+
+// interleave sets column c of p (stride floats per coordinate) from w,
+// growing p to cover w.
+func interleave(p []float64, stride, c int, w []float64) []float64 {
+	p = growTo(p, len(w)*stride)
+	for i, x := range w {
+		p[i*stride+c] = x
+	}
+	return p
 }
 
 // decodeState restores a model from data into a new Model built from cfg. The
@@ -139,7 +158,7 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	r.buf = rest
 	if version == 1 {
 		m.lin.out[0].intercept = r.float()
-		m.lin.out[0].w = r.weights(tr.Dim())
+		m.lin.out[0].p = interleave(nil, m.lin.stride, 0, r.weights(tr.Dim()))
 	} else {
 		m.decodeOutputs(&r, tr.Dim())
 	}
@@ -155,6 +174,8 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 func (m *Model) decodeOutputs(r *reader, dim int) {
 	m.lin.t = r.uvarint()
 	m.lin.u = r.float()
+	m.lin.beta1T, m.lin.beta2T = r.float(), r.float()
+	m.lin.powersValid = m.cfg.Optimizer.Kind == Adam && m.lin.t > 0
 	n := r.count()
 	if m.cfg.Task != Multiclass && n != 1 || n > m.cfg.MaxClasses {
 		r.fail("output count")
@@ -170,12 +191,13 @@ func (m *Model) decodeOutputs(r *reader, dim int) {
 	for k := range m.lin.out {
 		o := &m.lin.out[k]
 		o.intercept = r.float()
-		o.w, o.s1, o.s2 = r.weights(dim), r.weights(dim), r.weights(dim)
-		if m.lin.usesS1() && len(o.s1) < len(o.w) {
-			o.s1 = growTo(o.s1, len(o.w))
-		}
-		if m.lin.usesS2() && len(o.s2) < len(o.w) {
-			o.s2 = growTo(o.s2, len(o.w))
+		for c := range 3 {
+			col := r.weights(dim)
+			// A column beyond the stride is SGD's L1 history of a model
+			// now configured without L1: it no longer matters.
+			if c < m.lin.stride {
+				o.p = interleave(o.p, m.lin.stride, c, col)
+			}
 		}
 	}
 }

@@ -525,7 +525,8 @@ func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.
 			if w, b := m.Weights(); !sameWeights(w, weights) || b != intercept {
 				t.Errorf("the rejected example changed the weights")
 			}
-			for i, w := range m.lin.out[0].w {
+			w0, _ := m.Weights()
+			for i, w := range w0 {
 				if !isFinite(w) {
 					t.Fatalf("weight %d = %v", i, w)
 				}

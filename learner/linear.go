@@ -10,41 +10,55 @@ import (
 
 // linear is the numeric core of a model: one weight vector per output (one
 // output for Binary and Regression, one per class for Multiclass), with the
-// per-coordinate state of its optimizer. It learns from transformed
-// (features.Vector) examples and allocates nothing per example once its
-// vectors have grown to the indices it sees.
+// per-coordinate state of its optimizer interleaved beside each weight so a
+// sparse update touches one cache line per feature. It learns from
+// transformed (features.Vector) examples and allocates nothing per example
+// once its vectors have grown to the indices it sees.
 type linear struct {
 	task    Task
 	loss    Loss
 	epsilon float64
 	opt     OptimizerConfig
 	dim     int // largest index + 1 a vector may use
+	stride  int // floats per coordinate: weight, then optimizer state
 
 	out []output // one per output
 	t   uint64   // learning steps taken (River's n_iterations)
 	u   float64  // SGD with L1: total L1 penalty each weight may have received
 
+	beta1T, beta2T float64 // Adam: beta1^t and beta2^t, kept instead of calling Pow per step
+	powersValid    bool    // beta1T and beta2T match t
+
 	// scratch, per example
-	raw   []float64
-	probs []float64
-	grads []float64
+	raw, probs, grads []float64
+	saved             []float64 // coordinates before the step, to undo it
 }
 
-// output is the weights of one output and its optimizer state, all indexed
-// like features.Vector. The state slices are nil for optimizers without
-// that state.
+// output is the weights of one output and its optimizer state, interleaved:
+// p[i*stride] is the weight of index i and p[i*stride+1], p[i*stride+2] its
+// state: AdaGrad Σg²; Adam m, v; FTRL z, n; SGD with L1 the penalty q
+// received so far.
 type output struct {
-	w         []float64
+	p         []float64
 	intercept float64
-	s1, s2    []float64 // AdaGrad: s1 = Σg²; Adam: s1 = m, s2 = v; FTRL: s1 = z, s2 = n; SGD with L1: s1 = q
 }
 
 func newLinear(cfg ModelConfig, dim int) *linear {
-	l := &linear{task: cfg.Task, loss: cfg.Loss, epsilon: cfg.Epsilon, opt: cfg.Optimizer, dim: dim}
+	l := &linear{task: cfg.Task, loss: cfg.Loss, epsilon: cfg.Epsilon, opt: cfg.Optimizer, dim: dim, stride: strideOf(cfg.Optimizer)}
 	if cfg.Task != Multiclass {
 		l.addOutput()
 	}
 	return l
+}
+
+func strideOf(o OptimizerConfig) int {
+	switch {
+	case o.Kind == Adam || o.Kind == FTRL:
+		return 3
+	case o.Kind == AdaGrad || o.L1 > 0:
+		return 2
+	}
+	return 1
 }
 
 func (l *linear) addOutput() {
@@ -54,31 +68,14 @@ func (l *linear) addOutput() {
 	l.grads = append(l.grads, 0)
 }
 
-// usesS1 and usesS2 say which per-coordinate state the optimizer keeps.
-func (l *linear) usesS1() bool {
-	return l.opt.Kind != SGD || l.opt.L1 > 0
-}
-
-func (l *linear) usesS2() bool { return l.opt.Kind == Adam || l.opt.Kind == FTRL }
-
-// grow makes every vector of o cover every index of x.
-func (l *linear) grow(o *output, x *features.Vector) {
-	need := 0
-	for _, idx := range x.Index {
-		need = max(need, idx+1)
-	}
-	if need <= len(o.w) {
+// grow makes o cover every index below span.
+func (l *linear) grow(o *output, span int) {
+	if span*l.stride <= len(o.p) {
 		return
 	}
 	// Amortise: grow geometrically, but never beyond the index space.
-	size := min(max(need, 2*len(o.w)), max(l.dim, need))
-	o.w = growTo(o.w, size)
-	if l.usesS1() {
-		o.s1 = growTo(o.s1, size)
-	}
-	if l.usesS2() {
-		o.s2 = growTo(o.s2, size)
-	}
+	size := min(max(span, 2*len(o.p)/l.stride), max(l.dim, span))
+	o.p = growTo(o.p, size*l.stride)
 }
 
 func growTo(v []float64, n int) []float64 {
@@ -88,13 +85,27 @@ func growTo(v []float64, n int) []float64 {
 	return append(v, make([]float64, n-len(v))...)
 }
 
+// weight returns the weight of index i (0 beyond the grown part).
+func (l *linear) weight(o *output, i int) float64 {
+	if j := i * l.stride; j < len(o.p) {
+		return o.p[j]
+	}
+	return 0
+}
+
 // dot returns o's raw prediction for x.
-func (o *output) dot(x *features.Vector) float64 {
+func (l *linear) dot(o *output, x *features.Vector) float64 {
 	sum := o.intercept
-	w := o.w
+	p, stride := o.p, l.stride
+	if x.Span()*stride <= len(p) {
+		for i, idx := range x.Index {
+			sum += p[idx*stride] * x.Value[i]
+		}
+		return sum
+	}
 	for i, idx := range x.Index {
-		if idx < len(w) {
-			sum += w[idx] * x.Value[i]
+		if j := idx * stride; j < len(p) {
+			sum += p[j] * x.Value[i]
 		}
 	}
 	return sum
@@ -117,38 +128,89 @@ func softmax(raw, dst []float64) {
 }
 
 // learn takes one optimizer step towards label y (for Multiclass, the index
-// of the class) on x. It refuses a step that would make any weight or
+// of the class) on x. It refuses a step that would make any weight, state or
 // intercept non-finite, leaving everything unchanged, and reports so.
 func (l *linear) learn(x *features.Vector, y float64) bool {
 	for k := range l.out {
-		l.grow(&l.out[k], x)
-		l.raw[k] = l.out[k].dot(x)
+		l.grow(&l.out[k], x.Span())
+		l.raw[k] = l.dot(&l.out[k], x)
 	}
 	l.gradients(y)
-	lr := l.rate()
-	if !l.stepFinite(x, lr) {
-		return false
+	for k := range l.out {
+		g := l.grads[k]
+		if !isFinite(g) || !isFinite(l.out[k].intercept-l.opt.InterceptLR*g) {
+			return false
+		}
 	}
+	lr := l.rate()
 	l.t++
+	l.adamPowers()
+	u := l.u
 	if l.opt.Kind == SGD && l.opt.L1 > 0 {
 		l.u += lr * l.opt.L1
 	}
+	l.saved = l.saved[:0]
+	check := 0.0 // Inf or NaN anywhere in the step makes this non-finite
 	for k := range l.out {
 		o := &l.out[k]
+		l.save(o, x)
 		g := l.grads[k]
-		o.intercept -= l.opt.InterceptLR * g
 		switch l.opt.Kind {
 		case SGD:
-			l.stepSGD(o, x, g, lr)
+			check += l.stepSGD(o, x, g, lr)
 		case AdaGrad:
-			l.stepAdaGrad(o, x, g)
+			check += l.stepAdaGrad(o, x, g)
 		case Adam:
-			l.stepAdam(o, x, g)
+			check += l.stepAdam(o, x, g)
 		case FTRL:
-			l.stepFTRL(o, x, g)
+			check += l.stepFTRL(o, x, g)
 		}
 	}
+	if !isFinite(check) {
+		l.restore(x)
+		l.t--
+		l.u = u
+		l.powersValid = false
+		return false
+	}
+	for k := range l.out {
+		l.out[k].intercept -= l.opt.InterceptLR * l.grads[k]
+	}
 	return true
+}
+
+// save appends the coordinates x touches in o to l.saved.
+func (l *linear) save(o *output, x *features.Vector) {
+	saved, p := l.saved, o.p
+	switch l.stride {
+	case 1:
+		for _, idx := range x.Index {
+			saved = append(saved, p[idx])
+		}
+	case 2:
+		for _, idx := range x.Index {
+			saved = append(saved, p[2*idx], p[2*idx+1])
+		}
+	default:
+		for _, idx := range x.Index {
+			saved = append(saved, p[3*idx], p[3*idx+1], p[3*idx+2])
+		}
+	}
+	l.saved = saved
+}
+
+// restore undoes the step from l.saved, in reverse so that an index that
+// appears twice ends with its oldest value.
+func (l *linear) restore(x *features.Vector) {
+	pos := len(l.saved)
+	for k := len(l.out) - 1; k >= 0; k-- {
+		o := &l.out[k]
+		for i := len(x.Index) - 1; i >= 0; i-- {
+			pos -= l.stride
+			j := x.Index[i] * l.stride
+			copy(o.p[j:j+l.stride], l.saved[pos:pos+l.stride])
+		}
+	}
 }
 
 // gradients fills l.grads with the clipped loss gradient of each output with
@@ -170,6 +232,21 @@ func (l *linear) gradients(y float64) {
 	l.grads[0] = min(max(g, -clip), clip)
 }
 
+// adamPowers brings beta1T and beta2T to beta^t after t was incremented: by
+// one multiplication per step, or by Pow after decoding or a refused step.
+func (l *linear) adamPowers() {
+	if l.opt.Kind != Adam {
+		return
+	}
+	if !l.powersValid {
+		l.beta1T, l.beta2T = math.Pow(l.opt.Beta1, float64(l.t)), math.Pow(l.opt.Beta2, float64(l.t))
+		l.powersValid = true
+		return
+	}
+	l.beta1T *= l.opt.Beta1
+	l.beta2T *= l.opt.Beta2
+}
+
 // rate is the learning rate of this step for SGD (and the base rate of the
 // others).
 func (l *linear) rate() float64 {
@@ -179,98 +256,100 @@ func (l *linear) rate() float64 {
 	return l.opt.LR
 }
 
-// stepFinite checks, without changing anything, that the step is finite.
-// The checks are conservative bounds of each optimizer's step, cheap enough
-// to run on every example.
-func (l *linear) stepFinite(x *features.Vector, lr float64) bool {
-	for k := range l.out {
-		o := &l.out[k]
-		g := l.grads[k]
-		if !isFinite(g) || !isFinite(o.intercept-l.opt.InterceptLR*g) {
-			return false
-		}
-		if l.opt.Kind != SGD {
-			continue // AdaGrad, Adam and FTRL normalise their steps
-		}
-		for i, idx := range x.Index {
-			gi := g*x.Value[i] + 2*l.opt.L2*o.w[idx]
-			if !isFinite(o.w[idx] - lr*gi) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// The step functions update every coordinate x touches and return the sum
+// of the new values (weights and state), which is finite only if all are.
 
-func (l *linear) stepSGD(o *output, x *features.Vector, g, lr float64) {
+func (l *linear) stepSGD(o *output, x *features.Vector, g, lr float64) float64 {
 	l2 := 2 * l.opt.L2
-	w := o.w
+	p, stride, check := o.p, l.stride, 0.0
 	for i, idx := range x.Index {
-		w[idx] -= lr * (g*x.Value[i] + l2*w[idx])
+		j := idx * stride
+		w := p[j] - lr*(g*x.Value[i]+l2*p[j])
+		p[j] = w
+		check += w
 	}
 	if l.opt.L1 > 0 {
-		l.applyCumulativePenalty(o, x)
+		check += l.applyCumulativePenalty(o, x)
 	}
+	return check
 }
 
 // applyCumulativePenalty is the L1 method of Tsuruoka, Tsujii and Ananiadou
 // (2009): each touched weight is pulled towards zero by the penalty it has
 // not yet received, and clipped at zero, so weights become exactly 0.
-func (l *linear) applyCumulativePenalty(o *output, x *features.Vector) {
+func (l *linear) applyCumulativePenalty(o *output, x *features.Vector) float64 {
+	check := 0.0
 	for _, idx := range x.Index {
-		w := o.w[idx]
+		j := idx * l.stride
+		w, q := o.p[j], o.p[j+1]
 		switch {
 		case w > 0:
-			o.w[idx] = math.Max(0, w-(l.u+o.s1[idx]))
+			o.p[j] = math.Max(0, w-(l.u+q))
 		case w < 0:
-			o.w[idx] = math.Min(0, w+(l.u-o.s1[idx]))
+			o.p[j] = math.Min(0, w+(l.u-q))
 		}
-		o.s1[idx] += o.w[idx] - w
+		o.p[j+1] = q + o.p[j] - w
+		check += o.p[j+1]
 	}
+	return check
 }
 
-func (l *linear) stepAdaGrad(o *output, x *features.Vector, g float64) {
+func (l *linear) stepAdaGrad(o *output, x *features.Vector, g float64) float64 {
 	const eps = 1e-8
+	lr, l1, l2 := l.opt.LR, l.opt.L1, 2*l.opt.L2
+	p, check := o.p, 0.0
 	for i, idx := range x.Index {
-		gi := g*x.Value[i] + 2*l.opt.L2*o.w[idx]
-		o.s1[idx] += gi * gi
-		step := l.opt.LR / math.Sqrt(o.s1[idx]+eps)
-		o.w[idx] = truncate(o.w[idx]-step*gi, step*l.opt.L1)
+		j := idx * 2
+		gi := g*x.Value[i] + l2*p[j]
+		g2 := p[j+1] + gi*gi
+		step := lr / math.Sqrt(g2+eps)
+		w := truncate(p[j]-step*gi, step*l1)
+		p[j], p[j+1] = w, g2
+		check += w + g2
 	}
+	return check
 }
 
-func (l *linear) stepAdam(o *output, x *features.Vector, g float64) {
+func (l *linear) stepAdam(o *output, x *features.Vector, g float64) float64 {
 	const eps = 1e-8
-	b1, b2 := l.opt.Beta1, l.opt.Beta2
-	n := float64(l.t) // already counts this step
-	lr := l.opt.LR * math.Sqrt(1-math.Pow(b2, n)) / (1 - math.Pow(b1, n))
+	b1, b2, l1, l2 := l.opt.Beta1, l.opt.Beta2, l.opt.L1, 2*l.opt.L2
+	lr := l.opt.LR * math.Sqrt(1-l.beta2T) / (1 - l.beta1T) // bias corrections for step t
+	p, check := o.p, 0.0
 	for i, idx := range x.Index {
-		gi := g*x.Value[i] + 2*l.opt.L2*o.w[idx]
-		o.s1[idx] = b1*o.s1[idx] + (1-b1)*gi
-		o.s2[idx] = b2*o.s2[idx] + (1-b2)*gi*gi
-		step := lr / (math.Sqrt(o.s2[idx]) + eps)
-		o.w[idx] = truncate(o.w[idx]-step*o.s1[idx], step*l.opt.L1)
+		j := idx * 3
+		gi := g*x.Value[i] + l2*p[j]
+		m := b1*p[j+1] + (1-b1)*gi
+		v := b2*p[j+2] + (1-b2)*gi*gi
+		step := lr / (math.Sqrt(v) + eps)
+		w := truncate(p[j]-step*m, step*l1)
+		p[j], p[j+1], p[j+2] = w, m, v
+		check += w + m + v
 	}
+	return check
 }
 
 // stepFTRL is FTRL-Proximal (McMahan et al. 2013, algorithm 1) per
 // coordinate: z and n accumulate, and the weight is recomputed in closed
 // form, exactly 0 while |z| ≤ L1.
-func (l *linear) stepFTRL(o *output, x *features.Vector, g float64) {
-	alpha, beta := l.opt.LR, l.opt.FTRLBeta
+func (l *linear) stepFTRL(o *output, x *features.Vector, g float64) float64 {
+	alpha, beta, l1, l2 := l.opt.LR, l.opt.FTRLBeta, l.opt.L1, 2*l.opt.L2
+	p, check := o.p, 0.0
 	for i, idx := range x.Index {
+		j := idx * 3
 		gi := g * x.Value[i]
-		n := o.s2[idx]
-		sigma := (math.Sqrt(n+gi*gi) - math.Sqrt(n)) / alpha
-		o.s1[idx] += gi - sigma*o.w[idx]
-		o.s2[idx] = n + gi*gi
-		z := o.s1[idx]
-		if math.Abs(z) <= l.opt.L1 {
-			o.w[idx] = 0
-			continue
+		n := p[j+2]
+		nNew := n + gi*gi
+		sqrtNew := math.Sqrt(nNew)
+		sigma := (sqrtNew - math.Sqrt(n)) / alpha
+		z := p[j+1] + gi - sigma*p[j]
+		w := 0.0
+		if math.Abs(z) > l1 {
+			w = -(z - math.Copysign(l1, z)) / ((beta+sqrtNew)/alpha + l2)
 		}
-		o.w[idx] = -(z - math.Copysign(l.opt.L1, z)) / ((beta+math.Sqrt(o.s2[idx]))/alpha + 2*l.opt.L2)
+		p[j], p[j+1], p[j+2] = w, z, nNew
+		check += w + z + nNew
 	}
+	return check
 }
 
 // truncate applies an L1 proximal step of size t: shrink w towards 0 by t,
@@ -341,12 +420,17 @@ func sigmoid(x float64) float64 {
 
 func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-// clone returns a deep copy of the weights and intercepts only: what a
-// snapshot needs to predict.
+// clonePredictor returns a copy with the weights and intercepts only (stride
+// 1): what a snapshot needs to predict.
 func (l *linear) clonePredictor() *linear {
-	c := &linear{task: l.task, loss: l.loss, epsilon: l.epsilon, opt: l.opt, dim: l.dim, t: l.t}
-	for _, o := range l.out {
-		c.out = append(c.out, output{w: append([]float64(nil), o.w...), intercept: o.intercept})
+	c := &linear{task: l.task, loss: l.loss, epsilon: l.epsilon, opt: l.opt, dim: l.dim, stride: 1, t: l.t}
+	for k := range l.out {
+		o := &l.out[k]
+		w := make([]float64, len(o.p)/l.stride)
+		for i := range w {
+			w[i] = o.p[i*l.stride]
+		}
+		c.out = append(c.out, output{p: w, intercept: o.intercept})
 	}
 	return c
 }
@@ -356,7 +440,7 @@ func (l *linear) clonePredictor() *linear {
 // caller's, of length len(l.out).
 func (l *linear) scores(x *features.Vector, raw, probs []float64) (score float64, class int) {
 	for k := range l.out {
-		raw[k] = l.out[k].dot(x)
+		raw[k] = l.dot(&l.out[k], x)
 	}
 	switch l.task {
 	case Regression:

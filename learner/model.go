@@ -99,7 +99,12 @@ func (m *Model) Weights() ([]float64, float64) {
 	if len(m.lin.out) == 0 {
 		return nil, 0
 	}
-	return append([]float64(nil), m.lin.out[0].w...), m.lin.out[0].intercept
+	o := &m.lin.out[0]
+	w := make([]float64, len(o.p)/m.lin.stride)
+	for i := range w {
+		w[i] = o.p[i*m.lin.stride]
+	}
+	return w, o.intercept
 }
 
 // Predict returns the model's current score for fields: the probability of

@@ -33,6 +33,7 @@ func commands() []command {
 		{"demo", "run the service on the embedded broker and feed it a drifting SEA stream", runDemo},
 		{"produce", "send a CSV or JSON-lines file as events to a Kafka topic", runProduce},
 		{"predict", "ask a running service for a prediction", runPredict},
+		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"bench", "measure end-to-end ingest throughput against the raw Kafka consumer", runBench},
 	}
 }

@@ -1,0 +1,494 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
+)
+
+const evaluateUsage = `evaluate --file FILE --target COLUMN [flags]
+
+Runs a CSV file through a model prequentially and offline, without Kafka:
+each row is predicted, the prediction scored, then learned (the same feature
+and learner code as serve). It prints the metrics every --every rows and a
+summary at the end, or with --json one JSON object and nothing else on
+stdout. A progress bar goes to stderr.
+
+The first row names the columns. --target names the label column: a number,
+or true/false for 1/0; rows with an empty label are skipped and counted. Every
+other column not listed in --ignore is a feature, read as produce reads it:
+numbers as numbers, true/false as booleans, anything else as a category;
+empty cells are left out. The model comes from the flags below (unset ones
+take the learner's defaults) or from --config, the YAML file of serve (its
+first model, or the one named by --model). A malformed row stops the command
+with an error naming the line; rows the model rejects (a label of 2 for a
+binary model, say) are counted, and the first few are reported on stderr.
+`
+
+// modelFlagNames are the flags that describe the model; --config replaces
+// all of them.
+var modelFlagNames = []string{"task", "loss", "optimizer", "lr", "intercept-lr", "l1", "l2", "scaler", "hash-bits", "schedule", "power-t"}
+
+// registerModelFlags binds the model flags to cfg. Their zero values leave
+// the fields zero, which NewModel fills with the learner's defaults, so the
+// defaults are stated in the help text rather than repeated in the flags.
+func registerModelFlags(fs *flag.FlagSet, cfg *learner.ModelConfig) {
+	fs.StringVar((*string)(&cfg.Task), "task", "", "binary, regression or multiclass (default binary)")
+	fs.StringVar((*string)(&cfg.Loss), "loss", "", "log or hinge (binary); squared, absolute, huber or epsilon_insensitive (regression); softmax (multiclass) (default: the task's first)")
+	fs.StringVar((*string)(&cfg.Optimizer.Kind), "optimizer", "", "sgd, adagrad, adam or ftrl (default sgd)")
+	fs.Float64Var(&cfg.Optimizer.LR, "lr", 0, fmt.Sprintf("learning rate of the weights (default %g for sgd, 0.1 for adagrad and adam, 0.05 for ftrl)", learner.DefaultLR))
+	fs.Float64Var(&cfg.Optimizer.InterceptLR, "intercept-lr", 0, fmt.Sprintf("learning rate of the intercept (default %g)", learner.DefaultLR))
+	fs.Float64Var(&cfg.Optimizer.L1, "l1", 0, "L1 regularisation strength")
+	fs.Float64Var(&cfg.Optimizer.L2, "l2", 0, "L2 regularisation strength")
+	fs.StringVar((*string)(&cfg.Features.Scaler), "scaler", "", "standard or none (default standard)")
+	fs.IntVar(&cfg.Features.HashBits, "hash-bits", 0, fmt.Sprintf("hashed categorical space: 2^bits (default %d)", features.DefaultHashBits))
+	fs.StringVar((*string)(&cfg.Optimizer.Schedule), "schedule", "", "SGD learning-rate schedule: constant or invscaling (default constant)")
+	fs.Float64Var(&cfg.Optimizer.PowerT, "power-t", 0, "exponent of the invscaling schedule (default 0.5)")
+}
+
+func runEvaluate(ctx context.Context, env *environment, args []string) error {
+	var (
+		o                     evaluateOptions
+		configFile, modelName string
+		ignore                string
+		asJSON                bool
+	)
+	fs := newFlagSet(env, "evaluate", evaluateUsage)
+	fs.StringVar(&o.file, "file", "", "CSV file to evaluate on (required)")
+	fs.StringVar(&o.target, "target", "", "column holding the label (required)")
+	registerModelFlags(fs, &o.model)
+	fs.StringVar(&configFile, "config", "", "model configuration file (YAML, as for serve) instead of the model flags")
+	fs.StringVar(&modelName, "model", "", "model of --config to evaluate (default: its first)")
+	fs.StringVar(&ignore, "ignore", "", "comma-separated columns not used as features")
+	fs.IntVar(&o.every, "every", 10000, "print the metrics every this many rows (0: only at the end)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object at the end and nothing else on stdout")
+	fs.IntVar(&o.rollingWindow, "rolling-window", learner.DefaultRollingWindow, "rows covered by the rolling metric")
+	if err := parseFlags(fs, env, args); err != nil {
+		return helpOK(err)
+	}
+	if o.file == "" || o.target == "" {
+		fs.Usage()
+		return errors.New("evaluate: --file and --target are required")
+	}
+	if o.every < 0 || o.rollingWindow < 0 {
+		return errors.New("evaluate: --every and --rolling-window must not be negative")
+	}
+	if ignore != "" {
+		o.ignore = strings.Split(ignore, ",")
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if err := o.useConfigFile(configFile, modelName, given); err != nil {
+		return err
+	}
+	if asJSON {
+		o.every = 0 // stdout holds the one JSON object only
+	}
+	o.report = func(task learner.Task, rows int, m learner.Metrics) {
+		fmt.Fprintln(env.stdout, metricsLine(task, rows, m))
+	}
+	ev, err := evaluateFile(ctx, o, env.stderr)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(env.stdout).Encode(ev.summary())
+	}
+	ev.writeText(env.stdout, o.file)
+	return nil
+}
+
+// useConfigFile replaces the model from the flags with one from the YAML
+// file, if there is one, refusing model flags beside it.
+func (o *evaluateOptions) useConfigFile(path, modelName string, given map[string]bool) error {
+	if path == "" {
+		if modelName != "" {
+			return errors.New("evaluate: --model names a model of --config; pass --config too")
+		}
+		return nil
+	}
+	var conflicting []string
+	for _, name := range modelFlagNames {
+		if given[name] {
+			conflicting = append(conflicting, "--"+name)
+		}
+	}
+	if len(conflicting) > 0 {
+		return fmt.Errorf("evaluate: %s cannot be combined with --config: the model comes from the config file", strings.Join(conflicting, ", "))
+	}
+	fc, err := loadConfigFile(path)
+	if err != nil {
+		return fmt.Errorf("evaluate: %w", err)
+	}
+	i := 0
+	if modelName != "" {
+		i = slices.IndexFunc(fc.Models, func(m learner.ModelConfig) bool { return m.Name == modelName })
+		if i < 0 {
+			names := make([]string, len(fc.Models))
+			for j, m := range fc.Models {
+				names[j] = m.Name
+			}
+			return fmt.Errorf("evaluate: config %s has no model %q (models: %s)", path, modelName, strings.Join(names, ", "))
+		}
+	}
+	o.model = fc.Models[i]
+	if !given["rolling-window"] {
+		o.rollingWindow = fc.RollingWindow
+	}
+	return nil
+}
+
+// evaluateOptions configure one offline evaluation.
+type evaluateOptions struct {
+	file, target string
+	// ignore lists columns that are not features.
+	ignore []string
+	// model is the model to evaluate; zero fields mean the learner's defaults.
+	model learner.ModelConfig
+	// rollingWindow is the number of rows the rolling metric covers (0: the
+	// learner's default).
+	rollingWindow int
+	// every is how many rows apart report is called (0: never).
+	every  int
+	report func(task learner.Task, rows int, m learner.Metrics)
+}
+
+// evaluation is the outcome of running a file through a model.
+type evaluation struct {
+	task      learner.Task
+	metrics   learner.Metrics
+	intercept float64
+	rows      int // data rows read
+	skipped   int // rows without a label
+	rejected  int // rows the model refused
+	elapsed   time.Duration
+}
+
+// maxShownRejections bounds the rejections reported one by one.
+const maxShownRejections = 5
+
+// evaluateFile runs the CSV file of o through a new model prequentially. The
+// progress bar and the first rejections go to progressOut. On cancellation
+// it returns ctx.Err() within 1000 rows.
+func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer) (evaluation, error) {
+	start := time.Now()
+	cfg := o.model
+	if cfg.Name == "" {
+		cfg.Name = "evaluate" // the name only appears in messages
+	}
+	cfg.EnsureDefaults()
+	ev := evaluation{task: cfg.Task}
+	model, err := learner.NewModel(cfg, o.rollingWindow)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	f, err := os.Open(o.file)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	defer f.Close()
+	total, err := countLines(f)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	src, err := newCSVExamples(bufio.NewReaderSize(f, 1<<16), o.file, o.target, o.ignore)
+	if err != nil {
+		return ev, err
+	}
+	bar := newProgress(progressOut, "evaluating "+filepath.Base(o.file), total-1)
+	err = learnRows(ctx, o, src, model, bar, &ev)
+	bar.update(ev.rows)
+	bar.finish()
+	if ev.rejected > maxShownRejections {
+		fmt.Fprintf(progressOut, "evaluate: %d rows rejected in all; the first %d are shown above\n", ev.rejected, maxShownRejections)
+	}
+	ev.metrics = model.Metrics()
+	ev.intercept = model.Intercept()
+	ev.elapsed = time.Since(start)
+	return ev, err
+}
+
+// learnRows is the prequential loop: every labeled row is predicted, scored
+// and learned by LearnOne. It counts into ev as it goes.
+func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *learner.Model, bar *progress, ev *evaluation) error {
+	// A bar that redraws in place must end its line before a message, or the
+	// message lands in the middle of it; the bar redraws below.
+	var endedAt time.Time
+	endBarLine := func() {
+		if bar.tty && bar.last != endedAt {
+			bar.finish()
+			endedAt = bar.last
+		}
+	}
+	for {
+		fields, label, hasLabel, err := src.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ev.rows++
+		if !hasLabel {
+			ev.skipped++
+		} else if _, err := model.LearnOne(fields, label); err != nil {
+			if !errors.Is(err, learner.ErrInvalidExample) {
+				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line, err)
+			}
+			ev.rejected++
+			if ev.rejected <= maxShownRejections {
+				endBarLine()
+				fmt.Fprintf(bar.w, "evaluate: %s line %d: rejected: %v\n", o.file, src.line, err)
+			}
+		}
+		if ev.rows%1000 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			bar.update(ev.rows)
+		}
+		if o.every > 0 && ev.rows%o.every == 0 && o.report != nil {
+			endBarLine()
+			o.report(ev.task, ev.rows, model.Metrics())
+		}
+	}
+}
+
+// csvExamples reads the rows of a CSV file as examples. It reuses its
+// buffers: what next returns is valid until the following call.
+type csvExamples struct {
+	file   string
+	r      *csv.Reader
+	header []string
+	names  [][]byte // the header's names, converted once
+	skip   []bool   // per column: not a feature (the target or ignored)
+	target int
+	line   int // line of the row last read
+
+	fields []features.Field
+	cats   []byte    // the values of the row's categorical cells, back to back
+	spans  []catSpan // where each categorical value lies in cats
+}
+
+// catSpan locates the value of fields[field] in csvExamples.cats.
+type catSpan struct{ field, start, end int }
+
+func newCSVExamples(r io.Reader, file, target string, ignore []string) (*csvExamples, error) {
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("evaluate: %s is empty; want a header row naming the columns", file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %s: reading the header: %w", file, err)
+	}
+	s := &csvExamples{file: file, r: cr, header: slices.Clone(header), target: -1}
+	s.names = make([][]byte, len(s.header))
+	s.skip = make([]bool, len(s.header))
+	for i, h := range s.header {
+		if slices.Index(s.header, h) != i {
+			return nil, fmt.Errorf("evaluate: %s: column %q appears twice in the header", file, h)
+		}
+		s.names[i] = []byte(h)
+		if h == target {
+			s.target, s.skip[i] = i, true
+		}
+	}
+	if s.target < 0 {
+		return nil, fmt.Errorf("evaluate: %s: no column %q for --target (columns: %s)", file, target, strings.Join(s.header, ", "))
+	}
+	for _, name := range ignore {
+		i := slices.Index(s.header, name)
+		if i < 0 {
+			return nil, fmt.Errorf("evaluate: %s: no column %q for --ignore (columns: %s)", file, name, strings.Join(s.header, ", "))
+		}
+		s.skip[i] = true
+	}
+	s.fields = make([]features.Field, 0, len(s.header))
+	return s, nil
+}
+
+// next reads the next row: its features, and its label unless the target
+// cell is empty (then hasLabel is false and fields is nil). It returns io.EOF
+// after the last row, and an error naming the line for a malformed one.
+func (s *csvExamples) next() (fields []features.Field, label float64, hasLabel bool, err error) {
+	rec, err := s.r.Read()
+	if err != nil {
+		return nil, 0, false, s.readError(rec, err)
+	}
+	s.line, _ = s.r.FieldPos(0)
+	cell := rec[s.target]
+	if cell == "" {
+		return nil, 0, false, nil
+	}
+	label, ok := parseLabel(cell)
+	if !ok {
+		return nil, 0, false, fmt.Errorf("evaluate: %s line %d: label %q in column %q is not a number or boolean", s.file, s.line, cell, s.header[s.target])
+	}
+	s.fields, s.cats, s.spans = s.fields[:0], s.cats[:0], s.spans[:0]
+	for i, cell := range rec {
+		if s.skip[i] || cell == "" {
+			continue
+		}
+		f := features.Field{Name: s.names[i]}
+		f.Kind, f.Num = cellKind(cell)
+		if f.Kind == features.String {
+			// Str is set below: cats may move while the row is appended.
+			s.spans = append(s.spans, catSpan{len(s.fields), len(s.cats), len(s.cats) + len(cell)})
+			s.cats = append(s.cats, cell...)
+		}
+		s.fields = append(s.fields, f)
+	}
+	for _, sp := range s.spans {
+		s.fields[sp.field].Str = s.cats[sp.start:sp.end]
+	}
+	return s.fields, label, true, nil
+}
+
+func (s *csvExamples) readError(rec []string, err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.EOF
+	}
+	var pe *csv.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("evaluate: %s: %w", s.file, err)
+	}
+	if errors.Is(pe.Err, csv.ErrFieldCount) {
+		return fmt.Errorf("evaluate: %s line %d: %d fields, but the header has %d", s.file, pe.StartLine, len(rec), len(s.header))
+	}
+	return fmt.Errorf("evaluate: %s line %d: %w", s.file, pe.Line, pe.Err)
+}
+
+// cellKind reads a non-empty cell as produce does (appendCell): a finite
+// number, true or false in any case, or else a category.
+func cellKind(cell string) (features.Kind, float64) {
+	switch {
+	case asciiEqualFold(cell, "true"):
+		return features.Bool, 1
+	case asciiEqualFold(cell, "false"):
+		return features.Bool, 0
+	}
+	// A number starts with a digit, sign, point, "inf" or "nan"; testing that
+	// first spares a category the error ParseFloat would allocate.
+	if strings.IndexByte("0123456789+-.iInN", cell[0]) >= 0 {
+		if x, err := strconv.ParseFloat(cell, 64); err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) {
+			return features.Number, x
+		}
+	}
+	return features.String, 0
+}
+
+// parseLabel reads a label cell as produce does: true and false (in any
+// case) are 1 and 0; otherwise it must be a finite number.
+func parseLabel(cell string) (float64, bool) {
+	switch {
+	case asciiEqualFold(cell, "true"):
+		return 1, true
+	case asciiEqualFold(cell, "false"):
+		return 0, true
+	}
+	x, err := strconv.ParseFloat(cell, 64)
+	return x, err == nil && !math.IsNaN(x) && !math.IsInf(x, 0)
+}
+
+// asciiEqualFold reports whether s equals the lower-case ASCII word lower in
+// any case. It agrees with strings.ToLower(s) == lower for the words used
+// here, without allocating.
+func asciiEqualFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// metricsLine is the one-line form of the metrics after rows rows.
+func metricsLine(task learner.Task, rows int, m learner.Metrics) string {
+	if task == learner.Regression {
+		return fmt.Sprintf("rows %d  mae %.6g  rmse %.6g  rolling %.6g", rows, m.MAE, m.RMSE, m.Rolling)
+	}
+	return fmt.Sprintf("rows %d  accuracy %.4f  log_loss %.4f  rolling %.4f", rows, m.Accuracy, m.LogLoss, m.Rolling)
+}
+
+func (e evaluation) rowsPerSecond() float64 {
+	return float64(e.rows) / max(e.elapsed.Seconds(), 1e-9)
+}
+
+// writeText writes the final summary of an evaluation of file.
+func (e evaluation) writeText(w io.Writer, file string) {
+	m := e.metrics
+	fmt.Fprintf(w, "evaluated %s: %d rows in %.3fs (%.0f rows/s)\n", filepath.Base(file), e.rows, e.elapsed.Seconds(), e.rowsPerSecond())
+	line := func(name string, value any) { fmt.Fprintf(w, "  %-10s %v\n", name, value) }
+	line("task", e.task)
+	line("n", m.N)
+	line("skipped", e.skipped)
+	line("rejected", e.rejected)
+	if e.task == learner.Regression {
+		line("mae", fmt.Sprintf("%.6g", m.MAE))
+		line("rmse", fmt.Sprintf("%.6g", m.RMSE))
+		line("rolling", fmt.Sprintf("%.6g", m.Rolling))
+		line("intercept", fmt.Sprintf("%.6f", e.intercept))
+		return
+	}
+	line("accuracy", fmt.Sprintf("%.4f", m.Accuracy))
+	line("log_loss", fmt.Sprintf("%.4f", m.LogLoss))
+	line("rolling", fmt.Sprintf("%.4f", m.Rolling))
+}
+
+// evaluationSummary is the --json output. The metrics of the task are
+// always present (pointers, so that 0 is printed); the others are omitted.
+type evaluationSummary struct {
+	N             uint64   `json:"n"`
+	Skipped       int      `json:"skipped"`
+	Rejected      int      `json:"rejected"`
+	Task          string   `json:"task"`
+	Accuracy      *float64 `json:"accuracy,omitempty"`
+	LogLoss       *float64 `json:"log_loss,omitempty"`
+	MAE           *float64 `json:"mae,omitempty"`
+	RMSE          *float64 `json:"rmse,omitempty"`
+	Rolling       float64  `json:"rolling"`
+	Intercept     *float64 `json:"intercept,omitempty"`
+	Seconds       float64  `json:"seconds"`
+	RowsPerSecond float64  `json:"rows_per_second"`
+}
+
+func (e evaluation) summary() evaluationSummary {
+	m := e.metrics
+	s := evaluationSummary{
+		N: m.N, Skipped: e.skipped, Rejected: e.rejected, Task: string(e.task), Rolling: m.Rolling,
+		Seconds: e.elapsed.Seconds(), RowsPerSecond: e.rowsPerSecond(),
+	}
+	if e.task == learner.Regression {
+		s.MAE, s.RMSE, s.Intercept = &m.MAE, &m.RMSE, &e.intercept
+	} else {
+		s.Accuracy, s.LogLoss = &m.Accuracy, &m.LogLoss
+	}
+	return s
+}
