@@ -11,17 +11,17 @@ import (
 // weights and the metrics it had when it was taken. It is safe for concurrent
 // use; nothing ever modifies it after creation.
 type Snapshot struct {
-	model     string
-	task      Task
-	version   uint64
-	created   time.Time
-	reason    string
-	learned   uint64
-	metrics   Metrics
-	tr        *features.Transformer
-	lin       *linear // weights and intercepts only
-	classes   []int
-	scratch   sync.Pool // *scoreScratch, so that Score allocates nothing
+	model   string
+	task    Task
+	version uint64
+	created time.Time
+	reason  string
+	learned uint64
+	metrics Metrics
+	tr      *features.Transformer
+	lin     *linear // weights and intercepts only
+	classes []int
+	scratch sync.Pool // *scoreScratch, so that Score allocates nothing
 }
 
 type scoreScratch struct {
@@ -32,16 +32,16 @@ type scoreScratch struct {
 // newSnapshot copies m, so the snapshot shares nothing with the live model.
 func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 	return &Snapshot{
-		model:     m.cfg.Name,
-		task:      m.cfg.Task,
-		version:   m.version,
-		created:   meta.created,
-		reason:    meta.reason,
-		learned:   m.learned,
-		metrics:   m.eval.metrics(),
-		tr:        m.tr.Clone(),
-		lin:       m.lin.clonePredictor(),
-		classes:   append([]int(nil), m.classes...),
+		model:   m.cfg.Name,
+		task:    m.cfg.Task,
+		version: m.version,
+		created: meta.created,
+		reason:  meta.reason,
+		learned: m.learned,
+		metrics: m.eval.metrics(),
+		tr:      m.tr.Clone(),
+		lin:     m.lin.clonePredictor(),
+		classes: append([]int(nil), m.classes...),
 	}
 }
 
