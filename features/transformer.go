@@ -171,6 +171,7 @@ type Transformer struct {
 
 	undo      []undoEntry // what the last Update changed, for Rollback
 	undoSlots int         // slot count before the last Update
+	resolved  []int32     // per field of the current Update: slot, skipField or newField
 }
 
 // New returns an empty Transformer for cfg, which must be valid.
@@ -249,35 +250,40 @@ func (t *Transformer) Update(fields []Field) error {
 	t.undo = t.undo[:0]
 	t.undoSlots = len(t.names)
 	for i := range fields {
-		f := &fields[i]
-		if f.Kind == String {
+		slot := int(t.resolved[i])
+		switch {
+		case slot == skipField:
 			continue
-		}
-		fi := t.lookup(string(f.Name))
-		if fi.ignored {
-			continue
-		}
-		if fi.slot < 0 {
+		case slot == newField:
+			f := &fields[i]
+			fi := t.lookup(string(f.Name))
 			fi.slot = int32(t.addSlot(string(f.Name)))
 			t.info[string(f.Name)] = fi
+			slot = int(fi.slot)
 		}
-		slot := int(fi.slot)
 		t.undo = append(t.undo, undoEntry{slot, t.count[slot], t.mean[slot], t.vars[slot]})
-		t.count[slot], t.mean[slot], t.vars[slot] = t.next(slot, f.Num)
+		t.count[slot], t.mean[slot], t.vars[slot] = t.next(slot, fields[i].Num)
 	}
 	return nil
 }
 
-// check reports whether Update would succeed, without changing anything.
+// Markers in Transformer.resolved besides slot numbers.
+const (
+	skipField = -1 // categorical or ignored: no statistics
+	newField  = -2 // numeric without a slot yet
+)
+
+// check reports whether Update would succeed, without changing anything,
+// and resolves each field's slot into t.resolved so that Update looks each
+// name up only once.
 func (t *Transformer) check(fields []Field) error {
+	t.resolved = t.resolved[:0]
 	newSlots := 0
 	for i := range fields {
 		f := &fields[i]
-		if f.Kind == String {
-			continue
-		}
 		fi, known := t.info[string(f.Name)]
-		if known && fi.ignored {
+		if f.Kind == String || known && fi.ignored {
+			t.resolved = append(t.resolved, skipField)
 			continue
 		}
 		if math.Abs(f.Num) > MaxAbs {
@@ -286,12 +292,14 @@ func (t *Transformer) check(fields []Field) error {
 		slot := -1
 		if known && fi.slot >= 0 {
 			slot = int(fi.slot)
+			t.resolved = append(t.resolved, fi.slot)
 		} else {
 			newSlots++
 			if len(t.names)+newSlots > t.cfg.MaxNumeric {
 				return fmt.Errorf("%w: %q would be number %d, the limit is %d",
 					ErrTooManyFeatures, f.Name, len(t.names)+newSlots, t.cfg.MaxNumeric)
 			}
+			t.resolved = append(t.resolved, newField)
 		}
 		if _, mean, vars := t.next(slot, f.Num); !finite(mean) || !finite(vars) {
 			return fmt.Errorf("%w: feature %q = %g", ErrNonFinite, f.Name, f.Num)
@@ -362,21 +370,23 @@ func (t *Transformer) Rollback() {
 type Vector struct {
 	Index []int
 	Value []float64
-	ns    []uint8 // namespace of each entry, for interactions
-	max   int     // largest index + 1
+	ns    []uint8   // namespace of each entry, for interactions
+	raw   []float64 // unscaled value of each entry, for Rescale
+	max   int       // largest index + 1
 }
 
 // Reset empties v, keeping its capacity.
 func (v *Vector) Reset() {
-	v.Index, v.Value, v.ns, v.max = v.Index[:0], v.Value[:0], v.ns[:0], 0
+	v.Index, v.Value, v.ns, v.raw, v.max = v.Index[:0], v.Value[:0], v.ns[:0], v.raw[:0], 0
 }
 
 // Add appends one entry (no namespace). index must not be negative.
-func (v *Vector) Add(index int, value float64) { v.add(index, value, 0) }
+func (v *Vector) Add(index int, value float64) { v.add(index, value, value, 0) }
 
-func (v *Vector) add(index int, value float64, ns uint8) {
+func (v *Vector) add(index int, value, raw float64, ns uint8) {
 	v.Index = append(v.Index, index)
 	v.Value = append(v.Value, value)
+	v.raw = append(v.raw, raw)
 	v.ns = append(v.ns, ns)
 	v.max = max(v.max, index+1)
 }
@@ -399,16 +409,33 @@ func (t *Transformer) Transform(fields []Field, dst *Vector) {
 			continue
 		}
 		if f.Kind == String {
-			dst.add(t.hashCategorical(f.Name, f.Str), 1, fi.ns)
+			dst.add(t.hashCategorical(f.Name, f.Str), 1, 1, fi.ns)
 			continue
 		}
 		if !known || fi.slot < 0 {
 			continue
 		}
-		dst.add(int(fi.slot), t.scale(int(fi.slot), f.Num), fi.ns)
+		dst.add(int(fi.slot), t.scale(int(fi.slot), f.Num), f.Num, fi.ns)
 	}
 	for _, p := range t.pairs {
 		t.cross(dst, p[0], p[1])
+	}
+}
+
+// Retransform brings dst, which Transform wrote for fields before the last
+// Update, up to date with the statistics Update learned: the same result as
+// Transform(fields, dst), cheaper when the update added no slot and no
+// interaction depends on scaled values (numeric entries are rescaled in
+// place; categorical ones keep their hashed index).
+func (t *Transformer) Retransform(fields []Field, dst *Vector) {
+	if len(t.names) != t.undoSlots || len(t.pairs) > 0 {
+		t.Transform(fields, dst)
+		return
+	}
+	for i, idx := range dst.Index {
+		if idx < t.cfg.MaxNumeric {
+			dst.Value[i] = t.scale(idx, dst.raw[i])
+		}
 	}
 }
 
@@ -428,7 +455,8 @@ func (t *Transformer) cross(v *Vector, a, b uint8) {
 				continue
 			}
 			h := mix(uint64(v.Index[i]), uint64(v.Index[j]))
-			v.add(t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)), v.Value[i]*v.Value[j], 0)
+			x := v.Value[i] * v.Value[j]
+			v.add(t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)), x, x, 0)
 		}
 	}
 }

@@ -241,3 +241,26 @@ func TestVersion1EncodingStillLoadsWithItsOwnHash(t *testing.T) {
 		t.Fatal("re-encoding a version 1 model changed its hash")
 	}
 }
+
+func TestRetransformEqualsAFreshTransform(t *testing.T) {
+	for _, cfg := range []Config{{}, {Interactions: [][2]string{{"n", "n"}}, Namespaces: map[string][]string{"n": {"a", "c"}}}} {
+		tr := New(cfg)
+		rng := rand.New(rand.NewPCG(9, 9))
+		var v, fresh Vector
+		for i := range 200 {
+			fields := []Field{num("a", rng.NormFloat64()), cat("c", string(rune('a'+i%4)))}
+			if i%50 == 0 {
+				fields = append(fields, num("new"+strconv.Itoa(i), 1)) // a new slot now and then
+			}
+			tr.Transform(fields, &v)
+			if err := tr.Update(fields); err != nil {
+				t.Fatal(err)
+			}
+			tr.Retransform(fields, &v)
+			tr.Transform(fields, &fresh)
+			if !slices.Equal(v.Index, fresh.Index) || !slices.Equal(v.Value, fresh.Value) {
+				t.Fatalf("example %d: Retransform %v %v, Transform %v %v", i, v.Index, v.Value, fresh.Index, fresh.Value)
+			}
+		}
+	}
+}

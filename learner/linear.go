@@ -22,6 +22,11 @@ type linear struct {
 	dim     int // largest index + 1 a vector may use
 	stride  int // floats per coordinate: weight, then optimizer state
 
+	// The settings above as small integers: the hot path switches on these
+	// rather than comparing strings.
+	taskCode, lossCode, kindCode uint8
+	invScaling                   bool
+
 	out []output // one per output
 	t   uint64   // learning steps taken (River's n_iterations)
 	u   float64  // SGD with L1: total L1 penalty each weight may have received
@@ -43,12 +48,45 @@ type output struct {
 	intercept float64
 }
 
+// Codes of tasks, losses and optimizers on the hot path.
+const (
+	taskBinary uint8 = iota
+	taskRegression
+	taskMulticlass
+)
+
+const (
+	lossLog uint8 = iota
+	lossHinge
+	lossSquared
+	lossAbsolute
+	lossHuber
+	lossEpsInsensitive
+	lossSoftmax
+)
+
+const (
+	kindSGD uint8 = iota
+	kindAdaGrad
+	kindAdam
+	kindFTRL
+)
+
 func newLinear(cfg ModelConfig, dim int) *linear {
 	l := &linear{task: cfg.Task, loss: cfg.Loss, epsilon: cfg.Epsilon, opt: cfg.Optimizer, dim: dim, stride: strideOf(cfg.Optimizer)}
+	l.setCodes()
 	if cfg.Task != Multiclass {
 		l.addOutput()
 	}
 	return l
+}
+
+func (l *linear) setCodes() {
+	l.taskCode = map[Task]uint8{Binary: taskBinary, Regression: taskRegression, Multiclass: taskMulticlass}[l.task]
+	l.lossCode = map[Loss]uint8{LossLog: lossLog, LossHinge: lossHinge, LossSquared: lossSquared, LossAbsolute: lossAbsolute,
+		LossHuber: lossHuber, LossEpsilonInsensitive: lossEpsInsensitive, LossSoftmax: lossSoftmax}[l.loss]
+	l.kindCode = map[OptimizerKind]uint8{SGD: kindSGD, AdaGrad: kindAdaGrad, Adam: kindAdam, FTRL: kindFTRL}[l.opt.Kind]
+	l.invScaling = l.opt.Schedule == InvScaling
 }
 
 func strideOf(o OptimizerConfig) int {
@@ -131,6 +169,9 @@ func softmax(raw, dst []float64) {
 // of the class) on x. It refuses a step that would make any weight, state or
 // intercept non-finite, leaving everything unchanged, and reports so.
 func (l *linear) learn(x *features.Vector, y float64) bool {
+	if l.kindCode == kindSGD && l.stride == 1 && len(l.out) == 1 && !l.invScaling {
+		return l.learnPlainSGD(x, y)
+	}
 	for k := range l.out {
 		l.grow(&l.out[k], x.Span())
 		l.raw[k] = l.dot(&l.out[k], x)
@@ -146,7 +187,7 @@ func (l *linear) learn(x *features.Vector, y float64) bool {
 	l.t++
 	l.adamPowers()
 	u := l.u
-	if l.opt.Kind == SGD && l.opt.L1 > 0 {
+	if l.kindCode == kindSGD && l.opt.L1 > 0 {
 		l.u += lr * l.opt.L1
 	}
 	l.saved = l.saved[:0]
@@ -155,14 +196,14 @@ func (l *linear) learn(x *features.Vector, y float64) bool {
 		o := &l.out[k]
 		l.save(o, x)
 		g := l.grads[k]
-		switch l.opt.Kind {
-		case SGD:
+		switch l.kindCode {
+		case kindSGD:
 			check += l.stepSGD(o, x, g, lr)
-		case AdaGrad:
+		case kindAdaGrad:
 			check += l.stepAdaGrad(o, x, g)
-		case Adam:
+		case kindAdam:
 			check += l.stepAdam(o, x, g)
-		case FTRL:
+		case kindFTRL:
 			check += l.stepFTRL(o, x, g)
 		}
 	}
@@ -176,6 +217,44 @@ func (l *linear) learn(x *features.Vector, y float64) bool {
 	for k := range l.out {
 		l.out[k].intercept -= l.opt.InterceptLR * l.grads[k]
 	}
+	return true
+}
+
+// learnPlainSGD is learn for the most common model, one output with plain
+// constant-rate SGD, in one function: the same arithmetic, fewer calls.
+func (l *linear) learnPlainSGD(x *features.Vector, y float64) bool {
+	o := &l.out[0]
+	l.grow(o, x.Span())
+	p := o.p
+	raw := o.intercept
+	for i, idx := range x.Index {
+		raw += p[idx] * x.Value[i]
+	}
+	l.raw[0] = raw
+	clip := l.opt.ClipGradient
+	g := min(max(lossGradient(l.lossCode, l.epsilon, y, raw), -clip), clip)
+	l.grads[0] = g
+	intercept := o.intercept - l.opt.InterceptLR*g
+	if !isFinite(intercept) {
+		return false
+	}
+	lr, l2 := l.opt.LR, 2*l.opt.L2
+	saved := l.saved[:0]
+	check := 0.0
+	for i, idx := range x.Index {
+		w := p[idx]
+		saved = append(saved, w)
+		w -= lr * (g*x.Value[i] + l2*w)
+		p[idx] = w
+		check += w
+	}
+	l.saved = saved
+	if !isFinite(check) {
+		l.restore(x)
+		return false
+	}
+	l.t++
+	o.intercept = intercept
 	return true
 }
 
@@ -217,7 +296,7 @@ func (l *linear) restore(x *features.Vector) {
 // respect to its raw prediction (in l.raw).
 func (l *linear) gradients(y float64) {
 	clip := l.opt.ClipGradient
-	if l.task == Multiclass {
+	if l.taskCode == taskMulticlass {
 		softmax(l.raw, l.probs)
 		for k, p := range l.probs {
 			g := p
@@ -228,14 +307,14 @@ func (l *linear) gradients(y float64) {
 		}
 		return
 	}
-	g := lossGradient(l.loss, l.epsilon, y, l.raw[0])
+	g := lossGradient(l.lossCode, l.epsilon, y, l.raw[0])
 	l.grads[0] = min(max(g, -clip), clip)
 }
 
 // adamPowers brings beta1T and beta2T to beta^t after t was incremented: by
 // one multiplication per step, or by Pow after decoding or a refused step.
 func (l *linear) adamPowers() {
-	if l.opt.Kind != Adam {
+	if l.kindCode != kindAdam {
 		return
 	}
 	if !l.powersValid {
@@ -250,7 +329,7 @@ func (l *linear) adamPowers() {
 // rate is the learning rate of this step for SGD (and the base rate of the
 // others).
 func (l *linear) rate() float64 {
-	if l.opt.Kind == SGD && l.opt.Schedule == InvScaling {
+	if l.invScaling && l.kindCode == kindSGD {
 		return l.opt.LR / math.Pow(float64(l.t+1), l.opt.PowerT)
 	}
 	return l.opt.LR
@@ -368,19 +447,19 @@ func truncate(w, t float64) float64 {
 
 // lossGradient is the derivative of the loss with respect to the raw
 // prediction, with River's definitions.
-func lossGradient(loss Loss, epsilon, y, raw float64) float64 {
+func lossGradient(loss uint8, epsilon, y, raw float64) float64 {
 	switch loss {
-	case LossSquared:
+	case lossSquared:
 		return 2 * (raw - y)
-	case LossAbsolute:
+	case lossAbsolute:
 		if raw > y {
 			return 1
 		}
 		return -1
-	case LossHuber:
+	case lossHuber:
 		r := raw - y
 		return min(max(r, -epsilon), epsilon)
-	case LossEpsilonInsensitive:
+	case lossEpsInsensitive:
 		switch r := raw - y; {
 		case r > epsilon:
 			return 1
@@ -388,7 +467,7 @@ func lossGradient(loss Loss, epsilon, y, raw float64) float64 {
 			return -1
 		}
 		return 0
-	case LossHinge:
+	case lossHinge:
 		sign := 2*y - 1
 		if raw*sign < 1 {
 			return -sign
@@ -424,6 +503,7 @@ func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 // 1): what a snapshot needs to predict.
 func (l *linear) clonePredictor() *linear {
 	c := &linear{task: l.task, loss: l.loss, epsilon: l.epsilon, opt: l.opt, dim: l.dim, stride: 1, t: l.t}
+	c.setCodes()
 	for k := range l.out {
 		o := &l.out[k]
 		w := make([]float64, len(o.p)/l.stride)
@@ -442,10 +522,10 @@ func (l *linear) scores(x *features.Vector, raw, probs []float64) (score float64
 	for k := range l.out {
 		raw[k] = l.dot(&l.out[k], x)
 	}
-	switch l.task {
-	case Regression:
+	switch l.taskCode {
+	case taskRegression:
 		return raw[0], 0
-	case Binary:
+	case taskBinary:
 		p := sigmoid(raw[0])
 		if p > 0.5 {
 			return p, 1

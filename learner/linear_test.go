@@ -281,3 +281,34 @@ func TestStateRoundTripsExactlyForEveryOptimizer(t *testing.T) {
 		})
 	}
 }
+
+func TestAMulticlassSnapshotPredictsTheClassLabel(t *testing.T) {
+	m, err := NewModel(ModelConfig{Name: "m", Task: Multiclass, Optimizer: OptimizerConfig{LR: 0.1}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Class 7 when x is high, 3 when low: labels are any integers.
+	for i := range 4000 {
+		x := float64(i%100) / 100
+		y := 3.0
+		if x > 0.5 {
+			y = 7
+		}
+		if _, err := m.LearnOne([]features.Field{{Name: []byte("x"), Kind: features.Number, Num: x}}, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := newSnapshot(m, snapshotMeta{reason: "test"})
+	for _, tc := range []struct {
+		x    float64
+		want int32
+	}{{0.05, 3}, {0.95, 7}} {
+		p, label := snap.Score([]features.Field{{Name: []byte("x"), Kind: features.Number, Num: tc.x}})
+		if label != tc.want || p <= 0.5 || p > 1 {
+			t.Errorf("x=%v: class %d with probability %.3f, want class %d with probability > 0.5", tc.x, label, p, tc.want)
+		}
+	}
+	if _, err := m.LearnOne([]features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, 2.5); err == nil {
+		t.Error("a fractional class label was accepted")
+	}
+}

@@ -137,7 +137,7 @@ func (m *Model) LearnOne(fields []features.Field, y float64) (float64, error) {
 		}
 		return 0, reject(ReasonNonFinite, "model %s: %v", m.cfg.Name, err)
 	}
-	m.tr.Transform(fields, &m.vec)
+	m.tr.Retransform(fields, &m.vec)
 	target := y
 	if m.cfg.Task == Multiclass {
 		if class < 0 {

@@ -22,7 +22,7 @@ const predictUsage = `predict --model NAME --feature NAME=VALUE... [flags]
 
 Asks a running eddy for a prediction from the promoted snapshot of a model
 and prints it with the snapshot's version. A VALUE that parses as a number is
-sent as a number, true/false as a boolean, anything else as a category.
+sent as a number, true/false (any case) as a boolean, anything else as a category.
 `
 
 // featureFlags collects repeated --feature NAME=VALUE flags.
@@ -37,8 +37,9 @@ func (f featureFlags) Set(s string) error {
 	}
 	if x, err := strconv.ParseFloat(value, 64); err == nil && !math.IsInf(x, 0) && !math.IsNaN(x) {
 		f[name] = structpb.NewNumberValue(x)
-	} else if b, err := strconv.ParseBool(value); err == nil && (value == "true" || value == "false") {
-		f[name] = structpb.NewBoolValue(b)
+	} else if lower := strings.ToLower(value); lower == "true" || lower == "false" {
+		// Case-insensitive, as produce and evaluate read CSV cells.
+		f[name] = structpb.NewBoolValue(lower == "true")
 	} else {
 		f[name] = structpb.NewStringValue(value)
 	}

@@ -78,11 +78,15 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
-	fs.StringVar((*string)(&o.model.Task), "model-task", string(learner.Binary), "task of the single model: binary or regression")
+	fs.StringVar((*string)(&o.model.Task), "model-task", string(learner.Binary), "task of the single model: binary, regression or multiclass")
 	fs.StringVar((*string)(&o.model.Features.Scaler), "model-scaler", string(features.ScalerStandard), "scaler of the single model: standard or none")
 	fs.IntVar(&o.model.Features.HashBits, "model-hash-bits", features.DefaultHashBits, "hashed categorical space of the single model: 2^bits")
 	fs.Float64Var(&o.model.Optimizer.LR, "model-lr", learner.DefaultLR, "SGD learning rate of the single model")
 	fs.Float64Var(&o.model.Optimizer.InterceptLR, "model-intercept-lr", learner.DefaultLR, "intercept learning rate of the single model")
+	fs.StringVar((*string)(&o.model.Loss), "model-loss", "", "loss of the single model (default: log, squared or softmax by task; also hinge, absolute, huber, epsilon_insensitive)")
+	fs.StringVar((*string)(&o.model.Optimizer.Kind), "model-optimizer", string(learner.SGD), "optimizer of the single model: sgd, adagrad, adam or ftrl")
+	fs.Float64Var(&o.model.Optimizer.L1, "model-l1", 0, "L1 regularisation of the single model")
+	fs.Float64Var(&o.model.Optimizer.L2, "model-l2", 0, "L2 regularisation of the single model")
 }
 
 // fileConfig is the YAML model configuration file.
