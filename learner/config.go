@@ -117,6 +117,8 @@ type ModelConfig struct {
 	Features features.Config `yaml:",inline"`
 	// Optimizer configures learning.
 	Optimizer OptimizerConfig `yaml:"optimizer"`
+	// Drift configures drift detection and champion/challenger promotion.
+	Drift DriftConfig `yaml:"drift"`
 }
 
 // Defaults.
@@ -179,6 +181,7 @@ func (c *ModelConfig) EnsureDefaults() {
 	if o.ClipGradient == 0 {
 		o.ClipGradient = DefaultClipGradient
 	}
+	c.Drift.ensureDefaults()
 }
 
 var lossesOf = map[Task][]Loss{
@@ -230,6 +233,9 @@ func (c *ModelConfig) Validate() error {
 	}
 	if c.MaxClasses < 0 || c.MaxClasses > 1024 {
 		return fail("max_classes %d out of range [2, 1024]", c.MaxClasses)
+	}
+	if err := c.Drift.validate(); err != nil {
+		return fail("drift: %v", err)
 	}
 	return nil
 }

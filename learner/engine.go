@@ -36,6 +36,17 @@ type Engine struct {
 	promoted time.Time
 	dirty    bool // some model changed since the last checkpoint
 	buf      []byte
+
+	pos      position          // of the event being processed, for detection records
+	pendings map[*Model]string // promotion reasons decided between checkpoints
+	admin    chan adminRequest // admin commands, run on the engine's goroutine
+	wake     chan struct{}     // signals the consumer that admin commands wait
+}
+
+// position is where the event being processed came from.
+type position struct {
+	partition int
+	offset    int64
 }
 
 // NewEngine restores the configured models, offsets and newest snapshots from
@@ -49,15 +60,18 @@ func NewEngine(cfg EngineConfig, store *Store, publish func(*Snapshot), reg prom
 		return nil, err
 	}
 	e := &Engine{
-		cfg:     cfg,
-		store:   store,
-		byTopic: make(map[string][]*Model),
-		handles: make(map[*Model]modelMetrics),
-		snapped: make(map[*Model]uint64),
-		publish: publish,
-		metrics: newEngineMetrics(reg),
-		log:     log.With("component", "learner"),
-		now:     time.Now,
+		cfg:      cfg,
+		store:    store,
+		byTopic:  make(map[string][]*Model),
+		handles:  make(map[*Model]modelMetrics),
+		snapped:  make(map[*Model]uint64),
+		pendings: make(map[*Model]string),
+		admin:    make(chan adminRequest, 16),
+		wake:     make(chan struct{}, 1),
+		publish:  publish,
+		metrics:  newEngineMetrics(reg),
+		log:      log.With("component", "learner"),
+		now:      time.Now,
 	}
 	for _, mc := range cfg.Models {
 		m, err := e.restore(mc)
@@ -78,27 +92,50 @@ func NewEngine(cfg EngineConfig, store *Store, publish func(*Snapshot), reg prom
 	return e, nil
 }
 
-// restore loads one model and publishes its newest snapshot, if any.
+// restore loads one model and its monitor and publishes its champion (the
+// snapshot it served when it stopped), if any.
 func (e *Engine) restore(mc ModelConfig) (*Model, error) {
+	mon, err := newMonitor(mc, e.cfg.RollingWindow)
+	if err != nil {
+		return nil, err
+	}
 	data, ok, err := e.store.get(modelKey(mc.Name))
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		e.log.Info("new model", "model", mc.Name, "task", mc.Task, "topic", mc.Topic)
-		return newModel(mc, e.cfg.RollingWindow), nil
+		e.log.Info("new model", "model", mc.Name, "task", mc.Task, "topic", mc.Topic, "drift_detector", mc.Drift.Detector)
+		m := newModel(mc, e.cfg.RollingWindow)
+		m.mon = mon
+		return m, nil
 	}
 	m, _, err := decodeState(mc, e.cfg.RollingWindow, data)
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("model restored", "model", mc.Name, "learned", m.learned, "version", m.version)
+	m.mon = mon
+	champion := m.version
+	if blob, ok, err := e.store.get(monitorKey(mc.Name)); err != nil {
+		return nil, err
+	} else if ok {
+		if champion, err = mon.decode(mc, e.cfg.RollingWindow, blob); err != nil {
+			return nil, err
+		}
+	}
+	e.log.Info("model restored", "model", mc.Name, "learned", m.learned, "newest_version", m.version, "champion", champion)
 	if m.version > 0 {
-		snap, err := e.Snapshot(mc.Name, m.version)
+		newest, err := e.Snapshot(mc.Name, m.version)
 		if err != nil {
 			return nil, err
 		}
-		e.snapped[m] = snap.Learned()
+		e.snapped[m] = newest.Learned()
+	}
+	if champion > 0 {
+		snap, err := e.Snapshot(mc.Name, champion)
+		if err != nil {
+			return nil, err
+		}
+		mon.champion = snap // not setChampion: the detector state is restored as it was
 		e.publish(snap)
 	}
 	return m, nil
@@ -140,11 +177,16 @@ func (e *Engine) NextOffsets(topic string) map[int]int64 {
 // Models returns the live models, in configuration order.
 func (e *Engine) Models() []*Model { return e.models }
 
+// At records where the next event comes from, for drift detection records.
+func (e *Engine) At(partition int, offset int64) { e.pos = position{partition, offset} }
+
 // Process hands one event from topic to every model that learns from it. With
-// a label, each model predicts, is scored and learns (LearnOne); without one,
-// each model only predicts. If a model rejects the example, Process still
-// offers it to the others and returns the first *RejectError.
+// a label, each model predicts, is scored and learns (LearnOne), and its
+// champion and challengers are scored on it too; without one, each model
+// only predicts. If a model rejects the example, Process still offers it to
+// the others and returns the first *RejectError.
 func (e *Engine) Process(topic string, fields []features.Field, label float64, hasLabel bool) error {
+	e.runAdmin()
 	var first error
 	for _, m := range e.byTopic[topic] {
 		h := e.handles[m]
@@ -165,8 +207,57 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 		}
 		h.learned.Inc()
 		e.dirty = true
+		e.watch(m, fields, label)
 	}
 	return first
+}
+
+// watch scores the champion and the challengers of m on a labeled example
+// that m has just learned, feeds the drift detector, and decides promotions
+// of the post-drift challenger (made durable and published at the next
+// checkpoint).
+func (e *Engine) watch(m *Model, fields []features.Field, y float64) {
+	mon := m.mon
+	champErr, ok := mon.scoreChampion(m.cfg.Task, fields, y)
+	if !ok {
+		return
+	}
+	mon.live.add(m.lastErr - champErr)
+	if mon.fresh != nil {
+		if _, err := mon.fresh.LearnOne(fields, y); err == nil {
+			mon.freshDiff.add(mon.fresh.lastErr - champErr)
+			mon.freshLive.add(mon.fresh.lastErr - m.lastErr)
+		}
+	}
+	if mon.det == nil {
+		return
+	}
+	if mon.det.Update(champErr) {
+		e.detected(m)
+	}
+	// The post-drift challenger must beat the champion and the live model:
+	// it replaces both.
+	if mon.fresh != nil && mon.beats(&mon.freshDiff) && mon.beats(&mon.freshLive) && e.pendings[m] == "" {
+		m.adopt(mon.fresh)
+		mon.fresh = nil
+		e.pendings[m] = ReasonDrift
+	}
+}
+
+// detected records a drift detection and starts a fresh challenger that
+// learns only from what follows.
+func (e *Engine) detected(m *Model) {
+	mon := m.mon
+	now := e.now()
+	mon.detections++
+	mon.lastDetection = now
+	mon.pending = append(mon.pending, detection{at: now, partition: e.pos.partition, offset: e.pos.offset, summary: mon.summary()})
+	mon.fresh = newModel(m.cfg, e.cfg.RollingWindow)
+	mon.freshDiff.reset()
+	mon.freshLive.reset()
+	e.metrics.detections.WithLabelValues(m.cfg.Name, mon.cfg.Detector).Inc()
+	e.log.Info("drift detected", "model", m.cfg.Name, "detector", mon.cfg.Detector, "partition", e.pos.partition,
+		"offset", e.pos.offset, "state", mon.summary(), "champion", mon.champion.version)
 }
 
 // Checkpoint durably writes, in one synced batch, the state of every model
@@ -179,17 +270,19 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 // in-memory state is ahead of it, so the caller must stop and restart from
 // the store.
 func (e *Engine) Checkpoint(offsets []Offset) error {
+	e.runAdmin()
 	start := e.now()
-	promote := e.promotionDue(start)
-	if !e.dirty && !e.offsetsChanged(offsets) && !(promote && e.unsnapped()) {
+	periodic := e.promotionDue(start)
+	reasons := e.promotions(start, periodic)
+	if !e.dirty && !e.offsetsChanged(offsets) && len(reasons) == 0 {
 		return nil // nothing to write: idle ticks cost nothing
 	}
 	batch := e.store.db.NewBatch()
 	defer batch.Close()
 	var snaps []*Snapshot
 	for _, m := range e.models {
-		if promote && m.learned > e.snapped[m] {
-			snap, err := e.addSnapshot(batch, m, start, "periodic")
+		if reason := reasons[m]; reason != "" {
+			snap, err := e.addSnapshot(batch, m, start, reason)
 			if err != nil {
 				return err
 			}
@@ -198,6 +291,9 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 		e.buf = m.appendState(e.buf[:0])
 		if err := batch.Set(modelKey(m.cfg.Name), e.buf, nil); err != nil {
 			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+		if err := e.writeMonitor(batch, m, snaps); err != nil {
+			return err
 		}
 	}
 	for _, o := range offsets {
@@ -212,18 +308,85 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 		e.offsets[o.TopicPartition] = o.Next
 	}
 	e.dirty = false
-	if promote {
+	if periodic {
 		e.promoted = start
 	}
+	for _, m := range e.models {
+		m.mon.pending = m.mon.pending[:0]
+	}
 	for _, s := range snaps {
-		e.metrics.promotions.WithLabelValues(s.model, s.reason).Inc()
-		e.log.Info("snapshot promoted", "model", s.model, "version", s.version, "reason", s.reason, "learned", s.learned)
-		e.publish(s)
+		e.champion(s, start)
 	}
 	for _, m := range e.models {
 		e.metrics.observe(m)
 	}
 	e.metrics.checkpoint.Observe(e.now().Sub(start).Seconds())
+	return nil
+}
+
+// promotions decides which models get a new snapshot at this checkpoint and
+// why: a post-drift challenger that won, a model's first snapshot, and then
+// either the periodic policy or (with a drift detector) the live model
+// beating the champion, checked as often as the periodic policy would run.
+func (e *Engine) promotions(now time.Time, periodic bool) map[*Model]string {
+	reasons := make(map[*Model]string)
+	for _, m := range e.models {
+		switch {
+		case e.pendings[m] != "":
+			reasons[m] = e.pendings[m]
+		case m.learned == 0 || m.learned == e.snapped[m] && m.mon.champion != nil:
+		case m.mon.champion == nil:
+			reasons[m] = ReasonInitial
+		case !m.mon.challengers() && periodic:
+			reasons[m] = ReasonPeriodic
+		case m.mon.challengers() && periodic && m.mon.beats(&m.mon.live):
+			reasons[m] = ReasonChallenger
+		}
+	}
+	return reasons
+}
+
+// champion makes a durable snapshot the champion and publishes it.
+func (e *Engine) champion(s *Snapshot, now time.Time) {
+	var m *Model
+	for _, candidate := range e.models {
+		if candidate.cfg.Name == s.model {
+			m = candidate
+		}
+	}
+	delete(e.pendings, m)
+	if s.reason == ReasonDrift && !m.mon.lastDetection.IsZero() {
+		e.metrics.detectionToServing.WithLabelValues(s.model).Observe(now.Sub(m.mon.lastDetection).Seconds())
+		m.mon.lastDetection = time.Time{}
+	}
+	m.mon.setChampion(s, s.reason == ReasonChallenger || s.reason == ReasonPeriodic)
+	e.metrics.promotions.WithLabelValues(s.model, s.reason).Inc()
+	e.log.Info("snapshot promoted", "model", s.model, "version", s.version, "reason", s.reason, "learned", s.learned)
+	e.publish(s)
+}
+
+// writeMonitor adds m's monitor and its new detection records to batch.
+// snaps are the snapshots this checkpoint promotes: the stored champion
+// version must be theirs, since they are published once the batch commits.
+func (e *Engine) writeMonitor(batch *pebble.Batch, m *Model, snaps []*Snapshot) error {
+	saved := m.mon.champion
+	for _, s := range snaps {
+		if s.model == m.cfg.Name {
+			m.mon.champion = s
+		}
+	}
+	e.buf = m.mon.appendBinary(e.buf[:0])
+	m.mon.champion = saved
+	if err := batch.Set(monitorKey(m.cfg.Name), e.buf, nil); err != nil {
+		return fmt.Errorf("learner: checkpoint: %w", err)
+	}
+	first := m.mon.detections - uint64(len(m.mon.pending))
+	for i, d := range m.mon.pending {
+		value := fmt.Sprintf("%s partition=%d offset=%d %s", d.at.UTC().Format(time.RFC3339Nano), d.partition, d.offset, d.summary)
+		if err := batch.Set(detectionKey(m.cfg.Name, first+uint64(i)+1), []byte(value), nil); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -236,28 +399,9 @@ func (e *Engine) offsetsChanged(offsets []Offset) bool {
 	return false
 }
 
-// unsnapped reports whether some model learned since its newest snapshot.
-func (e *Engine) unsnapped() bool {
-	for _, m := range e.models {
-		if m.learned > e.snapped[m] {
-			return true
-		}
-	}
-	return false
-}
-
-// promotionDue is the v0 policy: periodically, and right away for a model
-// that has no snapshot yet so that it can be served as soon as it learned.
+// promotionDue reports whether the periodic check is due.
 func (e *Engine) promotionDue(now time.Time) bool {
-	if now.Sub(e.promoted) >= e.cfg.PromoteInterval {
-		return true
-	}
-	for _, m := range e.models {
-		if m.version == 0 && m.learned > 0 {
-			return true
-		}
-	}
-	return false
+	return now.Sub(e.promoted) >= e.cfg.PromoteInterval
 }
 
 // addSnapshot bumps m's version and adds its snapshot to batch, deleting

@@ -226,8 +226,8 @@ func TestTheFirstCheckpointAfterLearningPublishesVersionOne(t *testing.T) {
 		t.Fatalf("the first checkpoint after learning published %d snapshots, want 1 (well before the promote interval)", len(got))
 	}
 	s := got[0]
-	if s.Model() != "fraud" || s.Version() != 1 || s.Learned() != 50 || s.Reason() != "periodic" || s.TaskName() != "binary" {
-		t.Errorf("published %s v%d (learned %d, reason %q, binary %v), want fraud v1 (learned 50, periodic, binary)",
+	if s.Model() != "fraud" || s.Version() != 1 || s.Learned() != 50 || s.Reason() != "initial" || s.TaskName() != "binary" {
+		t.Errorf("published %s v%d (learned %d, reason %q, binary %v), want fraud v1 (learned 50, initial, binary)",
 			s.Model(), s.Version(), s.Learned(), s.Reason(), s.TaskName() == "binary")
 	}
 	processAll(t, e, "events", events[50:])
@@ -298,8 +298,10 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 			t.Errorf("Snapshot of %s = %v, want ErrSnapshotNotFound", tc.name, err)
 		}
 	}
-	if got := metricValue(t, reg, "eddy_snapshots_promoted_total", map[string]string{"model": "fraud", "reason": "periodic"}); got != 6 {
-		t.Errorf("eddy_snapshots_promoted_total = %v, want 6", got)
+	initial := metricValue(t, reg, "eddy_snapshots_promoted_total", map[string]string{"model": "fraud", "reason": "initial"})
+	periodic := metricValue(t, reg, "eddy_snapshots_promoted_total", map[string]string{"model": "fraud", "reason": "periodic"})
+	if initial != 1 || periodic != 5 {
+		t.Errorf("eddy_snapshots_promoted_total: initial %v, periodic %v; want 1 and 5", initial, periodic)
 	}
 	closeStore()
 

@@ -14,6 +14,14 @@ type engineMetrics struct {
 	examples   *prometheus.GaugeVec
 	promotions *prometheus.CounterVec
 	checkpoint prometheus.Histogram
+
+	detections         *prometheus.CounterVec
+	detectionToServing *prometheus.HistogramVec
+	adwinWidth         *prometheus.GaugeVec
+	adwinEstimate      *prometheus.GaugeVec
+	championAccuracy   *prometheus.GaugeVec
+	championMAE        *prometheus.GaugeVec
+	challenger         *prometheus.GaugeVec
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -56,7 +64,37 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint)
+	m.detections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_drift_detections_total",
+		Help: "Drift detections on the champion's prequential error, by model and detector.",
+	}, []string{"model", "detector"})
+	m.detectionToServing = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "eddy_drift_detection_to_promotion_seconds",
+		Help:    "Time from a drift detection to serving the post-drift challenger that replaced the champion.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+	}, []string{"model"})
+	m.adwinWidth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_drift_adwin_width",
+		Help: "Width (examples) of the ADWIN window over the champion's error.",
+	}, []string{"model"})
+	m.adwinEstimate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_drift_adwin_estimate",
+		Help: "ADWIN's estimate of the champion's mean error over its window.",
+	}, []string{"model"})
+	m.championAccuracy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_champion_accuracy",
+		Help: "Prequential accuracy of the served (champion) snapshots of a classifier, cumulative since the first one.",
+	}, []string{"model"})
+	m.championMAE = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_champion_mae",
+		Help: "Prequential mean absolute error of the served (champion) snapshots of a regressor.",
+	}, []string{"model"})
+	m.challenger = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_drift_challenger_active",
+		Help: "1 while a post-drift challenger is being compared with the champion.",
+	}, []string{"model"})
+	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
+		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m
 }
 
@@ -79,12 +117,44 @@ func (m *engineMetrics) observe(model *Model) {
 	if s.N == 0 {
 		return
 	}
-	if model.cfg.Task == Binary {
+	m.observeMonitor(model)
+	if model.cfg.Task != Regression {
 		m.accuracy.WithLabelValues(name, "cumulative").Set(s.Accuracy)
 		m.accuracy.WithLabelValues(name, "rolling").Set(s.Rolling)
 		m.logLoss.WithLabelValues(name).Set(s.LogLoss)
 	} else {
 		m.mae.WithLabelValues(name, "cumulative").Set(s.MAE)
 		m.mae.WithLabelValues(name, "rolling").Set(s.Rolling)
+	}
+}
+
+func (m *engineMetrics) observeMonitor(model *Model) {
+	mon := model.mon
+	if mon == nil {
+		return
+	}
+	name := model.cfg.Name
+	if c := mon.champ.metrics(); c.N > 0 {
+		if model.cfg.Task == Regression {
+			m.championMAE.WithLabelValues(name).Set(c.MAE)
+		} else {
+			m.championAccuracy.WithLabelValues(name).Set(c.Accuracy)
+		}
+	}
+	if mon.det == nil {
+		return
+	}
+	active := 0.0
+	if mon.fresh != nil {
+		active = 1
+	}
+	m.challenger.WithLabelValues(name).Set(active)
+	type adwin interface {
+		Width() int
+		Estimation() float64
+	}
+	if a, ok := mon.det.(adwin); ok {
+		m.adwinWidth.WithLabelValues(name).Set(float64(a.Width()))
+		m.adwinEstimate.WithLabelValues(name).Set(a.Estimation())
 	}
 }

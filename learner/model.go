@@ -55,6 +55,8 @@ type Model struct {
 	learned uint64 // examples learned over the model's whole life
 	version uint64 // version of the newest snapshot
 	vec     features.Vector
+	lastErr float64  // prequential error of the last example learned
+	mon     *monitor // champion/challenger state; nil for a challenger itself
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
@@ -202,6 +204,7 @@ func (m *Model) probabilityOf(class int, score float64, predicted int) float64 {
 func (m *Model) score(y, score float64, predicted, class int, pTrue float64) {
 	switch m.cfg.Task {
 	case Regression:
+		m.lastErr = math.Abs(y - score)
 		m.eval.regress(y, score)
 	case Binary:
 		if y == 1 {
@@ -209,8 +212,24 @@ func (m *Model) score(y, score float64, predicted, class int, pTrue float64) {
 		} else {
 			pTrue = 1 - score
 		}
+		m.lastErr = boolErr((score > 0.5) == (y == 1))
 		m.eval.classify((score > 0.5) == (y == 1), pTrue)
 	case Multiclass:
+		m.lastErr = boolErr(predicted >= 0 && predicted == class)
 		m.eval.classify(predicted >= 0 && predicted == class, pTrue)
 	}
+}
+
+func boolErr(correct bool) float64 {
+	if correct {
+		return 0
+	}
+	return 1
+}
+
+// adopt makes the post-drift challenger c the live model: its features and
+// weights replace m's; m keeps its identity, life-long learned count and
+// prequential record (which from now on is c's).
+func (m *Model) adopt(c *Model) {
+	m.tr, m.lin, m.classes = c.tr, c.lin, c.classes
 }

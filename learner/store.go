@@ -19,6 +19,8 @@ import (
 //	model/<name>                              model state
 //	offset/<topic>/<partition u32 BE>          next offset to consume, u64 BE
 //	snapshot/<name>/<version u64 BE>           snapshot
+//	monitor/<name>                            champion version, drift detector, challengers
+//	detection/<name>/<sequence u64 BE>        one drift detection (time, position, detector state)
 type Store struct {
 	db  *pebble.DB
 	dir string
@@ -45,6 +47,12 @@ func (s *Store) Close() error {
 }
 
 func modelKey(name string) []byte { return []byte("model/" + name) }
+
+func monitorKey(name string) []byte { return []byte("monitor/" + name) }
+
+func detectionKey(name string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("detection/"+name+"/"), seq)
+}
 
 func offsetKey(topic string, partition int) []byte {
 	return binary.BigEndian.AppendUint32([]byte("offset/"+topic+"/"), uint32(partition))

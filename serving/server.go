@@ -90,7 +90,12 @@ type Server struct {
 	log     *slog.Logger
 	health  *health.Server
 	fields  sync.Pool // *[]features.Field scratch per request
+	admin   Admin     // nil: the Admin service is not registered
 }
+
+// SetAdmin registers the Admin service backed by a when Serve starts. Call
+// it before Serve.
+func (s *Server) SetAdmin(a Admin) { s.admin = a }
 
 type slot struct {
 	current atomic.Pointer[published]
@@ -151,6 +156,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.UnaryInterceptor(s.observe),
 	)
 	eddyv1.RegisterInferenceServer(gs, s)
+	if s.admin != nil {
+		eddyv1.RegisterAdminServer(gs, &adminServer{s: s, admin: s.admin})
+	}
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -36,6 +36,13 @@ type Handler interface {
 	Checkpoint(offsets []Offset) error
 }
 
+// Waker may be implemented by a Handler that has work to do outside events
+// (an admin command, say): a value on its channel makes the Consumer call
+// Checkpoint right away rather than at the next tick.
+type Waker interface {
+	Wake() <-chan struct{}
+}
+
 // Rejection is implemented by Handler errors that reject one event: the
 // event goes to the dead-letter topic with RejectReason as its reason code.
 type Rejection interface {
@@ -249,8 +256,16 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 
 	ticker := time.NewTicker(c.cfg.CheckpointInterval)
 	defer ticker.Stop()
+	var wake <-chan struct{} // nil blocks forever: no waker
+	if w, ok := c.handler.(Waker); ok {
+		wake = w.Wake()
+	}
 	for {
 		select {
+		case <-wake:
+			if err := c.checkpoint(ctx, g); err != nil {
+				return err
+			}
 		case m := <-msgs:
 			if err := c.process(g, &m); err != nil {
 				return err
@@ -360,6 +375,7 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 		if !ev.HasTime {
 			ev.Time, ev.HasTime = m.Time, true
 		}
+		ev.Partition, ev.Offset = m.Partition, m.Offset
 		if err := c.handler.Handle(m.Topic, &ev); err != nil {
 			var rej Rejection
 			if !errors.As(err, &rej) {

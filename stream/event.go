@@ -61,6 +61,11 @@ type Event struct {
 	Fields   []Field // in input order; names are unique
 	Label    float64 // 0 unless HasLabel
 	HasLabel bool
+
+	// Partition and Offset locate the Kafka message; the Consumer sets them,
+	// Decode leaves them alone.
+	Partition int
+	Offset    int64
 }
 
 // Reason is a bounded, metric-safe code for why an event was rejected. It is

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -18,12 +23,17 @@ func newEngineHandler(e *learner.Engine) *engineHandler { return &engineHandler{
 
 func (h *engineHandler) NextOffsets(topic string) map[int]int64 { return h.engine.NextOffsets(topic) }
 
+// Wake lets admin commands reach the engine's goroutine without waiting for
+// an event (stream.Waker).
+func (h *engineHandler) Wake() <-chan struct{} { return h.engine.Wake() }
+
 func (h *engineHandler) Handle(topic string, ev *stream.Event) error {
 	h.fields = h.fields[:0]
 	for i := range ev.Fields {
 		f := &ev.Fields[i]
 		h.fields = append(h.fields, features.Field{Name: f.Name, Kind: kindOf(f.Kind), Num: f.Num, Str: f.Str})
 	}
+	h.engine.At(ev.Partition, ev.Offset)
 	return h.engine.Process(topic, h.fields, ev.Label, ev.HasLabel)
 }
 
@@ -46,4 +56,49 @@ func (h *engineHandler) Checkpoint(offsets []stream.Offset) error {
 		})
 	}
 	return h.engine.Checkpoint(h.offsets)
+}
+
+// engineAdmin adapts the learner's snapshot administration to the serving
+// Admin interface, translating its errors into serving's.
+type engineAdmin struct{ engine *learner.Engine }
+
+func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
+	infos, err := a.engine.Snapshots(model)
+	if err != nil {
+		return nil, adminError(err)
+	}
+	out := make([]serving.SnapshotInfo, 0, len(infos))
+	for _, in := range infos {
+		m := in.Metrics
+		metrics := map[string]float64{"n": float64(m.N), "rolling": m.Rolling}
+		if m.MAE != 0 || m.RMSE != 0 {
+			metrics["mae"], metrics["rmse"] = m.MAE, m.RMSE
+		} else {
+			metrics["accuracy"], metrics["log_loss"] = m.Accuracy, m.LogLoss
+		}
+		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metrics})
+	}
+	return out, nil
+}
+
+func (a engineAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
+	v, err := a.engine.Promote(ctx, model, version)
+	return v, adminError(err)
+}
+
+func (a engineAdmin) Rollback(ctx context.Context, model string) (uint64, error) {
+	v, err := a.engine.Rollback(ctx, model)
+	return v, adminError(err)
+}
+
+func adminError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, learner.ErrSnapshotNotFound):
+		return fmt.Errorf("%w: %w", serving.ErrNotFound, err)
+	case errors.Is(err, learner.ErrNoPreviousVersion):
+		return fmt.Errorf("%w: %w", serving.ErrPrecondition, err)
+	}
+	return err
 }

@@ -42,6 +42,7 @@ type serveOptions struct {
 	checkpointEvery    int
 	checkpointInterval time.Duration
 	promoteInterval    time.Duration
+	retainSnapshots    int
 	sessionTimeout     time.Duration
 
 	model learner.ModelConfig // single model from flags, when no --config
@@ -75,6 +76,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", stream.DefaultCheckpointInterval, "checkpoint at least this often while events flow")
 	fs.DurationVar(&o.promoteInterval, "promote-interval", learner.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
+	fs.IntVar(&o.retainSnapshots, "retain-snapshots", learner.DefaultRetain, "snapshots kept per model (older ones are deleted)")
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
@@ -87,6 +89,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar((*string)(&o.model.Optimizer.Kind), "model-optimizer", string(learner.SGD), "optimizer of the single model: sgd, adagrad, adam or ftrl")
 	fs.Float64Var(&o.model.Optimizer.L1, "model-l1", 0, "L1 regularisation of the single model")
 	fs.Float64Var(&o.model.Optimizer.L2, "model-l2", 0, "L2 regularisation of the single model")
+	fs.StringVar(&o.model.Drift.Detector, "model-drift", "", "drift detector of the single model (adwin, page-hinkley, ddm, eddm, kswin); empty: periodic promotion")
 }
 
 // fileConfig is the YAML model configuration file.
@@ -99,7 +102,7 @@ type fileConfig struct {
 
 // engineConfig builds the learner configuration from the options.
 func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
-	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval}
+	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots}
 	if o.configFile != "" {
 		fc, err := loadConfigFile(o.configFile)
 		if err != nil {
@@ -108,6 +111,9 @@ func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
 		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RollingWindow: fc.RollingWindow}
 		if cfg.PromoteInterval == 0 {
 			cfg.PromoteInterval = o.promoteInterval
+		}
+		if cfg.Retain == 0 {
+			cfg.Retain = o.retainSnapshots
 		}
 	}
 	cfg.EnsureDefaults()
@@ -200,6 +206,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 	if s.engine, err = learner.NewEngine(engineCfg, s.store, publish, s.registry, log); err != nil {
 		return nil, err
 	}
+	s.server.SetAdmin(engineAdmin{s.engine})
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,
 		Topics:             s.engine.Topics(),

@@ -13,6 +13,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -182,11 +183,345 @@ func (x *PredictResponse) GetValue() float64 {
 	return 0
 }
 
+type ListSnapshotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsRequest) Reset() {
+	*x = ListSnapshotsRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSnapshotsRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+type SnapshotInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
+	// Why it was created: initial, periodic, challenger, drift.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Examples the model had learned.
+	Learned uint64 `protobuf:"varint,4,opt,name=learned,proto3" json:"learned,omitempty"`
+	// Prequential metrics of the model when it was taken (accuracy, log_loss,
+	// mae, rmse, rolling).
+	Metrics map[string]float64 `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Whether this version answers predictions now.
+	Serving       bool `protobuf:"varint,6,opt,name=serving,proto3" json:"serving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SnapshotInfo) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *SnapshotInfo) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetLearned() uint64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *SnapshotInfo) GetServing() bool {
+	if x != nil {
+		return x.Serving
+	}
+	return false
+}
+
+type ListSnapshotsResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots      []*SnapshotInfo        `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	ServingVersion uint64                 `protobuf:"varint,2,opt,name=serving_version,json=servingVersion,proto3" json:"serving_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsResponse) Reset() {
+	*x = ListSnapshotsResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *ListSnapshotsResponse) GetServingVersion() uint64 {
+	if x != nil {
+		return x.ServingVersion
+	}
+	return 0
+}
+
+type PromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PromoteRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type RollbackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RollbackRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+type PromoteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The version that serves now.
+	ServingVersion uint64 `protobuf:"varint,2,opt,name=serving_version,json=servingVersion,proto3" json:"serving_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PromoteResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetServingVersion() uint64 {
+	if x != nil {
+		return x.ServingVersion
+	}
+	return 0
+}
+
 var File_eddy_v1_eddy_proto protoreflect.FileDescriptor
 
 const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\n" +
-	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdd\x01\n" +
+	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
 	"\x0ePredictRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
 	"\n" +
@@ -204,9 +539,36 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x05value\x18\x06 \x01(\x01H\x02R\x05value\x88\x01\x01B\x0e\n" +
 	"\f_probabilityB\x12\n" +
 	"\x10_predicted_labelB\b\n" +
-	"\x06_value2I\n" +
+	"\x06_value\",\n" +
+	"\x14ListSnapshotsRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"\xa4\x02\n" +
+	"\fSnapshotInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
+	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\alearned\x18\x04 \x01(\x04R\alearned\x12<\n" +
+	"\ametrics\x18\x05 \x03(\v2\".eddy.v1.SnapshotInfo.MetricsEntryR\ametrics\x12\x18\n" +
+	"\aserving\x18\x06 \x01(\bR\aserving\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"u\n" +
+	"\x15ListSnapshotsResponse\x123\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x15.eddy.v1.SnapshotInfoR\tsnapshots\x12'\n" +
+	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\"@\n" +
+	"\x0ePromoteRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"'\n" +
+	"\x0fRollbackRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"P\n" +
+	"\x0fPromoteResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12'\n" +
+	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd5\x01\n" +
+	"\x05Admin\x12N\n" +
+	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
+	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
+	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -220,23 +582,40 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_eddy_v1_eddy_proto_goTypes = []any{
-	(*PredictRequest)(nil),  // 0: eddy.v1.PredictRequest
-	(*PredictResponse)(nil), // 1: eddy.v1.PredictResponse
-	nil,                     // 2: eddy.v1.PredictRequest.FeaturesEntry
-	(*structpb.Value)(nil),  // 3: google.protobuf.Value
+	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
+	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
+	(*ListSnapshotsRequest)(nil),  // 2: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 3: eddy.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 4: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),        // 5: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),       // 6: eddy.v1.RollbackRequest
+	(*PromoteResponse)(nil),       // 7: eddy.v1.PromoteResponse
+	nil,                           // 8: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 9: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 11: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	2, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
-	3, // 1: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0, // 2: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	1, // 3: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	8,  // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	10, // 1: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	9,  // 2: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	3,  // 3: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	11, // 4: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 5: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	2,  // 6: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	5,  // 7: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	6,  // 8: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	1,  // 9: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	4,  // 10: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	7,  // 11: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	7,  // 12: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -251,9 +630,9 @@ func file_eddy_v1_eddy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_eddy_v1_eddy_proto_goTypes,
 		DependencyIndexes: file_eddy_v1_eddy_proto_depIdxs,

@@ -1,0 +1,366 @@
+package learner
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/eddyhq/eddy/drift"
+	"github.com/eddyhq/eddy/features"
+)
+
+// DriftConfig configures drift monitoring and champion/challenger promotion
+// of one model. The zero value means no drift detector: the live model is
+// promoted periodically (EngineConfig.PromoteInterval).
+type DriftConfig struct {
+	// Detector watches the champion's prequential error (0/1 loss for
+	// classifiers, absolute error for regression): adwin, page-hinkley,
+	// ddm, eddm or kswin. Empty means none.
+	Detector string `yaml:"detector"`
+	// Params are the detector's parameters by River's names (delta, clock,
+	// threshold, ...); absent ones take River's defaults.
+	Params map[string]float64 `yaml:"params"`
+	// Mode is Page-Hinkley's direction: up, down or both (default).
+	Mode string `yaml:"mode"`
+	// Window is how many recent examples a challenger and the champion are
+	// compared over. The default is 500.
+	Window int `yaml:"window"`
+	// MinExamples is how many examples a challenger must have been scored
+	// on, side by side with the champion, before it can be promoted. The
+	// default is 200.
+	MinExamples int `yaml:"min_examples"`
+	// Margin is how much lower a challenger's mean error over the window
+	// must be than the champion's. The default is 0.
+	Margin float64 `yaml:"margin"`
+}
+
+// Defaults of DriftConfig.
+const (
+	DefaultChallengerWindow = 500
+	DefaultMinExamples      = 200
+)
+
+func (c *DriftConfig) ensureDefaults() {
+	if c.Window == 0 {
+		c.Window = DefaultChallengerWindow
+	}
+	if c.MinExamples == 0 {
+		c.MinExamples = DefaultMinExamples
+	}
+}
+
+func (c *DriftConfig) validate() error {
+	if c.Detector != "" {
+		if _, err := c.newDetector(); err != nil {
+			return err
+		}
+	}
+	if c.Window < 0 || c.MinExamples < 0 || c.Margin < 0 || math.IsNaN(c.Margin) {
+		return fmt.Errorf("drift window, min_examples and margin must not be negative")
+	}
+	return nil
+}
+
+func (c *DriftConfig) newDetector() (drift.Detector, error) {
+	return drift.New(c.Detector, drift.Params{Numbers: c.Params, Mode: c.Mode})
+}
+
+// Promotion reasons, as snapshots and metrics record them.
+const (
+	ReasonInitial    = "initial"    // a model's first snapshot
+	ReasonPeriodic   = "periodic"   // the periodic policy
+	ReasonChallenger = "challenger" // the live model beat the champion
+	ReasonDrift      = "drift"      // a post-drift challenger beat the champion
+	ReasonManual     = "manual"     // an admin promoted a stored version
+	ReasonRollback   = "rollback"   // an admin rolled back to the previous version
+)
+
+// monitor is the champion/challenger state of one model: the champion (the
+// served snapshot) scored on every labeled event, the drift detector fed
+// with its error, and the challengers compared with it. Owned by the
+// engine's goroutine.
+type monitor struct {
+	cfg      DriftConfig
+	det      drift.Detector // nil: no drift detection
+	champion *Snapshot      // nil until the first promotion
+	champ    prequential    // the champion's prequential metrics
+
+	live      diffWindow // live model error − champion error
+	fresh     *Model     // post-drift challenger, nil when none
+	freshDiff diffWindow // post-drift challenger error − champion error
+	freshLive diffWindow // post-drift challenger error − live model error
+
+	detections    uint64
+	lastDetection time.Time // zero when none is waiting for its promotion
+	pending       []detection
+}
+
+// detection is one drift detection, recorded in Pebble.
+type detection struct {
+	at        time.Time
+	partition int
+	offset    int64
+	summary   string
+}
+
+func newMonitor(cfg ModelConfig, window int) (*monitor, error) {
+	mon := &monitor{cfg: cfg.Drift, champ: newPrequential(cfg.Task, window)}
+	mon.live = newDiffWindow(cfg.Drift.Window)
+	mon.freshDiff = newDiffWindow(cfg.Drift.Window)
+	mon.freshLive = newDiffWindow(cfg.Drift.Window)
+	if cfg.Drift.Detector != "" {
+		det, err := cfg.Drift.newDetector()
+		if err != nil {
+			return nil, fmt.Errorf("learner: model %s: %w", cfg.Name, err)
+		}
+		mon.det = det
+	}
+	return mon, nil
+}
+
+// challengers reports whether the model uses champion/challenger promotion
+// (a detector is configured) rather than the periodic policy.
+func (mon *monitor) challengers() bool { return mon.det != nil }
+
+// diffWindow is a ring of per-example error differences (challenger −
+// champion) with their running sum.
+type diffWindow struct {
+	ring   []float64
+	next   int
+	filled int
+	sum    float64
+	seen   uint64 // examples observed since the last reset
+}
+
+func newDiffWindow(n int) diffWindow { return diffWindow{ring: make([]float64, max(n, 1))} }
+
+func (w *diffWindow) add(d float64) {
+	if w.filled == len(w.ring) {
+		w.sum -= w.ring[w.next]
+	} else {
+		w.filled++
+	}
+	w.ring[w.next] = d
+	w.sum += d
+	w.next = (w.next + 1) % len(w.ring)
+	w.seen++
+}
+
+func (w *diffWindow) mean() float64 {
+	if w.filled == 0 {
+		return 0
+	}
+	return w.sum / float64(w.filled)
+}
+
+func (w *diffWindow) reset() {
+	clear(w.ring)
+	w.next, w.filled, w.sum, w.seen = 0, 0, 0, 0
+}
+
+// beats reports whether the challenger of w has been compared long enough
+// and has a lower mean error than the champion by more than the margin.
+func (mon *monitor) beats(w *diffWindow) bool {
+	return w.seen >= uint64(mon.cfg.MinExamples) && w.mean() < -mon.cfg.Margin
+}
+
+// errorOf is the prequential error of one prediction: 0/1 loss for
+// classifiers, absolute error for regression.
+func errorOf(task Task, y, score float64, label int32) float64 {
+	switch task {
+	case Regression:
+		return math.Abs(y - score)
+	case Binary:
+		if float64(label) == y {
+			return 0
+		}
+		return 1
+	}
+	if float64(label) == y {
+		return 0
+	}
+	return 1
+}
+
+// scoreChampion scores the champion on a labeled example before anything
+// learns from it and returns its error (ok false without a champion).
+func (mon *monitor) scoreChampion(task Task, fields []features.Field, y float64) (float64, bool) {
+	if mon.champion == nil {
+		return 0, false
+	}
+	score, label := mon.champion.Score(fields)
+	e := errorOf(task, y, score, label)
+	switch task {
+	case Regression:
+		mon.champ.regress(y, score)
+	case Binary:
+		p := score
+		if y == 0 {
+			p = 1 - score
+		}
+		mon.champ.classify(e == 0, p)
+	default:
+		p := 0.0
+		if e == 0 {
+			p = score
+		}
+		mon.champ.classify(e == 0, p)
+	}
+	return e, true
+}
+
+// setChampion makes snap the champion and restarts the comparisons. The
+// detector restarts too when the new champion is not a continuation of the
+// old one (a post-drift challenger, an admin's choice): its error is a new
+// stream. A later snapshot of the same live model continues the stream, so
+// the detector keeps its window and can still see a drift in progress.
+func (mon *monitor) setChampion(snap *Snapshot, continuation bool) {
+	mon.champion = snap
+	if mon.det != nil && !continuation {
+		mon.det.Reset()
+	}
+	mon.live.reset()
+	mon.freshDiff.reset()
+	mon.freshLive.reset()
+}
+
+// monitorVersion is the first byte of an encoded monitor.
+const monitorVersion = 1
+
+// appendBinary encodes what must survive a restart: the champion's version,
+// its metrics, the detector, the comparison windows and the post-drift
+// challenger (the champion itself is a stored snapshot).
+func (mon *monitor) appendBinary(dst []byte) []byte {
+	dst = append(dst, monitorVersion)
+	version := uint64(0)
+	if mon.champion != nil {
+		version = mon.champion.version
+	}
+	dst = binary.AppendUvarint(dst, version)
+	dst = mon.champ.appendBinary(dst)
+	if enc, ok := mon.det.(interface{ AppendBinary([]byte) []byte }); ok && mon.det != nil {
+		dst = append(dst, 1)
+		dst = appendBytes(dst, enc.AppendBinary(nil))
+	} else {
+		dst = append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, mon.detections)
+	dst = binary.AppendVarint(dst, unixNanos(mon.lastDetection))
+	dst = mon.live.appendBinary(dst)
+	dst = mon.freshDiff.appendBinary(dst)
+	dst = mon.freshLive.appendBinary(dst)
+	if mon.fresh != nil {
+		dst = append(dst, 1)
+		dst = appendBytes(dst, mon.fresh.appendState(nil))
+	} else {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func (w *diffWindow) appendBinary(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(w.ring)))
+	dst = binary.AppendUvarint(dst, uint64(w.next))
+	dst = binary.AppendUvarint(dst, uint64(w.filled))
+	dst = binary.AppendUvarint(dst, w.seen)
+	dst = appendFloat(dst, w.sum)
+	for _, x := range w.ring {
+		dst = appendFloat(dst, x)
+	}
+	return dst
+}
+
+func (w *diffWindow) decode(r *reader) {
+	n := r.count()
+	next, filled, seen := r.uvarint(), r.uvarint(), r.uvarint()
+	sum := r.float()
+	ring := make([]float64, 0, n)
+	for range n {
+		ring = append(ring, r.float())
+	}
+	if r.err == nil && n == len(w.ring) && next < uint64(n) && filled <= uint64(n) {
+		copy(w.ring, ring)
+		w.next, w.filled, w.seen, w.sum = int(next), int(filled), seen, sum
+	} // else: the window size changed; compare afresh
+}
+
+// decodeMonitor restores mon from data; it returns the champion's version (0:
+// none) for the engine to load.
+func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, error) {
+	r := reader{buf: data}
+	if v := r.byte(); r.err == nil && v != monitorVersion {
+		return 0, fmt.Errorf("%w: unknown monitor version %d", ErrCorrupt, v)
+	}
+	version := r.uvarint()
+	mon.champ.decode(&r)
+	if r.byte() == 1 {
+		enc := r.bytes()
+		if r.err == nil && mon.det != nil {
+			det, _, err := drift.Decode(enc)
+			if err != nil {
+				return 0, fmt.Errorf("%w: model %s detector: %w", ErrCorrupt, cfg.Name, err)
+			}
+			if kindOf(det) == kindOf(mon.det) {
+				mon.det = det // else the configured detector changed: start it afresh
+			}
+		}
+	}
+	mon.detections = r.uvarint()
+	if ns := r.varint(); ns != 0 {
+		mon.lastDetection = time.Unix(0, ns)
+	}
+	mon.live.decode(&r)
+	mon.freshDiff.decode(&r)
+	mon.freshLive.decode(&r)
+	if r.byte() == 1 {
+		enc := r.bytes()
+		if r.err == nil {
+			fresh, _, err := decodeState(cfg, window, enc)
+			if err != nil {
+				return 0, err
+			}
+			mon.fresh = fresh
+		}
+	}
+	if r.err != nil {
+		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, r.err)
+	}
+	return version, nil
+}
+
+func kindOf(d drift.Detector) string { return fmt.Sprintf("%T", d) }
+
+func (r *reader) bytes() []byte {
+	n := r.count()
+	if r.err != nil {
+		return nil
+	}
+	b := r.buf[:n]
+	r.buf = r.buf[n:]
+	return b
+}
+
+// summary describes the detector's state for a detection record.
+func (mon *monitor) summary() string {
+	type adwin interface {
+		Width() int
+		Estimation() float64
+	}
+	if a, ok := mon.det.(adwin); ok {
+		return fmt.Sprintf("%s width=%d estimate=%.4f", mon.cfg.Detector, a.Width(), a.Estimation())
+	}
+	return mon.cfg.Detector
+}

@@ -1,0 +1,119 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+// Admin is what the Admin service needs from the rest of eddy: listing and
+// promoting stored snapshots. Implementations wrap ErrNotFound or
+// ErrPrecondition so that callers get the right status code.
+type Admin interface {
+	Snapshots(model string) ([]SnapshotInfo, error)
+	Promote(ctx context.Context, model string, version uint64) (uint64, error)
+	Rollback(ctx context.Context, model string) (uint64, error)
+}
+
+// SnapshotInfo describes a stored snapshot.
+type SnapshotInfo struct {
+	Version uint64
+	Created time.Time
+	Reason  string
+	Learned uint64
+	Metrics map[string]float64
+}
+
+// Errors an Admin wraps to choose the status code.
+var (
+	ErrNotFound     = errors.New("serving: not found")           // NOT_FOUND
+	ErrPrecondition = errors.New("serving: precondition failed") // FAILED_PRECONDITION
+)
+
+// adminServer implements eddyv1.AdminServer over an Admin.
+type adminServer struct {
+	eddyv1.UnimplementedAdminServer
+	s     *Server
+	admin Admin
+}
+
+func (a *adminServer) model(name string) error {
+	if name == "" {
+		return status.Error(codes.InvalidArgument, "model is required")
+	}
+	if _, ok := a.s.models[name]; !ok {
+		return status.Errorf(codes.NotFound, "unknown model %q (serving: %s)", name, a.s.names)
+	}
+	return nil
+}
+
+func (a *adminServer) serving(model string) uint64 {
+	if snap := a.s.Current(model); snap != nil {
+		return snap.Version()
+	}
+	return 0
+}
+
+func (a *adminServer) ListSnapshots(ctx context.Context, req *eddyv1.ListSnapshotsRequest) (*eddyv1.ListSnapshotsResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	infos, err := a.admin.Snapshots(req.GetModel())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	resp := &eddyv1.ListSnapshotsResponse{ServingVersion: a.serving(req.GetModel())}
+	for _, in := range infos {
+		resp.Snapshots = append(resp.Snapshots, &eddyv1.SnapshotInfo{
+			Version: in.Version, Created: timestamppb.New(in.Created), Reason: in.Reason, Learned: in.Learned,
+			Metrics: in.Metrics, Serving: in.Version == resp.ServingVersion,
+		})
+	}
+	return resp, nil
+}
+
+func (a *adminServer) Promote(ctx context.Context, req *eddyv1.PromoteRequest) (*eddyv1.PromoteResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	if req.GetVersion() == 0 {
+		return nil, status.Error(codes.InvalidArgument, "version is required (see ListSnapshots)")
+	}
+	v, err := a.admin.Promote(ctx, req.GetModel(), req.GetVersion())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v}, nil
+}
+
+func (a *adminServer) Rollback(ctx context.Context, req *eddyv1.RollbackRequest) (*eddyv1.PromoteResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	v, err := a.admin.Rollback(ctx, req.GetModel())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v}, nil
+}
+
+// statusOf converts an Admin error to a gRPC status at this edge.
+func statusOf(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrPrecondition):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
