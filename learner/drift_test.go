@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -107,5 +108,56 @@ func TestDriftHandlingOnElec2(t *testing.T) {
 		e, _, detections := runEngineOnCSV(t, "elec2.csv", "up", tc.mc)
 		m := e.models[0]
 		t.Logf("elec2 %s: live %.4f, served %.4f (River 0.8221), %d detections", tc.name, m.Metrics().Accuracy, m.mon.champ.metrics().Accuracy, len(detections))
+	}
+}
+
+func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	store, closeStore := openTestStore(t, dir)
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "fraud", Topic: "events", Drift: DriftConfig{Detector: "adwin"}}}, PromoteInterval: time.Nanosecond}
+	rec := &snapshotRecorder{}
+	e, _ := newTestEngine(t, store, cfg, rec)
+	data := paymentEvents(3, 600)
+	for i := range 3 { // three checkpoints: versions 1 (initial) and, if the live model wins, more
+		processAll(t, e, "events", data[i*200:(i+1)*200])
+		if err := e.Checkpoint([]Offset{{TopicPartition{"events", 0}, int64((i + 1) * 200)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Make sure there are two versions to roll back between.
+	if e.models[0].version < 2 {
+		e.pendings[e.models[0]] = ReasonChallenger
+		if err := e.Checkpoint(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest := e.models[0].version
+	done := make(chan error, 1)
+	go func() {
+		v, err := e.Rollback(context.Background(), "fraud")
+		if err == nil && v != newest-1 {
+			err = fmt.Errorf("rolled back to v%d, want v%d", v, newest-1)
+		}
+		done <- err
+	}()
+	<-e.Wake()
+	if err := e.Checkpoint(nil); err != nil { // runs the rollback, and stores it
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	detectorState := e.models[0].mon.appendBinary(nil)
+	closeStore()
+
+	reopened, _ := openTestStore(t, dir)
+	rec2 := &snapshotRecorder{}
+	e2, _ := newTestEngine(t, reopened, cfg, rec2)
+	got := rec2.take()
+	if len(got) != 1 || got[0].Version() != newest-1 {
+		t.Fatalf("after a restart the engine published %d snapshots (first v%d), want the rolled-back v%d", len(got), got[0].Version(), newest-1)
+	}
+	if string(e2.models[0].mon.appendBinary(nil)) != string(detectorState) {
+		t.Fatal("the monitor (champion, detector, windows) differs after a restart")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ type serveOptions struct {
 	grpcAddr     string
 	metricsAddr  string
 	partitions   int
+	ephemeral    bool // demo in a temporary directory: the embedded broker keeps no data on disk
 	configFile   string
 	logLevel     string
 	logFormat    string
@@ -90,6 +92,18 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.model.Optimizer.L1, "model-l1", 0, "L1 regularisation of the single model")
 	fs.Float64Var(&o.model.Optimizer.L2, "model-l2", 0, "L2 regularisation of the single model")
 	fs.StringVar(&o.model.Drift.Detector, "model-drift", "", "drift detector of the single model (adwin, page-hinkley, ddm, eddm, kswin); empty: periodic promotion")
+	fs.Func("model-drift-param", "a parameter of the single model's drift detector as NAME=VALUE, by River's names (e.g. delta=0.02; repeatable)", func(s string) error {
+		name, value, ok := strings.Cut(s, "=")
+		x, err := strconv.ParseFloat(value, 64)
+		if !ok || err != nil {
+			return fmt.Errorf("want NAME=NUMBER, got %q", s)
+		}
+		if o.model.Drift.Params == nil {
+			o.model.Drift.Params = map[string]float64{}
+		}
+		o.model.Drift.Params[name] = x
+		return nil
+	})
 }
 
 // fileConfig is the YAML model configuration file.
@@ -239,9 +253,13 @@ func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) err
 		if err != nil || host != "127.0.0.1" {
 			return fmt.Errorf("--embedded-addr %q: want 127.0.0.1:PORT", s.opts.embeddedAddr)
 		}
+		brokerDir := filepath.Join(s.opts.dataDir, "kafka")
+		if s.opts.ephemeral {
+			brokerDir = ""
+		}
 		s.broker, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{
 			Port:    stream.PortOf(s.opts.embeddedAddr),
-			DataDir: filepath.Join(s.opts.dataDir, "kafka"),
+			DataDir: brokerDir,
 		})
 		if err != nil {
 			return err
