@@ -3,12 +3,15 @@ package drift
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
 )
 
-// Detector is implemented by every detector in this package.
+// Detector is implemented by every detector in this package. Each of them
+// also has AppendBinary(dst []byte) []byte, which appends its state for
+// Decode.
 type Detector interface {
 	Update(x float64) bool
 	Reset()
@@ -104,7 +107,7 @@ func New(kind string, p Params) (Detector, error) {
 	if err != nil {
 		return nil, err
 	}
-	for name := range p.Numbers {
+	for _, name := range slices.Sorted(maps.Keys(p.Numbers)) {
 		if name == "mode" || !slices.Contains(names, name) {
 			return nil, fmt.Errorf("%w: %s has no numeric parameter %q (parameters: %s)", ErrUnknownParam, kind, name, strings.Join(names, ", "))
 		}

@@ -24,6 +24,7 @@ type command struct {
 // environment is what every subcommand gets from main.
 type environment struct {
 	getenv         func(string) string
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -34,12 +35,13 @@ func commands() []command {
 		{"produce", "send a CSV or JSON-lines file as events to a Kafka topic", runProduce},
 		{"predict", "ask a running service for a prediction", runPredict},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
+		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},
 		{"bench", "measure end-to-end ingest throughput against the raw Kafka consumer", runBench},
 	}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := &environment{getenv: getenv, stdout: stdout, stderr: stderr}
+	env := &environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			return run(ctx, []string{args[1], "--help"}, getenv, stdout, stderr)
