@@ -60,6 +60,11 @@ type Config struct {
 	// feature of the second, hashed into the hashed space. A namespace
 	// crossed with itself gives each unordered pair of its features once.
 	Interactions [][2]string `yaml:"interactions"`
+	// Windows, Lags and Targets derive features from each entity's history
+	// (the events with the same key before this one); see History.
+	Windows []WindowConfig `yaml:"windows"`
+	Lags    []LagConfig    `yaml:"lags"`
+	Targets []TargetConfig `yaml:"targets"`
 }
 
 // Defaults and limits.
@@ -124,7 +129,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	return nil
+	return c.validateHistory()
 }
 
 // Errors returned by Update. Update is all or nothing: on error nothing

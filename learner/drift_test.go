@@ -24,7 +24,7 @@ func runEngineOnCSV(t *testing.T, file, target string, mc ModelConfig) (*Engine,
 	e.promoted = clock
 	for i, ex := range data {
 		clock = clock.Add(time.Millisecond)
-		e.At(0, int64(i))
+		e.At(0, int64(i), nil)
 		if err := e.Process("events", ex.fields, ex.y, true); err != nil {
 			t.Fatalf("example %d: %v", i, err)
 		}

@@ -47,6 +47,7 @@ type Engine struct {
 type position struct {
 	partition int
 	offset    int64
+	key       []byte // entity key, for per-entity history
 }
 
 // NewEngine restores the configured models, offsets and newest snapshots from
@@ -114,12 +115,18 @@ func (e *Engine) restore(mc ModelConfig) (*Model, error) {
 		return nil, err
 	}
 	m.mon = mon
+	if err := e.loadHistory(m); err != nil {
+		return nil, err
+	}
 	champion := m.version
 	if blob, ok, err := e.store.get(monitorKey(mc.Name)); err != nil {
 		return nil, err
 	} else if ok {
 		if champion, err = mon.decode(mc, e.cfg.RollingWindow, blob); err != nil {
 			return nil, err
+		}
+		if mon.fresh != nil {
+			mon.fresh.hist = m.hist
 		}
 	}
 	e.log.Info("model restored", "model", mc.Name, "learned", m.learned, "newest_version", m.version, "champion", champion)
@@ -135,6 +142,7 @@ func (e *Engine) restore(mc ModelConfig) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
+		snap.hist = m.hist
 		mon.champion = snap // not setChampion: the detector state is restored as it was
 		e.publish(snap)
 	}
@@ -177,8 +185,12 @@ func (e *Engine) NextOffsets(topic string) map[int]int64 {
 // Models returns the live models, in configuration order.
 func (e *Engine) Models() []*Model { return e.models }
 
-// At records where the next event comes from, for drift detection records.
-func (e *Engine) At(partition int, offset int64) { e.pos = position{partition, offset} }
+// At records where the next event comes from (for drift detection records)
+// and its entity key (for windows, lags and target aggregates). key is read
+// during the next Process only.
+func (e *Engine) At(partition int, offset int64, key []byte) {
+	e.pos = position{partition, offset, key}
+}
 
 // Process hands one event from topic to every model that learns from it. With
 // a label, each model predicts, is scored and learns (LearnOne), and its
@@ -190,12 +202,17 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 	var first error
 	for _, m := range e.byTopic[topic] {
 		h := e.handles[m]
+		all := m.withHistory(e.pos.key, fields)
 		if !hasLabel {
-			m.Predict(fields)
+			m.Predict(all)
+			if m.hist != nil {
+				m.hist.Observe(e.pos.key, fields, 0, false)
+				e.dirty = true
+			}
 			h.unlabeled.Inc()
 			continue
 		}
-		if _, err := m.LearnOne(fields, label); err != nil {
+		if _, err := m.LearnOne(all, label); err != nil {
 			var rej *RejectError
 			if errors.As(err, &rej) {
 				e.metrics.rejected.WithLabelValues(m.cfg.Name, rej.Reason).Inc()
@@ -207,7 +224,10 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 		}
 		h.learned.Inc()
 		e.dirty = true
-		e.watch(m, fields, label)
+		e.watch(m, all, label)
+		if m.hist != nil { // after everything that reads the history of this event
+			m.hist.Observe(e.pos.key, fields, label, true)
+		}
 	}
 	return first
 }
@@ -253,6 +273,7 @@ func (e *Engine) detected(m *Model) {
 	mon.lastDetection = now
 	mon.pending = append(mon.pending, detection{at: now, partition: e.pos.partition, offset: e.pos.offset, summary: mon.summary()})
 	mon.fresh = newModel(m.cfg, e.cfg.RollingWindow)
+	mon.fresh.hist = m.hist // the entities' history is data, not model: shared
 	mon.freshDiff.reset()
 	mon.freshLive.reset()
 	e.metrics.detections.WithLabelValues(m.cfg.Name, mon.cfg.Detector).Inc()
@@ -294,6 +315,12 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 		}
 		if err := e.writeMonitor(batch, m, snaps); err != nil {
 			return err
+		}
+		if m.hist != nil {
+			err := m.hist.TakeDirty(func(key, value []byte) error { return batch.Set(historyKey(m.cfg.Name, key), value, nil) })
+			if err != nil {
+				return fmt.Errorf("learner: checkpoint: %w", err)
+			}
 		}
 	}
 	for _, o := range offsets {
@@ -443,5 +470,29 @@ func (e *Engine) Snapshot(model string, version uint64) (*Snapshot, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: model %s version %d", ErrSnapshotNotFound, model, version)
 	}
-	return decodeSnapshot(*mc, e.cfg.RollingWindow, data)
+	snap, err := decodeSnapshot(*mc, e.cfg.RollingWindow, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range e.models {
+		if m.cfg.Name == model {
+			snap.hist = m.hist // predictions read the live history
+		}
+	}
+	return snap, nil
+}
+
+// loadHistory restores the stored per-entity history of m.
+func (e *Engine) loadHistory(m *Model) error {
+	if m.hist == nil {
+		return nil
+	}
+	prefix := historyKey(m.cfg.Name, nil)
+	start := e.now()
+	err := e.store.scan(prefix, func(key, value []byte) error { return m.hist.Load(key[len(prefix):], value) })
+	if err != nil {
+		return fmt.Errorf("learner: model %s history: %w", m.cfg.Name, err)
+	}
+	e.log.Info("history restored", "model", m.cfg.Name, "entities", m.hist.Entities(), "seconds", e.now().Sub(start).Seconds())
+	return nil
 }

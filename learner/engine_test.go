@@ -138,6 +138,11 @@ var probes = [][]features.Field{
 	{},
 }
 
+// noKey adapts a snapshot's Score to events without an entity key.
+func noKey(score func([]byte, []features.Field) (float64, int32)) func([]features.Field) (float64, int32) {
+	return func(f []features.Field) (float64, int32) { return score(nil, f) }
+}
+
 func scores(score func([]features.Field) (float64, int32)) []float64 {
 	out := make([]float64, len(probes))
 	for i, p := range probes {
@@ -265,8 +270,8 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sameBits(scores(loaded.Score), scores(newest.Score)) {
-			t.Errorf("stored version %d scores %v, published one %v", v, scores(loaded.Score), scores(newest.Score))
+		if !sameBits(scores(noKey(loaded.Score)), scores(noKey(newest.Score))) {
+			t.Errorf("stored version %d scores %v, published one %v", v, scores(noKey(loaded.Score)), scores(noKey(newest.Score)))
 		}
 
 		// Unlabeled events move the offset (so this checkpoint is written)
@@ -311,8 +316,8 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 	if len(got) != 1 || got[0].Version() != 6 {
 		t.Fatalf("reopening published %d snapshots, want version 6 alone", len(got))
 	}
-	if !sameBits(scores(got[0].Score), scores(newest.Score)) {
-		t.Errorf("version 6 after reopening scores %v, before %v", scores(got[0].Score), scores(newest.Score))
+	if !sameBits(scores(noKey(got[0].Score)), scores(noKey(newest.Score))) {
+		t.Errorf("version 6 after reopening scores %v, before %v", scores(noKey(got[0].Score)), scores(noKey(newest.Score)))
 	}
 	// The restored engine knows version 6 covers everything learned.
 	checkpoint(t, newEngine)
@@ -395,7 +400,7 @@ func TestAPublishedSnapshotNeverChanges(t *testing.T) {
 	processAll(t, e, "events", events[:200])
 	checkpoint(t, e)
 	published := rec.take()[0]
-	before, learned, metrics := scores(published.Score), published.Learned(), published.Metrics()
+	before, learned, metrics := scores(noKey(published.Score)), published.Learned(), published.Metrics()
 
 	processAll(t, e, "events", events[200:])
 	checkpoint(t, e)
@@ -403,7 +408,7 @@ func TestAPublishedSnapshotNeverChanges(t *testing.T) {
 		t.Fatalf("the second promotion published %d snapshots, want version 2", len(got))
 	}
 
-	if after := scores(published.Score); !sameBits(after, before) {
+	if after := scores(noKey(published.Score)); !sameBits(after, before) {
 		t.Errorf("version 1 scores changed from %v to %v after the model kept learning", before, after)
 	}
 	if published.Learned() != learned || published.Metrics() != metrics {

@@ -57,12 +57,41 @@ type Model struct {
 	vec     features.Vector
 	lastErr float64  // prequential error of the last example learned
 	mon     *monitor // champion/challenger state; nil for a challenger itself
+
+	hist    *features.History // per-entity history (windows, lags, targets); nil when unused; shared with challengers and snapshots
+	derived []features.Field  // scratch: an event's fields plus its derived features
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
-	return &Model{cfg: cfg, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window)}
+	return &Model{cfg: cfg, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window), hist: features.NewHistory(cfg.Features)}
 }
+
+// withHistory returns fields plus the features derived from the history of
+// entity key before this event (fields itself when the model derives
+// nothing). The result is valid until the next call.
+func (m *Model) withHistory(key []byte, fields []features.Field) []features.Field {
+	if m.hist == nil {
+		return fields
+	}
+	m.derived = append(m.derived[:0], fields...)
+	m.derived = m.hist.Derive(key, fields, m.derived)
+	return m.derived
+}
+
+// LearnEvent is LearnOne for an event of entity key: derived features come
+// from the entity's history, which then records the event. Use it for
+// models with windows, lags or targets (it is LearnOne for the others).
+func (m *Model) LearnEvent(key []byte, fields []features.Field, y float64) (float64, error) {
+	p, err := m.LearnOne(m.withHistory(key, fields), y)
+	if err == nil && m.hist != nil {
+		m.hist.Observe(key, fields, y, true)
+	}
+	return p, err
+}
+
+// History returns the model's per-entity history, or nil.
+func (m *Model) History() *features.History { return m.hist }
 
 // NewModel returns an untrained model for cfg (defaults applied), keeping
 // rolling metrics over the last rollingWindow examples (0: the default).

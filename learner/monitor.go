@@ -189,7 +189,7 @@ func (mon *monitor) scoreChampion(task Task, fields []features.Field, y float64)
 	if mon.champion == nil {
 		return 0, false
 	}
-	score, label := mon.champion.Score(fields)
+	score, label := mon.champion.scoreDerived(fields) // fields include the derived features
 	e := errorOf(task, y, score, label)
 	switch task {
 	case Regression:

@@ -21,15 +21,18 @@ type Snapshot struct {
 	tr      *features.Transformer
 	lin     *linear // weights and intercepts only
 	classes []int
-	scratch sync.Pool // *scoreScratch, so that Score allocates nothing
+	hist    *features.History // the live per-entity history (read-only here); nil when unused
+	scratch sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
 type scoreScratch struct {
 	vec        features.Vector
 	raw, probs []float64
+	fields     []features.Field
 }
 
-// newSnapshot copies m, so the snapshot shares nothing with the live model.
+// newSnapshot copies m, so the snapshot shares nothing with the live model
+// but the per-entity history, which it only reads.
 func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 	return &Snapshot{
 		model:   m.cfg.Name,
@@ -42,6 +45,7 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		tr:      m.tr.Clone(),
 		lin:     m.lin.clonePredictor(),
 		classes: append([]int(nil), m.classes...),
+		hist:    m.hist,
 	}
 }
 
@@ -67,19 +71,41 @@ func (s *Snapshot) Learned() uint64 { return s.learned }
 // Metrics returns the model's prequential metrics at snapshot time.
 func (s *Snapshot) Metrics() Metrics { return s.metrics }
 
-// Score returns the snapshot's prediction for raw fields and the predicted
-// label: for Binary, the probability of label 1 and the label (1 when the
+// Score returns the snapshot's prediction for the raw fields of an event of
+// entity key (nil when there is none) and the predicted label: for Binary, the probability of label 1 and the label (1 when the
 // probability is above 0.5); for Regression, the value (label 0); for
 // Multiclass, the probability of the most likely class and that class's
-// label (-1 while the model knows no class). It computes features with
-// exactly the code the live model learns with, is safe for concurrent use,
-// and allocates nothing in steady state.
-func (s *Snapshot) Score(fields []features.Field) (float64, int32) {
+// label (-1 while the model knows no class). It computes features, including
+// those derived from the entity's live history, with exactly the code the
+// live model learns with, is safe for concurrent use, and allocates nothing
+// in steady state.
+func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
+	sc := s.scratchBuffers()
+	defer s.scratch.Put(sc)
+	if s.hist != nil {
+		sc.fields = append(sc.fields[:0], fields...)
+		sc.fields = s.hist.Derive(key, fields, sc.fields)
+		fields = sc.fields
+	}
+	return s.score(sc, fields)
+}
+
+func (s *Snapshot) scratchBuffers() *scoreScratch {
 	sc, _ := s.scratch.Get().(*scoreScratch)
 	if sc == nil {
 		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out))}
 	}
+	return sc
+}
+
+// scoreDerived scores fields that already include the derived features.
+func (s *Snapshot) scoreDerived(fields []features.Field) (float64, int32) {
+	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
+	return s.score(sc, fields)
+}
+
+func (s *Snapshot) score(sc *scoreScratch, fields []features.Field) (float64, int32) {
 	s.tr.Transform(fields, &sc.vec)
 	score, k := s.lin.scores(&sc.vec, sc.raw, sc.probs)
 	if s.task == Multiclass {

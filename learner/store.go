@@ -21,6 +21,7 @@ import (
 //	snapshot/<name>/<version u64 BE>           snapshot
 //	monitor/<name>                            champion version, drift detector, challengers
 //	detection/<name>/<sequence u64 BE>        one drift detection (time, position, detector state)
+//	history/<name>/<entity key>               one entity's recent values and labels
 type Store struct {
 	db  *pebble.DB
 	dir string
@@ -49,6 +50,10 @@ func (s *Store) Close() error {
 func modelKey(name string) []byte { return []byte("model/" + name) }
 
 func monitorKey(name string) []byte { return []byte("monitor/" + name) }
+
+func historyKey(name string, entity []byte) []byte {
+	return append([]byte("history/"+name+"/"), entity...)
+}
 
 func detectionKey(name string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte("detection/"+name+"/"), seq)

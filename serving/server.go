@@ -37,11 +37,12 @@ type Snapshot interface {
 	Version() uint64
 	// TaskName returns "binary", "regression" or "multiclass".
 	TaskName() string
-	// Score predicts from raw fields: for "binary" the probability of label
+	// Score predicts from the raw fields of an event of entity key (nil
+	// when the request names none): for "binary" the probability of label
 	// 1 and the predicted label; for "regression" the value; for
 	// "multiclass" the probability of the predicted class and its label. It
 	// must be safe for concurrent use.
-	Score(fields []features.Field) (score float64, label int32)
+	Score(key []byte, fields []features.Field) (score float64, label int32)
 }
 
 // Config configures a Server. The zero value means the documented defaults.
@@ -213,7 +214,11 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 	// Map order is random; a fixed order makes the float sum, and so the
 	// score, identical for identical requests.
 	slices.SortFunc(fields, func(a, b features.Field) int { return bytes.Compare(a.Name, b.Name) })
-	score, label := p.snap.Score(fields)
+	var key []byte
+	if req.GetEntityKey() != "" {
+		key = bytesOf(req.GetEntityKey())
+	}
+	score, label := p.snap.Score(key, fields)
 	task := p.snap.TaskName()
 	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task}
 	if task == "regression" {

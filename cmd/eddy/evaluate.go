@@ -227,7 +227,8 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 }
 
 // learnRows is the prequential loop: every labeled row is predicted, scored
-// and learned by LearnOne. It counts into ev as it goes.
+// and learned by LearnEvent (one entity: the whole file). It counts into ev
+// as it goes.
 func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *learner.Model, bar *progress, ev *evaluation) error {
 	// A bar that redraws in place must end its line before a message, or the
 	// message lands in the middle of it; the bar redraws below.
@@ -249,7 +250,7 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 		ev.rows++
 		if !hasLabel {
 			ev.skipped++
-		} else if _, err := model.LearnOne(fields, label); err != nil {
+		} else if _, err := model.LearnEvent(nil, fields, label); err != nil {
 			if !errors.Is(err, learner.ErrInvalidExample) {
 				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line, err)
 			}

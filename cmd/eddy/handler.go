@@ -33,7 +33,7 @@ func (h *engineHandler) Handle(topic string, ev *stream.Event) error {
 		f := &ev.Fields[i]
 		h.fields = append(h.fields, features.Field{Name: f.Name, Kind: kindOf(f.Kind), Num: f.Num, Str: f.Str})
 	}
-	h.engine.At(ev.Partition, ev.Offset)
+	h.engine.At(ev.Partition, ev.Offset, ev.Key)
 	return h.engine.Process(topic, h.fields, ev.Label, ev.HasLabel)
 }
 

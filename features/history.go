@@ -1,0 +1,415 @@
+package features
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// WindowConfig derives aggregates of a numeric field over an entity's last
+// Size events (a count-based sliding window).
+type WindowConfig struct {
+	// Field is the numeric field aggregated.
+	Field string `yaml:"field"`
+	// Size is the number of previous events of the entity covered. Required.
+	Size int `yaml:"size"`
+	// Aggs are the aggregates: count, sum, mean, std, min, max, last, ewma.
+	// The default is mean.
+	Aggs []string `yaml:"aggs"`
+	// Alpha is the EWMA's weight of the newest value. The default is 0.3.
+	Alpha float64 `yaml:"alpha"`
+}
+
+// LagConfig derives previous values of a numeric field.
+type LagConfig struct {
+	Field string `yaml:"field"`
+	// Lags are how many events back: 1 is the entity's previous event.
+	Lags []int `yaml:"lags"`
+	// Diff adds, for each lag k, the current value minus the lag k value.
+	Diff bool `yaml:"diff"`
+}
+
+// TargetConfig derives aggregates of an entity's past labels: only labels
+// already known when the event arrives, so no future information leaks.
+type TargetConfig struct {
+	// Size is the number of previous labels covered; 1 is the previous label.
+	Size int `yaml:"size"`
+}
+
+// Derived feature names: <field>_w<size>_<agg>, <field>_lag<k>,
+// <field>_diff<k>, label_mean<size> (label_last for size 1). A derived
+// feature is absent while its history is empty.
+
+// The aggregates of a window.
+var windowAggs = []string{"count", "sum", "mean", "std", "min", "max", "last", "ewma"}
+
+const maxHistory = 10000 // largest window size, lag or target size
+
+func (c *Config) historyEnabled() bool {
+	return len(c.Windows) > 0 || len(c.Lags) > 0 || len(c.Targets) > 0
+}
+
+func (c *Config) validateHistory() error {
+	for _, w := range c.Windows {
+		if w.Field == "" || w.Size < 1 || w.Size > maxHistory {
+			return fmt.Errorf("features: window on %q: size %d out of range [1, %d]", w.Field, w.Size, maxHistory)
+		}
+		for _, a := range w.Aggs {
+			if !slices.Contains(windowAggs, a) {
+				return fmt.Errorf("features: window on %q: unknown aggregate %q (want %v)", w.Field, a, windowAggs)
+			}
+		}
+		if w.Alpha < 0 || w.Alpha > 1 {
+			return fmt.Errorf("features: window on %q: alpha %v out of range (0, 1]", w.Field, w.Alpha)
+		}
+	}
+	for _, l := range c.Lags {
+		if l.Field == "" || len(l.Lags) == 0 {
+			return fmt.Errorf("features: a lag needs a field and lags")
+		}
+		for _, k := range l.Lags {
+			if k < 1 || k > maxHistory {
+				return fmt.Errorf("features: lag %d of %q out of range [1, %d]", k, l.Field, maxHistory)
+			}
+		}
+	}
+	for _, t := range c.Targets {
+		if t.Size < 1 || t.Size > maxHistory {
+			return fmt.Errorf("features: target size %d out of range [1, %d]", t.Size, maxHistory)
+		}
+	}
+	return nil
+}
+
+// derived is one feature the History computes.
+type derived struct {
+	name   []byte
+	source int    // index into History.sources; -1 for labels
+	kind   string // window aggregate, "lag", "diff" or "target"
+	size   int    // window size, lag k or target size
+	alpha  float64
+}
+
+// source is a field (or the label) whose recent values an entity keeps, in
+// a ring of the largest size any derived feature needs.
+type source struct {
+	field []byte
+	depth int // ring size
+	ewma  []float64
+}
+
+// History keeps, per entity, the recent values of the fields that windows
+// and lags use and the recent labels, and derives features from them. It is
+// the live state of a model's feature pipeline: the engine's goroutine
+// writes it (Observe), and Predict reads it concurrently (Derive), under a
+// read-write lock so that a prediction sees exactly what training would.
+//
+// All entities are held in memory: about 8 bytes per ring slot per source,
+// plus the map entry. Entities are written to storage by the learner.
+type History struct {
+	derived []derived
+	sources []source // the label is the last source when targets exist
+	label   int      // index of the label source, -1 when none
+
+	mu       sync.RWMutex
+	entities map[string]*entity
+	dirty    map[string]struct{}
+}
+
+// entity is one key's history: per source a ring of its last values (newest
+// at head), how many are filled, and EWMA states.
+type entity struct {
+	vals   []float64
+	head   []int32
+	filled []int32
+	ewma   []float64
+}
+
+// NewHistory returns the History of cfg, or nil if cfg derives nothing.
+func NewHistory(cfg Config) *History {
+	if !cfg.historyEnabled() {
+		return nil
+	}
+	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1}
+	src := func(field string, depth int) int {
+		for i, s := range h.sources {
+			if string(s.field) == field {
+				h.sources[i].depth = max(s.depth, depth)
+				return i
+			}
+		}
+		h.sources = append(h.sources, source{field: []byte(field), depth: depth})
+		return len(h.sources) - 1
+	}
+	for _, w := range cfg.Windows {
+		i := src(w.Field, w.Size)
+		aggs := w.Aggs
+		if len(aggs) == 0 {
+			aggs = []string{"mean"}
+		}
+		alpha := w.Alpha
+		if alpha == 0 {
+			alpha = 0.3
+		}
+		for _, a := range aggs {
+			h.derived = append(h.derived, derived{name: []byte(w.Field + "_w" + strconv.Itoa(w.Size) + "_" + a), source: i, kind: a, size: w.Size, alpha: alpha})
+		}
+	}
+	for _, l := range cfg.Lags {
+		i := src(l.Field, slices.Max(l.Lags))
+		for _, k := range l.Lags {
+			h.derived = append(h.derived, derived{name: []byte(l.Field + "_lag" + strconv.Itoa(k)), source: i, kind: "lag", size: k})
+			if l.Diff {
+				h.derived = append(h.derived, derived{name: []byte(l.Field + "_diff" + strconv.Itoa(k)), source: i, kind: "diff", size: k})
+			}
+		}
+	}
+	if len(cfg.Targets) > 0 {
+		depth := 0
+		for _, t := range cfg.Targets {
+			depth = max(depth, t.Size)
+		}
+		h.sources = append(h.sources, source{field: nil, depth: depth})
+		h.label = len(h.sources) - 1
+		for _, t := range cfg.Targets {
+			name := "label_mean" + strconv.Itoa(t.Size)
+			if t.Size == 1 {
+				name = "label_last"
+			}
+			h.derived = append(h.derived, derived{name: []byte(name), source: h.label, kind: "target", size: t.Size})
+		}
+	}
+	for i := range h.sources {
+		h.sources[i].ewma = make([]float64, 0)
+	}
+	return h
+}
+
+func (h *History) newEntity() *entity {
+	total := 0
+	for _, s := range h.sources {
+		total += s.depth
+	}
+	return &entity{
+		vals:   make([]float64, total),
+		head:   make([]int32, len(h.sources)),
+		filled: make([]int32, len(h.sources)),
+		ewma:   make([]float64, len(h.derived)),
+	}
+}
+
+// ring returns the ring of source i within e.vals.
+func (h *History) ring(e *entity, i int) []float64 {
+	off := 0
+	for j := 0; j < i; j++ {
+		off += h.sources[j].depth
+	}
+	return e.vals[off : off+h.sources[i].depth]
+}
+
+// back returns the value k events back (1 = the previous one) of source i.
+func (h *History) back(e *entity, i, k int) (float64, bool) {
+	if k > int(e.filled[i]) {
+		return 0, false
+	}
+	r := h.ring(e, i)
+	pos := (int(e.head[i]) - k + len(r)*2) % len(r)
+	return r[pos], true
+}
+
+func fieldValue(fields []Field, name []byte) (float64, bool) {
+	for i := range fields {
+		if fields[i].Kind != String && string(fields[i].Name) == string(name) {
+			return fields[i].Num, true
+		}
+	}
+	return 0, false
+}
+
+// Derive appends to dst the derived features of an event of entity key with
+// fields, computed from the entity's history before this event. It does not
+// change the history and is safe to call concurrently with Observe.
+func (h *History) Derive(key []byte, fields, dst []Field) []Field {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	e := h.entities[string(key)]
+	if e == nil {
+		return dst
+	}
+	for di := range h.derived {
+		d := &h.derived[di]
+		x, ok := h.value(e, di, d, fields)
+		if ok && !math.IsNaN(x) && !math.IsInf(x, 0) {
+			dst = append(dst, Field{Name: d.name, Kind: Number, Num: x})
+		}
+	}
+	return dst
+}
+
+// value computes one derived feature.
+func (h *History) value(e *entity, di int, d *derived, fields []Field) (float64, bool) {
+	n := min(int(e.filled[d.source]), d.size)
+	switch d.kind {
+	case "lag":
+		return h.back(e, d.source, d.size)
+	case "diff":
+		past, ok := h.back(e, d.source, d.size)
+		now, ok2 := fieldValue(fields, h.sources[d.source].field)
+		return now - past, ok && ok2
+	case "ewma":
+		return e.ewma[di], e.filled[d.source] > 0
+	case "count":
+		return float64(n), n > 0
+	}
+	if n == 0 {
+		return 0, false
+	}
+	var sum, sq, lo, hi, last float64
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for k := 1; k <= n; k++ {
+		x, _ := h.back(e, d.source, k)
+		if k == 1 {
+			last = x
+		}
+		sum += x
+		sq += x * x
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	mean := sum / float64(n)
+	switch d.kind {
+	case "sum":
+		return sum, true
+	case "mean", "target":
+		return mean, true
+	case "std":
+		return math.Sqrt(max(sq/float64(n)-mean*mean, 0)), true
+	case "min":
+		return lo, true
+	case "max":
+		return hi, true
+	}
+	return last, true // "last"
+}
+
+// Observe adds an event of entity key to its history: its values of every
+// source field (absent fields leave their history as is) and, with a
+// label, the label. Engine goroutine only.
+func (h *History) Observe(key []byte, fields []Field, label float64, hasLabel bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entities[string(key)]
+	if e == nil {
+		e = h.newEntity()
+		h.entities[string(key)] = e
+	}
+	if _, ok := h.dirty[string(key)]; !ok { // a lookup does not allocate; an insert does
+		h.dirty[string(key)] = struct{}{}
+	}
+	for i := range h.sources {
+		var x float64
+		var ok bool
+		if i == h.label {
+			x, ok = label, hasLabel
+		} else {
+			x, ok = fieldValue(fields, h.sources[i].field)
+		}
+		if !ok || math.IsNaN(x) || math.IsInf(x, 0) {
+			continue
+		}
+		for di := range h.derived {
+			if d := &h.derived[di]; d.source == i && d.kind == "ewma" {
+				if e.filled[i] == 0 {
+					e.ewma[di] = x
+				} else {
+					e.ewma[di] = d.alpha*x + (1-d.alpha)*e.ewma[di]
+				}
+			}
+		}
+		r := h.ring(e, i)
+		r[e.head[i]] = x
+		e.head[i] = int32((int(e.head[i]) + 1) % len(r))
+		e.filled[i] = int32(min(int(e.filled[i])+1, len(r)))
+	}
+}
+
+// Entities returns how many entities have a history.
+func (h *History) Entities() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.entities)
+}
+
+// historyVersion is the first byte of an encoded entity.
+const historyVersion = 1
+
+// TakeDirty calls fn with the encoding of every entity changed since the
+// last call, then forgets them. Engine goroutine only.
+func (h *History) TakeDirty(fn func(key, value []byte) error) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var buf []byte
+	for key := range h.dirty {
+		buf = h.appendEntity(buf[:0], h.entities[key])
+		if err := fn([]byte(key), buf); err != nil {
+			return err
+		}
+	}
+	clear(h.dirty)
+	return nil
+}
+
+func (h *History) appendEntity(dst []byte, e *entity) []byte {
+	dst = append(dst, historyVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(e.vals)))
+	for _, x := range e.vals {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+	}
+	for i := range e.head {
+		dst = binary.AppendUvarint(dst, uint64(e.head[i]))
+		dst = binary.AppendUvarint(dst, uint64(e.filled[i]))
+	}
+	for _, x := range e.ewma {
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+	}
+	return dst
+}
+
+// ErrHistoryLayout is returned by Load for an entity stored under another
+// window, lag or target configuration.
+var ErrHistoryLayout = errors.New("features: stored history has another layout")
+
+// Load restores one entity's history from its encoding.
+func (h *History) Load(key, data []byte) error {
+	e := h.newEntity()
+	r := reader{buf: data}
+	if r.byte() != historyVersion || r.err != nil {
+		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
+	}
+	if n := r.uvarint(); n != uint64(len(e.vals)) {
+		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
+	}
+	for i := range e.vals {
+		e.vals[i] = r.float()
+	}
+	for i := range e.head {
+		head, filled := r.uvarint(), r.uvarint()
+		if depth := uint64(h.sources[i].depth); head >= depth || filled > depth {
+			return fmt.Errorf("%w: entity %q ring", ErrCorrupt, key)
+		}
+		e.head[i], e.filled[i] = int32(head), int32(filled)
+	}
+	for i := range e.ewma {
+		e.ewma[i] = r.float()
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.err)
+	}
+	h.mu.Lock()
+	h.entities[string(key)] = e
+	h.mu.Unlock()
+	return nil
+}

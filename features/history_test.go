@@ -1,0 +1,165 @@
+package features
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// TestHistoryMatchesBruteForceRecomputation checks every derived feature
+// against a direct computation over each entity's full list of previous
+// values, on a random stream with several entities and missing fields.
+func TestHistoryMatchesBruteForceRecomputation(t *testing.T) {
+	cfg := Config{
+		Windows: []WindowConfig{{Field: "x", Size: 5, Aggs: []string{"count", "sum", "mean", "std", "min", "max", "last", "ewma"}, Alpha: 0.4}},
+		Lags:    []LagConfig{{Field: "x", Lags: []int{1, 2, 7}, Diff: true}},
+		Targets: []TargetConfig{{Size: 1}, {Size: 4}},
+	}
+	h := NewHistory(cfg)
+	rng := rand.New(rand.NewPCG(4, 4))
+	past := map[string][]float64{}   // entity → previous x values
+	labels := map[string][]float64{} // entity → previous labels
+	ewma := map[string]float64{}
+	for i := range 5000 {
+		key := fmt.Sprintf("e%d", rng.IntN(7))
+		var fields []Field
+		x := math.Round(rng.NormFloat64()*100) / 10
+		hasX := rng.IntN(10) > 0 // sometimes the field is absent
+		if hasX {
+			fields = append(fields, num("x", x))
+		}
+		got := map[string]float64{}
+		for _, f := range h.Derive([]byte(key), fields, nil) {
+			got[string(f.Name)] = f.Num
+		}
+		want := bruteForce(past[key], labels[key], ewma[key], x, hasX)
+		if len(got) != len(want) {
+			t.Fatalf("event %d (%s): derived %v, want %v", i, key, got, want)
+		}
+		for name, w := range want {
+			if g, ok := got[name]; !ok || math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
+				t.Fatalf("event %d (%s): %s = %v, want %v", i, key, name, got[name], w)
+			}
+		}
+		label, hasLabel := float64(rng.IntN(2)), rng.IntN(3) > 0
+		h.Observe([]byte(key), fields, label, hasLabel)
+		if hasX {
+			if len(past[key]) == 0 {
+				ewma[key] = x
+			} else {
+				ewma[key] = 0.4*x + 0.6*ewma[key]
+			}
+			past[key] = append(past[key], x)
+		}
+		if hasLabel {
+			labels[key] = append(labels[key], label)
+		}
+	}
+}
+
+func bruteForce(past, labels []float64, ewma, x float64, hasX bool) map[string]float64 {
+	out := map[string]float64{}
+	if n := len(past); n > 0 {
+		w := past[max(0, n-5):]
+		var sum, sq float64
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, v := range w {
+			sum += v
+			sq += v * v
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+		mean := sum / float64(len(w))
+		out["x_w5_count"], out["x_w5_sum"], out["x_w5_mean"] = float64(len(w)), sum, mean
+		out["x_w5_std"] = math.Sqrt(math.Max(sq/float64(len(w))-mean*mean, 0))
+		out["x_w5_min"], out["x_w5_max"], out["x_w5_last"], out["x_w5_ewma"] = lo, hi, w[len(w)-1], ewma
+		for _, k := range []int{1, 2, 7} {
+			if k <= n {
+				out[fmt.Sprintf("x_lag%d", k)] = past[n-k]
+				if hasX {
+					out[fmt.Sprintf("x_diff%d", k)] = x - past[n-k]
+				}
+			}
+		}
+	}
+	if n := len(labels); n > 0 {
+		out["label_last"] = labels[n-1]
+		w := labels[max(0, n-4):]
+		s := 0.0
+		for _, v := range w {
+			s += v
+		}
+		out["label_mean4"] = s / float64(len(w))
+	}
+	return out
+}
+
+func TestHistoryRoundTripsThroughItsEncoding(t *testing.T) {
+	cfg := Config{Windows: []WindowConfig{{Field: "x", Size: 3, Aggs: []string{"mean", "ewma"}}}, Targets: []TargetConfig{{Size: 2}}}
+	h := NewHistory(cfg)
+	for i := range 10 {
+		h.Observe([]byte("k"), []Field{num("x", float64(i))}, float64(i%2), true)
+	}
+	stored := map[string][]byte{}
+	if err := h.TakeDirty(func(k, v []byte) error { stored[string(k)] = append([]byte(nil), v...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	restored := NewHistory(cfg)
+	for k, v := range stored {
+		if err := restored.Load([]byte(k), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := h.Derive([]byte("k"), nil, nil)
+	got := restored.Derive([]byte("k"), nil, nil)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("restored history derives %v, want %v", got, want)
+	}
+	for n := range stored["k"] {
+		if err := NewHistory(cfg).Load([]byte("k"), stored["k"][:n]); err == nil {
+			t.Fatalf("a history truncated to %d bytes loaded", n)
+		}
+	}
+	other := NewHistory(Config{Windows: []WindowConfig{{Field: "x", Size: 9}}})
+	if err := other.Load([]byte("k"), stored["k"]); err == nil {
+		t.Fatal("a history stored under another window size loaded")
+	}
+}
+
+func BenchmarkHistory(b *testing.B) {
+	cfg := Config{
+		Windows: []WindowConfig{{Field: "x", Size: 10, Aggs: []string{"mean", "std", "min", "max"}}},
+		Lags:    []LagConfig{{Field: "x", Lags: []int{1}, Diff: true}},
+		Targets: []TargetConfig{{Size: 1}, {Size: 10}},
+	}
+	for _, keys := range []int{1, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			h := NewHistory(cfg)
+			names := make([][]byte, keys)
+			for i := range names {
+				names[i] = []byte(fmt.Sprintf("user-%d", i))
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := range names {
+				h.Observe(names[i], []Field{num("x", 1)}, 1, true)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			perKey := float64(after.HeapAlloc-before.HeapAlloc) / float64(keys)
+			fields := []Field{num("x", 2)}
+			dst := make([]Field, 0, 16)
+			rng := rand.New(rand.NewPCG(1, 1))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				key := names[rng.IntN(keys)]
+				dst = h.Derive(key, fields, dst[:0])
+				h.Observe(key, fields, 0, true)
+			}
+			b.ReportMetric(perKey, "heap-bytes/key")
+		})
+	}
+}

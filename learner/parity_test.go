@@ -1,0 +1,136 @@
+package learner
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/eddyhq/eddy/features"
+)
+
+type entry struct {
+	index int
+	value float64
+}
+
+func sortedEntries(v *features.Vector) []entry {
+	out := make([]entry, len(v.Index))
+	for i := range v.Index {
+		out[i] = entry{v.Index[i], v.Value[i]}
+	}
+	slices.SortFunc(out, func(a, b entry) int {
+		if a.index != b.index {
+			return a.index - b.index
+		}
+		return int(math.Copysign(1, a.value-b.value))
+	})
+	return out
+}
+
+// TestServingComputesExactlyTheFeaturesTrainingComputes sends the same event
+// through the training path (the live model) and the serving path (a
+// snapshot answering Predict, with the request's raw fields in another
+// order, as a map gives them) and asserts identical feature vectors, for
+// every kind of transform: scaled numbers, booleans, hashed categories,
+// interactions, windows (every aggregate), lags and differences, and target
+// aggregates, for several entities.
+func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
+	cfg := ModelConfig{Name: "m", Task: Binary, Features: features.Config{
+		Namespaces:   map[string][]string{"a": {"x", "colour"}, "b": {"y", "flag"}},
+		Interactions: [][2]string{{"a", "b"}},
+		Windows: []features.WindowConfig{
+			{Field: "x", Size: 4, Aggs: []string{"count", "sum", "mean", "std", "min", "max", "last", "ewma"}},
+			{Field: "y", Size: 2},
+		},
+		Lags:    []features.LagConfig{{Field: "x", Lags: []int{1, 3}, Diff: true}},
+		Targets: []features.TargetConfig{{Size: 1}, {Size: 5}},
+	}}
+	m, err := NewModel(cfg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	event := func() ([]byte, []features.Field) {
+		key := []byte{byte('k'), byte('0' + rng.IntN(3))}
+		return key, []features.Field{
+			{Name: []byte("x"), Kind: features.Number, Num: rng.NormFloat64()},
+			{Name: []byte("y"), Kind: features.Number, Num: rng.Float64() * 10},
+			{Name: []byte("colour"), Kind: features.String, Str: []byte{byte('a' + rng.IntN(4))}},
+			{Name: []byte("flag"), Kind: features.Bool, Num: float64(rng.IntN(2))},
+		}
+	}
+	checked := 0
+	for i := range 500 {
+		key, fields := event()
+		if i%10 == 9 {
+			// Serving: a snapshot taken now, the fields reversed.
+			snap := newSnapshot(m, snapshotMeta{reason: "test"})
+			reversed := slices.Clone(fields)
+			slices.Reverse(reversed)
+			sc := snap.scratchBuffers()
+			sc.fields = snap.hist.Derive(key, reversed, append(sc.fields[:0], reversed...))
+			snap.tr.Transform(sc.fields, &sc.vec)
+			served := sortedEntries(&sc.vec)
+			// Training: what LearnEvent is about to compute for this event.
+			var trained features.Vector
+			m.tr.Transform(m.withHistory(key, fields), &trained)
+			if want := sortedEntries(&trained); !slices.Equal(served, want) {
+				t.Fatalf("event %d of entity %s: serving computed %v, training %v", i, key, served, want)
+			}
+			if len(served) < 20 {
+				t.Fatalf("event %d: only %d features; the test must exercise every transform", i, len(served))
+			}
+			p, _ := snap.Score(key, reversed)
+			if live := m.Predict(m.withHistory(key, fields)); math.Abs(p-live) > 1e-12 {
+				t.Fatalf("event %d: served score %v, live %v", i, p, live)
+			}
+			checked++
+		}
+		if _, err := m.LearnEvent(key, fields, float64(rng.IntN(2))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d events compared, each with every transform", checked)
+}
+
+// BenchmarkRestartWithAMillionEntities measures NewEngine on a store holding
+// the history of 1,000,000 entities (run with -benchtime 1x).
+func BenchmarkRestartWithAMillionEntities(b *testing.B) {
+	const entities = 1_000_000
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Windows: []features.WindowConfig{{Field: "x", Size: 10, Aggs: []string{"mean", "std", "min", "max"}}},
+		Lags:    []features.LagConfig{{Field: "x", Lags: []int{1}, Diff: true}},
+		Targets: []features.TargetConfig{{Size: 1}, {Size: 10}},
+	}}}}
+	dir := b.TempDir()
+	store, closeStore := openTestStore(b, dir)
+	e, _ := newTestEngine(b, store, cfg, nil)
+	key := make([]byte, 0, 16)
+	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
+	for i := range entities {
+		key = fmt.Appendf(key[:0], "user-%d", i)
+		e.At(0, int64(i), key)
+		if err := e.Process("events", fields, float64(i%2), true); err != nil {
+			b.Fatal(err)
+		}
+		if i%100_000 == 99_999 {
+			if err := e.Checkpoint([]Offset{{TopicPartition{"events", 0}, int64(i + 1)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	closeStore()
+	b.ResetTimer()
+	for b.Loop() {
+		reopened, closeAgain := openTestStore(b, dir)
+		restarted, _ := newTestEngine(b, reopened, cfg, nil)
+		if n := restarted.models[0].hist.Entities(); n != entities {
+			b.Fatalf("restored %d entities, want %d", n, entities)
+		}
+		b.StopTimer()
+		closeAgain()
+		b.StartTimer()
+	}
+}
