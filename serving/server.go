@@ -3,6 +3,8 @@ package serving
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/metadata"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -54,6 +58,13 @@ type Config struct {
 	// ShutdownGrace is how long Serve waits for in-flight requests when
 	// stopping before it cuts them off. The default is 5s.
 	ShutdownGrace time.Duration
+	// AdminToken, when set, must be sent by Admin RPCs as the metadata
+	// "authorization: Bearer <token>"; calls without it are refused with
+	// Unauthenticated. Empty leaves the Admin service open (listen on
+	// loopback, or set a token).
+	AdminToken string
+	// TLS, when set, makes the server accept TLS connections only.
+	TLS *tls.Config
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -152,10 +163,14 @@ func (s *Server) Current(model string) Snapshot {
 // Serve accepts gRPC connections on lis until ctx is done, then stops
 // gracefully, cutting off requests still running after ShutdownGrace.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	gs := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
-		grpc.UnaryInterceptor(s.observe),
-	)
+		grpc.ChainUnaryInterceptor(s.observe, s.authorize),
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	gs := grpc.NewServer(opts...)
 	eddyv1.RegisterInferenceServer(gs, s)
 	if s.admin != nil {
 		eddyv1.RegisterAdminServer(gs, &adminServer{s: s, admin: s.admin})
@@ -278,6 +293,22 @@ func kindName(v *structpb.Value) string {
 
 // bytesOf views s as bytes without copying; the result must not be written.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// authorize refuses Admin RPCs without the configured token. The token is
+// compared in constant time.
+func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if s.cfg.AdminToken == "" || !strings.HasPrefix(info.FullMethod, "/"+eddyv1.Admin_ServiceDesc.ServiceName+"/") {
+		return handler(ctx, req)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		token, ok := strings.CutPrefix(v, "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1 {
+			return handler(ctx, req)
+		}
+	}
+	return nil, status.Error(codes.Unauthenticated, "admin RPCs need the header \"authorization: Bearer <token>\" with the configured admin token")
+}
 
 // observe records the latency and outcome of every RPC.
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -53,6 +57,7 @@ func runPredict(ctx context.Context, env *environment, args []string) error {
 	key := fs.String("key", "", "entity key")
 	asJSON := fs.Bool("json", false, "print the response as JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
+	tlsCA := fs.String("tls-ca", "", "PEM certificate(s) to trust: connect over TLS (for serve --tls-cert)")
 	feats := featureFlags{}
 	fs.Var(feats, "feature", "a feature as NAME=VALUE (repeatable)")
 	if err := parseFlags(fs, env, args); err != nil {
@@ -62,7 +67,19 @@ func runPredict(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return errors.New("predict: --model is required")
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if *tlsCA != "" {
+		pem, err := os.ReadFile(*tlsCA)
+		if err != nil {
+			return fmt.Errorf("predict: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("predict: %s holds no PEM certificate", *tlsCA)
+		}
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("predict: %w", err)
 	}

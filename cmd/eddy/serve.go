@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,9 @@ type serveOptions struct {
 	configFile   string
 	logLevel     string
 	logFormat    string
+	adminToken   string
+	tlsCert      string
+	tlsKey       string
 
 	checkpointEvery    int
 	checkpointInterval time.Duration
@@ -73,6 +77,9 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9100", "Prometheus /metrics listen address (empty disables)")
 	fs.IntVar(&o.partitions, "partitions", 1, "partitions of topics eddy creates (existing topics are left alone)")
 	fs.StringVar(&o.configFile, "config", "", "model configuration file (YAML); overrides the --model-* flags")
+	fs.StringVar(&o.adminToken, "admin-token", "", "token the Admin RPCs (promote, rollback, list) must send as \"authorization: Bearer <token>\"; empty: no check (keep --grpc-addr on loopback)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
@@ -211,7 +218,18 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 	for _, m := range engineCfg.Models {
 		names = append(names, m.Name)
 	}
-	s.server = serving.New(serving.Config{}, names, s.registry, log)
+	servingCfg := serving.Config{AdminToken: o.adminToken}
+	if o.tlsCert != "" || o.tlsKey != "" {
+		if o.tlsCert == "" || o.tlsKey == "" {
+			return nil, errors.New("--tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		servingCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.server = serving.New(servingCfg, names, s.registry, log)
 	publish := func(snap *learner.Snapshot) {
 		if err := s.server.Publish(snap); err != nil {
 			log.Error("publish snapshot", "err", err)

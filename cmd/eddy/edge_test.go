@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eddyhq/eddy/learner"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths and a pool trusting it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eddy test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestGRPCOverTLSWithAnAdminToken(t *testing.T) {
+	broker := startBroker(t)
+	certFile, keyFile, pool := selfSigned(t)
+	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
+	o.tlsCert, o.tlsKey, o.adminToken = certFile, keyFile, "s3cret"
+	svc := startTestService(t, o)
+	produceSEAEvents(t, broker, "events", 3000)
+	waitFor(t, 30*time.Second, "a snapshot", func() bool { return svc.server.Current("m") != nil })
+
+	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := eddyv1.NewInferenceClient(conn).Predict(ctx, &eddyv1.PredictRequest{Model: "m",
+		Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(1)}}); err != nil {
+		t.Fatalf("Predict over TLS: %v", err)
+	}
+
+	plain, _ := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer plain.Close()
+	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	if _, err := eddyv1.NewInferenceClient(plain).Predict(short, &eddyv1.PredictRequest{Model: "m"}); err == nil {
+		t.Fatal("a plaintext client was served by a TLS server")
+	}
+
+	admin := eddyv1.NewAdminClient(conn)
+	if _, err := admin.ListSnapshots(ctx, &eddyv1.ListSnapshotsRequest{Model: "m"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("ListSnapshots without the token: %v, want Unauthenticated", err)
+	}
+	wrong := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer guess")
+	if _, err := admin.ListSnapshots(wrong, &eddyv1.ListSnapshotsRequest{Model: "m"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("ListSnapshots with a wrong token: %v, want Unauthenticated", err)
+	}
+	authorized := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer s3cret")
+	list, err := admin.ListSnapshots(authorized, &eddyv1.ListSnapshotsRequest{Model: "m"})
+	if err != nil || len(list.GetSnapshots()) == 0 {
+		t.Fatalf("ListSnapshots with the token: %v, %v", list, err)
+	}
+}
+
+func TestPredictHonoursTheDeadline(t *testing.T) {
+	broker := startBroker(t)
+	svc := startTestService(t, testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"}))
+	client := predictClient(t, svc.grpcAddr())
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := client.Predict(ctx, &eddyv1.PredictRequest{Model: "m"}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("an expired deadline gave %v, want DeadlineExceeded", err)
+	}
+	big := map[string]*structpb.Value{"blob": structpb.NewStringValue(string(make([]byte, 2<<20)))}
+	if _, err := client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "m", Features: big}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 2 MiB request gave %v, want ResourceExhausted (the limit is 1 MiB)", err)
+	}
+}
