@@ -119,6 +119,13 @@ type ModelConfig struct {
 	Optimizer OptimizerConfig `yaml:"optimizer"`
 	// Drift configures drift detection and champion/challenger promotion.
 	Drift DriftConfig `yaml:"drift"`
+	// LabelsTopic, if set, is a topic of delayed labels, {"id": ...,
+	// "label": ...}: an event without a label is scored when it arrives and
+	// kept (in Pebble) until its label arrives there, then learned.
+	LabelsTopic string `yaml:"labels_topic"`
+	// LabelTTL is how long an unlabeled event waits for its label before it
+	// expires (counted, never learned). The default is 24h.
+	LabelTTL time.Duration `yaml:"label_ttl"`
 }
 
 // Defaults.
@@ -182,6 +189,9 @@ func (c *ModelConfig) EnsureDefaults() {
 		o.ClipGradient = DefaultClipGradient
 	}
 	c.Drift.ensureDefaults()
+	if c.LabelTTL == 0 {
+		c.LabelTTL = 24 * time.Hour
+	}
 }
 
 var lossesOf = map[Task][]Loss{

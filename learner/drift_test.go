@@ -2,10 +2,13 @@ package learner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/eddyhq/eddy/features"
 )
 
 // runEngineOnCSV learns a data set through an Engine (no Kafka), with a
@@ -159,5 +162,44 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	}
 	if string(e2.models[0].mon.appendBinary(nil)) != string(detectorState) {
 		t.Fatal("the monitor (champion, detector, windows) differs after a restart")
+	}
+}
+
+func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	store, closeStore := openTestStore(t, dir)
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
+	e, reg := newTestEngine(t, store, cfg, nil)
+	clock := time.Unix(1000, 0)
+	e.now = func() time.Time { return clock }
+	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
+	for i := range 4 {
+		e.At(0, int64(i), nil)
+		e.WithID([]byte(fmt.Sprintf("e%d", i)))
+		if err := e.Process("events", fields, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(30 * time.Second) // e0 at 0s, e1 at 30s, e2 at 60s, e3 at 90s
+	}
+	if err := e.Checkpoint(nil); err != nil { // at 120s: e0 and e1 are over a minute old
+		t.Fatal(err)
+	}
+	if got := metricValue(t, reg, "eddy_labels_expired_total", map[string]string{"model": "late"}); got != 2 {
+		t.Fatalf("%v events expired, want 2", got)
+	}
+	if err := e.Label("labels", []byte("e0"), 1); !errors.Is(err, ErrInvalidExample) {
+		t.Fatalf("the label of an expired event: %v, want a rejection", err)
+	}
+	closeStore()
+	reopened, _ := openTestStore(t, dir)
+	e2, _ := newTestEngine(t, reopened, cfg, nil)
+	if err := e2.Label("labels", []byte("e3"), 1); err != nil {
+		t.Fatalf("the label of an event waiting before the restart: %v", err)
+	}
+	if err := e2.Label("labels", []byte("e3"), 1); err == nil {
+		t.Fatal("a second label for the same event was learned")
+	}
+	if e2.models[0].Learned() != 1 {
+		t.Fatalf("learned %d, want 1", e2.models[0].Learned())
 	}
 }

@@ -48,6 +48,7 @@ type position struct {
 	partition int
 	offset    int64
 	key       []byte // entity key, for per-entity history
+	id        []byte // event id, for delayed labels
 }
 
 // NewEngine restores the configured models, offsets and newest snapshots from
@@ -108,6 +109,9 @@ func (e *Engine) restore(mc ModelConfig) (*Model, error) {
 		e.log.Info("new model", "model", mc.Name, "task", mc.Task, "topic", mc.Topic, "drift_detector", mc.Drift.Detector)
 		m := newModel(mc, e.cfg.RollingWindow)
 		m.mon = mon
+		if mc.LabelsTopic != "" {
+			m.pending = newPendingSet()
+		}
 		return m, nil
 	}
 	m, _, err := decodeState(mc, e.cfg.RollingWindow, data)
@@ -116,6 +120,9 @@ func (e *Engine) restore(mc ModelConfig) (*Model, error) {
 	}
 	m.mon = mon
 	if err := e.loadHistory(m); err != nil {
+		return nil, err
+	}
+	if err := e.loadPending(m); err != nil {
 		return nil, err
 	}
 	champion := m.version
@@ -189,8 +196,12 @@ func (e *Engine) Models() []*Model { return e.models }
 // and its entity key (for windows, lags and target aggregates). key is read
 // during the next Process only.
 func (e *Engine) At(partition int, offset int64, key []byte) {
-	e.pos = position{partition, offset, key}
+	e.pos = position{partition: partition, offset: offset, key: key}
 }
+
+// WithID records the id of the next event, whose label may arrive later on
+// a labels topic. id is read during the next Process only.
+func (e *Engine) WithID(id []byte) { e.pos.id = id }
 
 // Process hands one event from topic to every model that learns from it. With
 // a label, each model predicts, is scored and learns (LearnOne), and its
@@ -204,7 +215,13 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 		h := e.handles[m]
 		all := m.withHistory(e.pos.key, fields)
 		if !hasLabel {
-			m.Predict(all)
+			m.tr.Transform(all, &m.vec)
+			score, predicted := m.lin.predict(&m.vec)
+			if m.pending != nil && len(e.pos.id) > 0 {
+				m.pending.put(string(e.pos.id), &pendingEvent{key: append([]byte(nil), e.pos.key...), fields: copyFields(all),
+					score: score, predicted: predicted, at: e.now()})
+				e.dirty = true
+			}
 			if m.hist != nil {
 				m.hist.Observe(e.pos.key, fields, 0, false)
 				e.dirty = true
@@ -230,6 +247,101 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 		}
 	}
 	return first
+}
+
+// Label learns, for every model whose labels topic is topic, the waiting
+// event id with label y, scored with the prediction made when the event
+// arrived. A label for no waiting event (unknown, already learned, expired)
+// is rejected with ReasonUnknownID: nothing is ever learned twice.
+func (e *Engine) Label(topic string, id []byte, y float64) error {
+	e.runAdmin()
+	var first error
+	matched := false
+	for _, m := range e.models {
+		if m.pending == nil || m.cfg.LabelsTopic != topic {
+			continue
+		}
+		p := m.pending.take(string(id))
+		if p == nil {
+			continue
+		}
+		matched = true
+		e.dirty = true
+		if err := m.learnDelayed(p.fields, y, p.score, p.predicted); err != nil {
+			var rej *RejectError
+			if errors.As(err, &rej) {
+				e.metrics.rejected.WithLabelValues(m.cfg.Name, rej.Reason).Inc()
+			}
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		e.handles[m].learned.Inc()
+		e.metrics.delayed.WithLabelValues(m.cfg.Name).Inc()
+		if m.hist != nil {
+			m.hist.Observe(p.key, nil, y, true)
+		}
+	}
+	if !matched && first == nil {
+		return reject(ReasonUnknownID, "no event %q waits for a label on %s (never seen, already labeled, or expired)", id, topic)
+	}
+	return first
+}
+
+// LabelTopics returns the labels topics of the models.
+func (e *Engine) LabelTopics() []string {
+	var topics []string
+	for _, mc := range e.cfg.Models {
+		if mc.LabelsTopic != "" && !contains(topics, mc.LabelsTopic) {
+			topics = append(topics, mc.LabelsTopic)
+		}
+	}
+	return topics
+}
+
+// writePending adds m's new waiting events and removes its learned and
+// expired ones in batch.
+func (e *Engine) writePending(batch *pebble.Batch, m *Model, now time.Time) error {
+	ps := m.pending
+	for id, p := range ps.events {
+		if now.Sub(p.at) > m.cfg.LabelTTL {
+			ps.take(id)
+			e.metrics.expired.WithLabelValues(m.cfg.Name).Inc()
+		}
+	}
+	for id := range ps.added {
+		e.buf = ps.events[id].appendBinary(e.buf[:0])
+		if err := batch.Set(pendingKey(m.cfg.Name, []byte(id)), e.buf, nil); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
+	for id := range ps.removed {
+		if err := batch.Delete(pendingKey(m.cfg.Name, []byte(id)), nil); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
+	clear(ps.added)
+	clear(ps.removed)
+	e.metrics.pending.WithLabelValues(m.cfg.Name).Set(float64(len(ps.events)))
+	return nil
+}
+
+// loadPending restores m's waiting events.
+func (e *Engine) loadPending(m *Model) error {
+	if m.cfg.LabelsTopic == "" {
+		return nil
+	}
+	m.pending = newPendingSet()
+	prefix := pendingKey(m.cfg.Name, nil)
+	return e.store.scan(prefix, func(key, value []byte) error {
+		p, err := decodePending(value)
+		if err != nil {
+			return fmt.Errorf("learner: model %s pending event %q: %w", m.cfg.Name, key[len(prefix):], err)
+		}
+		m.pending.events[string(key[len(prefix):])] = p
+		return nil
+	})
 }
 
 // watch scores the champion and the challengers of m on a labeled example
@@ -320,6 +432,11 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 			err := m.hist.TakeDirty(func(key, value []byte) error { return batch.Set(historyKey(m.cfg.Name, key), value, nil) })
 			if err != nil {
 				return fmt.Errorf("learner: checkpoint: %w", err)
+			}
+		}
+		if m.pending != nil {
+			if err := e.writePending(batch, m, start); err != nil {
+				return err
 			}
 		}
 	}

@@ -22,6 +22,9 @@ type engineMetrics struct {
 	championAccuracy   *prometheus.GaugeVec
 	championMAE        *prometheus.GaugeVec
 	challenger         *prometheus.GaugeVec
+	delayed            *prometheus.CounterVec
+	expired            *prometheus.CounterVec
+	pending            *prometheus.GaugeVec
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -93,6 +96,19 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_drift_challenger_active",
 		Help: "1 while a post-drift challenger is being compared with the champion.",
 	}, []string{"model"})
+	m.delayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_labels_delayed_learned_total",
+		Help: "Events learned when their label arrived on the labels topic, by model.",
+	}, []string{"model"})
+	m.expired = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_labels_expired_total",
+		Help: "Unlabeled events whose label did not arrive within label_ttl, by model.",
+	}, []string{"model"})
+	m.pending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_labels_pending",
+		Help: "Unlabeled events waiting for their label, by model.",
+	}, []string{"model"})
+	reg.MustRegister(m.delayed, m.expired, m.pending)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m

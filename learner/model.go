@@ -60,6 +60,7 @@ type Model struct {
 
 	hist    *features.History // per-entity history (windows, lags, targets); nil when unused; shared with challengers and snapshots
 	derived []features.Field  // scratch: an event's fields plus its derived features
+	pending *pendingSet       // events waiting for a delayed label; nil without a labels topic
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
@@ -158,7 +159,30 @@ func (m *Model) LearnOne(fields []features.Field, y float64) (float64, error) {
 	}
 	m.tr.Transform(fields, &m.vec)
 	score, predicted := m.lin.predict(&m.vec)
-	pTrue := m.probabilityOf(class, score, predicted)
+	return m.learnScored(fields, y, class, score, predicted, m.probabilityOf(class, score, predicted))
+}
+
+// learnDelayed learns an example whose label arrived after the event: the
+// prediction made at event time (score, predicted) is what prequential
+// evaluation scores.
+func (m *Model) learnDelayed(fields []features.Field, y, score float64, predicted int) error {
+	class, err := m.checkLabel(y)
+	if err != nil {
+		return err
+	}
+	pTrue := 0.0
+	if m.cfg.Task == Multiclass && class >= 0 && class == predicted {
+		pTrue = score
+	}
+	m.tr.Transform(fields, &m.vec) // learnScored's Retransform starts from here
+	_, err = m.learnScored(fields, y, class, score, predicted, pTrue)
+	return err
+}
+
+// learnScored updates the features and the weights after the prediction
+// (score, predicted) was made, then scores it. m.vec must hold the Transform
+// of fields with the current statistics.
+func (m *Model) learnScored(fields []features.Field, y float64, class int, score float64, predicted int, pTrue float64) (float64, error) {
 	if err := m.tr.Update(fields); err != nil {
 		switch {
 		case errors.Is(err, features.ErrTooManyFeatures):

@@ -22,6 +22,7 @@ import (
 //	monitor/<name>                            champion version, drift detector, challengers
 //	detection/<name>/<sequence u64 BE>        one drift detection (time, position, detector state)
 //	history/<name>/<entity key>               one entity's recent values and labels
+//	pending/<name>/<event id>                 an event waiting for its delayed label
 type Store struct {
 	db  *pebble.DB
 	dir string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,9 @@ type Handler interface {
 	// valid only during the call. An error that implements Rejection
 	// dead-letters the event; any other error stops the Consumer.
 	Handle(topic string, ev *Event) error
+	// HandleLabel processes a label that arrived on a labels topic for an
+	// earlier event. Errors are treated as for Handle.
+	HandleLabel(topic string, l *Label) error
 	// Checkpoint durably stores the handler's state together with offsets,
 	// which reflect exactly the events handled so far. An error stops the
 	// Consumer.
@@ -57,6 +61,9 @@ type ConsumerConfig struct {
 	Brokers []string
 	// Topics are consumed as one consumer group. Required.
 	Topics []string
+	// LabelTopics are topics (also consumed, in the same group) whose
+	// messages are delayed labels, {"id": ..., "label": ...}.
+	LabelTopics []string
 	// GroupID is the consumer group. The default is "eddy".
 	GroupID string
 	// DeadLetterSuffix is appended to a topic's name to name its dead-letter
@@ -178,7 +185,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:               c.cfg.GroupID,
 		Brokers:          c.cfg.Brokers,
-		Topics:           c.cfg.Topics,
+		Topics:           append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
 		SessionTimeout:   c.cfg.SessionTimeout,
 		RebalanceTimeout: c.cfg.SessionTimeout,
 		JoinGroupBackoff: time.Second,
@@ -361,6 +368,14 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 	if gauge := g.lag[key]; gauge != nil && m.HighWaterMark > 0 {
 		gauge.Set(float64(m.HighWaterMark - m.Offset - 1))
 	}
+	if slices.Contains(c.cfg.LabelTopics, m.Topic) {
+		if err := c.processLabel(g, m); err != nil {
+			return err
+		}
+		g.next[key] = m.Offset + 1
+		g.pending++
+		return nil
+	}
 	var ev Event
 	if err := c.decoder.Decode(m.Value, &ev); err != nil {
 		var de *DecodeError
@@ -386,6 +401,27 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 	}
 	g.next[key] = m.Offset + 1
 	g.pending++
+	return nil
+}
+
+// processLabel decodes and hands over one delayed label.
+func (c *Consumer) processLabel(g *generation, m *kafka.Message) error {
+	var l Label
+	if err := DecodeLabel(m.Value, &l); err != nil {
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			return err
+		}
+		c.deadLetter(g, m, string(de.Reason), de.Detail)
+		return nil
+	}
+	if err := c.handler.HandleLabel(m.Topic, &l); err != nil {
+		var rej Rejection
+		if !errors.As(err, &rej) {
+			return err
+		}
+		c.deadLetter(g, m, rej.RejectReason(), rej.Error())
+	}
 	return nil
 }
 

@@ -34,7 +34,12 @@ func (h *engineHandler) Handle(topic string, ev *stream.Event) error {
 		h.fields = append(h.fields, features.Field{Name: f.Name, Kind: kindOf(f.Kind), Num: f.Num, Str: f.Str})
 	}
 	h.engine.At(ev.Partition, ev.Offset, ev.Key)
+	h.engine.WithID(ev.ID)
 	return h.engine.Process(topic, h.fields, ev.Label, ev.HasLabel)
+}
+
+func (h *engineHandler) HandleLabel(topic string, l *stream.Label) error {
+	return h.engine.Label(topic, l.ID, l.Value)
 }
 
 func kindOf(k stream.FieldKind) features.Kind {

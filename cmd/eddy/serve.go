@@ -242,6 +242,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,
 		Topics:             s.engine.Topics(),
+		LabelTopics:        s.engine.LabelTopics(),
 		GroupID:            o.group,
 		CheckpointEvery:    o.checkpointEvery,
 		CheckpointInterval: o.checkpointInterval,
@@ -289,7 +290,11 @@ func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) err
 	var topics []stream.TopicSpec
 	seen := make(map[string]bool)
 	for _, m := range cfg.Models {
-		for _, t := range []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix} {
+		names := []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix}
+		if m.LabelsTopic != "" {
+			names = append(names, m.LabelsTopic, m.LabelsTopic+stream.DefaultDeadLetterSuffix)
+		}
+		for _, t := range names {
 			if !seen[t] {
 				seen[t] = true
 				topics = append(topics, stream.TopicSpec{Name: t, Partitions: s.opts.partitions})
