@@ -221,6 +221,16 @@ func (r *reader) strings() []string {
 	return out
 }
 
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.buf)
+	if n <= 0 {
+		r.fail("varint")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
 func (r *reader) float() float64 {
 	if len(r.buf) < 8 {
 		r.fail("float")

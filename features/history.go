@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // WindowConfig derives aggregates of a numeric field over an entity's last
@@ -115,6 +116,10 @@ type History struct {
 	sources []source // the label is the last source when targets exist
 	label   int      // index of the label source, -1 when none
 
+	ttl   time.Duration    // evict entities idle this long; 0: never
+	now   func() time.Time // the clock of idleness
+	swept time.Time        // last eviction sweep
+
 	mu       sync.RWMutex
 	entities map[string]*entity
 	dirty    map[string]struct{}
@@ -123,6 +128,7 @@ type History struct {
 // entity is one key's history: per source a ring of its last values (newest
 // at head), how many are filled, and EWMA states.
 type entity struct {
+	seen   int64 // unix nanoseconds of the last Observe
 	vals   []float64
 	head   []int32
 	filled []int32
@@ -134,7 +140,7 @@ func NewHistory(cfg Config) *History {
 	if !cfg.historyEnabled() {
 		return nil
 	}
-	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1}
+	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1, ttl: cfg.EntityTTL, now: time.Now}
 	src := func(field string, depth int) int {
 		for i, s := range h.sources {
 			if string(s.field) == field {
@@ -309,6 +315,7 @@ func (h *History) Observe(key []byte, fields []Field, label float64, hasLabel bo
 	if _, ok := h.dirty[string(key)]; !ok { // a lookup does not allocate; an insert does
 		h.dirty[string(key)] = struct{}{}
 	}
+	e.seen = h.now().UnixNano()
 	for i := range h.sources {
 		var x float64
 		var ok bool
@@ -343,8 +350,43 @@ func (h *History) Entities() int {
 	return len(h.entities)
 }
 
+// SetClock replaces the clock that idleness is measured with (time.Now by
+// default), e.g. with the engine's.
+func (h *History) SetClock(now func() time.Time) { h.now = now }
+
+// Evict forgets the entities not observed for EntityTTL and calls gone with
+// each one's key, so that its stored history can be deleted. It sweeps at
+// most once per tenth of the TTL (and at least a second apart): a sweep
+// visits every entity. Engine goroutine only.
+func (h *History) Evict(gone func(key []byte) error) (int, error) {
+	if h.ttl <= 0 {
+		return 0, nil
+	}
+	now := h.now()
+	if now.Sub(h.swept) < max(h.ttl/10, time.Second) {
+		return 0, nil
+	}
+	h.swept = now
+	cutoff := now.Add(-h.ttl).UnixNano()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	evicted := 0
+	for key, e := range h.entities {
+		if e.seen >= cutoff {
+			continue
+		}
+		if err := gone([]byte(key)); err != nil {
+			return evicted, err
+		}
+		delete(h.entities, key)
+		delete(h.dirty, key)
+		evicted++
+	}
+	return evicted, nil
+}
+
 // historyVersion is the first byte of an encoded entity.
-const historyVersion = 1
+const historyVersion = 2
 
 // TakeDirty calls fn with the encoding of every entity changed since the
 // last call, then forgets them. Engine goroutine only.
@@ -364,6 +406,7 @@ func (h *History) TakeDirty(fn func(key, value []byte) error) error {
 
 func (h *History) appendEntity(dst []byte, e *entity) []byte {
 	dst = append(dst, historyVersion)
+	dst = binary.AppendVarint(dst, e.seen)
 	dst = binary.AppendUvarint(dst, uint64(len(e.vals)))
 	for _, x := range e.vals {
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
@@ -389,6 +432,7 @@ func (h *History) Load(key, data []byte) error {
 	if r.byte() != historyVersion || r.err != nil {
 		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
 	}
+	e.seen = r.varint()
 	if n := r.uvarint(); n != uint64(len(e.vals)) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	Windows []WindowConfig `yaml:"windows"`
 	Lags    []LagConfig    `yaml:"lags"`
 	Targets []TargetConfig `yaml:"targets"`
+	// EntityTTL evicts the history of an entity not seen for this long
+	// (from memory and storage). 0 keeps every entity.
+	EntityTTL time.Duration `yaml:"entity_ttl"`
 }
 
 // Defaults and limits.

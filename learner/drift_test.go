@@ -203,3 +203,40 @@ func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
 		t.Fatalf("learned %d, want 1", e2.models[0].Learned())
 	}
 }
+
+func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
+	dir := t.TempDir()
+	store, closeStore := openTestStore(t, dir)
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Lags: []features.LagConfig{{Field: "x", Lags: []int{1}}}, EntityTTL: time.Minute}}}}
+	e, reg := newTestEngine(t, store, cfg, nil)
+	clock := time.Unix(1000, 0)
+	e.now = func() time.Time { return clock }
+	send := func(key string) {
+		e.At(0, 0, []byte(key))
+		if err := e.Process("events", []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, 1, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("idle")
+	send("busy")
+	clock = clock.Add(50 * time.Second)
+	send("busy")
+	clock = clock.Add(20 * time.Second) // idle: 70s without events; busy: 20s
+	if err := e.Checkpoint(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, reg, "eddy_history_evicted_total", map[string]string{"model": "m"}); got != 1 {
+		t.Fatalf("%v entities evicted, want 1", got)
+	}
+	if n := e.models[0].hist.Entities(); n != 1 {
+		t.Fatalf("%d entities in memory, want 1", n)
+	}
+	closeStore()
+	reopened, _ := openTestStore(t, dir)
+	e2, _ := newTestEngine(t, reopened, cfg, nil)
+	h := e2.models[0].hist
+	if h.Entities() != 1 || len(h.Derive([]byte("busy"), nil, nil)) != 1 || len(h.Derive([]byte("idle"), nil, nil)) != 0 {
+		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), nil, nil), h.Derive([]byte("idle"), nil, nil))
+	}
+}

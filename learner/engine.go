@@ -83,6 +83,9 @@ func NewEngine(cfg EngineConfig, store *Store, publish func(*Snapshot), reg prom
 		e.models = append(e.models, m)
 		e.byTopic[mc.Topic] = append(e.byTopic[mc.Topic], m)
 		e.handles[m] = e.metrics.forModel(mc.Name)
+		if m.hist != nil {
+			m.hist.SetClock(func() time.Time { return e.now() })
+		}
 		e.metrics.observe(m)
 	}
 	offsets, err := store.Offsets()
@@ -433,6 +436,12 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 			if err != nil {
 				return fmt.Errorf("learner: checkpoint: %w", err)
 			}
+			evicted, err := m.hist.Evict(func(key []byte) error { return batch.Delete(historyKey(m.cfg.Name, key), nil) })
+			if err != nil {
+				return fmt.Errorf("learner: checkpoint: %w", err)
+			}
+			e.metrics.evicted.WithLabelValues(m.cfg.Name).Add(float64(evicted))
+			e.metrics.entities.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Entities()))
 		}
 		if m.pending != nil {
 			if err := e.writePending(batch, m, start); err != nil {

@@ -25,6 +25,8 @@ type engineMetrics struct {
 	delayed            *prometheus.CounterVec
 	expired            *prometheus.CounterVec
 	pending            *prometheus.GaugeVec
+	evicted            *prometheus.CounterVec
+	entities           *prometheus.GaugeVec
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -108,7 +110,15 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_labels_pending",
 		Help: "Unlabeled events waiting for their label, by model.",
 	}, []string{"model"})
-	reg.MustRegister(m.delayed, m.expired, m.pending)
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_evicted_total",
+		Help: "Entity histories evicted after entity_ttl without events, by model.",
+	}, []string{"model"})
+	m.entities = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_history_entities",
+		Help: "Entities with a history in memory, by model.",
+	}, []string{"model"})
+	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m
