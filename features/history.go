@@ -11,14 +11,23 @@ import (
 	"time"
 )
 
-// WindowConfig derives aggregates of a numeric field over an entity's last
-// Size events (a count-based sliding window).
+// WindowConfig derives aggregates of a numeric field over an entity's
+// previous events: its last Size events (count window), or those whose event
+// time falls in the last Duration before the event (sliding time window,
+// [t−Duration, t)), or in the current Duration-aligned period (tumbling:
+// [⌊t/Duration⌋·Duration, t)). Give Size or Duration.
 type WindowConfig struct {
 	// Field is the numeric field aggregated.
 	Field string `yaml:"field"`
-	// Size is the number of previous events of the entity covered. Required.
+	// Size is the number of previous events of the entity covered.
 	Size int `yaml:"size"`
-	// Aggs are the aggregates: count, sum, mean, std, min, max, last, ewma.
+	// Duration is the event-time span covered.
+	Duration time.Duration `yaml:"duration"`
+	// Tumbling aligns a Duration window to multiples of Duration instead of
+	// sliding it.
+	Tumbling bool `yaml:"tumbling"`
+	// Aggs are the aggregates: count, sum, mean, var (population variance),
+	// std, min, max, last, ewma (count windows only).
 	// The default is mean.
 	Aggs []string `yaml:"aggs"`
 	// Alpha is the EWMA's weight of the newest value. The default is 0.3.
@@ -46,7 +55,7 @@ type TargetConfig struct {
 // feature is absent while its history is empty.
 
 // The aggregates of a window.
-var windowAggs = []string{"count", "sum", "mean", "std", "min", "max", "last", "ewma"}
+var windowAggs = []string{"count", "sum", "mean", "var", "std", "min", "max", "last", "ewma"}
 
 const maxHistory = 10000 // largest window size, lag or target size
 
@@ -56,8 +65,17 @@ func (c *Config) historyEnabled() bool {
 
 func (c *Config) validateHistory() error {
 	for _, w := range c.Windows {
-		if w.Field == "" || w.Size < 1 || w.Size > maxHistory {
+		if w.Field == "" || (w.Size == 0) == (w.Duration == 0) {
+			return fmt.Errorf("features: window on %q: give a field and exactly one of size and duration", w.Field)
+		}
+		if w.Size < 0 || w.Size > maxHistory || w.Duration < 0 {
 			return fmt.Errorf("features: window on %q: size %d out of range [1, %d]", w.Field, w.Size, maxHistory)
+		}
+		if w.Tumbling && w.Duration == 0 {
+			return fmt.Errorf("features: window on %q: tumbling needs a duration", w.Field)
+		}
+		if w.Duration > 0 && slices.Contains(w.Aggs, "ewma") {
+			return fmt.Errorf("features: window on %q: ewma is for count windows", w.Field)
 		}
 		for _, a := range w.Aggs {
 			if !slices.Contains(windowAggs, a) {
@@ -83,16 +101,41 @@ func (c *Config) validateHistory() error {
 			return fmt.Errorf("features: target size %d out of range [1, %d]", t.Size, maxHistory)
 		}
 	}
+	switch c.LatePolicy {
+	case "", LateDrop, LateInclude:
+	default:
+		return fmt.Errorf("features: late_policy %q: want drop or include", c.LatePolicy)
+	}
+	if c.AllowedLateness < 0 {
+		return fmt.Errorf("features: allowed_lateness must not be negative")
+	}
 	return nil
+}
+
+// Late-event policies for time windows.
+const (
+	LateDrop    = "drop"    // a late event does not enter time windows (it is counted)
+	LateInclude = "include" // a late event enters time windows at its event time (it is counted)
+)
+
+// maxTimed bounds the events one entity keeps for its time windows.
+const maxTimed = 100000
+
+// timed is one event's value in a time window buffer.
+type timed struct {
+	at int64 // event time, unix nanoseconds
+	x  float64
 }
 
 // derived is one feature the History computes.
 type derived struct {
-	name   []byte
-	source int    // index into History.sources; -1 for labels
-	kind   string // window aggregate, "lag", "diff" or "target"
-	size   int    // window size, lag k or target size
-	alpha  float64
+	name     []byte
+	source   int    // index into History.sources, or History.timed for time windows
+	kind     string // window aggregate, "lag", "diff" or "target"
+	size     int    // window size, lag k or target size
+	alpha    float64
+	duration int64 // time windows: span in nanoseconds (0: not a time window)
+	tumbling bool
 }
 
 // source is a field (or the label) whose recent values an entity keeps, in
@@ -120,6 +163,12 @@ type History struct {
 	now   func() time.Time // the clock of idleness
 	swept time.Time        // last eviction sweep
 
+	timedFields [][]byte // fields of time windows
+	span        int64    // longest time window, nanoseconds
+	lateness    int64    // allowed lateness, nanoseconds
+	includeLate bool
+	late        uint64 // late events seen
+
 	mu       sync.RWMutex
 	entities map[string]*entity
 	dirty    map[string]struct{}
@@ -128,8 +177,10 @@ type History struct {
 // entity is one key's history: per source a ring of its last values (newest
 // at head), how many are filled, and EWMA states.
 type entity struct {
-	seen   int64 // unix nanoseconds of the last Observe
-	vals   []float64
+	seen      int64     // unix nanoseconds of the last Observe
+	watermark int64     // largest event time seen (time windows)
+	timed     [][]timed // per time-window field: recent events by event time
+	vals      []float64
 	head   []int32
 	filled []int32
 	ewma   []float64
@@ -140,7 +191,8 @@ func NewHistory(cfg Config) *History {
 	if !cfg.historyEnabled() {
 		return nil
 	}
-	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1, ttl: cfg.EntityTTL, now: time.Now}
+	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1, ttl: cfg.EntityTTL, now: time.Now,
+		lateness: int64(cfg.AllowedLateness), includeLate: cfg.LatePolicy == LateInclude}
 	src := func(field string, depth int) int {
 		for i, s := range h.sources {
 			if string(s.field) == field {
@@ -152,8 +204,28 @@ func NewHistory(cfg Config) *History {
 		return len(h.sources) - 1
 	}
 	for _, w := range cfg.Windows {
-		i := src(w.Field, w.Size)
 		aggs := w.Aggs
+		if len(aggs) == 0 {
+			aggs = []string{"mean"}
+		}
+		if w.Duration > 0 {
+			i := slices.IndexFunc(h.timedFields, func(f []byte) bool { return string(f) == w.Field })
+			if i < 0 {
+				h.timedFields = append(h.timedFields, []byte(w.Field))
+				i = len(h.timedFields) - 1
+			}
+			h.span = max(h.span, int64(w.Duration))
+			kind := "t"
+			if w.Tumbling {
+				kind = "tt"
+			}
+			for _, a := range aggs {
+				name := w.Field + "_" + kind + w.Duration.String() + "_" + a
+				h.derived = append(h.derived, derived{name: []byte(name), source: i, kind: a, duration: int64(w.Duration), tumbling: w.Tumbling})
+			}
+			continue
+		}
+		i := src(w.Field, w.Size)
 		if len(aggs) == 0 {
 			aggs = []string{"mean"}
 		}
@@ -201,6 +273,7 @@ func (h *History) newEntity() *entity {
 		total += s.depth
 	}
 	return &entity{
+		timed:  make([][]timed, len(h.timedFields)),
 		vals:   make([]float64, total),
 		head:   make([]int32, len(h.sources)),
 		filled: make([]int32, len(h.sources)),
@@ -239,7 +312,7 @@ func fieldValue(fields []Field, name []byte) (float64, bool) {
 // Derive appends to dst the derived features of an event of entity key with
 // fields, computed from the entity's history before this event. It does not
 // change the history and is safe to call concurrently with Observe.
-func (h *History) Derive(key []byte, fields, dst []Field) []Field {
+func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) []Field {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	e := h.entities[string(key)]
@@ -248,12 +321,107 @@ func (h *History) Derive(key []byte, fields, dst []Field) []Field {
 	}
 	for di := range h.derived {
 		d := &h.derived[di]
-		x, ok := h.value(e, di, d, fields)
+		var x float64
+		var ok bool
+		if d.duration > 0 {
+			x, ok = h.timedValue(e, d, at.UnixNano())
+		} else {
+			x, ok = h.value(e, di, d, fields)
+		}
 		if ok && !math.IsNaN(x) && !math.IsInf(x, 0) {
 			dst = append(dst, Field{Name: d.name, Kind: Number, Num: x})
 		}
 	}
 	return dst
+}
+
+// timedValue computes a time-window feature for an event at time t.
+func (h *History) timedValue(e *entity, d *derived, t int64) (float64, bool) {
+	lo := t - d.duration
+	if d.tumbling {
+		lo = t - ((t%d.duration)+d.duration)%d.duration // floor to a multiple, also before 1970
+	}
+	buf := e.timed[d.source]
+	from, _ := slices.BinarySearchFunc(buf, lo, func(v timed, at int64) int { return cmpInt(v.at, at) })
+	to, _ := slices.BinarySearchFunc(buf, t, func(v timed, at int64) int { return cmpInt(v.at, at) })
+	n := to - from
+	if n <= 0 {
+		return 0, false
+	}
+	var sum, sq float64
+	lo2, hi2 := math.Inf(1), math.Inf(-1)
+	for _, v := range buf[from:to] {
+		sum += v.x
+		sq += v.x * v.x
+		lo2, hi2 = min(lo2, v.x), max(hi2, v.x)
+	}
+	mean := sum / float64(n)
+	switch d.kind {
+	case "count":
+		return float64(n), true
+	case "sum":
+		return sum, true
+	case "std":
+		return math.Sqrt(max(sq/float64(n)-mean*mean, 0)), true
+	case "var":
+		return max(sq/float64(n)-mean*mean, 0), true
+	case "min":
+		return lo2, true
+	case "max":
+		return hi2, true
+	case "last":
+		return buf[to-1].x, true
+	}
+	return mean, true
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// observeTimed adds an event at time t to the time-window buffers, unless it
+// is late (older than the watermark minus the allowed lateness) and the
+// policy drops late events. It reports whether the event was late.
+func (h *History) observeTimed(e *entity, t int64, fields []Field) bool {
+	if len(h.timedFields) == 0 {
+		return false
+	}
+	late := e.watermark != 0 && t < e.watermark-h.lateness
+	if late {
+		h.late++
+		if !h.includeLate {
+			return true
+		}
+	}
+	e.watermark = max(e.watermark, t)
+	horizon := e.watermark - h.span - h.lateness
+	for i, f := range h.timedFields {
+		x, ok := fieldValue(fields, f)
+		if !ok || math.IsNaN(x) || math.IsInf(x, 0) || t < horizon {
+			continue
+		}
+		buf := e.timed[i]
+		pos, _ := slices.BinarySearchFunc(buf, t+1, func(v timed, at int64) int { return cmpInt(v.at, at) }) // after equal times: arrival order
+		buf = slices.Insert(buf, pos, timed{t, x})
+		// Forget what no window can reach any more, and bound the buffer.
+		drop, _ := slices.BinarySearchFunc(buf, horizon, func(v timed, at int64) int { return cmpInt(v.at, at) })
+		drop = max(drop, len(buf)-maxTimed)
+		e.timed[i] = buf[drop:]
+	}
+	return late
+}
+
+// Late returns how many late events time windows have seen.
+func (h *History) Late() uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.late
 }
 
 // value computes one derived feature.
@@ -293,6 +461,8 @@ func (h *History) value(e *entity, di int, d *derived, fields []Field) (float64,
 		return mean, true
 	case "std":
 		return math.Sqrt(max(sq/float64(n)-mean*mean, 0)), true
+	case "var":
+		return max(sq/float64(n)-mean*mean, 0), true
 	case "min":
 		return lo, true
 	case "max":
@@ -304,13 +474,16 @@ func (h *History) value(e *entity, di int, d *derived, fields []Field) (float64,
 // Observe adds an event of entity key to its history: its values of every
 // source field (absent fields leave their history as is) and, with a
 // label, the label. Engine goroutine only.
-func (h *History) Observe(key []byte, fields []Field, label float64, hasLabel bool) {
+func (h *History) Observe(key []byte, at time.Time, fields []Field, label float64, hasLabel bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.entities[string(key)]
 	if e == nil {
 		e = h.newEntity()
 		h.entities[string(key)] = e
+	}
+	if !at.IsZero() {
+		h.observeTimed(e, at.UnixNano(), fields)
 	}
 	if _, ok := h.dirty[string(key)]; !ok { // a lookup does not allocate; an insert does
 		h.dirty[string(key)] = struct{}{}
@@ -386,7 +559,7 @@ func (h *History) Evict(gone func(key []byte) error) (int, error) {
 }
 
 // historyVersion is the first byte of an encoded entity.
-const historyVersion = 2
+const historyVersion = 3
 
 // TakeDirty calls fn with the encoding of every entity changed since the
 // last call, then forgets them. Engine goroutine only.
@@ -407,6 +580,15 @@ func (h *History) TakeDirty(fn func(key, value []byte) error) error {
 func (h *History) appendEntity(dst []byte, e *entity) []byte {
 	dst = append(dst, historyVersion)
 	dst = binary.AppendVarint(dst, e.seen)
+	dst = binary.AppendVarint(dst, e.watermark)
+	dst = binary.AppendUvarint(dst, uint64(len(e.timed)))
+	for _, buf := range e.timed {
+		dst = binary.AppendUvarint(dst, uint64(len(buf)))
+		for _, v := range buf {
+			dst = binary.AppendVarint(dst, v.at)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.x))
+		}
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.vals)))
 	for _, x := range e.vals {
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
@@ -433,6 +615,15 @@ func (h *History) Load(key, data []byte) error {
 		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
 	}
 	e.seen = r.varint()
+	e.watermark = r.varint()
+	if n := r.count(); n != len(e.timed) {
+		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
+	}
+	for i := range e.timed {
+		for n := r.count(); n > 0 && r.err == nil; n-- {
+			e.timed[i] = append(e.timed[i], timed{r.varint(), r.float()})
+		}
+	}
 	if n := r.uvarint(); n != uint64(len(e.vals)) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
@@ -456,4 +647,24 @@ func (h *History) Load(key, data []byte) error {
 	h.entities[string(key)] = e
 	h.mu.Unlock()
 	return nil
+}
+
+// EntityKey returns the entity key of an event: the value of the key field
+// (Config.Key) when there is one (a string as is, a number in its shortest
+// form), else fallback (the event's key). It appends to dst to avoid
+// allocating.
+func EntityKey(keyField string, fields []Field, fallback, dst []byte) []byte {
+	if keyField == "" {
+		return fallback
+	}
+	for i := range fields {
+		if string(fields[i].Name) != keyField {
+			continue
+		}
+		if fields[i].Kind == String {
+			return append(dst[:0], fields[i].Str...)
+		}
+		return strconv.AppendFloat(dst[:0], fields[i].Num, 'g', -1, 64)
+	}
+	return fallback
 }

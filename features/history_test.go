@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // TestHistoryMatchesBruteForceRecomputation checks every derived feature
@@ -31,7 +32,7 @@ func TestHistoryMatchesBruteForceRecomputation(t *testing.T) {
 			fields = append(fields, num("x", x))
 		}
 		got := map[string]float64{}
-		for _, f := range h.Derive([]byte(key), fields, nil) {
+		for _, f := range h.Derive([]byte(key), time.Time{}, fields, nil) {
 			got[string(f.Name)] = f.Num
 		}
 		want := bruteForce(past[key], labels[key], ewma[key], x, hasX)
@@ -44,7 +45,7 @@ func TestHistoryMatchesBruteForceRecomputation(t *testing.T) {
 			}
 		}
 		label, hasLabel := float64(rng.IntN(2)), rng.IntN(3) > 0
-		h.Observe([]byte(key), fields, label, hasLabel)
+		h.Observe([]byte(key), time.Time{}, fields, label, hasLabel)
 		if hasX {
 			if len(past[key]) == 0 {
 				ewma[key] = x
@@ -99,7 +100,7 @@ func TestHistoryRoundTripsThroughItsEncoding(t *testing.T) {
 	cfg := Config{Windows: []WindowConfig{{Field: "x", Size: 3, Aggs: []string{"mean", "ewma"}}}, Targets: []TargetConfig{{Size: 2}}}
 	h := NewHistory(cfg)
 	for i := range 10 {
-		h.Observe([]byte("k"), []Field{num("x", float64(i))}, float64(i%2), true)
+		h.Observe([]byte("k"), time.Time{}, []Field{num("x", float64(i))}, float64(i%2), true)
 	}
 	stored := map[string][]byte{}
 	if err := h.TakeDirty(func(k, v []byte) error { stored[string(k)] = append([]byte(nil), v...); return nil }); err != nil {
@@ -111,8 +112,8 @@ func TestHistoryRoundTripsThroughItsEncoding(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := h.Derive([]byte("k"), nil, nil)
-	got := restored.Derive([]byte("k"), nil, nil)
+	want := h.Derive([]byte("k"), time.Time{}, nil, nil)
+	got := restored.Derive([]byte("k"), time.Time{}, nil, nil)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("restored history derives %v, want %v", got, want)
 	}
@@ -144,7 +145,7 @@ func BenchmarkHistory(b *testing.B) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			for i := range names {
-				h.Observe(names[i], []Field{num("x", 1)}, 1, true)
+				h.Observe(names[i], time.Time{}, []Field{num("x", 1)}, 1, true)
 			}
 			runtime.GC()
 			runtime.ReadMemStats(&after)
@@ -156,10 +157,113 @@ func BenchmarkHistory(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				key := names[rng.IntN(keys)]
-				dst = h.Derive(key, fields, dst[:0])
-				h.Observe(key, fields, 0, true)
+				dst = h.Derive(key, time.Time{}, fields, dst[:0])
+				h.Observe(key, time.Time{}, fields, 0, true)
 			}
 			b.ReportMetric(perKey, "heap-bytes/key")
+		})
+	}
+}
+
+// TestTimeWindowsMatchBruteForceWithOutOfOrderEvents checks sliding and
+// tumbling event-time windows against a direct computation, on a stream
+// whose timestamps arrive out of order, some within the allowed lateness and
+// some beyond it, under both late policies.
+func TestTimeWindowsMatchBruteForceWithOutOfOrderEvents(t *testing.T) {
+	const (
+		lateness = 5 * time.Second
+		span     = 30 * time.Second
+		tumble   = 20 * time.Second
+	)
+	for _, policy := range []string{LateDrop, LateInclude} {
+		t.Run(policy, func(t *testing.T) {
+			cfg := Config{
+				Windows: []WindowConfig{
+					{Field: "x", Duration: span, Aggs: []string{"count", "sum", "mean", "std", "min", "max", "last"}},
+					{Field: "x", Duration: tumble, Tumbling: true, Aggs: []string{"count", "sum"}},
+				},
+				AllowedLateness: lateness, LatePolicy: policy,
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			h := NewHistory(cfg)
+			rng := rand.New(rand.NewPCG(6, 6))
+			type obs struct {
+				at int64
+				x  float64
+			}
+			accepted := map[string][]obs{}
+			watermark := map[string]int64{}
+			base := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).UnixNano()
+			lateSeen := 0
+			for i := range 4000 {
+				key := fmt.Sprintf("e%d", rng.IntN(3))
+				at := base + int64(i)*int64(time.Second)/3
+				switch r := rng.IntN(20); {
+				case r < 4: // within the lateness
+					at -= rng.Int64N(int64(lateness))
+				case r == 4: // well beyond it
+					at -= int64(lateness) + rng.Int64N(int64(40*time.Second))
+				}
+				x := math.Round(rng.NormFloat64()*100) / 10
+				fields := []Field{num("x", x)}
+				isLate := watermark[key] != 0 && at < watermark[key]-int64(lateness)
+				got := map[string]float64{}
+				for _, f := range h.Derive([]byte(key), time.Unix(0, at), fields, nil) {
+					got[string(f.Name)] = f.Num
+				}
+				if !isLate { // a late event's own windows may reach beyond the kept horizon
+					want := map[string]float64{}
+					addWindow := func(prefix string, lo int64, aggs []string) {
+						var xs []float64
+						for _, o := range accepted[key] {
+							if o.at >= lo && o.at < at {
+								xs = append(xs, o.x)
+							}
+						}
+						if len(xs) == 0 {
+							return
+						}
+						var sum, sq float64
+						lo2, hi2 := math.Inf(1), math.Inf(-1)
+						for _, v := range xs {
+							sum += v
+							sq += v * v
+							lo2, hi2 = math.Min(lo2, v), math.Max(hi2, v)
+						}
+						mean := sum / float64(len(xs))
+						all := map[string]float64{"count": float64(len(xs)), "sum": sum, "mean": mean,
+							"std": math.Sqrt(math.Max(sq/float64(len(xs))-mean*mean, 0)), "min": lo2, "max": hi2}
+						for _, a := range aggs {
+							want[prefix+a] = all[a]
+						}
+					}
+					addWindow("x_t30s_", at-int64(span), []string{"count", "sum", "mean", "std", "min", "max"})
+					addWindow("x_tt20s_", at-((at%int64(tumble))+int64(tumble))%int64(tumble), []string{"count", "sum"})
+					delete(got, "x_t30s_last") // "last" depends on arrival order among equal times; checked below
+					if len(got) != len(want) {
+						t.Fatalf("event %d (%s at %d): derived %v, want %v", i, key, at, got, want)
+					}
+					for name, w := range want {
+						if g := got[name]; math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
+							t.Fatalf("event %d (%s): %s = %v, want %v", i, key, name, g, w)
+						}
+					}
+				}
+				h.Observe([]byte(key), time.Unix(0, at), fields, 0, false)
+				if isLate {
+					lateSeen++
+				}
+				if !isLate || policy == LateInclude {
+					accepted[key] = append(accepted[key], obs{at, x})
+					watermark[key] = max(watermark[key], at)
+				}
+			}
+			if uint64(lateSeen) != h.Late() || lateSeen == 0 {
+				t.Fatalf("late events: history counted %d, the stream had %d", h.Late(), lateSeen)
+			}
+			t.Logf("%s: %d late events of 4000", policy, lateSeen)
 		})
 	}
 }

@@ -61,6 +61,10 @@ type Config struct {
 	// feature of the second, hashed into the hashed space. A namespace
 	// crossed with itself gives each unordered pair of its features once.
 	Interactions [][2]string `yaml:"interactions"`
+	// Key names the field whose value is the entity key of windows, lags
+	// and targets. The default is the event's key (its "key" field, else
+	// the Kafka message key).
+	Key string `yaml:"key"`
 	// Windows, Lags and Targets derive features from each entity's history
 	// (the events with the same key before this one); see History.
 	Windows []WindowConfig `yaml:"windows"`
@@ -69,6 +73,13 @@ type Config struct {
 	// EntityTTL evicts the history of an entity not seen for this long
 	// (from memory and storage). 0 keeps every entity.
 	EntityTTL time.Duration `yaml:"entity_ttl"`
+	// AllowedLateness is how far behind an entity's newest event time an
+	// event may be and still enter time windows normally; later ones are
+	// late. The default is 0.
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
+	// LatePolicy is what happens to late events: drop (default: they do not
+	// enter time windows) or include. Either way they are counted.
+	LatePolicy string `yaml:"late_policy"`
 }
 
 // Defaults and limits.

@@ -175,7 +175,7 @@ func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
 	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
 	for i := range 4 {
 		e.At(0, int64(i), nil)
-		e.WithID([]byte(fmt.Sprintf("e%d", i)))
+		e.WithEvent([]byte(fmt.Sprintf("e%d", i)), time.Time{})
 		if err := e.Process("events", fields, 0, false); err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +236,34 @@ func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	h := e2.models[0].hist
-	if h.Entities() != 1 || len(h.Derive([]byte("busy"), nil, nil)) != 1 || len(h.Derive([]byte("idle"), nil, nil)) != 0 {
-		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), nil, nil), h.Derive([]byte("idle"), nil, nil))
+	if h.Entities() != 1 || len(h.Derive([]byte("busy"), time.Time{}, nil, nil)) != 1 || len(h.Derive([]byte("idle"), time.Time{}, nil, nil)) != 0 {
+		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), time.Time{}, nil, nil), h.Derive([]byte("idle"), time.Time{}, nil, nil))
+	}
+}
+
+func TestTheEntityKeyCanComeFromAField(t *testing.T) {
+	store, _ := openTestStore(t, t.TempDir())
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Key: "user", Lags: []features.LagConfig{{Field: "x", Lags: []int{1}}}}}}}
+	e, _ := newTestEngine(t, store, cfg, nil)
+	for _, ev := range []struct {
+		user string
+		x    float64
+	}{{"u1", 1}, {"u2", 5}, {"u1", 2}} {
+		e.At(0, 0, []byte("ignored-message-key"))
+		fields := []features.Field{{Name: []byte("user"), Kind: features.String, Str: []byte(ev.user)}, {Name: []byte("x"), Kind: features.Number, Num: ev.x}}
+		if err := e.Process("events", fields, 1, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := e.models[0].hist
+	for key, want := range map[string]float64{"u1": 2, "u2": 5} {
+		got := h.Derive([]byte(key), time.Time{}, nil, nil)
+		if len(got) != 1 || got[0].Num != want {
+			t.Errorf("entity %s: derived %v, want x_lag1 = %v", key, got, want)
+		}
+	}
+	if h.Entities() != 2 {
+		t.Errorf("%d entities, want 2 (the message key is not used)", h.Entities())
 	}
 }

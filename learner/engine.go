@@ -38,6 +38,7 @@ type Engine struct {
 	buf      []byte
 
 	pos      position          // of the event being processed, for detection records
+	keyBuf   []byte            // scratch for entity keys taken from a field
 	pendings map[*Model]string // promotion reasons decided between checkpoints
 	admin    chan adminRequest // admin commands, run on the engine's goroutine
 	wake     chan struct{}     // signals the consumer that admin commands wait
@@ -49,6 +50,7 @@ type position struct {
 	offset    int64
 	key       []byte // entity key, for per-entity history
 	id        []byte // event id, for delayed labels
+	at        time.Time
 }
 
 // NewEngine restores the configured models, offsets and newest snapshots from
@@ -202,9 +204,10 @@ func (e *Engine) At(partition int, offset int64, key []byte) {
 	e.pos = position{partition: partition, offset: offset, key: key}
 }
 
-// WithID records the id of the next event, whose label may arrive later on
-// a labels topic. id is read during the next Process only.
-func (e *Engine) WithID(id []byte) { e.pos.id = id }
+// WithEvent records the id of the next event, whose label may arrive later
+// on a labels topic, and its event time, for time windows. id is read during
+// the next Process only.
+func (e *Engine) WithEvent(id []byte, at time.Time) { e.pos.id, e.pos.at = id, at }
 
 // Process hands one event from topic to every model that learns from it. With
 // a label, each model predicts, is scored and learns (LearnOne), and its
@@ -216,17 +219,22 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 	var first error
 	for _, m := range e.byTopic[topic] {
 		h := e.handles[m]
-		all := m.withHistory(e.pos.key, fields)
+		key := e.pos.key
+		if m.hist != nil {
+			e.keyBuf = features.EntityKey(m.cfg.Features.Key, fields, e.pos.key, e.keyBuf)
+			key = e.keyBuf
+		}
+		all := m.withHistory(key, e.pos.at, fields)
 		if !hasLabel {
 			m.tr.Transform(all, &m.vec)
 			score, predicted := m.lin.predict(&m.vec)
 			if m.pending != nil && len(e.pos.id) > 0 {
-				m.pending.put(string(e.pos.id), &pendingEvent{key: append([]byte(nil), e.pos.key...), fields: copyFields(all),
+				m.pending.put(string(e.pos.id), &pendingEvent{key: append([]byte(nil), key...), fields: copyFields(all),
 					score: score, predicted: predicted, at: e.now()})
 				e.dirty = true
 			}
 			if m.hist != nil {
-				m.hist.Observe(e.pos.key, fields, 0, false)
+				m.hist.Observe(key, e.pos.at, fields, 0, false)
 				e.dirty = true
 			}
 			h.unlabeled.Inc()
@@ -246,7 +254,7 @@ func (e *Engine) Process(topic string, fields []features.Field, label float64, h
 		e.dirty = true
 		e.watch(m, all, label)
 		if m.hist != nil { // after everything that reads the history of this event
-			m.hist.Observe(e.pos.key, fields, label, true)
+			m.hist.Observe(key, e.pos.at, fields, label, true)
 		}
 	}
 	return first
@@ -283,7 +291,7 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 		e.handles[m].learned.Inc()
 		e.metrics.delayed.WithLabelValues(m.cfg.Name).Inc()
 		if m.hist != nil {
-			m.hist.Observe(p.key, nil, y, true)
+			m.hist.Observe(p.key, time.Time{}, nil, y, true)
 		}
 	}
 	if !matched && first == nil {
@@ -442,6 +450,7 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 			}
 			e.metrics.evicted.WithLabelValues(m.cfg.Name).Add(float64(evicted))
 			e.metrics.entities.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Entities()))
+			e.metrics.late.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Late()))
 		}
 		if m.pending != nil {
 			if err := e.writePending(batch, m, start); err != nil {

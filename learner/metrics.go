@@ -27,6 +27,7 @@ type engineMetrics struct {
 	pending            *prometheus.GaugeVec
 	evicted            *prometheus.CounterVec
 	entities           *prometheus.GaugeVec
+	late               *prometheus.GaugeVec
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -118,7 +119,11 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_history_entities",
 		Help: "Entities with a history in memory, by model.",
 	}, []string{"model"})
-	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities)
+	m.late = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_history_late_events",
+		Help: "Events behind their entity's watermark by more than allowed_lateness, seen by time windows since start, by model.",
+	}, []string{"model"})
+	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/eddyhq/eddy/features"
 )
@@ -71,22 +72,23 @@ func newModel(cfg ModelConfig, window int) *Model {
 // withHistory returns fields plus the features derived from the history of
 // entity key before this event (fields itself when the model derives
 // nothing). The result is valid until the next call.
-func (m *Model) withHistory(key []byte, fields []features.Field) []features.Field {
+func (m *Model) withHistory(key []byte, at time.Time, fields []features.Field) []features.Field {
 	if m.hist == nil {
 		return fields
 	}
 	m.derived = append(m.derived[:0], fields...)
-	m.derived = m.hist.Derive(key, fields, m.derived)
+	m.derived = m.hist.Derive(key, at, fields, m.derived)
 	return m.derived
 }
 
-// LearnEvent is LearnOne for an event of entity key: derived features come
+// LearnEvent is LearnOne for an event of entity key at event time at (zero:
+// none; time windows then see nothing): derived features come
 // from the entity's history, which then records the event. Use it for
 // models with windows, lags or targets (it is LearnOne for the others).
-func (m *Model) LearnEvent(key []byte, fields []features.Field, y float64) (float64, error) {
-	p, err := m.LearnOne(m.withHistory(key, fields), y)
+func (m *Model) LearnEvent(key []byte, at time.Time, fields []features.Field, y float64) (float64, error) {
+	p, err := m.LearnOne(m.withHistory(key, at, fields), y)
 	if err == nil && m.hist != nil {
-		m.hist.Observe(key, fields, y, true)
+		m.hist.Observe(key, at, fields, y, true)
 	}
 	return p, err
 }

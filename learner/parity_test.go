@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/eddyhq/eddy/features"
 )
@@ -70,12 +71,12 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 			reversed := slices.Clone(fields)
 			slices.Reverse(reversed)
 			sc := snap.scratchBuffers()
-			sc.fields = snap.hist.Derive(key, reversed, append(sc.fields[:0], reversed...))
+			sc.fields = snap.hist.Derive(key, time.Time{}, reversed, append(sc.fields[:0], reversed...))
 			snap.tr.Transform(sc.fields, &sc.vec)
 			served := sortedEntries(&sc.vec)
 			// Training: what LearnEvent is about to compute for this event.
 			var trained features.Vector
-			m.tr.Transform(m.withHistory(key, fields), &trained)
+			m.tr.Transform(m.withHistory(key, time.Time{}, fields), &trained)
 			if want := sortedEntries(&trained); !slices.Equal(served, want) {
 				t.Fatalf("event %d of entity %s: serving computed %v, training %v", i, key, served, want)
 			}
@@ -83,12 +84,12 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 				t.Fatalf("event %d: only %d features; the test must exercise every transform", i, len(served))
 			}
 			p, _ := snap.Score(key, reversed)
-			if live := m.Predict(m.withHistory(key, fields)); math.Abs(p-live) > 1e-12 {
+			if live := m.Predict(m.withHistory(key, time.Time{}, fields)); math.Abs(p-live) > 1e-12 {
 				t.Fatalf("event %d: served score %v, live %v", i, p, live)
 			}
 			checked++
 		}
-		if _, err := m.LearnEvent(key, fields, float64(rng.IntN(2))); err != nil {
+		if _, err := m.LearnEvent(key, time.Time{}, fields, float64(rng.IntN(2))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,41 +11,44 @@ import (
 // weights and the metrics it had when it was taken. It is safe for concurrent
 // use; nothing ever modifies it after creation.
 type Snapshot struct {
-	model   string
-	task    Task
-	version uint64
-	created time.Time
-	reason  string
-	learned uint64
-	metrics Metrics
-	tr      *features.Transformer
-	lin     *linear // weights and intercepts only
-	classes []int
-	hist    *features.History // the live per-entity history (read-only here); nil when unused
-	scratch sync.Pool         // *scoreScratch, so that Score allocates nothing
+	model    string
+	task     Task
+	version  uint64
+	created  time.Time
+	reason   string
+	learned  uint64
+	metrics  Metrics
+	tr       *features.Transformer
+	lin      *linear // weights and intercepts only
+	classes  []int
+	hist     *features.History // the live per-entity history (read-only here); nil when unused
+	keyField string            // features.Config.Key
+	scratch  sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
 type scoreScratch struct {
 	vec        features.Vector
 	raw, probs []float64
 	fields     []features.Field
+	key        []byte
 }
 
 // newSnapshot copies m, so the snapshot shares nothing with the live model
 // but the per-entity history, which it only reads.
 func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 	return &Snapshot{
-		model:   m.cfg.Name,
-		task:    m.cfg.Task,
-		version: m.version,
-		created: meta.created,
-		reason:  meta.reason,
-		learned: m.learned,
-		metrics: m.eval.metrics(),
-		tr:      m.tr.Clone(),
-		lin:     m.lin.clonePredictor(),
-		classes: append([]int(nil), m.classes...),
-		hist:    m.hist,
+		model:    m.cfg.Name,
+		task:     m.cfg.Task,
+		version:  m.version,
+		created:  meta.created,
+		reason:   meta.reason,
+		learned:  m.learned,
+		metrics:  m.eval.metrics(),
+		tr:       m.tr.Clone(),
+		lin:      m.lin.clonePredictor(),
+		classes:  append([]int(nil), m.classes...),
+		hist:     m.hist,
+		keyField: m.cfg.Features.Key,
 	}
 }
 
@@ -84,7 +87,8 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 	defer s.scratch.Put(sc)
 	if s.hist != nil {
 		sc.fields = append(sc.fields[:0], fields...)
-		sc.fields = s.hist.Derive(key, fields, sc.fields)
+		sc.key = features.EntityKey(s.keyField, fields, key, sc.key)
+		sc.fields = s.hist.Derive(sc.key, time.Now(), fields, sc.fields) // a prediction is an event happening now
 		fields = sc.fields
 	}
 	return s.score(sc, fields)

@@ -250,7 +250,7 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 		ev.rows++
 		if !hasLabel {
 			ev.skipped++
-		} else if _, err := model.LearnEvent(nil, fields, label); err != nil {
+		} else if _, err := model.LearnEvent(nil, time.Time{}, fields, label); err != nil {
 			if !errors.Is(err, learner.ErrInvalidExample) {
 				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line, err)
 			}

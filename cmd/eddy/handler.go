@@ -34,7 +34,7 @@ func (h *engineHandler) Handle(topic string, ev *stream.Event) error {
 		h.fields = append(h.fields, features.Field{Name: f.Name, Kind: kindOf(f.Kind), Num: f.Num, Str: f.Str})
 	}
 	h.engine.At(ev.Partition, ev.Offset, ev.Key)
-	h.engine.WithID(ev.ID)
+	h.engine.WithEvent(ev.ID, ev.Time)
 	return h.engine.Process(topic, h.fields, ev.Label, ev.HasLabel)
 }
 
