@@ -181,9 +181,9 @@ type entity struct {
 	watermark int64     // largest event time seen (time windows)
 	timed     [][]timed // per time-window field: recent events by event time
 	vals      []float64
-	head   []int32
-	filled []int32
-	ewma   []float64
+	head      []int32
+	filled    []int32
+	ewma      []float64
 }
 
 // NewHistory returns the History of cfg, or nil if cfg derives nothing.
