@@ -35,15 +35,17 @@ func sortedEntries(v *features.Vector) []entry {
 // snapshot answering Predict, with the request's raw fields in another
 // order, as a map gives them) and asserts identical feature vectors, for
 // every kind of transform: scaled numbers, booleans, hashed categories,
-// interactions, windows (every aggregate), lags and differences, and target
-// aggregates, for several entities.
+// interactions, count and time windows (every aggregate), lags and
+// differences, and target aggregates, for several entities.
 func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 	cfg := ModelConfig{Name: "m", Task: Binary, Features: features.Config{
 		Namespaces:   map[string][]string{"a": {"x", "colour"}, "b": {"y", "flag"}},
 		Interactions: [][2]string{{"a", "b"}},
 		Windows: []features.WindowConfig{
-			{Field: "x", Size: 4, Aggs: []string{"count", "sum", "mean", "std", "min", "max", "last", "ewma"}},
+			{Field: "x", Size: 4, Aggs: []string{"count", "sum", "mean", "var", "std", "min", "max", "last", "ewma"}},
 			{Field: "y", Size: 2},
+			{Field: "x", Duration: 100 * time.Second, Aggs: []string{"count", "sum", "mean", "std", "min", "max"}},
+			{Field: "y", Duration: 3 * time.Minute, Tumbling: true, Aggs: []string{"sum"}},
 		},
 		Lags:    []features.LagConfig{{Field: "x", Lags: []int{1, 3}, Diff: true}},
 		Targets: []features.TargetConfig{{Size: 1}, {Size: 5}},
@@ -63,20 +65,23 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 		}
 	}
 	checked := 0
+	// Events happened one per second up to now: predictions happen now.
+	start := time.Now().Add(-500 * time.Second).Truncate(time.Second)
 	for i := range 500 {
 		key, fields := event()
+		at := start.Add(time.Duration(i) * time.Second)
 		if i%10 == 9 {
 			// Serving: a snapshot taken now, the fields reversed.
 			snap := newSnapshot(m, snapshotMeta{reason: "test"})
 			reversed := slices.Clone(fields)
 			slices.Reverse(reversed)
 			sc := snap.scratchBuffers()
-			sc.fields = snap.hist.Derive(key, time.Time{}, reversed, append(sc.fields[:0], reversed...))
+			sc.fields = snap.hist.Derive(key, time.Now(), reversed, append(sc.fields[:0], reversed...))
 			snap.tr.Transform(sc.fields, &sc.vec)
 			served := sortedEntries(&sc.vec)
-			// Training: what LearnEvent is about to compute for this event.
+			// Training: what LearnEvent would compute for this event now.
 			var trained features.Vector
-			m.tr.Transform(m.withHistory(key, time.Time{}, fields), &trained)
+			m.tr.Transform(m.withHistory(key, time.Now(), fields), &trained)
 			if want := sortedEntries(&trained); !slices.Equal(served, want) {
 				t.Fatalf("event %d of entity %s: serving computed %v, training %v", i, key, served, want)
 			}
@@ -84,12 +89,12 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 				t.Fatalf("event %d: only %d features; the test must exercise every transform", i, len(served))
 			}
 			p, _ := snap.Score(key, reversed)
-			if live := m.Predict(m.withHistory(key, time.Time{}, fields)); math.Abs(p-live) > 1e-12 {
+			if live := m.Predict(m.withHistory(key, time.Now(), fields)); math.Abs(p-live) > 1e-12 {
 				t.Fatalf("event %d: served score %v, live %v", i, p, live)
 			}
 			checked++
 		}
-		if _, err := m.LearnEvent(key, time.Time{}, fields, float64(rng.IntN(2))); err != nil {
+		if _, err := m.LearnEvent(key, at, fields, float64(rng.IntN(2))); err != nil {
 			t.Fatal(err)
 		}
 	}
