@@ -147,6 +147,7 @@ type Consumer struct {
 	dlq     *kafka.Writer
 
 	consumed, deadLettered, checkpoints atomic.Uint64
+	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
 }
 
 // NewConsumer returns a Consumer for cfg that feeds handler and registers its
@@ -220,10 +221,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// kafkaError logs kafka-go's internal errors at debug level: the consumer
-// group reports expected errors (rebalances in progress) through it.
+// kafkaError logs kafka-go's internal errors. The group reports expected
+// errors (rebalances in progress) through it and the reader retries failing
+// fetches silently, so they go to debug, but at most every 10 seconds one is
+// logged as a warning: a fetch that keeps failing must not be invisible.
 func (c *Consumer) kafkaError(msg string, args ...any) {
-	c.log.Debug("kafka-go", "msg", fmt.Sprintf(msg, args...))
+	text := fmt.Sprintf(msg, args...)
+	now := time.Now().UnixNano()
+	if last := c.lastKafkaWarn.Load(); now-last > int64(10*time.Second) && c.lastKafkaWarn.CompareAndSwap(last, now) {
+		c.log.Warn("kafka client error (retrying; repeats are logged at debug)", "err", text)
+		return
+	}
+	c.log.Debug("kafka-go", "msg", text)
 }
 
 // generation is the processing state of one group generation.
@@ -317,8 +326,11 @@ func (c *Consumer) fetch(ctx context.Context, topic string, partition int, start
 		Topic:     topic,
 		Partition: partition,
 		MinBytes:  1,
-		MaxBytes:  16 << 20,
-		MaxWait:   c.cfg.MaxWait,
+		// Small enough that a loaded broker sends a fetch well within
+		// kafka-go's read deadline (16 MiB fetches timed out forever on a
+		// busy machine), large enough for any message the decoder accepts.
+		MaxBytes: 2 << 20,
+		MaxWait:  c.cfg.MaxWait,
 		// Reconnects after broker errors; kafka-go retries internally.
 		ErrorLogger: kafka.LoggerFunc(c.kafkaError),
 	})
