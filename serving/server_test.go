@@ -795,3 +795,44 @@ func BenchmarkPredict(b *testing.B) {
 		}
 	}
 }
+
+// FuzzPredictRequest feeds arbitrary feature maps (names and values of every
+// protobuf kind) to Predict: it must never panic, and must either answer
+// with a finite score or refuse with InvalidArgument.
+func FuzzPredictRequest(f *testing.F) {
+	f.Add("f1", 1.5, "s", "x", true, uint8(0))
+	f.Add("", math.NaN(), "", "", false, uint8(3))
+	f.Add("big", 1e300, "k", "\x00", true, uint8(5))
+	srv := serving.New(serving.Config{MaxFeatures: 8}, []string{"m"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err := srv.Publish(&linearSnapshot{Name: "m", Ver: 1, Binary: true}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string, num float64, sname, str string, b bool, kind uint8) {
+		var v *structpb.Value
+		switch kind % 6 {
+		case 0:
+			v = structpb.NewNumberValue(num)
+		case 1:
+			v = structpb.NewStringValue(str)
+		case 2:
+			v = structpb.NewBoolValue(b)
+		case 3:
+			v = structpb.NewNullValue()
+		case 4:
+			v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNumberValue(num)}})
+		default:
+			v = &structpb.Value{}
+		}
+		req := &eddyv1.PredictRequest{Model: "m", Features: map[string]*structpb.Value{name: v, sname: structpb.NewNumberValue(num)}}
+		resp, err := srv.Predict(context.Background(), req)
+		if err != nil {
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Predict(%v) = %v, want InvalidArgument or an answer", req, err)
+			}
+			return
+		}
+		if p := resp.GetProbability(); math.IsNaN(p) || math.IsInf(p, 0) {
+			t.Fatalf("Predict(%v) answered a non-finite probability", req)
+		}
+	})
+}

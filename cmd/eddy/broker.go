@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/eddyhq/eddy/stream"
+)
+
+const brokerUsage = `broker [flags]
+
+Runs the embedded Kafka-protocol broker (kfake) on its own, in the
+foreground, until interrupted: for development setups and for the crash
+harness, which must kill eddy without killing its broker. With --data-dir the
+broker keeps its topics and offsets across restarts. Not for production.
+`
+
+func runBroker(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "broker", brokerUsage)
+	addr := fs.String("addr", "127.0.0.1:9092", "listen address (host must be 127.0.0.1)")
+	dataDir := fs.String("data-dir", "", "directory persisting the broker's data (empty: memory only)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return helpOK(err)
+	}
+	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: stream.PortOf(*addr), DataDir: *dataDir})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "broker listening on %s\n", b.Addr())
+	<-ctx.Done()
+	b.Close()
+	return nil
+}

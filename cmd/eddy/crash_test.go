@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/stream"
+)
+
+// TestCrashHarness kills `eddy serve` with SIGKILL at random moments while
+// events stream in, restarts it each time, stops the broker process in the
+// middle and starts it again, and then checks that the model learned every
+// event exactly once: its learned count equals the events produced and its
+// weights are bitwise those of an uninterrupted run over the same events.
+//
+// It runs real processes (the eddy binary, built once, as broker and as
+// service) and takes a minute, so it is off by default:
+//
+//	EDDY_CRASH_KILLS=20 go test ./cmd/eddy -run CrashHarness -v
+//
+// EDDY_CRASH_EVENTS (default 40000) and EDDY_CRASH_SEED (default 1) vary it.
+// .ci/run runs it with 20 kills.
+func TestCrashHarness(t *testing.T) {
+	kills := envInt(t, "EDDY_CRASH_KILLS", 0)
+	if kills == 0 {
+		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the crash harness")
+	}
+	events := envInt(t, "EDDY_CRASH_EVENTS", 40000)
+	rng := rand.New(rand.NewPCG(uint64(envInt(t, "EDDY_CRASH_SEED", 1)), 9))
+
+	bin := filepath.Join(t.TempDir(), "eddy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	brokerAddr := freeAddr(t)
+	brokerDir := t.TempDir()
+	broker := startProcess(t, bin, "broker", "--addr", brokerAddr, "--data-dir", brokerDir)
+	waitBroker(t, brokerAddr)
+	if err := stream.EnsureTopics(context.Background(), []string{brokerAddr}, []stream.TopicSpec{{Name: "events", Partitions: 1}, {Name: "events.dlq", Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The producer writes batches at about 1,000 events/s; it pauses while
+	// the broker is down so that no batch is half written and retried.
+	prod := newPacedProducer(brokerAddr, events)
+	go prod.run()
+
+	dataDir := t.TempDir()
+	serveArgs := func(metrics string) []string {
+		return []string{"serve", "--brokers", brokerAddr, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
+			"--metrics-addr", metrics, "--checkpoint-every", "200", "--session-timeout", "2s", "--group", "crash", "--log-level", "warn"}
+	}
+	for k := range kills {
+		p := startProcess(t, bin, serveArgs("")...)
+		time.Sleep(time.Duration(300+rng.IntN(2200)) * time.Millisecond)
+		if k == kills/2 {
+			// Broker outage while eddy runs: stop it, wait, start it again.
+			prod.pause()
+			broker.stop(t, syscall.SIGTERM, 10*time.Second)
+			time.Sleep(2 * time.Second)
+			broker = startProcess(t, bin, "broker", "--addr", brokerAddr, "--data-dir", brokerDir)
+			waitBroker(t, brokerAddr)
+			prod.resume()
+			time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+		}
+		p.stop(t, syscall.SIGKILL, 5*time.Second)
+	}
+	produced := prod.wait(t)
+	if produced != events {
+		t.Fatalf("produced %d events, want %d", produced, events)
+	}
+
+	// The last run drains the stream, then SIGTERM must stop it within 5 s.
+	metrics := freeAddr(t)
+	final := startProcess(t, bin, serveArgs(metrics)...)
+	waitFor(t, 120*time.Second, "the stream drained", func() bool { return scrape(metrics, `eddy_model_examples{model="default"}`) == float64(events) })
+	start := time.Now()
+	if code := final.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("eddy exited with %d after SIGTERM, want 0", code)
+	}
+	t.Logf("SIGTERM: stopped in %v", time.Since(start).Round(time.Millisecond))
+
+	// The reference: one uninterrupted run over the same topic.
+	refDir := t.TempDir()
+	ref := startProcess(t, bin, "serve", "--brokers", brokerAddr, "--data-dir", refDir, "--grpc-addr", "127.0.0.1:0",
+		"--metrics-addr", metrics, "--group", "reference", "--log-level", "warn")
+	waitFor(t, 120*time.Second, "the reference drained", func() bool { return scrape(metrics, `eddy_model_examples{model="default"}`) == float64(events) })
+	ref.stop(t, syscall.SIGTERM, 5*time.Second)
+	broker.stop(t, syscall.SIGTERM, 10*time.Second)
+
+	got, gotB, learned := storedModel(t, dataDir)
+	want, wantB, _ := storedModel(t, refDir)
+	if learned != uint64(events) {
+		t.Fatalf("examples learned = %d after %d kills, want exactly %d", learned, kills, events)
+	}
+	if math.Float64bits(gotB) != math.Float64bits(wantB) || len(got) != len(want) {
+		t.Fatalf("intercept %v vs %v", gotB, wantB)
+	}
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("weight %d = %v after %d kills, %v uninterrupted", i, got[i], kills, want[i])
+		}
+	}
+	t.Logf("%d events, %d SIGKILLs and one broker outage: learned exactly %d, weights bitwise equal to an uninterrupted run", events, kills, learned)
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitBroker(t *testing.T, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := stream.WaitForBroker(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// process is a child process of the test.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProcess(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	return p
+}
+
+// stop sends sig and returns the exit code (-1 when killed by a signal).
+func (p *process) stop(t *testing.T, sig syscall.Signal, within time.Duration) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %v of %v", strings.Join(p.cmd.Args, " "), within, sig)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func scrape(addr, series string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			x, _ := strconv.ParseFloat(v, 64)
+			return x
+		}
+	}
+	return -1
+}
+
+// storedModel reads the model "default" from a stopped eddy's data dir.
+func storedModel(t *testing.T, dataDir string) ([]float64, float64, uint64) {
+	t.Helper()
+	store, err := learner.OpenStore(filepath.Join(dataDir, "pebble"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	e, err := learner.NewEngine(learner.EngineConfig{Models: []learner.ModelConfig{{Name: "default"}}}, store, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.Models()[0]
+	w, b := m.Weights()
+	return w, b, m.Learned()
+}
+
+// pacedProducer writes SEA events in batches of 100 at about 1,000/s.
+type pacedProducer struct {
+	broker string
+	total  int
+	mu     sync.Mutex // held while a batch is being written, and by pause
+	sent   int
+	err    error
+	done   chan struct{}
+}
+
+func newPacedProducer(broker string, total int) *pacedProducer {
+	return &pacedProducer{broker: broker, total: total, done: make(chan struct{})}
+}
+
+func (p *pacedProducer) run() {
+	defer close(p.done)
+	w := &kafka.Writer{Addr: kafka.TCP(p.broker), Topic: "events", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	defer w.Close()
+	gen := newSEA(7, 10000, 0.1)
+	for p.sent < p.total {
+		batch := make([]kafka.Message, 0, 100)
+		for len(batch) < cap(batch) && p.sent+len(batch) < p.total {
+			batch = append(batch, kafka.Message{Value: gen.next(nil, "crash-")})
+		}
+		p.mu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := w.WriteMessages(ctx, batch...)
+		cancel()
+		if err == nil {
+			p.sent += len(batch)
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.err = fmt.Errorf("after %d events: %w", p.sent, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (p *pacedProducer) pause()  { p.mu.Lock() }
+func (p *pacedProducer) resume() { p.mu.Unlock() }
+
+func (p *pacedProducer) wait(t *testing.T) int {
+	<-p.done
+	if p.err != nil {
+		t.Fatalf("producer: %v", p.err)
+	}
+	return p.sent
+}
