@@ -55,6 +55,7 @@ func (b *EmbeddedBroker) Close() { b.cluster.Close() }
 type TopicSpec struct {
 	Name       string
 	Partitions int
+	Configs    map[string]string // topic configs, e.g. max.message.bytes
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
@@ -63,7 +64,11 @@ func EnsureTopics(ctx context.Context, brokers []string, topics []TopicSpec) err
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1})
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
+		for k, v := range t.Configs {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {

@@ -437,20 +437,33 @@ func (c *Consumer) processLabel(g *generation, m *kafka.Message) error {
 	return nil
 }
 
+// maxDeadLetterValue bounds the copy of an event a dead letter carries: a
+// dead-letter topic has Kafka's default 1 MB message limit, and a poison
+// message (10 MB, say) must not stop the consumer. A longer value is cut and
+// the dead letter says so; the whole event stays in its source topic at the
+// offset the headers give.
+const maxDeadLetterValue = 256 << 10
+
 func (c *Consumer) deadLetter(g *generation, m *kafka.Message, reason, detail string) {
 	c.deadLettered.Add(1)
 	c.metrics.deadLettered.WithLabelValues(m.Topic, reason).Inc()
+	value := m.Value
+	var extra []kafka.Header
+	if len(value) > maxDeadLetterValue {
+		value = value[:maxDeadLetterValue]
+		extra = append(extra, kafka.Header{Key: "eddy-truncated-from", Value: []byte(strconv.Itoa(len(m.Value)))})
+	}
 	g.dlq = append(g.dlq, kafka.Message{
 		Topic: m.Topic + c.cfg.DeadLetterSuffix,
 		Key:   m.Key,
-		Value: m.Value,
-		Headers: []kafka.Header{
+		Value: value,
+		Headers: append(extra, []kafka.Header{
 			{Key: "eddy-reason", Value: []byte(reason)},
 			{Key: "eddy-detail", Value: []byte(detail)},
 			{Key: "eddy-source-topic", Value: []byte(m.Topic)},
 			{Key: "eddy-source-partition", Value: []byte(strconv.Itoa(m.Partition))},
 			{Key: "eddy-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-		},
+		}...),
 	})
 }
 
