@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -148,6 +149,51 @@ type Consumer struct {
 
 	consumed, deadLettered, checkpoints atomic.Uint64
 	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
+	downSince                           atomic.Int64 // unix nanoseconds the brokers became unreachable; 0 while reachable
+}
+
+// BrokerDownSince returns since when no broker has been reachable, or the
+// zero time while one is. Safe for concurrent use.
+func (c *Consumer) BrokerDownSince() time.Time {
+	if ns := c.downSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// probeBrokers dials the brokers every interval until ctx is done, keeping
+// the broker-up gauge and BrokerDownSince current and logging each change
+// once.
+func (c *Consumer) probeBrokers(ctx context.Context, interval time.Duration) {
+	c.metrics.brokerUp.Set(1)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		up := false
+		for _, addr := range c.cfg.Brokers {
+			conn, err := (&net.Dialer{Timeout: interval}).DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+				up = true
+				break
+			}
+		}
+		switch down := c.downSince.Load(); {
+		case !up && down == 0:
+			c.downSince.Store(time.Now().UnixNano())
+			c.metrics.brokerUp.Set(0)
+			c.log.Warn("no Kafka broker reachable; consuming will resume when one is", "brokers", c.cfg.Brokers)
+		case up && down != 0:
+			c.downSince.Store(0)
+			c.metrics.brokerUp.Set(1)
+			c.log.Info("Kafka broker reachable again", "down_for", time.Since(time.Unix(0, down)).Round(time.Millisecond))
+		}
+	}
 }
 
 // NewConsumer returns a Consumer for cfg that feeds handler and registers its
@@ -183,6 +229,9 @@ func (c *Consumer) Stats() Stats {
 // nil when stopped by ctx.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.dlq.Close()
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go c.probeBrokers(probeCtx, time.Second)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:               c.cfg.GroupID,
 		Brokers:          c.cfg.Brokers,

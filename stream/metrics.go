@@ -10,6 +10,7 @@ type consumerMetrics struct {
 	lag          *prometheus.GaugeVec
 	assigned     prometheus.Gauge
 	rebalances   prometheus.Counter
+	brokerUp     prometheus.Gauge
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -35,6 +36,10 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 			Help: "Consumer group generations joined (1 at start, +1 per rebalance).",
 		}),
 	}
-	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances)
+	m.brokerUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "eddy_kafka_broker_up",
+		Help: "1 while a Kafka broker accepts connections (probed every second), 0 during an outage.",
+	})
+	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances, m.brokerUp)
 	return m
 }

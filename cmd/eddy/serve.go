@@ -352,7 +352,15 @@ func (s *service) Run(ctx context.Context) error {
 func (s *service) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if since := s.consumer.BrokerDownSince(); !since.IsZero() {
+			// Predictions are still served from snapshots; learning waits.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "kafka unreachable since %s: not learning (predictions still served)\n", since.UTC().Format(time.RFC3339))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.httpLis) }()
