@@ -233,14 +233,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopProbe()
 	go c.probeBrokers(probeCtx, time.Second)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:               c.cfg.GroupID,
-		Brokers:          c.cfg.Brokers,
-		Topics:           append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
-		SessionTimeout:   c.cfg.SessionTimeout,
-		RebalanceTimeout: c.cfg.SessionTimeout,
-		JoinGroupBackoff: time.Second,
-		StartOffset:      kafka.FirstOffset,
-		ErrorLogger:      kafka.LoggerFunc(c.kafkaError),
+		ID:             c.cfg.GroupID,
+		Brokers:        c.cfg.Brokers,
+		Topics:         append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
+		SessionTimeout: c.cfg.SessionTimeout,
+		// Heartbeats well inside the session: kafka-go's default (3s) is
+		// longer than a short session, and a member whose heartbeats come
+		// too late is evicted while it still consumes, so that two members
+		// learn the same events.
+		HeartbeatInterval: c.cfg.SessionTimeout / 4,
+		RebalanceTimeout:  c.cfg.SessionTimeout,
+		JoinGroupBackoff:  time.Second,
+		StartOffset:       kafka.FirstOffset,
+		ErrorLogger:       kafka.LoggerFunc(c.kafkaError),
 	})
 	if err != nil {
 		return fmt.Errorf("stream: consumer group: %w", err)
@@ -358,12 +363,20 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 }
 
 // startOffset picks where a partition resumes: the handler's stored offset
-// (exact), else the group's committed offset (advisory), else the earliest.
+// (exact for its own state), unless the group's committed offset is further
+// along, which means another instance consumed the partition since this one
+// last did and already learned those events; else the earliest.
+//
+// Offsets are committed to Kafka right after each checkpoint, so for a
+// restart of the same instance the stored offset is never behind.
 func (c *Consumer) startOffset(stored map[int]int64, a kafka.PartitionAssignment) (int64, string) {
-	if next, ok := stored[a.ID]; ok {
+	next, ok := stored[a.ID]
+	switch {
+	case ok && a.Offset > next:
+		return a.Offset, "committed by another instance"
+	case ok:
 		return next, "store"
-	}
-	if a.Offset >= 0 {
+	case a.Offset >= 0:
 		return a.Offset, "committed"
 	}
 	return kafka.FirstOffset, "earliest"

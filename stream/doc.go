@@ -7,9 +7,13 @@
 // single goroutine: Handle for every valid event and Checkpoint with the next
 // offsets that exactly reflect the events handled so far. The Handler stores
 // those offsets with its state; on assignment the Consumer resumes each
-// partition from Handler.NextOffsets, falling back to the group's committed
-// offset and then to the earliest offset. Offsets committed to Kafka are
-// advisory (for lag monitoring); the Handler's store is the source of truth.
+// partition from Handler.NextOffsets, unless the group's committed offset is
+// further along (another instance consumed the partition meanwhile and
+// learned those events), falling back to the committed offset and then to
+// the earliest. Offsets are committed to Kafka right after each checkpoint,
+// so for the instance's own restarts its store is the source of truth; across
+// instances, the only events two instances can both learn are those of a
+// crash between a checkpoint and its commit.
 //
 // Dead-lettered events are written to "<topic>.dlq" (configurable suffix)
 // with headers eddy-reason (a bounded code), eddy-detail (a message),

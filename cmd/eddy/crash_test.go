@@ -270,3 +270,60 @@ func (p *pacedProducer) wait(t *testing.T) int {
 	}
 	return p.sent
 }
+
+// TestRebalanceAfterAnInstanceIsKilled runs two eddy processes in one
+// consumer group over a 2-partition topic, kills one with SIGKILL mid-stream,
+// and checks that the survivor takes over its partitions where the dead one's
+// last checkpoint ended (through the offsets it committed to Kafka): the two
+// stored models together learned every event exactly once. Gated like the
+// crash harness (EDDY_CRASH_KILLS > 0).
+func TestRebalanceAfterAnInstanceIsKilled(t *testing.T) {
+	if envInt(t, "EDDY_CRASH_KILLS", 0) == 0 {
+		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the process-level tests")
+	}
+	const events = 20000
+	bin := filepath.Join(t.TempDir(), "eddy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	brokerAddr := freeAddr(t)
+	broker := startProcess(t, bin, "broker", "--addr", brokerAddr)
+	waitBroker(t, brokerAddr)
+	if err := stream.EnsureTopics(context.Background(), []string{brokerAddr}, []stream.TopicSpec{{Name: "events", Partitions: 2}, {Name: "events.dlq", Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	prod := newPacedProducer(brokerAddr, events)
+	go prod.run()
+	instance := func(dir, metrics string) *process {
+		return startProcess(t, bin, "serve", "--brokers", brokerAddr, "--data-dir", dir, "--grpc-addr", "127.0.0.1:0",
+			"--metrics-addr", metrics, "--checkpoint-every", "200", "--session-timeout", "2s", "--group", "pair", "--log-level", "warn")
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	metricsA, metricsB := freeAddr(t), freeAddr(t)
+	a := instance(dirA, metricsA)
+	b := instance(dirB, metricsB)
+	waitFor(t, 30*time.Second, "both instances learning", func() bool {
+		return scrape(metricsA, `eddy_model_examples{model="default"}`) > 0 && scrape(metricsB, `eddy_model_examples{model="default"}`) > 0
+	})
+	time.Sleep(3 * time.Second)
+	a.stop(t, syscall.SIGKILL, 5*time.Second)
+	if n := prod.wait(t); n != events {
+		t.Fatalf("produced %d", n)
+	}
+	_, _, learnedA := storedModel(t, dirA)
+	waitFor(t, 60*time.Second, "the survivor drained the stream", func() bool {
+		got := scrape(metricsB, `eddy_model_examples{model="default"}`)
+		if got > float64(events-int(learnedA)) {
+			t.Fatalf("the survivor learned %v, more than the %d events the killed one did not store: some were learned twice", got, events-int(learnedA))
+		}
+		return got == float64(events-int(learnedA))
+	})
+	time.Sleep(2 * time.Second) // nothing more may arrive: no event learned twice
+	b.stop(t, syscall.SIGTERM, 5*time.Second)
+	broker.stop(t, syscall.SIGTERM, 10*time.Second)
+	_, _, learnedB := storedModel(t, dirB)
+	if learnedA+learnedB != events {
+		t.Fatalf("the killed instance stored %d, the survivor %d: %d in all, want exactly %d", learnedA, learnedB, learnedA+learnedB, events)
+	}
+	t.Logf("killed instance stored %d examples, survivor %d: %d = %d events, each learned once", learnedA, learnedB, learnedA+learnedB, events)
+}
