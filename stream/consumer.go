@@ -282,7 +282,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) kafkaError(msg string, args ...any) {
 	text := fmt.Sprintf(msg, args...)
 	now := time.Now().UnixNano()
-	if last := c.lastKafkaWarn.Load(); now-last > int64(10*time.Second) && c.lastKafkaWarn.CompareAndSwap(last, now) {
+	outage := c.downSince.Load() != 0 // already logged once by the prober
+	if last := c.lastKafkaWarn.Load(); !outage && now-last > int64(10*time.Second) && c.lastKafkaWarn.CompareAndSwap(last, now) {
 		c.log.Warn("kafka client error (retrying; repeats are logged at debug)", "err", text)
 		return
 	}
