@@ -141,9 +141,9 @@ type derived struct {
 // source is a field (or the label) whose recent values an entity keeps, in
 // a ring of the largest size any derived feature needs.
 type source struct {
-	field []byte
-	depth int // ring size
-	ewma  []float64
+	field  []byte
+	depth  int // ring size
+	offset int // where its ring starts in entity.vals
 }
 
 // History keeps, per entity, the recent values of the fields that windows
@@ -157,6 +157,7 @@ type source struct {
 type History struct {
 	derived []derived
 	sources []source // the label is the last source when targets exist
+	slots   int      // ring slots of all sources: the length of entity.vals
 	label   int      // index of the label source, -1 when none
 
 	ttl   time.Duration    // evict entities idle this long; 0: never
@@ -261,20 +262,19 @@ func NewHistory(cfg Config) *History {
 			h.derived = append(h.derived, derived{name: []byte(name), source: h.label, kind: "target", size: t.Size})
 		}
 	}
+	total := 0
 	for i := range h.sources {
-		h.sources[i].ewma = make([]float64, 0)
+		h.sources[i].offset = total
+		total += h.sources[i].depth
 	}
+	h.slots = total
 	return h
 }
 
 func (h *History) newEntity() *entity {
-	total := 0
-	for _, s := range h.sources {
-		total += s.depth
-	}
 	return &entity{
 		timed:  make([][]timed, len(h.timedFields)),
-		vals:   make([]float64, total),
+		vals:   make([]float64, h.slots),
 		head:   make([]int32, len(h.sources)),
 		filled: make([]int32, len(h.sources)),
 		ewma:   make([]float64, len(h.derived)),
@@ -283,11 +283,8 @@ func (h *History) newEntity() *entity {
 
 // ring returns the ring of source i within e.vals.
 func (h *History) ring(e *entity, i int) []float64 {
-	off := 0
-	for j := 0; j < i; j++ {
-		off += h.sources[j].depth
-	}
-	return e.vals[off : off+h.sources[i].depth]
+	s := &h.sources[i]
+	return e.vals[s.offset : s.offset+s.depth]
 }
 
 // back returns the value k events back (1 = the previous one) of source i.

@@ -123,14 +123,6 @@ func growTo(v []float64, n int) []float64 {
 	return append(v, make([]float64, n-len(v))...)
 }
 
-// weight returns the weight of index i (0 beyond the grown part).
-func (l *linear) weight(o *output, i int) float64 {
-	if j := i * l.stride; j < len(o.p) {
-		return o.p[j]
-	}
-	return 0
-}
-
 // dot returns o's raw prediction for x.
 func (l *linear) dot(o *output, x *features.Vector) float64 {
 	sum := o.intercept

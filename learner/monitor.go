@@ -168,16 +168,10 @@ func (mon *monitor) beats(w *diffWindow) bool {
 // errorOf is the prequential error of one prediction: 0/1 loss for
 // classifiers, absolute error for regression.
 func errorOf(task Task, y, score float64, label int32) float64 {
-	switch task {
-	case Regression:
+	if task == Regression {
 		return math.Abs(y - score)
-	case Binary:
-		if float64(label) == y {
-			return 0
-		}
-		return 1
 	}
-	if float64(label) == y {
+	if float64(label) == y { // binary and multiclass: the predicted label
 		return 0
 	}
 	return 1

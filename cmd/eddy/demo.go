@@ -109,13 +109,13 @@ func printDemoHelp(env *environment, svc *service) {
 // demoSummary reads the figures from the metrics registry, which is safe to
 // read concurrently with learning.
 func demoSummary(svc *service, model string, rate float64, consumed, dead uint64) string {
-	acc := gaugeValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "cumulative"})
-	rolling := gaugeValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "rolling"})
-	learned := gaugeValue(svc.registry, "eddy_model_examples", map[string]string{"model": model})
-	served := gaugeValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": model})
+	acc := metricValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "cumulative"})
+	rolling := metricValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "rolling"})
+	learned := metricValue(svc.registry, "eddy_model_examples", map[string]string{"model": model})
+	served := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": model})
 	drifts := 0.0
 	for _, detector := range []string{"adwin", "page-hinkley", "ddm", "eddm", "kswin"} {
-		drifts += counterValue(svc.registry, "eddy_drift_detections_total", map[string]string{"model": model, "detector": detector})
+		drifts += metricValue(svc.registry, "eddy_drift_detections_total", map[string]string{"model": model, "detector": detector})
 	}
 	version := uint64(0)
 	if snap := svc.server.Current(model); snap != nil {
@@ -125,9 +125,9 @@ func demoSummary(svc *service, model string, rate float64, consumed, dead uint64
 		time.Now().Format("15:04:05"), rate, learned, dead, 100*acc, learner.DefaultRollingWindow, 100*rolling, 100*served, drifts, model, version)
 }
 
-// gaugeValue returns the value of the gauge (or counter) name with exactly
+// metricValue returns the value of the gauge (or counter) name with exactly
 // labels, or 0.
-func gaugeValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
+func metricValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	families, err := g.Gather()
 	if err != nil {
 		return 0
@@ -214,9 +214,4 @@ func (p *pacer) wait(ctx context.Context, n int) bool {
 	case <-time.After(time.Until(due)):
 		return true
 	}
-}
-
-// counterValue is gaugeValue for counters.
-func counterValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	return gaugeValue(g, name, labels)
 }

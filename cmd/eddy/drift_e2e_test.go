@@ -67,11 +67,11 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 		}
 		t.Logf("drift at row %d: detected at offset %d (+%d), challenger served as v%d", drift, offsets[i], offsets[i]-drift, infos[served].Version)
 	}
-	promotedOnDrift := counterValue(svc.registry, "eddy_snapshots_promoted_total", map[string]string{"model": "sea", "reason": "drift"})
+	promotedOnDrift := metricValue(svc.registry, "eddy_snapshots_promoted_total", map[string]string{"model": "sea", "reason": "drift"})
 	if promotedOnDrift < 3 {
 		t.Errorf("%v post-drift challengers served, want one per drift (3)", promotedOnDrift)
 	}
-	champion := gaugeValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
+	champion := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
 	t.Logf("%d detections, %v drift promotions, served-model prequential accuracy %.4f", len(detections), promotedOnDrift, champion)
 
 	// The same stream without drift handling (periodic promotion at the same
@@ -81,7 +81,7 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	po.grpcAddr, po.metricsAddr = "127.0.0.1:0", ""
 	periodic := startTestService(t, po)
 	waitFor(t, 120*time.Second, "the periodic run learned 50,000", func() bool { return periodic.learned("sea") == 50000 })
-	without := gaugeValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
+	without := metricValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
 	t.Logf("served-model prequential accuracy: %.4f with drift handling, %.4f without", champion, without)
 	if champion <= without {
 		t.Errorf("drift handling served %.4f, not better than periodic promotion's %.4f", champion, without)

@@ -68,7 +68,7 @@ func TestDelayedLabelsAreLearnedExactlyOnce(t *testing.T) {
 	if dead := svc.consumer.Stats().DeadLettered; dead != 60 {
 		t.Errorf("%d labels dead-lettered, want the 50 duplicates and 10 unknown ids", dead)
 	}
-	if v := counterValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "labels", "reason": learner.ReasonUnknownID}); v != 60 {
+	if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "labels", "reason": learner.ReasonUnknownID}); v != 60 {
 		t.Errorf("eddy_events_dead_lettered_total{topic=labels,reason=unknown_id} = %v, want 60", v)
 	}
 	acc := svc.gauge("eddy_prequential_accuracy", map[string]string{"model": "late", "window": "cumulative"})

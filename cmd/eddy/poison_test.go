@@ -52,11 +52,11 @@ func TestPoisonEventsAreDeadLetteredAndTheServiceGoesOn(t *testing.T) {
 		return svc.consumer.Stats().Consumed == uint64(len(events)) && svc.learned("m") == float64(valid)
 	})
 	for _, reason := range []string{"too_large", "invalid_json", "wrong_type"} {
-		if v := counterValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": reason}); v != 1 {
+		if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": reason}); v != 1 {
 			t.Errorf("dead letters with reason %s: %v, want 1", reason, v)
 		}
 	}
-	if v := counterValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": learner.ReasonOutOfRange}); v != 1 {
+	if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": learner.ReasonOutOfRange}); v != 1 {
 		t.Errorf("dead letters with reason out_of_range: %v, want 1", v)
 	}
 	t.Logf("%d events: %d learned, %d dead-lettered, service up", len(events), valid, svc.consumer.Stats().DeadLettered)

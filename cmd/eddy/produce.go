@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -239,15 +239,8 @@ func (s *csvSource) next() (kafka.Message, error) {
 	}
 	buf = append(buf, '}')
 	if s.target >= 0 && rec[s.target] != "" {
-		label := rec[s.target]
-		switch strings.ToLower(label) {
-		case "true":
-			label = "1"
-		case "false":
-			label = "0"
-		}
-		x, err := strconv.ParseFloat(label, 64)
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+		x, ok := parseLabel(rec[s.target])
+		if !ok {
 			return kafka.Message{}, fmt.Errorf("line %d: label %q in column %q is not a number or boolean", line, rec[s.target], s.header[s.target])
 		}
 		buf = append(buf, `,"label":`...)
@@ -261,16 +254,14 @@ func (s *csvSource) next() (kafka.Message, error) {
 	return m, nil
 }
 
-// appendCell writes a CSV cell as a JSON number, boolean or string.
+// appendCell writes a non-empty CSV cell as a JSON number, boolean or
+// string, read by cellKind.
 func appendCell(buf []byte, cell string) []byte {
-	if x, err := strconv.ParseFloat(cell, 64); err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) {
+	switch kind, x := cellKind(cell); kind {
+	case features.Number:
 		return strconv.AppendFloat(buf, x, 'g', -1, 64)
-	}
-	switch strings.ToLower(cell) {
-	case "true":
-		return append(buf, "true"...)
-	case "false":
-		return append(buf, "false"...)
+	case features.Bool:
+		return strconv.AppendBool(buf, x == 1)
 	}
 	return strconv.AppendQuote(buf, cell)
 }

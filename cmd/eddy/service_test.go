@@ -83,7 +83,7 @@ func startTestService(t *testing.T, o serveOptions) *running {
 }
 
 func (r *running) gauge(name string, labels map[string]string) float64 {
-	return gaugeValue(r.registry, name, labels)
+	return metricValue(r.registry, name, labels)
 }
 
 func (r *running) learned(model string) float64 {
@@ -294,7 +294,7 @@ func TestBadEventsAreDeadLetteredWithReasonAndValidOnesLearned(t *testing.T) {
 		}
 	}
 	for _, reason := range []string{"invalid_json", "non_finite", "missing_field", "wrong_type"} {
-		if v := counterValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "events", "reason": reason}); v < 1 {
+		if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "events", "reason": reason}); v < 1 {
 			t.Errorf("eddy_events_dead_lettered_total{reason=%q} = %v", reason, v)
 		}
 	}
