@@ -9,18 +9,26 @@
 //     algorithm using the population variance; a feature whose variance is
 //     still 0 transforms to 0 (River's StandardScaler semantics);
 //   - categorical (string) fields are one-hot encoded with the hashing trick:
-//     "name=value" is hashed into a space of 2^HashBits indices placed after
-//     the numeric slots.
+//     "name=value" is hashed (xxhash) into a space of 2^HashBits indices
+//     placed after the numeric slots, as are quadratic interactions between
+//     namespaces.
+//
+// A History keeps each entity's recent values and labels and derives window
+// aggregates (by count or event time, with watermarks), lags and past-label
+// aggregates from the events before the current one.
 //
 // Invariants: a Transformer never produces NaN or Inf from finite input;
-// prediction (Dot) never changes state, only Update does; slot numbers never
-// change once assigned, so weights stay aligned across restarts.
+// Transform never changes state, only Update does (and Rollback undoes it);
+// slot numbers never change once assigned, so weights stay aligned across
+// restarts.
 //
-// This package is a leaf: it imports only the standard library and gonum.
+// This package is a leaf: it imports only the standard library, gonum and
+// xxhash.
 //
 // # Concurrency
 //
 // A Transformer is owned by one goroutine while it learns. A copy made with
-// Clone is immutable by convention and may be read (Dot, Transform) by any
-// number of goroutines at once.
+// Clone is immutable by convention and may be read (Transform) by any number
+// of goroutines at once. A History is written by one goroutine (Observe) and
+// read by any (Derive) under its own lock.
 package features

@@ -1,20 +1,26 @@
 // Package learner owns eddy's models and everything they know: incremental
-// linear models learned by SGD, their prequential evaluation, their immutable
-// snapshots, and the Pebble store that holds all of it.
+// linear models (binary, regression, multiclass; SGD, AdaGrad, Adam,
+// FTRL-Proximal), their prequential evaluation, their per-entity feature
+// history, the events waiting for delayed labels, drift monitoring with
+// champion/challenger promotion, their immutable snapshots, and the Pebble
+// store that holds all of it.
 //
 // An Engine drives a set of models. For every labeled example it first
 // predicts, scores the prediction (prequential, or "test-then-train"
 // evaluation) and only then learns. A Checkpoint writes the state of every
-// model (weights, feature state, metrics) together with the next Kafka offset
-// of every partition in ONE synced Pebble batch, so the stored offsets always
+// model (weights, optimizer and feature state, entity histories, waiting
+// events, drift monitor, metrics) together with the next Kafka offset of
+// every partition in ONE synced Pebble batch, so the stored offsets always
 // describe exactly the examples the stored state has learned: after a crash
 // or restart, consumption resumes at those offsets and every example is
 // learned exactly once.
 //
 // Snapshots are immutable, versioned copies of a model. The Engine creates one
-// when the promotion policy says so (v0: periodically, when the model has
-// learned something since the last one), stores it in the checkpoint batch,
-// and hands it to a publish callback once the batch is durable.
+// when the promotion policy says so (periodically without a drift detector;
+// with one, when the live model or a post-drift challenger beats the served
+// champion), stores it in the checkpoint batch, and hands it to a publish
+// callback once the batch is durable. Admin commands (Promote, Rollback) may
+// come from any goroutine and run on the engine's.
 //
 // Invariants: a model's weights are always finite (a step that would make one
 // NaN or Inf is refused and reported as an invalid example); a snapshot never

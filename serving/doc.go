@@ -1,5 +1,6 @@
-// Package serving is eddy's gRPC edge: the Inference service (Predict), gRPC
-// health checking and server reflection.
+// Package serving is eddy's gRPC edge: the Inference service (Predict), the
+// Admin service (list, promote, roll back snapshots; optionally behind a
+// token), gRPC health checking, server reflection, optional TLS.
 //
 // Each configured model has one published Snapshot, held in an atomic
 // pointer: Publish swaps it (promotion), Predict loads it once per request,

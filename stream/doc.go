@@ -21,6 +21,11 @@
 // flushed, acknowledged by all in-sync replicas, before each checkpoint, so a
 // bad event is never lost (after a crash it may be dead-lettered twice).
 //
+// Topics listed as label topics carry delayed labels, {"id": ..., "label":
+// ...}, handed to Handler.HandleLabel. The Consumer probes its brokers every
+// second and reports an outage (BrokerDownSince, a gauge, one log line each
+// way).
+//
 // The package also runs an embedded Kafka-protocol broker (kfake) for
 // development and tests, and creates topics.
 //
