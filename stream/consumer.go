@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +37,9 @@ type Handler interface {
 	// earlier event. Errors are treated as for Handle.
 	HandleLabel(topic string, l *Label) error
 	// Checkpoint durably stores the handler's state together with offsets,
-	// which reflect exactly the events handled so far. An error stops the
-	// Consumer.
+	// which reflect exactly the events handled so far. Between generations
+	// offsets is empty: no partition is owned, and the stored offsets stand.
+	// An error stops the Consumer.
 	Checkpoint(offsets []Offset) error
 }
 
@@ -226,12 +228,15 @@ func (c *Consumer) Stats() Stats {
 
 // Run joins the group and processes events until ctx is done or a Handler
 // error stops it. It writes a final checkpoint before returning; it returns
-// nil when stopped by ctx.
+// nil when stopped by ctx. Between generations (a rebalance, a broker
+// outage) it still serves the Handler's Waker, with Checkpoint(nil).
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.dlq.Close()
 	probeCtx, stopProbe := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Go(func() { c.probeBrokers(probeCtx, time.Second) })
+	defer probing.Wait()
 	defer stopProbe()
-	go c.probeBrokers(probeCtx, time.Second)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:             c.cfg.GroupID,
 		Brokers:        c.cfg.Brokers,
@@ -251,26 +256,92 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("stream: consumer group: %w", err)
 	}
 	defer group.Close()
+	var wake <-chan struct{} // nil blocks forever: no waker
+	if w, ok := c.handler.(Waker); ok {
+		wake = w.Wake()
+	}
 	c.log.Info("joining consumer group", "topics", c.cfg.Topics, "brokers", c.cfg.Brokers)
+	var failingSince time.Time
 	for {
-		gen, err := group.Next(ctx)
+		gen, err := c.nextGeneration(ctx, group, wake)
 		if ctx.Err() != nil {
 			return nil
 		}
+		var herr *handlerError
+		if errors.As(err, &herr) {
+			return herr.err
+		}
 		if err != nil {
-			c.log.Warn("consumer group join failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
+			// Logged once per failing streak: during an outage the group
+			// retries every second.
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				c.log.Warn("consumer group join failed; retrying every second (further failures are logged at debug)", "err", err)
+			} else {
+				c.log.Debug("consumer group join failed again", "err", err)
+			}
+			if err := c.idle(ctx, time.Second, wake); err != nil {
+				return err
 			}
 			continue
 		}
-		if err := c.runGeneration(ctx, gen); err != nil {
+		if !failingSince.IsZero() {
+			c.log.Info("consumer group joined again", "failing_for", time.Since(failingSince).Round(time.Millisecond))
+			failingSince = time.Time{}
+		}
+		if err := c.runGeneration(ctx, gen, wake); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+	}
+}
+
+// handlerError marks an error of the Handler, which stops the Consumer, as
+// opposed to a group error, which is retried.
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+
+// nextGeneration waits for the group's next generation while serving wake:
+// an admin command must not wait for a rebalance or an outage to end.
+func (c *Consumer) nextGeneration(ctx context.Context, group *kafka.ConsumerGroup, wake <-chan struct{}) (*kafka.Generation, error) {
+	type next struct {
+		gen *kafka.Generation
+		err error
+	}
+	done := make(chan next, 1) // the goroutine never blocks: group.Close or ctx ends its Next
+	go func() {
+		gen, err := group.Next(ctx)
+		done <- next{gen, err}
+	}()
+	for {
+		select {
+		case n := <-done:
+			return n.gen, n.err
+		case <-wake:
+			if err := c.handler.Checkpoint(nil); err != nil {
+				return nil, &handlerError{err}
+			}
+		}
+	}
+}
+
+// idle waits for d or ctx while serving wake.
+func (c *Consumer) idle(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			return nil
+		case <-wake:
+			if err := c.handler.Checkpoint(nil); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -292,12 +363,13 @@ func (c *Consumer) kafkaError(msg string, args ...any) {
 
 // generation is the processing state of one group generation.
 type generation struct {
-	gen     *kafka.Generation
-	next    map[partitionKey]int64
-	lag     map[partitionKey]prometheus.Gauge
-	pending int
-	dlq     []kafka.Message
-	lastCP  time.Time
+	gen      *kafka.Generation
+	next     map[partitionKey]int64
+	lag      map[partitionKey]prometheus.Gauge
+	pending  int  // events since the last checkpoint
+	uncommit bool // checkpointed offsets not yet committed to the group
+	dlq      []kafka.Message
+	event    Event // reused for every message: decoding allocates nothing
 }
 
 type partitionKey struct {
@@ -305,8 +377,17 @@ type partitionKey struct {
 	partition int
 }
 
-func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) error {
-	g := &generation{gen: gen, next: make(map[partitionKey]int64), lag: make(map[partitionKey]prometheus.Gauge), lastCP: time.Now()}
+// runGeneration consumes the partitions gen assigns until the generation
+// ends or ctx is done, then writes the final checkpoint and commits it.
+//
+// The processing loop runs as one of the generation's functions (gen.Start):
+// kafka-go keeps the coordinator connection open, and does not rejoin the
+// group, until every such function has returned. So the final checkpoint and
+// its commit complete before the rebalance can, and the next owner of a
+// partition resumes exactly where this instance stopped.
+func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation, wake <-chan struct{}) error {
+	g := &generation{gen: gen, next: make(map[partitionKey]int64), lag: make(map[partitionKey]prometheus.Gauge)}
+	defer c.releaseGauges(g)
 	msgs := make(chan kafka.Message, 4096)
 	assigned := 0
 	for topic, assignments := range gen.Assignments {
@@ -322,17 +403,40 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 	}
 	c.metrics.assigned.Set(float64(assigned))
 	c.metrics.rebalances.Inc()
-	genDone := make(chan struct{})
-	gen.Start(func(gctx context.Context) { <-gctx.Done(); close(genDone) })
+	result := make(chan error, 1)
+	gen.Start(func(gctx context.Context) { result <- c.consume(ctx, gctx, g, msgs, wake) })
+	return <-result
+}
 
+// releaseGauges removes the lag series of a generation's partitions: once it
+// ends they are no longer this instance's, and a stale lag would mislead.
+func (c *Consumer) releaseGauges(g *generation) {
+	for key := range g.lag {
+		c.metrics.lag.DeleteLabelValues(key.topic, strconv.Itoa(key.partition))
+	}
+	c.metrics.assigned.Set(0)
+}
+
+// consume is the processing loop of one generation; gctx ends with it.
+func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan kafka.Message, wake <-chan struct{}) error {
 	ticker := time.NewTicker(c.cfg.CheckpointInterval)
 	defer ticker.Stop()
-	var wake <-chan struct{} // nil blocks forever: no waker
-	if w, ok := c.handler.(Waker); ok {
-		wake = w.Wake()
-	}
 	for {
+		// The end of the generation and shutdown come first: messages
+		// already buffered from revoked partitions must not be handled.
+		// Fetched but unprocessed messages are simply dropped: their
+		// offsets were never recorded, so they are fetched again.
 		select {
+		case <-gctx.Done():
+			c.log.Info("generation ended; rebalancing", "generation", g.gen.ID)
+			return c.checkpoint(ctx, g)
+		case <-ctx.Done():
+			return c.checkpoint(ctx, g)
+		default:
+		}
+		select {
+		case <-gctx.Done():
+		case <-ctx.Done():
 		case <-wake:
 			if err := c.checkpoint(ctx, g); err != nil {
 				return err
@@ -352,13 +456,6 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 			if err := c.checkpoint(ctx, g); err != nil {
 				return err
 			}
-		case <-genDone:
-			c.log.Info("generation ended; rebalancing", "generation", gen.ID)
-			return c.checkpoint(ctx, g)
-		case <-ctx.Done():
-			// Fetched but unprocessed messages are simply dropped: their
-			// offsets were never recorded, so they are fetched again.
-			return c.checkpoint(ctx, g)
 		}
 	}
 }
@@ -451,8 +548,8 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 		g.pending++
 		return nil
 	}
-	var ev Event
-	if err := c.decoder.Decode(m.Value, &ev); err != nil {
+	ev := &g.event
+	if err := c.decoder.Decode(m.Value, ev); err != nil {
 		var de *DecodeError
 		if !errors.As(err, &de) {
 			return err
@@ -466,7 +563,7 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 			ev.Time, ev.HasTime = m.Time, true
 		}
 		ev.Partition, ev.Offset = m.Partition, m.Offset
-		if err := c.handler.Handle(m.Topic, &ev); err != nil {
+		if err := c.handler.Handle(m.Topic, ev); err != nil {
 			var rej Rejection
 			if !errors.As(err, &rej) {
 				return err
@@ -543,25 +640,35 @@ func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
 		g.dlq = g.dlq[:0]
 	}
 	offsets := make([]Offset, 0, len(g.next))
-	commit := make(map[string]map[int]int64)
 	for key, next := range g.next {
 		offsets = append(offsets, Offset{Topic: key.topic, Partition: key.partition, Next: next})
-		if commit[key.topic] == nil {
-			commit[key.topic] = make(map[int]int64)
-		}
-		commit[key.topic][key.partition] = next
 	}
 	if err := c.handler.Checkpoint(offsets); err != nil {
 		return err
 	}
-	if g.pending == 0 {
-		return nil // idle tick: no advisory commit needed
+	if g.pending > 0 {
+		c.checkpoints.Add(1)
+		g.pending = 0
+		g.uncommit = true
 	}
-	c.checkpoints.Add(1)
-	g.pending = 0
-	g.lastCP = time.Now()
+	if !g.uncommit {
+		return nil // idle tick: nothing new to commit
+	}
+	commit := make(map[string]map[int]int64)
+	for _, o := range offsets {
+		if commit[o.Topic] == nil {
+			commit[o.Topic] = make(map[int]int64)
+		}
+		commit[o.Topic][o.Partition] = o.Next
+	}
 	if err := g.gen.CommitOffsets(commit); err != nil {
-		c.log.Debug("advisory offset commit failed", "err", err)
+		// The stored offsets stay exact; the group's committed offsets lag
+		// behind until the next commit succeeds.
+		c.metrics.commitFailures.Inc()
+		c.log.Warn("offset commit to the group failed; state is checkpointed, the commit is retried at the next checkpoint",
+			"generation", g.gen.ID, "err", err)
+		return nil
 	}
+	g.uncommit = false
 	return nil
 }

@@ -11,9 +11,22 @@
 // further along (another instance consumed the partition meanwhile and
 // learned those events), falling back to the committed offset and then to
 // the earliest. Offsets are committed to Kafka right after each checkpoint,
-// so for the instance's own restarts its store is the source of truth; across
-// instances, the only events two instances can both learn are those of a
-// crash between a checkpoint and its commit.
+// so for the instance's own restarts its store is the source of truth.
+//
+// A rebalance hands partitions over exactly: the processing loop runs inside
+// the generation (kafka-go's Generation.Start), so the final checkpoint and
+// its commit finish before this member rejoins and before the group can
+// complete the rebalance; a revoked partition's buffered messages are
+// dropped at once, unhandled. Across instances, two can learn the same
+// events only after a crash between a checkpoint and its commit, or when a
+// checkpoint outlasts the group's rebalance timeout (the session timeout):
+// the group then goes on without this member, its commit is refused, and
+// the refusal is logged as a warning and counted in
+// eddy_kafka_commit_failures_total.
+//
+// Between generations (during a rebalance or a broker outage) the Consumer
+// still serves the Handler's Waker, calling Checkpoint(nil): admin commands
+// never wait for the group.
 //
 // Dead-lettered events are written to "<topic>.dlq" (configurable suffix)
 // with headers eddy-reason (a bounded code), eddy-detail (a message),
@@ -24,14 +37,17 @@
 // Topics listed as label topics carry delayed labels, {"id": ..., "label":
 // ...}, handed to Handler.HandleLabel. The Consumer probes its brokers every
 // second and reports an outage (BrokerDownSince, a gauge, one log line each
-// way).
+// way); a failing group join is likewise logged once per outage.
 //
 // The package also runs an embedded Kafka-protocol broker (kfake) for
 // development and tests, and creates topics.
 //
 // # Concurrency
 //
-// A Consumer runs one fetch goroutine per assigned partition and one
-// processing goroutine that owns the Decoder and calls the Handler; the
-// Handler therefore needs no locks. Stats may be called from any goroutine.
+// A Consumer runs one fetch goroutine per assigned partition, a broker
+// prober, and one processing goroutine at a time that owns the Decoder and
+// calls the Handler (inside a generation the generation's loop, between
+// generations Run itself); the Handler therefore needs no locks. Run returns
+// only after every goroutine it started has stopped. Stats may be called
+// from any goroutine.
 package stream

@@ -5,12 +5,13 @@ import "github.com/prometheus/client_golang/prometheus"
 // consumerMetrics are the Prometheus metrics of a Consumer. Labels are topic
 // names, partition numbers and bounded reason codes only.
 type consumerMetrics struct {
-	consumed     *prometheus.CounterVec
-	deadLettered *prometheus.CounterVec
-	lag          *prometheus.GaugeVec
-	assigned     prometheus.Gauge
-	rebalances   prometheus.Counter
-	brokerUp     prometheus.Gauge
+	consumed       *prometheus.CounterVec
+	deadLettered   *prometheus.CounterVec
+	lag            *prometheus.GaugeVec
+	assigned       prometheus.Gauge
+	rebalances     prometheus.Counter
+	brokerUp       prometheus.Gauge
+	commitFailures prometheus.Counter
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -40,6 +41,10 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		Name: "eddy_kafka_broker_up",
 		Help: "1 while a Kafka broker accepts connections (probed every second), 0 during an outage.",
 	})
-	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances, m.brokerUp)
+	m.commitFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eddy_kafka_commit_failures_total",
+		Help: "Offset commits to the consumer group that failed (the checkpoint in the store stands; the next checkpoint commits again).",
+	})
+	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances, m.brokerUp, m.commitFailures)
 	return m
 }

@@ -8,7 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/eddyhq/eddy/learner"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -62,5 +67,62 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	}
 	if got := svc.engine.Models()[0].Learned(); got != 10000 {
 		t.Fatalf("learned %d, want exactly 10,000", got)
+	}
+}
+
+// TestRollbackDuringABrokerOutageIsServedAtOnce rolls a model back while no
+// broker answers. The consumer is then between generations, retrying its
+// join; admin commands used to wait for the next generation (and run late,
+// after the client had been told they failed). Now Rollback answers within
+// its deadline and Predict serves the version it names.
+func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
+	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	o := testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
+	o.sessionTimeout = 2 * time.Second
+	svc := startTestService(t, o)
+	for i := 0; i < 3; i++ { // three batches, so that there are snapshots to roll back to
+		produceSEAEvents(t, addr, "events", 1000)
+		want := float64(1000 * (i + 1))
+		waitFor(t, 30*time.Second, "a batch learned", func() bool { return svc.learned("m") == want })
+		time.Sleep(300 * time.Millisecond) // a promotion interval passes
+	}
+	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	admin := eddyv1.NewAdminClient(conn)
+	before, err := admin.ListSnapshots(context.Background(), &eddyv1.ListSnapshotsRequest{Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before.GetSnapshots()) < 2 {
+		t.Fatalf("%d snapshots before the outage, want at least 2", len(before.GetSnapshots()))
+	}
+
+	b.Close()
+	waitFor(t, 10*time.Second, "the outage to show", func() bool { return svc.gauge("eddy_kafka_broker_up", map[string]string{}) == 0 })
+	time.Sleep(3 * time.Second) // past the session timeout: the generation has ended
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := admin.Rollback(ctx, &eddyv1.RollbackRequest{Model: "m"})
+	if err != nil {
+		t.Fatalf("Rollback during the outage: %v", err)
+	}
+	if resp.GetServingVersion() >= before.GetServingVersion() {
+		t.Fatalf("rolled back to version %d, not before %d", resp.GetServingVersion(), before.GetServingVersion())
+	}
+	got, err := predictClient(t, svc.grpcAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "m",
+		Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(5)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetModelVersion() != resp.GetServingVersion() {
+		t.Fatalf("Predict answers version %d, Rollback said %d", got.GetModelVersion(), resp.GetServingVersion())
 	}
 }
