@@ -327,3 +327,98 @@ func TestRebalanceAfterAnInstanceIsKilled(t *testing.T) {
 	}
 	t.Logf("killed instance stored %d examples, survivor %d: %d = %d events, each learned once", learnedA, learnedB, learnedA+learnedB, events)
 }
+
+// TestThreeInstancesUnderKillChurnStoreEveryEventOnce runs three eddy
+// processes in one group over a 6-partition topic and SIGKILLs one of them
+// (restarting it on its own data) every 1–4 s while events stream in; then
+// it stops them all and adds up the examples their stores hold. The one
+// gap left is documented: a SIGKILL between a checkpoint and its commit can
+// make the next owner learn that checkpoint's events again. The test logs
+// the excess and fails if any event is missing or if the excess exceeds one
+// checkpoint's events per kill. (The slow-checkpoint rebalance race it also
+// guards is reproduced deterministically by the stream package's ledger
+// test; on this machine's fast disk this test passed before that fix too.)
+// Gated like the crash harness (EDDY_CRASH_KILLS > 0).
+func TestThreeInstancesUnderKillChurnStoreEveryEventOnce(t *testing.T) {
+	if envInt(t, "EDDY_CRASH_KILLS", 0) == 0 {
+		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the process-level tests")
+	}
+	events := envInt(t, "EDDY_CHURN_EVENTS", 30000)
+	const checkpointEvery = 200
+	rng := rand.New(rand.NewPCG(uint64(envInt(t, "EDDY_CRASH_SEED", 1)), 11))
+	bin := filepath.Join(t.TempDir(), "eddy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	brokerAddr := freeAddr(t)
+	broker := startProcess(t, bin, "broker", "--addr", brokerAddr)
+	waitBroker(t, brokerAddr)
+	if err := stream.EnsureTopics(context.Background(), []string{brokerAddr}, []stream.TopicSpec{{Name: "events", Partitions: 6}, {Name: "events.dlq", Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	prod := newPacedProducer(brokerAddr, events)
+	go prod.run()
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	metrics := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	instance := func(i int) *process {
+		return startProcess(t, bin, "serve", "--brokers", brokerAddr, "--data-dir", dirs[i], "--grpc-addr", "127.0.0.1:0",
+			"--metrics-addr", metrics[i], "--checkpoint-every", strconv.Itoa(checkpointEvery), "--session-timeout", "2s",
+			"--group", "churn", "--log-level", "warn")
+	}
+	procs := []*process{instance(0), instance(1), instance(2)}
+	kills := 0
+	for {
+		select {
+		case <-prod.done:
+		default:
+			time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
+			i := rng.IntN(3)
+			procs[i].stop(t, syscall.SIGKILL, 5*time.Second)
+			kills++
+			procs[i] = instance(i)
+			continue
+		}
+		break
+	}
+	if n := prod.wait(t); n != events {
+		t.Fatalf("produced %d", n)
+	}
+	consumed := func() float64 {
+		var sum float64
+		for _, m := range metrics {
+			sum += max(0, scrape(m, `eddy_model_examples{model="default"}`))
+		}
+		return sum
+	}
+	// Drained when the three together report at least every event and the
+	// count has settled.
+	waitFor(t, 120*time.Second, "the stream drained", func() bool {
+		before := consumed()
+		if before < float64(events) {
+			return false
+		}
+		time.Sleep(3 * time.Second)
+		return consumed() == before
+	})
+	for _, p := range procs {
+		if code := p.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+			t.Fatalf("eddy exited with %d after SIGTERM, want 0", code)
+		}
+	}
+	broker.stop(t, syscall.SIGTERM, 10*time.Second)
+	var total uint64
+	var each []string
+	for _, dir := range dirs {
+		_, _, learned := storedModel(t, dir)
+		total += learned
+		each = append(each, strconv.FormatUint(learned, 10))
+	}
+	t.Logf("%d events, %d SIGKILLs of 3 instances over 6 partitions: stores hold %s = %d examples (%d more than the events)",
+		events, kills, strings.Join(each, " + "), total, int64(total)-int64(events))
+	if total < uint64(events) {
+		t.Fatalf("the stores hold %d examples for %d events: some were never learned", total, events)
+	}
+	if excess := total - uint64(events); excess > uint64(kills*checkpointEvery) {
+		t.Fatalf("%d examples learned twice after %d kills: more than a checkpoint's events per kill", excess, kills)
+	}
+}
