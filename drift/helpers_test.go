@@ -10,14 +10,14 @@ import (
 	"testing"
 )
 
-// readValues reads one of the shared drift streams (one number per line),
-// skipping the test when the data sets are not available.
+// readValues reads one of the drift streams shipped in testdata (one number
+// per line; see testdata/README.md).
 func readValues(t testing.TB, name string) []float64 {
 	t.Helper()
-	path := filepath.Join("..", "..", "shared", "datasets", "drift", name)
+	path := filepath.Join("testdata", name)
 	f, err := os.Open(path)
 	if err != nil {
-		t.Skipf("data set %s not available: %v", name, err)
+		t.Fatalf("drift stream %s: %v (it ships in drift/testdata; see its README)", name, err)
 	}
 	defer f.Close()
 	var values []float64

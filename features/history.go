@@ -520,9 +520,14 @@ func (h *History) Entities() int {
 	return len(h.entities)
 }
 
-// SetClock replaces the clock that idleness is measured with (time.Now by
-// default), e.g. with the engine's.
+// SetClock replaces the clock (time.Now by default) that idleness is
+// measured with and that predictions take as their event time (Now), e.g.
+// with the engine's.
 func (h *History) SetClock(now func() time.Time) { h.now = now }
+
+// Now returns the current time by the history's clock: the event time of a
+// prediction, which is an event happening now.
+func (h *History) Now() time.Time { return h.now() }
 
 // Evict forgets the entities not observed for EntityTTL and calls gone with
 // each one's key, so that its stored history can be deleted. It sweeps at

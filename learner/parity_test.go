@@ -37,6 +37,11 @@ func sortedEntries(v *features.Vector) []entry {
 // every kind of transform: scaled numbers, booleans, hashed categories,
 // interactions, count and time windows (every aggregate), lags and
 // differences, and target aggregates, for several entities.
+//
+// Both paths read one injected clock, so the comparison is deterministic:
+// predictions happen exactly on a second, where the lower edge of the
+// 100 s window falls on an earlier event and some fall on the start of a
+// tumbling period, and just before and after one.
 func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 	cfg := ModelConfig{Name: "m", Task: Binary, Features: features.Config{
 		Namespaces:   map[string][]string{"a": {"x", "colour"}, "b": {"y", "flag"}},
@@ -54,6 +59,8 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var now time.Time
+	m.History().SetClock(func() time.Time { return now })
 	rng := rand.New(rand.NewPCG(1, 2))
 	event := func() ([]byte, []features.Field) {
 		key := []byte{byte('k'), byte('0' + rng.IntN(3))}
@@ -64,41 +71,65 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 			{Name: []byte("flag"), Kind: features.Bool, Num: float64(rng.IntN(2))},
 		}
 	}
-	checked := 0
-	// Events happened one per second up to now: predictions happen now.
-	start := time.Now().Add(-500 * time.Second).Truncate(time.Second)
+	// One event per second; events 9, 189 and 369 are at the start of a
+	// 3-minute tumbling period (10:00, 10:03, 10:06).
+	start := time.Date(2026, 11, 20, 9, 59, 51, 0, time.UTC)
+	checked, withTimeWindow, periodStarts := 0, 0, 0
 	for i := range 500 {
 		key, fields := event()
 		at := start.Add(time.Duration(i) * time.Second)
 		if i%10 == 9 {
-			// Serving: a snapshot taken now, the fields reversed.
-			snap := newSnapshot(m, snapshotMeta{reason: "test"})
-			reversed := slices.Clone(fields)
-			slices.Reverse(reversed)
-			sc := snap.scratchBuffers()
-			sc.fields = snap.hist.Derive(key, time.Now(), reversed, append(sc.fields[:0], reversed...))
-			snap.tr.Transform(sc.fields, &sc.vec)
-			served := sortedEntries(&sc.vec)
-			// Training: what LearnEvent would compute for this event now.
-			var trained features.Vector
-			m.tr.Transform(m.withHistory(key, time.Now(), fields), &trained)
-			if want := sortedEntries(&trained); !slices.Equal(served, want) {
-				t.Fatalf("event %d of entity %s: serving computed %v, training %v", i, key, served, want)
+			for _, offset := range []time.Duration{0, -time.Nanosecond, 500 * time.Millisecond} {
+				now = at.Add(offset)
+				// Serving: a snapshot taken now, the fields reversed.
+				snap := newSnapshot(m, snapshotMeta{reason: "test"})
+				reversed := slices.Clone(fields)
+				slices.Reverse(reversed)
+				sc := snap.scratchBuffers()
+				sc.fields = snap.hist.Derive(key, snap.hist.Now(), reversed, append(sc.fields[:0], reversed...))
+				snap.tr.Transform(sc.fields, &sc.vec)
+				served := sortedEntries(&sc.vec)
+				// Training: what LearnEvent would compute for this event now.
+				var trained features.Vector
+				m.tr.Transform(m.withHistory(key, now, fields), &trained)
+				if want := sortedEntries(&trained); !slices.Equal(served, want) {
+					t.Fatalf("event %d of entity %s at %v: serving computed %v, training %v", i, key, now, served, want)
+				}
+				if len(served) < 20 {
+					t.Fatalf("event %d: only %d features; the test must exercise every transform", i, len(served))
+				}
+				if has(sc.fields, "x_t1m40s_count") {
+					withTimeWindow++
+				}
+				if now.Truncate(3*time.Minute) == now {
+					periodStarts++
+					if has(sc.fields, "y_tt3m0s_sum") {
+						t.Fatalf("event %d at %v, the start of a tumbling period: the period's sum is derived from earlier events", i, now)
+					}
+				}
+				p, _ := snap.Score(key, reversed)
+				if live := m.Predict(m.withHistory(key, now, fields)); math.Abs(p-live) > 1e-12 {
+					t.Fatalf("event %d at %v: served score %v, live %v", i, now, p, live)
+				}
+				checked++
 			}
-			if len(served) < 20 {
-				t.Fatalf("event %d: only %d features; the test must exercise every transform", i, len(served))
-			}
-			p, _ := snap.Score(key, reversed)
-			if live := m.Predict(m.withHistory(key, time.Now(), fields)); math.Abs(p-live) > 1e-12 {
-				t.Fatalf("event %d: served score %v, live %v", i, p, live)
-			}
-			checked++
 		}
 		if _, err := m.LearnEvent(key, at, fields, float64(rng.IntN(2))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d events compared, each with every transform", checked)
+	if periodStarts != 3 {
+		t.Fatalf("%d predictions at the start of a tumbling period, want 3", periodStarts)
+	}
+	if withTimeWindow < checked/2 {
+		t.Fatalf("only %d of %d predictions had a non-empty time window", withTimeWindow, checked)
+	}
+	t.Logf("%d predictions compared, each with every transform (%d with a non-empty time window)", checked, withTimeWindow)
+}
+
+// has reports whether fields include one named name.
+func has(fields []features.Field, name string) bool {
+	return slices.ContainsFunc(fields, func(f features.Field) bool { return string(f.Name) == name })
 }
 
 // BenchmarkRestartWithAMillionEntities measures NewEngine on a store holding

@@ -1,7 +1,12 @@
 package learner
 
 import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
 	"encoding/csv"
+	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,15 +16,42 @@ import (
 	"github.com/eddyhq/eddy/features"
 )
 
-// datasetPath locates ../shared/datasets from the repository root; tests
-// that need it are skipped when it is absent.
-func datasetPath(t testing.TB, name string) string {
+// dataset returns the contents of one of the data sets shipped gzipped in
+// testdata (see testdata/README.md), e.g. "elec2.csv".
+func dataset(t testing.TB, name string) []byte {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "datasets", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("data set %s not available: %v", name, err)
+	path := filepath.Join("testdata", name+".gz")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("data set %s: %v (it ships in learner/testdata; see its README)", name, err)
 	}
-	return p
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return data
+}
+
+// TestTheShippedDataSetsAreTheSharedOnes checks every data set in testdata
+// against the SHA-256 of the CSV it was made from (testdata/README.md), so
+// that the parity figures below are computed on exactly River's data.
+func TestTheShippedDataSetsAreTheSharedOnes(t *testing.T) {
+	for name, want := range map[string]string{
+		"elec2.csv":          "014f3e0ab6582104f94238eb86cc984ecbe23748542570a1210b2b00346a2887",
+		"weather.csv":        "489fb8c96169ea038c09444581d2c35d0f50318e6b80d398545cc337aee87cdf",
+		"sea.csv":            "b7c992d5bc304581181dd6e9d7e030d7fb790ac0e041912e63128740df0884ec",
+		"phishing.csv":       "cfe77f0b77dd706ac5491842d7ad787c80b5805eb315a47a4b89d0172c760fca",
+		"trump_approval.csv": "aef188d04b606270e9590013282e2ede3f5f92edae1106d85d3defa483189cb0",
+	} {
+		if got := fmt.Sprintf("%x", sha256.Sum256(dataset(t, name))); got != want {
+			t.Errorf("%s: SHA-256 %s, want %s", name, got, want)
+		}
+	}
 }
 
 type example struct {
@@ -29,12 +61,7 @@ type example struct {
 
 func readCSV(t testing.TB, name, target string) []example {
 	t.Helper()
-	f, err := os.Open(datasetPath(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
+	rows, err := csv.NewReader(bytes.NewReader(dataset(t, name))).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 	if s.hist != nil {
 		sc.fields = append(sc.fields[:0], fields...)
 		sc.key = features.EntityKey(s.keyField, fields, key, sc.key)
-		sc.fields = s.hist.Derive(sc.key, time.Now(), fields, sc.fields) // a prediction is an event happening now
+		sc.fields = s.hist.Derive(sc.key, s.hist.Now(), fields, sc.fields) // a prediction is an event happening now, by the history's clock
 		fields = sc.fields
 	}
 	return s.score(sc, fields)

@@ -1,3 +1,11 @@
+//go:build processtests
+
+// The process-level tests run real eddy processes and take minutes, so they
+// are built only with the processtests tag (as .ci/run does) instead of
+// skipping in every ordinary run:
+//
+//	go test -tags processtests ./cmd/eddy -run 'CrashHarness|RebalanceAfterAnInstanceIsKilled' -v
+
 package main
 
 import (
@@ -33,16 +41,16 @@ import (
 // weights are bitwise those of an uninterrupted run over the same events.
 //
 // It runs real processes (the eddy binary, built once, as broker and as
-// service) and takes a minute, so it is off by default:
+// service) and takes a minute, so it is built only with the processtests tag:
 //
-//	EDDY_CRASH_KILLS=20 go test ./cmd/eddy -run CrashHarness -v
+//	go test -tags processtests ./cmd/eddy -run CrashHarness -v
 //
-// EDDY_CRASH_EVENTS (default 40000) and EDDY_CRASH_SEED (default 1) vary it.
-// .ci/run runs it with 20 kills.
+// EDDY_CRASH_KILLS (default 20), EDDY_CRASH_EVENTS (default 40000) and
+// EDDY_CRASH_SEED (default 1) vary it.
 func TestCrashHarness(t *testing.T) {
-	kills := envInt(t, "EDDY_CRASH_KILLS", 0)
-	if kills == 0 {
-		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the crash harness")
+	kills := envInt(t, "EDDY_CRASH_KILLS", 20)
+	if kills < 1 {
+		t.Fatalf("EDDY_CRASH_KILLS=%d: want at least one kill", kills)
 	}
 	events := envInt(t, "EDDY_CRASH_EVENTS", 40000)
 	rng := rand.New(rand.NewPCG(uint64(envInt(t, "EDDY_CRASH_SEED", 1)), 9))
@@ -275,12 +283,9 @@ func (p *pacedProducer) wait(t *testing.T) int {
 // consumer group over a 2-partition topic, kills one with SIGKILL mid-stream,
 // and checks that the survivor takes over its partitions where the dead one's
 // last checkpoint ended (through the offsets it committed to Kafka): the two
-// stored models together learned every event exactly once. Gated like the
-// crash harness (EDDY_CRASH_KILLS > 0).
+// stored models together learned every event exactly once. Built with the
+// processtests tag, like the crash harness.
 func TestRebalanceAfterAnInstanceIsKilled(t *testing.T) {
-	if envInt(t, "EDDY_CRASH_KILLS", 0) == 0 {
-		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the process-level tests")
-	}
 	const events = 20000
 	bin := filepath.Join(t.TempDir(), "eddy")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -338,11 +343,9 @@ func TestRebalanceAfterAnInstanceIsKilled(t *testing.T) {
 // checkpoint's events per kill. (The slow-checkpoint rebalance race it also
 // guards is reproduced deterministically by the stream package's ledger
 // test; on this machine's fast disk this test passed before that fix too.)
-// Gated like the crash harness (EDDY_CRASH_KILLS > 0).
+// Built with the crash harness (-tags processtests); EDDY_CHURN_EVENTS
+// (default 30000) and EDDY_CRASH_SEED vary it.
 func TestThreeInstancesUnderKillChurnStoreEveryEventOnce(t *testing.T) {
-	if envInt(t, "EDDY_CRASH_KILLS", 0) == 0 {
-		t.Skip("set EDDY_CRASH_KILLS (e.g. 20) to run the process-level tests")
-	}
 	events := envInt(t, "EDDY_CHURN_EVENTS", 30000)
 	const checkpointEvery = 200
 	rng := rand.New(rand.NewPCG(uint64(envInt(t, "EDDY_CRASH_SEED", 1)), 11))

@@ -219,6 +219,31 @@ func TestEvaluateTakesTheNamedModelOfTheConfig(t *testing.T) {
 	}
 }
 
+// TestEvaluateScoresTheExamplePipelinesAsDocumented checks the figures of
+// README.md and BENCHMARKS.md ("Entity history") for the example pipelines
+// of .deploy/examples on the shipped elec2 and weather data sets, and for
+// plain logistic regression on weather.
+func TestEvaluateScoresTheExamplePipelinesAsDocumented(t *testing.T) {
+	examples := filepath.Join("..", "..", ".deploy", "examples")
+	for _, tc := range []struct {
+		name     string
+		file     string
+		args     []string
+		accuracy float64 // as documented, to a hundredth of a percent
+	}{
+		{"elec2 with .deploy/examples/elec2.yaml", "elec2.csv", []string{"--target", "up", "--config", filepath.Join(examples, "elec2.yaml")}, 0.9136},
+		{"weather, plain logistic regression", "weather.csv", []string{"--target", "rain"}, 0.7679},
+		{"weather with .deploy/examples/weather.yaml", "weather.csv", []string{"--target", "rain", "--config", filepath.Join(examples, "weather.yaml")}, 0.7788},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := evaluateJSON(t, append([]string{"--file", datasetPath(t, tc.file)}, tc.args...)...)
+			if got, ok := out["accuracy"].(float64); !ok || math.Abs(got-tc.accuracy) > 0.0001 {
+				t.Errorf("accuracy %v, documented %.4f (±0.0001)", out["accuracy"], tc.accuracy)
+			}
+		})
+	}
+}
+
 func TestEvaluateStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -254,11 +279,7 @@ func TestEvaluateReadsCellsAsProduceSendsThem(t *testing.T) {
 // BenchmarkEvaluateElec2 is the acceptance figure: elec2.csv (45,312 rows)
 // end to end, well under a second.
 func BenchmarkEvaluateElec2(b *testing.B) {
-	path := filepath.Join("..", "..", "..", "shared", "datasets", "elec2.csv")
-	if _, err := os.Stat(path); err != nil {
-		b.Skipf("data set not available: %v", err)
-	}
-	o := evaluateOptions{file: path, target: "up", model: learner.ModelConfig{Name: "elec2", Optimizer: learner.OptimizerConfig{LR: 0.005}}}
+	o := evaluateOptions{file: datasetPath(b, "elec2.csv"), target: "up", model: learner.ModelConfig{Name: "elec2", Optimizer: learner.OptimizerConfig{LR: 0.005}}}
 	b.ReportAllocs()
 	var rows int
 	start := time.Now()

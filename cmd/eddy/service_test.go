@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,11 +103,41 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func datasetPath(t *testing.T, name string) string {
+// datasetPath returns the path of a data set shipped with the repository:
+// "drift/NAME" is one of drift/testdata's streams, any other name one of
+// learner/testdata's gzipped CSV files, decompressed into a temporary
+// directory (produce and evaluate read plain files). See the README of
+// each testdata folder.
+func datasetPath(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "datasets", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("data set %s not available: %v", name, err)
+	if stream, ok := strings.CutPrefix(name, "drift/"); ok {
+		p := filepath.Join("..", "..", "drift", "testdata", stream)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("drift stream %s: %v (it ships in drift/testdata)", stream, err)
+		}
+		return p
+	}
+	src := filepath.Join("..", "..", "learner", "testdata", name+".gz")
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatalf("data set %s: %v (it ships in learner/testdata)", name, err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	out, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, zr); err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
