@@ -386,7 +386,7 @@ func TestSnapshotsStoredByAnOlderEddyAreListedAndItsMonitorLoads(t *testing.T) {
 	}
 }
 
-func TestPeriodicPromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T) {
+func TestRoutinePromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T) {
 	t.Parallel()
 	store, _ := openTestStore(t, t.TempDir())
 	cfg := fraudConfig
@@ -397,7 +397,11 @@ func TestPeriodicPromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T)
 		t.Fatal(err)
 	}
 	tickingClock(e)
-	promoteEvery(t, e, 50)
+	promoteEvery(t, e, 40)
+	for range 10 { // as a model with a drift detector whose live model keeps beating the champion
+		e.pendings[e.models[0]] = ReasonChallenger
+		promoteEvery(t, e, 1)
+	}
 	if _, err := runCommand(t, e, func(ctx context.Context) (uint64, error) { return e.Rollback(ctx, "fraud") }); err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +416,6 @@ func TestPeriodicPromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T)
 		}
 	}
 	if len(lines) != 3 || !strings.Contains(lines[0], "reason=initial") || !strings.Contains(lines[1], "pinned") || !strings.Contains(lines[2], "released") {
-		t.Fatalf("55 promotions, a rollback and a release logged %d lines at info, want 3 (the first promotion, the pin, the release):\n%s", len(lines), strings.Join(lines, ""))
+		t.Fatalf("55 periodic and challenger promotions, a rollback and a release logged %d lines at info, want 3 (the first promotion, the pin, the release):\n%s", len(lines), strings.Join(lines, ""))
 	}
 }

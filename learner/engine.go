@@ -522,8 +522,10 @@ func (e *Engine) promotions(now time.Time, periodic bool) map[*Model]string {
 
 // champion makes a durable snapshot the champion and publishes it, unless
 // an operator pinned the champion: then the snapshot stays stored, unserved.
-// Periodic promotions are routine and logged at debug level; the others
-// change what the model is and are logged at info.
+// Periodic and challenger promotions serve a newer snapshot of the same
+// live model, routinely (every promote interval in the demo), so they are
+// logged at debug level; the others change what serves and are logged at
+// info.
 func (e *Engine) champion(s *Snapshot, now time.Time) {
 	m := e.model(s.model)
 	delete(e.pendings, m)
@@ -540,7 +542,7 @@ func (e *Engine) champion(s *Snapshot, now time.Time) {
 	m.mon.setChampion(s, s.reason == ReasonChallenger || s.reason == ReasonPeriodic)
 	e.metrics.promotions.WithLabelValues(s.model, s.reason).Inc()
 	level := slog.LevelInfo
-	if s.reason == ReasonPeriodic {
+	if s.reason == ReasonPeriodic || s.reason == ReasonChallenger {
 		level = slog.LevelDebug
 	}
 	e.log.Log(context.Background(), level, "snapshot promoted", "model", s.model, "version", s.version, "reason", s.reason, "learned", s.learned)
