@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
@@ -166,5 +169,140 @@ func TestARollbackOverGRPCHoldsThroughPromotionsAndARestartUntilReleased(t *test
 	})
 	if list := second.list(t); list.GetPinned() {
 		t.Fatalf("after the release ListSnapshots still says pinned: %v", list)
+	}
+}
+
+// versionIn returns N from the first "vN" word after prefix in out.
+func versionIn(t *testing.T, out, prefix string) uint64 {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, prefix)
+	var v uint64
+	if !ok {
+		t.Fatalf("no %q in:\n%s", prefix, out)
+	}
+	if _, err := fmt.Sscanf(rest, "v%d", &v); err != nil {
+		t.Fatalf("no version after %q in:\n%s", prefix, out)
+	}
+	return v
+}
+
+// rowOf returns the table row of version v in the output of eddy snapshots.
+func rowOf(t *testing.T, out string, v uint64) string {
+	t.Helper()
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, fmt.Sprintf("v%d ", v)) {
+			return strings.TrimSpace(line)
+		}
+	}
+	t.Fatalf("no row for v%d in:\n%s", v, out)
+	return ""
+}
+
+func TestOperatorCommandsListPinAndReleaseThroughTheCLI(t *testing.T) {
+	broker := startBroker(t)
+	certFile, keyFile, _ := selfSigned(t)
+	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
+	o.tlsCert, o.tlsKey, o.adminToken = certFile, keyFile, "s3cret"
+	svc := startTestService(t, o)
+	keepProducing(t, broker, "events")
+	waitFor(t, 60*time.Second, "three versions", func() bool {
+		infos, err := svc.engine.Snapshots("sea")
+		return err == nil && len(infos) >= 3
+	})
+	env := map[string]string{"EDDY_ADMIN_TOKEN": "s3cret"}
+	conn := []string{"--model", "sea", "--addr", svc.grpcAddr(), "--tls-ca", certFile}
+	eddy := func(env map[string]string, args ...string) (string, error) {
+		t.Helper()
+		out, _, err := runCLI(t, env, append(args, conn...)...)
+		return out, err
+	}
+
+	out, err := eddy(env, "snapshots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, column := range []string{"VERSION", "CREATED (UTC)", "AGE", "REASON", "LEARNED", "ACCURACY", "LOG_LOSS", "ROLLING", "STATUS", "initial", "periodic"} {
+		if !strings.Contains(out, column) {
+			t.Errorf("eddy snapshots shows no %q:\n%s", column, out)
+		}
+	}
+	serving := versionIn(t, out, "model sea: ")
+	if !strings.Contains(out, "chosen by automatic promotion") || !strings.HasSuffix(rowOf(t, out, serving), "serving") {
+		t.Fatalf("eddy snapshots does not mark v%d as served by automatic promotion:\n%s", serving, out)
+	}
+
+	out, err = eddy(env, "rollback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := versionIn(t, out, "model sea: ")
+	if !strings.Contains(out, "pinned") || pinned >= serving {
+		t.Fatalf("eddy rollback from v%d printed:\n%s", serving, out)
+	}
+	waitFor(t, 30*time.Second, "newer versions", func() bool {
+		infos, err := svc.engine.Snapshots("sea")
+		return err == nil && infos[len(infos)-1].Version > serving+2
+	})
+	out, err = eddy(env, "snapshots", "--limit", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, fmt.Sprintf("v%d serves, pinned by an operator", pinned)) || !strings.HasSuffix(rowOf(t, out, pinned), "serving, pinned") ||
+		!strings.Contains(out, "--limit 0 shows all") || strings.Count(out, "\nv") != 3 {
+		t.Fatalf("eddy snapshots --limit 2 after a rollback to v%d shows no pinned v%d beside the newest two:\n%s", pinned, pinned, out)
+	}
+
+	out, err = eddy(env, "promote", "--version", fmt.Sprint(serving))
+	if err != nil || versionIn(t, out, "model sea: ") != serving || !strings.Contains(out, "pinned") {
+		t.Fatalf("eddy promote --version %d: %v\n%s", serving, err, out)
+	}
+	out, err = eddy(env, "release")
+	if err != nil || versionIn(t, out, "model sea: ") <= serving || !strings.Contains(out, "automatic promotion chooses") {
+		t.Fatalf("eddy release: %v\n%s", err, out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no token", nil, []string{"snapshots"}, "Unauthenticated"},
+		{"a version never stored", env, []string{"promote", "--version", "999999"}, "NotFound"},
+	} {
+		if _, err := eddy(tc.env, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	if _, _, err := runCLI(t, env, "rollback", "--addr", svc.grpcAddr()); err == nil || !strings.Contains(err.Error(), "--model is required") {
+		t.Errorf("rollback without --model: %v", err)
+	}
+}
+
+func TestTheSnapshotsTableShowsWhatServesAndWhatIsPinned(t *testing.T) {
+	now := time.Date(2026, 11, 20, 11, 0, 0, 0, time.UTC)
+	info := func(v uint64, ago time.Duration, reason string, learned uint64, acc float64, serving, pinned bool) *eddyv1.SnapshotInfo {
+		return &eddyv1.SnapshotInfo{Version: v, Created: timestamppb.New(now.Add(-ago)), Reason: reason, Learned: learned,
+			Metrics: map[string]float64{"n": float64(learned), "accuracy": acc, "log_loss": 0.3, "rolling": acc + 0.01}, Serving: serving, Pinned: pinned}
+	}
+	list := &eddyv1.ListSnapshotsResponse{ServingVersion: 2, Pinned: true, Snapshots: []*eddyv1.SnapshotInfo{
+		info(1, 62*time.Minute, "initial", 1000, 0.81, false, false),
+		info(2, 61*time.Minute+30*time.Second, "periodic", 2000, 0.8512, true, true),
+		info(3, 90*time.Second, "drift", 3000, 0.86, false, false),
+		info(4, 3*time.Second, "periodic", 4000, 0.87, false, false),
+	}}
+	var out strings.Builder
+	if err := printSnapshots(&out, "sea", list, 2, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `model sea: v2 serves, pinned by an operator ("eddy release --model sea" resumes automatic promotion)
+4 snapshots stored; the newest 2 shown (--limit 0 shows all)
+VERSION  CREATED (UTC)        AGE    REASON    LEARNED  ACCURACY  LOG_LOSS  ROLLING  STATUS
+v2       2026-11-20 09:58:30  1h1m   periodic  2000     0.8512    0.3000    0.8612   serving, pinned
+v3       2026-11-20 10:58:30  1m30s  drift     3000     0.8600    0.3000    0.8700
+v4       2026-11-20 10:59:57  3s     periodic  4000     0.8700    0.3000    0.8800
+`
+	if out.String() != want {
+		t.Fatalf("eddy snapshots printed\n%s\nwant\n%s", out.String(), want)
 	}
 }
