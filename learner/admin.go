@@ -167,17 +167,20 @@ func (e *Engine) runCommand(m *Model, req adminRequest) error {
 	return e.pin(m, req.version, ReasonManual)
 }
 
-// pin makes a stored version m's champion until released.
+// pin makes a stored version m's champion until released. Pinning the
+// champion itself keeps its detector and comparisons running.
 func (e *Engine) pin(m *Model, version uint64, reason string) error {
-	snap, err := e.Snapshot(m.cfg.Name, version)
-	if err != nil {
-		return err
-	}
 	from := uint64(0)
 	if m.mon.champion != nil {
 		from = m.mon.champion.version
 	}
-	m.mon.setChampion(snap, false)
+	if version != from {
+		snap, err := e.Snapshot(m.cfg.Name, version)
+		if err != nil {
+			return err
+		}
+		m.mon.setChampion(snap, false)
+	}
 	m.mon.pinned = true
 	e.metrics.promotions.WithLabelValues(m.cfg.Name, reason).Inc()
 	e.log.Info("champion pinned by an operator; automatic promotion paused until release", "model", m.cfg.Name,
