@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -304,5 +307,26 @@ v4       2026-11-20 10:59:57  3s     periodic  4000     0.8700    0.3000    0.88
 `
 	if out.String() != want {
 		t.Fatalf("eddy snapshots printed\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.yaml")
+	if err := os.WriteFile(path, []byte("models:\n  - name: a\nretain_for: 24h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var o serveOptions
+	env := &environment{getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}
+	fs := newFlagSet(env, "serve", serveUsage)
+	o.register(fs)
+	if err := parseFlags(fs, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != learner.DefaultRetainFor {
+		t.Fatalf("without a config file retain_for = %v, %v; want the flag's default %v", cfg.RetainFor, err, learner.DefaultRetainFor)
+	}
+	o.configFile = path
+	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != 24*time.Hour {
+		t.Fatalf("retain_for from the config file = %v, %v; want 24h", cfg.RetainFor, err)
 	}
 }
