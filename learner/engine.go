@@ -419,7 +419,8 @@ func (e *Engine) detected(m *Model) {
 // and the given next offsets (which must reflect exactly the events processed
 // so far). If the promotion policy says so, it also creates a snapshot of
 // each model that learned since its last one, and publishes it once durable.
-// When nothing changed and no promotion is due, it writes nothing, so
+// Admin commands waiting (see Wake) run first and are answered once the
+// batch that stores them is durable. When nothing changed and no promotion is due, it writes nothing, so
 // callers may call it on every tick. An error means the stored state is the
 // previous checkpoint; the Engine's
 // in-memory state is ahead of it, so the caller must stop and restart from
