@@ -21,30 +21,36 @@ type SnapshotInfo struct {
 	Reason  string
 	Learned uint64
 	Metrics Metrics
+	// Pinned is true for the champion an operator chose (Promote,
+	// Rollback): it serves until Release, whatever automatic promotion
+	// decides meanwhile.
+	Pinned bool
 }
 
 // Snapshots lists the stored snapshots of a model, oldest first. It reads
-// the store only and is safe to call from any goroutine.
+// one point-in-time view of the store (so it never fails or mixes states
+// while checkpoints promote and retire snapshots), reads no weights, and is
+// safe to call from any goroutine. What it shows is durable: admin commands
+// answer only once stored.
 func (e *Engine) Snapshots(model string) ([]SnapshotInfo, error) {
-	versions, err := e.store.SnapshotVersions(model)
-	if err != nil {
-		return nil, err
-	}
-	var out []SnapshotInfo
-	for _, v := range versions {
-		s, err := e.Snapshot(model, v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, SnapshotInfo{Version: v, Created: s.created, Reason: s.reason, Learned: s.learned, Metrics: s.metrics})
-	}
-	return out, nil
+	return e.store.snapshotInfos(model)
 }
+
+// adminOp is what an admin command does.
+type adminOp uint8
+
+const (
+	opPromote  adminOp = iota // pin a stored version
+	opRollback                // pin the version before the champion
+	opRelease                 // unpin: serve the newest, resume automatic promotion
+)
 
 // adminRequest is a command for the engine's goroutine.
 type adminRequest struct {
+	ctx     context.Context // a request whose context ended before it runs is dropped
+	op      adminOp
 	model   string
-	version uint64 // 0: roll back to the version before the champion
+	version uint64 // opPromote only
 	done    chan adminResult
 }
 
@@ -53,25 +59,49 @@ type adminResult struct {
 	err     error
 }
 
-// Promote makes a stored snapshot the champion of a model and serves it. It
-// may be called from any goroutine: the command runs on the engine's
-// goroutine at its next event or tick (at least once per checkpoint
-// interval), and Promote waits for it or for ctx.
+// adminAnswer is a command that ran and waits for the checkpoint that makes
+// it durable.
+type adminAnswer struct {
+	m    *Model
+	done chan adminResult
+}
+
+// Promote makes a stored snapshot the champion of a model, serves it, and
+// pins it: automatic promotion keeps creating snapshots but serves none of
+// them until Release. It returns the served version.
+//
+// Promote may be called from any goroutine: the command runs on the engine's
+// goroutine at its next event, tick or wake-up (see Wake) and Promote
+// returns once a checkpoint has made it durable and the version serves, or
+// when ctx is done. A command whose ctx is done before the engine's
+// goroutine picks it up is never run.
 func (e *Engine) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
 	if version == 0 {
 		return 0, fmt.Errorf("%w: version 0", ErrSnapshotNotFound)
 	}
-	return e.request(ctx, model, version)
+	return e.request(ctx, adminRequest{op: opPromote, model: model, version: version})
 }
 
 // Rollback makes the stored snapshot before the current champion the
-// champion. Like Promote, it may be called from any goroutine.
+// champion and pins it, like Promote (from a pinned champion it goes back
+// one more). ErrNoPreviousVersion if none is stored.
 func (e *Engine) Rollback(ctx context.Context, model string) (uint64, error) {
-	return e.request(ctx, model, 0)
+	return e.request(ctx, adminRequest{op: opRollback, model: model})
 }
 
-func (e *Engine) request(ctx context.Context, model string, version uint64) (uint64, error) {
-	req := adminRequest{model: model, version: version, done: make(chan adminResult, 1)}
+// Release ends a pin: the newest stored snapshot serves at once (the one
+// automatic promotion would be serving had there been no pin) and automatic
+// promotion resumes. Releasing an unpinned model changes nothing. It
+// returns the served version and runs like Promote.
+func (e *Engine) Release(ctx context.Context, model string) (uint64, error) {
+	return e.request(ctx, adminRequest{op: opRelease, model: model})
+}
+
+func (e *Engine) request(ctx context.Context, req adminRequest) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	req.ctx, req.done = ctx, make(chan adminResult, 1)
 	select {
 	case e.admin <- req:
 	case <-ctx.Done():
@@ -91,64 +121,111 @@ func (e *Engine) request(ctx context.Context, model string, version uint64) (uin
 
 // Wake returns a channel that receives a value when an admin command waits
 // for the engine's goroutine; the consumer then calls Checkpoint (which runs
-// it) without waiting for an event or a tick.
+// it and makes it durable) without waiting for an event or a tick.
 func (e *Engine) Wake() <-chan struct{} { return e.wake }
 
-// runAdmin executes queued admin commands; engine goroutine only.
+// runAdmin executes queued admin commands; engine goroutine only. A command
+// that fails is answered at once; one that changed something is answered by
+// answerAdmin after the checkpoint that stores it.
 func (e *Engine) runAdmin() {
 	for {
 		select {
 		case req := <-e.admin:
-			v, err := e.promoteStored(req.model, req.version)
-			req.done <- adminResult{v, err}
+			if err := req.ctx.Err(); err != nil {
+				req.done <- adminResult{err: err} // its caller is gone: never run it
+				continue
+			}
+			m := e.model(req.model)
+			if m == nil {
+				req.done <- adminResult{err: fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, req.model)}
+				continue
+			}
+			if err := e.runCommand(m, req); err != nil {
+				req.done <- adminResult{err: err}
+				continue
+			}
+			e.dirty = true
+			e.answers = append(e.answers, adminAnswer{m: m, done: req.done})
 		default:
 			return
 		}
 	}
 }
 
-// promoteStored makes a stored version (or, for version 0, the one before
-// the champion) the champion. The choice is stored at the next checkpoint;
-// the engine marks itself dirty so that one happens.
-func (e *Engine) promoteStored(model string, version uint64) (uint64, error) {
-	var m *Model
-	for _, candidate := range e.models {
-		if candidate.cfg.Name == model {
-			m = candidate
-		}
-	}
-	if m == nil {
-		return 0, fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, model)
-	}
-	reason := ReasonManual
-	if version == 0 {
-		reason = ReasonRollback
-		if m.mon.champion == nil {
-			return 0, fmt.Errorf("%w: model %s serves no snapshot", ErrNoPreviousVersion, model)
-		}
-		versions, err := e.store.SnapshotVersions(model)
+// runCommand applies one admin command to m's monitor.
+func (e *Engine) runCommand(m *Model, req adminRequest) error {
+	switch req.op {
+	case opRelease:
+		return e.release(m)
+	case opRollback:
+		version, err := e.previousVersion(m)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		for _, v := range versions {
-			if v < m.mon.champion.version {
-				version = v
-			}
-		}
-		if version == 0 {
-			return 0, fmt.Errorf("%w: model %s serves version %d, the oldest kept", ErrNoPreviousVersion, model, m.mon.champion.version)
-		}
+		return e.pin(m, version, ReasonRollback)
 	}
-	snap, err := e.Snapshot(model, version)
-	if err != nil {
-		return 0, err
+	return e.pin(m, req.version, ReasonManual)
+}
+
+// pin makes a stored version m's champion until released. Pinning the
+// champion itself keeps its detector and comparisons running.
+func (e *Engine) pin(m *Model, version uint64, reason string) error {
+	from := uint64(0)
+	if m.mon.champion != nil {
+		from = m.mon.champion.version
 	}
-	m.mon.setChampion(snap, false)
-	e.dirty = true
-	e.metrics.promotions.WithLabelValues(model, reason).Inc()
-	e.log.Info("snapshot promoted by admin", "model", model, "version", version, "reason", reason)
-	e.publish(snap)
-	return version, nil
+	if version != from {
+		snap, err := e.Snapshot(m.cfg.Name, version)
+		if err != nil {
+			return err
+		}
+		m.mon.setChampion(snap, false)
+	}
+	m.mon.pinned = true
+	e.metrics.promotions.WithLabelValues(m.cfg.Name, reason).Inc()
+	e.log.Info("champion pinned by an operator; automatic promotion paused until release", "model", m.cfg.Name,
+		"version", version, "previous", from, "reason", reason, "newest", m.version)
+	return nil
+}
+
+// release ends m's pin and serves its newest snapshot.
+func (e *Engine) release(m *Model) error {
+	if !m.mon.pinned {
+		return nil
+	}
+	from := m.mon.champion.version
+	if m.version != from {
+		snap, err := e.Snapshot(m.cfg.Name, m.version)
+		if err != nil {
+			return err
+		}
+		m.mon.setChampion(snap, false)
+		e.metrics.promotions.WithLabelValues(m.cfg.Name, ReasonRelease).Inc()
+	}
+	m.mon.pinned = false
+	e.log.Info("champion released by an operator; automatic promotion resumes", "model", m.cfg.Name,
+		"version", m.mon.champion.version, "previous", from)
+	return nil
+}
+
+// answerAdmin answers the commands run since the last checkpoint once err,
+// that checkpoint's outcome, is known: on success each model's champion is
+// published (after any automatic promotion, so the final choice serves)
+// and the served version returned.
+func (e *Engine) answerAdmin(err error) {
+	published := make(map[*Model]bool)
+	for _, a := range e.answers {
+		if err != nil {
+			a.done <- adminResult{err: fmt.Errorf("learner: admin command not stored: %w", err)}
+			continue
+		}
+		if !published[a.m] {
+			published[a.m] = true
+			e.publish(a.m.mon.champion)
+		}
+		a.done <- adminResult{version: a.m.mon.champion.version}
+	}
+	e.answers = e.answers[:0]
 }
 
 // Detection is a recorded drift detection.

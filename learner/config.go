@@ -137,7 +137,14 @@ const (
 	DefaultMaxClasses      = 64
 	DefaultPromoteInterval = 5 * time.Second
 	DefaultRetain          = 10
+	DefaultRetainFor       = time.Hour
 	DefaultRollingWindow   = 1000
+
+	// MaxRetained bounds the snapshots kept per model whatever Retain and
+	// RetainFor say: beyond it the oldest go first, even within RetainFor
+	// (the served snapshot, pinned or not, stays). At the demo's one
+	// promotion a second it is over an hour of history.
+	MaxRetained = 5000
 )
 
 var modelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -259,8 +266,16 @@ type EngineConfig struct {
 	// snapshotted and promoted to serving, if it learned something since.
 	// The default is 5s.
 	PromoteInterval time.Duration `yaml:"promote_interval"`
-	// Retain is how many snapshots per model are kept. The default is 10.
+	// Retain is how many of each model's newest snapshots are kept
+	// whatever their age. The default is 10; at most MaxRetained.
 	Retain int `yaml:"retain_snapshots"`
+	// RetainFor is how long a snapshot is kept whatever the count: a
+	// snapshot is deleted only once it is neither among the newest Retain
+	// nor younger than RetainFor, so an operator can go back RetainFor in
+	// time. The pinned and the served snapshot are never deleted, and no
+	// model keeps more than MaxRetained. The default is 1h; to keep by count
+	// alone, set a tiny duration such as 1ns.
+	RetainFor time.Duration `yaml:"retain_for"`
 	// RollingWindow is the number of recent examples the rolling prequential
 	// metrics cover. The default is 1000.
 	RollingWindow int `yaml:"rolling_window"`
@@ -276,6 +291,9 @@ func (c *EngineConfig) EnsureDefaults() {
 	}
 	if c.Retain == 0 {
 		c.Retain = DefaultRetain
+	}
+	if c.RetainFor == 0 {
+		c.RetainFor = DefaultRetainFor
 	}
 	if c.RollingWindow == 0 {
 		c.RollingWindow = DefaultRollingWindow
@@ -297,8 +315,11 @@ func (c *EngineConfig) Validate() error {
 		}
 		seen[c.Models[i].Name] = true
 	}
-	if c.PromoteInterval < 0 || c.Retain < 0 || c.RollingWindow < 0 {
-		return errors.New("learner: promote_interval, retain_snapshots and rolling_window must not be negative")
+	if c.PromoteInterval < 0 || c.Retain < 0 || c.RetainFor < 0 || c.RollingWindow < 0 {
+		return errors.New("learner: promote_interval, retain_snapshots, retain_for and rolling_window must not be negative")
+	}
+	if c.Retain > MaxRetained {
+		return fmt.Errorf("learner: retain_snapshots %d is above the bound of %d snapshots per model", c.Retain, MaxRetained)
 	}
 	return nil
 }

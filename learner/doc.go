@@ -19,8 +19,18 @@
 // when the promotion policy says so (periodically without a drift detector;
 // with one, when the live model or a post-drift challenger beats the served
 // champion), stores it in the checkpoint batch, and hands it to a publish
-// callback once the batch is durable. Admin commands (Promote, Rollback) may
-// come from any goroutine and run on the engine's.
+// callback once the batch is durable. Retention keeps a snapshot while it is
+// among the newest EngineConfig.Retain or younger than RetainFor, and never
+// more than MaxRetained per model; the served one is never deleted.
+//
+// Admin commands (Promote, Rollback, Release) may come from any goroutine
+// and run on the engine's; one whose context ends before the engine picks
+// it up never runs, and each answers only once a checkpoint has stored it.
+// Promote and Rollback pin the champion: it serves, across restarts, until
+// Release, while automatic promotion keeps creating (but not serving)
+// snapshots. Release serves the newest snapshot and resumes automatic
+// promotion. Snapshots lists snapshot metadata from one point-in-time view
+// of the store without reading weights.
 //
 // Invariants: a model's weights are always finite (a step that would make one
 // NaN or Inf is refused and reported as an invalid example); a snapshot never
@@ -31,5 +41,6 @@
 // An Engine and its Models are owned by one goroutine (the consumer's
 // processing loop): Process and Checkpoint must not be called concurrently.
 // A *Snapshot is immutable and safe for concurrent use by any number of
-// goroutines. A Store is safe for concurrent use.
+// goroutines. A Store is safe for concurrent use. Promote, Rollback, Release,
+// Snapshots and Detections are safe to call from any goroutine.
 package learner

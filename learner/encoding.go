@@ -233,8 +233,14 @@ type snapshotMeta struct {
 	reason  string
 }
 
+// snapshotVersion is the first byte of an encoded snapshot, the envelope
+// around a model state (which carries its own version). Layout: version u8 |
+// created (Unix nanoseconds, varint) | reason string | model state. Versions
+// 1 and 2 share this layout: the byte used to repeat the state's version.
+const snapshotVersion = 2
+
 func appendSnapshot(dst []byte, meta snapshotMeta, m *Model) []byte {
-	dst = append(dst, stateVersion)
+	dst = append(dst, snapshotVersion)
 	dst = binary.AppendVarint(dst, meta.created.UnixNano())
 	dst = appendString(dst, meta.reason)
 	return m.appendState(dst)
@@ -242,7 +248,7 @@ func appendSnapshot(dst []byte, meta snapshotMeta, m *Model) []byte {
 
 func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error) {
 	r := reader{buf: data}
-	if v := r.byte(); r.err == nil && v != stateVersion {
+	if v := r.byte(); r.err == nil && v != 1 && v != 2 {
 		return nil, fmt.Errorf("%w: unknown snapshot version %d", ErrCorrupt, v)
 	}
 	created := r.varint()
@@ -255,6 +261,44 @@ func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error)
 		return nil, err
 	}
 	return newSnapshot(m, snapshotMeta{created: time.Unix(0, created).UTC(), reason: reason}), nil
+}
+
+// snapshotInfoVersion is the first byte of an encoded SnapshotInfo, stored
+// beside each snapshot so that listing snapshots reads no weights. Layout:
+// version u8 | created (Unix nanoseconds, varint) | reason string | learned
+// uvarint | metrics: n uvarint, accuracy, log loss, MAE, RMSE, rolling (8
+// bytes each). Snapshots stored before infos existed get theirs when the
+// Engine opens the store.
+const snapshotInfoVersion = 1
+
+func appendSnapshotInfo(dst []byte, in SnapshotInfo) []byte {
+	dst = append(dst, snapshotInfoVersion)
+	dst = binary.AppendVarint(dst, in.Created.UnixNano())
+	dst = appendString(dst, in.Reason)
+	dst = binary.AppendUvarint(dst, in.Learned)
+	dst = binary.AppendUvarint(dst, in.Metrics.N)
+	for _, x := range []float64{in.Metrics.Accuracy, in.Metrics.LogLoss, in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling} {
+		dst = appendFloat(dst, x)
+	}
+	return dst
+}
+
+func decodeSnapshotInfo(version uint64, data []byte) (SnapshotInfo, error) {
+	r := reader{buf: data}
+	if v := r.byte(); r.err == nil && v != snapshotInfoVersion {
+		return SnapshotInfo{}, fmt.Errorf("%w: unknown snapshot info version %d", ErrCorrupt, v)
+	}
+	in := SnapshotInfo{Version: version}
+	in.Created = time.Unix(0, r.varint()).UTC()
+	in.Reason = r.string()
+	in.Learned = r.uvarint()
+	in.Metrics.N = r.uvarint()
+	in.Metrics.Accuracy, in.Metrics.LogLoss = r.float(), r.float()
+	in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling = r.float(), r.float(), r.float()
+	if r.err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot info of version %d: %w", version, r.err)
+	}
+	return in, nil
 }
 
 // reader decodes the primitives above, remembering the first error.

@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Engine struct {
 	pendings map[*Model]string // promotion reasons decided between checkpoints
 	admin    chan adminRequest // admin commands, run on the engine's goroutine
 	wake     chan struct{}     // signals the consumer that admin commands wait
+	answers  []adminAnswer     // commands run, answered once the next checkpoint is durable
+
+	kept        map[*Model][]keptSnapshot // stored snapshots per model, oldest first
+	maxRetained int                       // MaxRetained; lowered by tests
 }
 
 // position is where the event being processed came from.
@@ -72,10 +77,13 @@ func NewEngine(cfg EngineConfig, store *Store, publish func(*Snapshot), reg prom
 		pendings: make(map[*Model]string),
 		admin:    make(chan adminRequest, 16),
 		wake:     make(chan struct{}, 1),
+		kept:     make(map[*Model][]keptSnapshot),
 		publish:  publish,
 		metrics:  newEngineMetrics(reg),
 		log:      log.With("component", "learner"),
 		now:      time.Now,
+
+		maxRetained: MaxRetained,
 	}
 	for _, mc := range cfg.Models {
 		m, err := e.restore(mc)
@@ -141,7 +149,10 @@ func (e *Engine) restore(mc ModelConfig) (*Model, error) {
 			mon.fresh.hist = m.hist
 		}
 	}
-	e.log.Info("model restored", "model", mc.Name, "learned", m.learned, "newest_version", m.version, "champion", champion)
+	if err := e.loadRetained(m); err != nil {
+		return nil, err
+	}
+	e.log.Info("model restored", "model", mc.Name, "learned", m.learned, "newest_version", m.version, "champion", champion, "pinned", mon.pinned)
 	if m.version > 0 {
 		newest, err := e.Snapshot(mc.Name, m.version)
 		if err != nil {
@@ -408,13 +419,15 @@ func (e *Engine) detected(m *Model) {
 // and the given next offsets (which must reflect exactly the events processed
 // so far). If the promotion policy says so, it also creates a snapshot of
 // each model that learned since its last one, and publishes it once durable.
-// When nothing changed and no promotion is due, it writes nothing, so
+// Admin commands waiting (see Wake) run first and are answered once the
+// batch that stores them is durable. When nothing changed and no promotion is due, it writes nothing, so
 // callers may call it on every tick. An error means the stored state is the
 // previous checkpoint; the Engine's
 // in-memory state is ahead of it, so the caller must stop and restart from
 // the store.
-func (e *Engine) Checkpoint(offsets []Offset) error {
+func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	e.runAdmin()
+	defer func() { e.answerAdmin(err) }()
 	start := e.now()
 	periodic := e.promotionDue(start)
 	reasons := e.promotions(start, periodic)
@@ -508,32 +521,53 @@ func (e *Engine) promotions(now time.Time, periodic bool) map[*Model]string {
 	return reasons
 }
 
-// champion makes a durable snapshot the champion and publishes it.
+// champion makes a durable snapshot the champion and publishes it, unless
+// an operator pinned the champion: then the snapshot stays stored, unserved.
+// Periodic and challenger promotions serve a newer snapshot of the same
+// live model, routinely (every promote interval in the demo), so they are
+// logged at debug level; the others change what serves and are logged at
+// info.
 func (e *Engine) champion(s *Snapshot, now time.Time) {
-	var m *Model
-	for _, candidate := range e.models {
-		if candidate.cfg.Name == s.model {
-			m = candidate
-		}
-	}
+	m := e.model(s.model)
 	delete(e.pendings, m)
+	if m.mon.pinned {
+		m.mon.lastDetection = time.Time{} // nothing is served for this detection
+		e.log.Debug("snapshot stored, not served: the champion is pinned", "model", s.model, "version", s.version,
+			"reason", s.reason, "champion", m.mon.champion.version)
+		return
+	}
 	if s.reason == ReasonDrift && !m.mon.lastDetection.IsZero() {
 		e.metrics.detectionToServing.WithLabelValues(s.model).Observe(now.Sub(m.mon.lastDetection).Seconds())
 		m.mon.lastDetection = time.Time{}
 	}
 	m.mon.setChampion(s, s.reason == ReasonChallenger || s.reason == ReasonPeriodic)
 	e.metrics.promotions.WithLabelValues(s.model, s.reason).Inc()
-	e.log.Info("snapshot promoted", "model", s.model, "version", s.version, "reason", s.reason, "learned", s.learned)
+	level := slog.LevelInfo
+	if s.reason == ReasonPeriodic || s.reason == ReasonChallenger {
+		level = slog.LevelDebug
+	}
+	e.log.Log(context.Background(), level, "snapshot promoted", "model", s.model, "version", s.version, "reason", s.reason, "learned", s.learned)
 	e.publish(s)
 }
 
+// model returns the model named name, or nil.
+func (e *Engine) model(name string) *Model {
+	for _, m := range e.models {
+		if m.cfg.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
 // writeMonitor adds m's monitor and its new detection records to batch.
-// snaps are the snapshots this checkpoint promotes: the stored champion
-// version must be theirs, since they are published once the batch commits.
+// snaps are the snapshots this checkpoint creates: unless the champion is
+// pinned, the stored champion version must be theirs, since they are
+// published once the batch commits.
 func (e *Engine) writeMonitor(batch *pebble.Batch, m *Model, snaps []*Snapshot) error {
 	saved := m.mon.champion
 	for _, s := range snaps {
-		if s.model == m.cfg.Name {
+		if s.model == m.cfg.Name && !m.mon.pinned {
 			m.mon.champion = s
 		}
 	}
@@ -566,22 +600,24 @@ func (e *Engine) promotionDue(now time.Time) bool {
 	return now.Sub(e.promoted) >= e.cfg.PromoteInterval
 }
 
-// addSnapshot bumps m's version and adds its snapshot to batch, deleting
-// versions beyond the retention.
+// addSnapshot bumps m's version and adds its snapshot and the snapshot's
+// info to batch, deleting versions retention no longer keeps.
 func (e *Engine) addSnapshot(batch *pebble.Batch, m *Model, now time.Time, reason string) (*Snapshot, error) {
 	m.version++
 	meta := snapshotMeta{created: now.UTC(), reason: reason}
 	if err := batch.Set(snapshotKey(m.cfg.Name, m.version), appendSnapshot(nil, meta, m), nil); err != nil {
 		return nil, fmt.Errorf("learner: snapshot: %w", err)
 	}
-	if m.version > uint64(e.cfg.Retain) {
-		oldest := m.version - uint64(e.cfg.Retain)
-		if err := batch.DeleteRange(snapshotKey(m.cfg.Name, 0), snapshotKey(m.cfg.Name, oldest+1), nil); err != nil {
-			return nil, fmt.Errorf("learner: snapshot retention: %w", err)
-		}
+	snap := newSnapshot(m, meta)
+	if err := batch.Set(snapshotInfoKey(m.cfg.Name, m.version), appendSnapshotInfo(nil, snap.info()), nil); err != nil {
+		return nil, fmt.Errorf("learner: snapshot: %w", err)
+	}
+	e.kept[m] = append(e.kept[m], keptSnapshot{m.version, meta.created})
+	if err := e.retire(batch, m, now); err != nil {
+		return nil, err
 	}
 	e.snapped[m] = m.learned
-	return newSnapshot(m, meta), nil
+	return snap, nil
 }
 
 // ErrSnapshotNotFound is returned for a snapshot version that is not stored.

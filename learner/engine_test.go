@@ -253,6 +253,7 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 	cfg := fraudConfig
 	cfg.PromoteInterval = time.Nanosecond
 	cfg.Retain = 3
+	cfg.RetainFor = time.Nanosecond // retention by count alone
 	e, reg := newTestEngine(t, store, cfg, rec)
 	tickingClock(e)
 	events := paymentEvents(13, 240)

@@ -74,6 +74,7 @@ const (
 	ReasonDrift      = "drift"      // a post-drift challenger beat the champion
 	ReasonManual     = "manual"     // an admin promoted a stored version
 	ReasonRollback   = "rollback"   // an admin rolled back to the previous version
+	ReasonRelease    = "release"    // an admin released a pin: the newest snapshot serves
 )
 
 // monitor is the champion/challenger state of one model: the champion (the
@@ -85,6 +86,10 @@ type monitor struct {
 	det      drift.Detector // nil: no drift detection
 	champion *Snapshot      // nil until the first promotion
 	champ    prequential    // the champion's prequential metrics
+	// pinned means an operator chose the champion (Promote, Rollback):
+	// automatic promotion keeps creating snapshots but serves none of them
+	// until Release.
+	pinned bool
 
 	live      diffWindow // live model error − champion error
 	fresh     *Model     // post-drift challenger, nil when none
@@ -219,12 +224,17 @@ func (mon *monitor) setChampion(snap *Snapshot, continuation bool) {
 	mon.freshLive.reset()
 }
 
-// monitorVersion is the first byte of an encoded monitor.
-const monitorVersion = 1
+// monitorVersion is the first byte of an encoded monitor. Version 1 had no
+// pinned byte (nothing was pinned) and still loads.
+const monitorVersion = 2
 
-// appendBinary encodes what must survive a restart: the champion's version,
-// its metrics, the detector, the comparison windows and the post-drift
-// challenger (the champion itself is a stored snapshot).
+// appendBinary encodes what must survive a restart: the champion's version
+// and whether it is pinned, its metrics, the detector, the comparison
+// windows and the post-drift challenger (the champion itself is a stored
+// snapshot). Layout: version u8 | champion version uvarint | pinned u8 |
+// champion metrics | detector | detections | last detection | windows |
+// challenger. The header (up to pinned) is read alone when listing
+// snapshots.
 func (mon *monitor) appendBinary(dst []byte) []byte {
 	dst = append(dst, monitorVersion)
 	version := uint64(0)
@@ -232,6 +242,11 @@ func (mon *monitor) appendBinary(dst []byte) []byte {
 		version = mon.champion.version
 	}
 	dst = binary.AppendUvarint(dst, version)
+	pinned := byte(0)
+	if mon.pinned {
+		pinned = 1
+	}
+	dst = append(dst, pinned)
 	dst = mon.champ.appendBinary(dst)
 	if enc, ok := mon.det.(interface{ AppendBinary([]byte) []byte }); ok && mon.det != nil {
 		dst = append(dst, 1)
@@ -291,14 +306,29 @@ func (w *diffWindow) decode(r *reader) {
 	} // else: the window size changed; compare afresh
 }
 
-// decodeMonitor restores mon from data; it returns the champion's version (0:
+// decodeMonitorHeader reads the champion's version (0: none) and whether it
+// is pinned from an encoded monitor, leaving r at the champion's metrics.
+func decodeMonitorHeader(r *reader) (champion uint64, pinned bool, err error) {
+	v := r.byte()
+	if r.err == nil && v != 1 && v != 2 {
+		return 0, false, fmt.Errorf("%w: unknown monitor version %d", ErrCorrupt, v)
+	}
+	champion = r.uvarint()
+	if v >= 2 {
+		pinned = r.byte() == 1
+	}
+	return champion, pinned, r.err
+}
+
+// decode restores mon from data; it returns the champion's version (0:
 // none) for the engine to load.
 func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, error) {
 	r := reader{buf: data}
-	if v := r.byte(); r.err == nil && v != monitorVersion {
-		return 0, fmt.Errorf("%w: unknown monitor version %d", ErrCorrupt, v)
+	version, pinned, err := decodeMonitorHeader(&r)
+	if err != nil {
+		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, err)
 	}
-	version := r.uvarint()
+	mon.pinned = pinned
 	mon.champ.decode(&r)
 	if r.byte() == 1 {
 		enc := r.bytes()

@@ -123,3 +123,8 @@ func (s *Snapshot) score(sc *scoreScratch, fields []features.Field) (float64, in
 
 // TaskName returns "binary", "regression" or "multiclass".
 func (s *Snapshot) TaskName() string { return string(s.task) }
+
+// info describes the snapshot as listings show it.
+func (s *Snapshot) info() SnapshotInfo {
+	return SnapshotInfo{Version: s.version, Created: s.created, Reason: s.reason, Learned: s.learned, Metrics: s.metrics}
+}

@@ -19,7 +19,8 @@ import (
 //	model/<name>                              model state
 //	offset/<topic>/<partition u32 BE>          next offset to consume, u64 BE
 //	snapshot/<name>/<version u64 BE>           snapshot
-//	monitor/<name>                            champion version, drift detector, challengers
+//	snapshot-info/<name>/<version u64 BE>      its SnapshotInfo, to list snapshots without their weights
+//	monitor/<name>                            champion version and pin, drift detector, challengers
 //	detection/<name>/<sequence u64 BE>        one drift detection (time, position, detector state)
 //	history/<name>/<entity key>               one entity's recent values and labels
 //	pending/<name>/<event id>                 an event waiting for its delayed label
@@ -68,6 +69,50 @@ func snapshotPrefix(name string) []byte { return []byte("snapshot/" + name + "/"
 
 func snapshotKey(name string, version uint64) []byte {
 	return binary.BigEndian.AppendUint64(snapshotPrefix(name), version)
+}
+
+func snapshotInfoPrefix(name string) []byte { return []byte("snapshot-info/" + name + "/") }
+
+func snapshotInfoKey(name string, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(snapshotInfoPrefix(name), version)
+}
+
+// snapshotInfos lists the stored snapshots of model, oldest first, marking
+// the pinned one, all read from one point-in-time view of the store: a
+// checkpoint committing meanwhile (a new snapshot, retention deleting old
+// ones, a pin) is seen entirely or not at all. It reads no weights.
+func (s *Store) snapshotInfos(model string) ([]SnapshotInfo, error) {
+	view := s.db.NewSnapshot()
+	defer view.Close()
+	var pinned uint64
+	if v, closer, err := view.Get(monitorKey(model)); err == nil {
+		r := reader{buf: v}
+		champion, isPinned, err := decodeMonitorHeader(&r)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("learner: model %s monitor: %w", model, err)
+		}
+		if isPinned {
+			pinned = champion
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("learner: read %q: %w", monitorKey(model), err)
+	}
+	var infos []SnapshotInfo
+	prefix := snapshotInfoPrefix(model)
+	err := scanRange(view, prefix, prefixEnd(prefix), func(key, value []byte) error {
+		if len(key) != len(prefix)+8 {
+			return fmt.Errorf("%w: snapshot info key %q", ErrCorrupt, key)
+		}
+		in, err := decodeSnapshotInfo(binary.BigEndian.Uint64(key[len(prefix):]), value)
+		if err != nil {
+			return fmt.Errorf("learner: model %s: %w", model, err)
+		}
+		in.Pinned = in.Version == pinned
+		infos = append(infos, in)
+		return nil
+	})
+	return infos, err
 }
 
 // get returns a copy of the value of key, or ok false if it is absent.
@@ -121,10 +166,21 @@ func (s *Store) SnapshotVersions(model string) ([]uint64, error) {
 }
 
 func (s *Store) scan(prefix []byte, fn func(key, value []byte) error) error {
-	upper := append(append([]byte(nil), prefix[:len(prefix)-1]...), prefix[len(prefix)-1]+1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	return scanRange(s.db, prefix, prefixEnd(prefix), fn)
+}
+
+// prefixEnd returns the first key after every key starting with prefix
+// (whose last byte is '/', so it can be incremented).
+func prefixEnd(prefix []byte) []byte {
+	return append(append([]byte(nil), prefix[:len(prefix)-1]...), prefix[len(prefix)-1]+1)
+}
+
+// scanRange calls fn with every key in [lower, upper) of r, in order, with
+// one iterator: fn sees one consistent view.
+func scanRange(r pebble.Reader, lower, upper []byte, fn func(key, value []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return fmt.Errorf("learner: scan %q: %w", prefix, err)
+		return fmt.Errorf("learner: scan %q: %w", lower, err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		if err := fn(it.Key(), it.Value()); err != nil {
@@ -133,7 +189,7 @@ func (s *Store) scan(prefix []byte, fn func(key, value []byte) error) error {
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("learner: scan %q: %w", prefix, err)
+		return fmt.Errorf("learner: scan %q: %w", lower, err)
 	}
 	return nil
 }

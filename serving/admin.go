@@ -12,13 +12,16 @@ import (
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
-// Admin is what the Admin service needs from the rest of eddy: listing and
-// promoting stored snapshots. Implementations wrap ErrNotFound or
-// ErrPrecondition so that callers get the right status code.
+// Admin is what the Admin service needs from the rest of eddy: listing
+// stored snapshots, pinning one to serve (Promote, Rollback; each returns
+// the version serving afterwards) and releasing the pin. Implementations
+// wrap ErrNotFound or ErrPrecondition so that callers get the right status
+// code; any other error is INTERNAL, its text logged and never sent.
 type Admin interface {
 	Snapshots(model string) ([]SnapshotInfo, error)
 	Promote(ctx context.Context, model string, version uint64) (uint64, error)
 	Rollback(ctx context.Context, model string) (uint64, error)
+	Release(ctx context.Context, model string) (uint64, error)
 }
 
 // SnapshotInfo describes a stored snapshot.
@@ -28,6 +31,7 @@ type SnapshotInfo struct {
 	Reason  string
 	Learned uint64
 	Metrics map[string]float64
+	Pinned  bool // an operator pinned it: it serves until released
 }
 
 // Errors an Admin wraps to choose the status code.
@@ -66,14 +70,15 @@ func (a *adminServer) ListSnapshots(ctx context.Context, req *eddyv1.ListSnapsho
 	}
 	infos, err := a.admin.Snapshots(req.GetModel())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, a.statusOf("ListSnapshots", req.GetModel(), err)
 	}
 	resp := &eddyv1.ListSnapshotsResponse{ServingVersion: a.serving(req.GetModel())}
 	for _, in := range infos {
 		resp.Snapshots = append(resp.Snapshots, &eddyv1.SnapshotInfo{
 			Version: in.Version, Created: timestamppb.New(in.Created), Reason: in.Reason, Learned: in.Learned,
-			Metrics: in.Metrics, Serving: in.Version == resp.ServingVersion,
+			Metrics: in.Metrics, Serving: in.Version == resp.ServingVersion, Pinned: in.Pinned,
 		})
+		resp.Pinned = resp.Pinned || in.Pinned && in.Version == resp.ServingVersion
 	}
 	return resp, nil
 }
@@ -82,14 +87,19 @@ func (a *adminServer) Promote(ctx context.Context, req *eddyv1.PromoteRequest) (
 	if err := a.model(req.GetModel()); err != nil {
 		return nil, err
 	}
-	if req.GetVersion() == 0 {
-		return nil, status.Error(codes.InvalidArgument, "version is required (see ListSnapshots)")
+	switch {
+	case req.GetAuto() && req.GetVersion() != 0:
+		return nil, status.Error(codes.InvalidArgument, "auto returns to automatic promotion: give it without a version")
+	case req.GetAuto():
+		return a.release(ctx, req.GetModel())
+	case req.GetVersion() == 0:
+		return nil, status.Error(codes.InvalidArgument, "version is required (see ListSnapshots), or auto to return to automatic promotion")
 	}
 	v, err := a.admin.Promote(ctx, req.GetModel(), req.GetVersion())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, a.statusOf("Promote", req.GetModel(), err)
 	}
-	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v}, nil
+	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v, Pinned: true}, nil
 }
 
 func (a *adminServer) Rollback(ctx context.Context, req *eddyv1.RollbackRequest) (*eddyv1.PromoteResponse, error) {
@@ -98,13 +108,34 @@ func (a *adminServer) Rollback(ctx context.Context, req *eddyv1.RollbackRequest)
 	}
 	v, err := a.admin.Rollback(ctx, req.GetModel())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, a.statusOf("Rollback", req.GetModel(), err)
 	}
-	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v}, nil
+	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v, Pinned: true}, nil
 }
 
-// statusOf converts an Admin error to a gRPC status at this edge.
-func statusOf(err error) error {
+func (a *adminServer) Release(ctx context.Context, req *eddyv1.ReleaseRequest) (*eddyv1.PromoteResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	return a.release(ctx, req.GetModel())
+}
+
+func (a *adminServer) release(ctx context.Context, model string) (*eddyv1.PromoteResponse, error) {
+	v, err := a.admin.Release(ctx, model)
+	if err != nil {
+		return nil, a.statusOf("Release", model, err)
+	}
+	return &eddyv1.PromoteResponse{Model: model, ServingVersion: v}, nil
+}
+
+// internalMessage is all a client learns of an internal error: its text
+// may name keys and paths, so it goes to the server's log only.
+const internalMessage = "internal error; the server log has the details"
+
+// statusOf converts an Admin error of method to a gRPC status at this edge.
+// Not-found and precondition errors are the caller's to fix and keep their
+// message; anything else is logged here, once, and answered generically.
+func (a *adminServer) statusOf(method, model string, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -115,5 +146,6 @@ func statusOf(err error) error {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	}
-	return status.Error(codes.Internal, err.Error())
+	a.s.log.Error("admin request failed", "method", method, "model", model, "err", err)
+	return status.Error(codes.Internal, internalMessage)
 }

@@ -1,6 +1,7 @@
 // Package serving is eddy's gRPC edge: the Inference service (Predict), the
-// Admin service (list, promote, roll back snapshots; optionally behind a
-// token), gRPC health checking, server reflection, optional TLS.
+// Admin service (list snapshots, promote or roll back to one and pin it,
+// release the pin; optionally behind a token), gRPC health checking, server
+// reflection, optional TLS.
 //
 // Each configured model has one published Snapshot, held in an atomic
 // pointer: Publish swaps it (promotion), Predict loads it once per request,
@@ -11,7 +12,9 @@
 //
 // Errors become gRPC status codes here and nowhere else: InvalidArgument for
 // malformed requests (naming the problem), NotFound for unknown models,
-// Unavailable while a model has no snapshot yet.
+// Unavailable while a model has no snapshot yet. Internal errors are logged
+// here, once, and answered with a generic message: their text may name
+// keys and paths.
 //
 // # Concurrency
 //

@@ -81,7 +81,7 @@ func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 		} else {
 			metrics["accuracy"], metrics["log_loss"] = m.Accuracy, m.LogLoss
 		}
-		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metrics})
+		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metrics, Pinned: in.Pinned})
 	}
 	return out, nil
 }
@@ -93,6 +93,11 @@ func (a engineAdmin) Promote(ctx context.Context, model string, version uint64) 
 
 func (a engineAdmin) Rollback(ctx context.Context, model string) (uint64, error) {
 	v, err := a.engine.Rollback(ctx, model)
+	return v, adminError(err)
+}
+
+func (a engineAdmin) Release(ctx context.Context, model string) (uint64, error) {
+	v, err := a.engine.Release(ctx, model)
 	return v, adminError(err)
 }
 

@@ -2,19 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
-	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -52,12 +45,11 @@ func (f featureFlags) Set(s string) error {
 
 func runPredict(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "predict", predictUsage)
-	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of eddy")
+	var client clientFlags
+	client.register(fs)
 	model := fs.String("model", "", "model name (required)")
 	key := fs.String("key", "", "entity key")
 	asJSON := fs.Bool("json", false, "print the response as JSON")
-	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
-	tlsCA := fs.String("tls-ca", "", "PEM certificate(s) to trust: connect over TLS (for serve --tls-cert)")
 	feats := featureFlags{}
 	fs.Var(feats, "feature", "a feature as NAME=VALUE (repeatable)")
 	if err := parseFlags(fs, env, args); err != nil {
@@ -67,24 +59,12 @@ func runPredict(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return errors.New("predict: --model is required")
 	}
-	creds := insecure.NewCredentials()
-	if *tlsCA != "" {
-		pem, err := os.ReadFile(*tlsCA)
-		if err != nil {
-			return fmt.Errorf("predict: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("predict: %s holds no PEM certificate", *tlsCA)
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	conn, err := client.dial()
 	if err != nil {
 		return fmt.Errorf("predict: %w", err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, client.timeout)
 	defer cancel()
 	resp, err := eddyv1.NewInferenceClient(conn).Predict(ctx, &eddyv1.PredictRequest{Model: *model, EntityKey: *key, Features: feats})
 	if err != nil {

@@ -34,6 +34,10 @@ func commands() []command {
 		{"demo", "run the service on the embedded broker and feed it a drifting SEA stream", runDemo},
 		{"produce", "send a CSV or JSON-lines file as events to a Kafka topic", runProduce},
 		{"predict", "ask a running service for a prediction", runPredict},
+		{"snapshots", "list a model's stored snapshots: which serves, which is pinned", runSnapshots},
+		{"promote", "serve a stored snapshot version and pin it until released", runPromote},
+		{"rollback", "serve the snapshot before the serving one and pin it", runRollback},
+		{"release", "end a pin: serve the newest snapshot, resume automatic promotion", runRelease},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},
 		{"bench", "measure end-to-end ingest throughput against the raw Kafka consumer", runBench},
@@ -80,6 +84,7 @@ through the environment as EDDY_<FLAG>, e.g. EDDY_DATA_DIR=/var/lib/eddy.
 Quick start:
   eddy demo                                  # service + built-in drifting stream
   eddy predict --model sea --feature f1=3.2 --feature f2=5.1 --feature f3=0.4
+  eddy snapshots --model sea                 # versions, metrics, which serves
 `)
 }
 

@@ -49,6 +49,7 @@ type serveOptions struct {
 	checkpointInterval time.Duration
 	promoteInterval    time.Duration
 	retainSnapshots    int
+	retainFor          time.Duration
 	sessionTimeout     time.Duration
 
 	model learner.ModelConfig // single model from flags, when no --config
@@ -85,7 +86,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", stream.DefaultCheckpointInterval, "checkpoint at least this often while events flow")
 	fs.DurationVar(&o.promoteInterval, "promote-interval", learner.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
-	fs.IntVar(&o.retainSnapshots, "retain-snapshots", learner.DefaultRetain, "snapshots kept per model (older ones are deleted)")
+	fs.IntVar(&o.retainSnapshots, "retain-snapshots", learner.DefaultRetain, "newest snapshots kept per model whatever their age")
+	fs.DurationVar(&o.retainFor, "retain-for", learner.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", learner.MaxRetained))
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
@@ -118,23 +120,27 @@ type fileConfig struct {
 	Models          []learner.ModelConfig `yaml:"models"`
 	PromoteInterval time.Duration         `yaml:"promote_interval"`
 	RetainSnapshots int                   `yaml:"retain_snapshots"`
+	RetainFor       time.Duration         `yaml:"retain_for"`
 	RollingWindow   int                   `yaml:"rolling_window"`
 }
 
 // engineConfig builds the learner configuration from the options.
 func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
-	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots}
+	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
 	if o.configFile != "" {
 		fc, err := loadConfigFile(o.configFile)
 		if err != nil {
 			return cfg, err
 		}
-		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RollingWindow: fc.RollingWindow}
+		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}
 		if cfg.PromoteInterval == 0 {
 			cfg.PromoteInterval = o.promoteInterval
 		}
 		if cfg.Retain == 0 {
 			cfg.Retain = o.retainSnapshots
+		}
+		if cfg.RetainFor == 0 {
+			cfg.RetainFor = o.retainFor
 		}
 	}
 	cfg.EnsureDefaults()

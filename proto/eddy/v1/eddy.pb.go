@@ -239,7 +239,10 @@ type SnapshotInfo struct {
 	// mae, rmse, rolling).
 	Metrics map[string]float64 `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Whether this version answers predictions now.
-	Serving       bool `protobuf:"varint,6,opt,name=serving,proto3" json:"serving,omitempty"`
+	Serving bool `protobuf:"varint,6,opt,name=serving,proto3" json:"serving,omitempty"`
+	// Whether an operator pinned this version (Promote, Rollback): it serves
+	// until Release, whatever automatic promotion decides.
+	Pinned        bool `protobuf:"varint,7,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,12 +319,22 @@ func (x *SnapshotInfo) GetServing() bool {
 	return false
 }
 
+func (x *SnapshotInfo) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
 type ListSnapshotsResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Snapshots      []*SnapshotInfo        `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	ServingVersion uint64                 `protobuf:"varint,2,opt,name=serving_version,json=servingVersion,proto3" json:"serving_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Whether serving_version is pinned by an operator; false means automatic
+	// promotion chooses what serves.
+	Pinned        bool `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSnapshotsResponse) Reset() {
@@ -368,10 +381,20 @@ func (x *ListSnapshotsResponse) GetServingVersion() uint64 {
 	return 0
 }
 
+func (x *ListSnapshotsResponse) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
 type PromoteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The version to serve and pin (see ListSnapshots). Leave it 0 with auto.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Return to automatic promotion instead: the same as Release.
+	Auto          bool `protobuf:"varint,3,opt,name=auto,proto3" json:"auto,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,6 +443,13 @@ func (x *PromoteRequest) GetVersion() uint64 {
 	return 0
 }
 
+func (x *PromoteRequest) GetAuto() bool {
+	if x != nil {
+		return x.Auto
+	}
+	return false
+}
+
 type RollbackRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -464,18 +494,65 @@ func (x *RollbackRequest) GetModel() string {
 	return ""
 }
 
+type ReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReleaseRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 type PromoteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// The version that serves now.
 	ServingVersion uint64 `protobuf:"varint,2,opt,name=serving_version,json=servingVersion,proto3" json:"serving_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Whether it is pinned: true after Promote and Rollback, false after
+	// Release.
+	Pinned        bool `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +564,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +577,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -515,6 +592,13 @@ func (x *PromoteResponse) GetServingVersion() uint64 {
 		return x.ServingVersion
 	}
 	return 0
+}
+
+func (x *PromoteResponse) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
 }
 
 var File_eddy_v1_eddy_proto protoreflect.FileDescriptor
@@ -541,34 +625,41 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x10_predicted_labelB\b\n" +
 	"\x06_value\",\n" +
 	"\x14ListSnapshotsRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\"\xa4\x02\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"\xbc\x02\n" +
 	"\fSnapshotInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\alearned\x18\x04 \x01(\x04R\alearned\x12<\n" +
 	"\ametrics\x18\x05 \x03(\v2\".eddy.v1.SnapshotInfo.MetricsEntryR\ametrics\x12\x18\n" +
-	"\aserving\x18\x06 \x01(\bR\aserving\x1a:\n" +
+	"\aserving\x18\x06 \x01(\bR\aserving\x12\x16\n" +
+	"\x06pinned\x18\a \x01(\bR\x06pinned\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8d\x01\n" +
 	"\x15ListSnapshotsResponse\x123\n" +
 	"\tsnapshots\x18\x01 \x03(\v2\x15.eddy.v1.SnapshotInfoR\tsnapshots\x12'\n" +
-	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\"@\n" +
+	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\bR\x06pinned\"T\n" +
 	"\x0ePromoteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"'\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04auto\x18\x03 \x01(\bR\x04auto\"'\n" +
 	"\x0fRollbackRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\"P\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"&\n" +
+	"\x0eReleaseRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"h\n" +
 	"\x0fPromoteResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12'\n" +
-	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion2I\n" +
+	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd5\x01\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\x93\x02\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
 	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
-	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponse\x12<\n" +
+	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -582,7 +673,7 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
@@ -591,28 +682,31 @@ var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*ListSnapshotsResponse)(nil), // 4: eddy.v1.ListSnapshotsResponse
 	(*PromoteRequest)(nil),        // 5: eddy.v1.PromoteRequest
 	(*RollbackRequest)(nil),       // 6: eddy.v1.RollbackRequest
-	(*PromoteResponse)(nil),       // 7: eddy.v1.PromoteResponse
-	nil,                           // 8: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 9: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 11: google.protobuf.Value
+	(*ReleaseRequest)(nil),        // 7: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),       // 8: eddy.v1.PromoteResponse
+	nil,                           // 9: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 10: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 12: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	8,  // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
-	10, // 1: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	9,  // 2: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	9,  // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	11, // 1: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	10, // 2: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
 	3,  // 3: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	11, // 4: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	12, // 4: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
 	0,  // 5: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
 	2,  // 6: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
 	5,  // 7: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
 	6,  // 8: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	1,  // 9: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	4,  // 10: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	7,  // 11: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	7,  // 12: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
+	7,  // 9: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	1,  // 10: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	4,  // 11: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	8,  // 12: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	8,  // 13: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	8,  // 14: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -630,7 +724,7 @@ func file_eddy_v1_eddy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -139,21 +139,35 @@ const (
 	Admin_ListSnapshots_FullMethodName = "/eddy.v1.Admin/ListSnapshots"
 	Admin_Promote_FullMethodName       = "/eddy.v1.Admin/Promote"
 	Admin_Rollback_FullMethodName      = "/eddy.v1.Admin/Rollback"
+	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
 )
 
 // AdminClient is the client API for Admin service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Admin manages each model's snapshots: which one serves.
+// Admin manages each model's snapshots: which one serves. An operator's
+// choice holds: Promote and Rollback pin the champion, so that automatic
+// promotion (periodic, challenger, drift) keeps creating snapshots but
+// serves none of them, across restarts, until Release. A pinned snapshot is
+// never deleted by retention. Every command answers once its effect is
+// stored and serving. A command whose deadline passes before the learner
+// picks it up is never run (DEADLINE_EXCEEDED). INTERNAL errors carry a
+// generic message; the server logs the detail.
 type AdminClient interface {
-	// ListSnapshots lists the stored snapshots of a model, oldest first.
+	// ListSnapshots lists the stored snapshots of a model, oldest first, from
+	// one consistent view of the store.
 	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
-	// Promote serves a stored snapshot version. NOT_FOUND if it is not stored.
+	// Promote serves a stored snapshot version and pins it. NOT_FOUND if it
+	// is not stored. With auto set (and no version) it is Release.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
-	// Rollback serves the stored snapshot before the one serving now.
-	// FAILED_PRECONDITION if there is none.
+	// Rollback serves the stored snapshot before the one serving now and pins
+	// it. FAILED_PRECONDITION if there is none.
 	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Release ends a pin: the newest stored snapshot serves at once and
+	// automatic promotion resumes. Releasing an unpinned model changes
+	// nothing.
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 }
 
 type adminClient struct {
@@ -194,19 +208,42 @@ func (c *adminClient) Rollback(ctx context.Context, in *RollbackRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*PromoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteResponse)
+	err := c.cc.Invoke(ctx, Admin_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 //
-// Admin manages each model's snapshots: which one serves.
+// Admin manages each model's snapshots: which one serves. An operator's
+// choice holds: Promote and Rollback pin the champion, so that automatic
+// promotion (periodic, challenger, drift) keeps creating snapshots but
+// serves none of them, across restarts, until Release. A pinned snapshot is
+// never deleted by retention. Every command answers once its effect is
+// stored and serving. A command whose deadline passes before the learner
+// picks it up is never run (DEADLINE_EXCEEDED). INTERNAL errors carry a
+// generic message; the server logs the detail.
 type AdminServer interface {
-	// ListSnapshots lists the stored snapshots of a model, oldest first.
+	// ListSnapshots lists the stored snapshots of a model, oldest first, from
+	// one consistent view of the store.
 	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
-	// Promote serves a stored snapshot version. NOT_FOUND if it is not stored.
+	// Promote serves a stored snapshot version and pins it. NOT_FOUND if it
+	// is not stored. With auto set (and no version) it is Release.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
-	// Rollback serves the stored snapshot before the one serving now.
-	// FAILED_PRECONDITION if there is none.
+	// Rollback serves the stored snapshot before the one serving now and pins
+	// it. FAILED_PRECONDITION if there is none.
 	Rollback(context.Context, *RollbackRequest) (*PromoteResponse, error)
+	// Release ends a pin: the newest stored snapshot serves at once and
+	// automatic promotion resumes. Releasing an unpinned model changes
+	// nothing.
+	Release(context.Context, *ReleaseRequest) (*PromoteResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -225,6 +262,9 @@ func (UnimplementedAdminServer) Promote(context.Context, *PromoteRequest) (*Prom
 }
 func (UnimplementedAdminServer) Rollback(context.Context, *RollbackRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Rollback not implemented")
+}
+func (UnimplementedAdminServer) Release(context.Context, *ReleaseRequest) (*PromoteResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Release not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -301,6 +341,24 @@ func _Admin_Rollback_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -319,6 +377,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rollback",
 			Handler:    _Admin_Rollback_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _Admin_Release_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
