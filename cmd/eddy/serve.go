@@ -229,7 +229,9 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 		}
 		servingCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.server = serving.New(servingCfg, names, s.registry, log)
+	if s.server, err = serving.New(servingCfg, names, s.registry, log); err != nil {
+		return nil, err
+	}
 	publish := func(snap *learner.Snapshot) {
 		if err := s.server.Publish(snap); err != nil {
 			log.Error("publish snapshot", "err", err)
