@@ -13,6 +13,15 @@
 // malformed requests (naming the problem), NotFound for unknown models,
 // Unavailable while a model has no snapshot yet.
 //
+// The work one request can cause is bounded before it is done: a request
+// over Config.MaxRequestBytes is refused (ResourceExhausted) before it is
+// read, and a Predict request is checked on the wire before it is decoded
+// (decode.go): its features are counted against Config.MaxFeatures and every
+// string (model, entity key, feature names, string values) must be valid
+// UTF-8, so an oversized map is never built and invalid UTF-8 is an
+// InvalidArgument naming the field, not gRPC's INTERNAL "failed to
+// unmarshal". A request refused this way costs about its own size in memory.
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use: Predict runs on gRPC's goroutines,

@@ -203,13 +203,14 @@ func (s *Server) Current(model string) Snapshot {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		grpc.ForceServerCodecV2(newCodec()), // Predict checks its requests before decoding them: see decode.go
 		grpc.ChainUnaryInterceptor(s.observe, s.authorize),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
 	gs := grpc.NewServer(opts...)
-	eddyv1.RegisterInferenceServer(gs, s)
+	gs.RegisterService(s.inferenceService(), s)
 	if s.admin != nil {
 		eddyv1.RegisterAdminServer(gs, &adminServer{s: s, admin: s.admin})
 	}

@@ -129,7 +129,7 @@ func newServer(tb testing.TB, cfg serving.Config, reg prometheus.Registerer, mod
 	return srv
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
