@@ -22,6 +22,11 @@
 // InvalidArgument naming the field, not gRPC's INTERNAL "failed to
 // unmarshal". A request refused this way costs about its own size in memory.
 //
+// Connections are bounded in time: one that has not finished its TLS and
+// HTTP/2 handshakes within Config.HandshakeTimeout (10s) is closed, and one
+// without an RPC in flight for Config.MaxConnectionIdle (2 minutes) is sent
+// GOAWAY and closed (gRPC clients reconnect on their next call).
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use: Predict runs on gRPC's goroutines,

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -60,6 +61,16 @@ type Config struct {
 	// ShutdownGrace is how long Serve waits for in-flight requests when
 	// stopping before it cuts them off. The default is 5s.
 	ShutdownGrace time.Duration
+	// MaxConnectionIdle is how long a connection may stay open without an
+	// RPC in flight: then the server closes it gracefully (GOAWAY; gRPC
+	// clients reconnect on their next call), so that idle clients do not
+	// hold file descriptors forever. The default is 2 minutes.
+	MaxConnectionIdle time.Duration
+	// HandshakeTimeout bounds the time from accepting a connection to the
+	// end of its TLS and HTTP/2 handshakes; connections that have not
+	// completed them by then are closed. The default is 10s (gRPC's own is
+	// 120s).
+	HandshakeTimeout time.Duration
 	// AdminToken, when set, must be sent by Admin RPCs as the metadata
 	// "authorization: Bearer <token>"; calls without it are refused with
 	// Unauthenticated. Empty leaves the Admin service open (listen on
@@ -71,9 +82,11 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxFeatures     = 1024
-	DefaultMaxRequestBytes = 1 << 20
-	DefaultShutdownGrace   = 5 * time.Second
+	DefaultMaxFeatures       = 1024
+	DefaultMaxRequestBytes   = 1 << 20
+	DefaultShutdownGrace     = 5 * time.Second
+	DefaultMaxConnectionIdle = 2 * time.Minute
+	DefaultHandshakeTimeout  = 10 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate and New.
@@ -90,6 +103,12 @@ func (c *Config) EnsureDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.MaxConnectionIdle == 0 {
+		c.MaxConnectionIdle = DefaultMaxConnectionIdle
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
 }
 
 // Validate reports the first invalid setting, naming it. Zero values are
@@ -102,6 +121,8 @@ func (c *Config) Validate() error {
 		{"MaxFeatures", int64(c.MaxFeatures)},
 		{"MaxRequestBytes", int64(c.MaxRequestBytes)},
 		{"ShutdownGrace", int64(c.ShutdownGrace)},
+		{"MaxConnectionIdle", int64(c.MaxConnectionIdle)},
+		{"HandshakeTimeout", int64(c.HandshakeTimeout)},
 	} {
 		if v.value < 0 {
 			return fmt.Errorf("%w: %s is negative (%d); zero means the default", ErrInvalidConfig, v.name, v.value)
@@ -205,6 +226,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
 		grpc.ForceServerCodecV2(newCodec()), // Predict checks its requests before decoding them: see decode.go
 		grpc.ChainUnaryInterceptor(s.observe, s.authorize),
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.MaxConnectionIdle}),
+		// gRPC's defaults, stated: a client pinging more often than every 5
+		// minutes, or without an RPC in flight, is sent GOAWAY, so pings
+		// cannot keep a connection busy.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute, PermitWithoutStream: false}),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
