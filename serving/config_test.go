@@ -21,7 +21,9 @@ func TestNewRefusesAnInvalidConfigNamingTheSetting(t *testing.T) {
 	}{
 		{"negative MaxFeatures", serving.Config{MaxFeatures: -1}, []string{"m"}, "MaxFeatures"},
 		{"negative MaxRequestBytes", serving.Config{MaxRequestBytes: -5}, []string{"m"}, "MaxRequestBytes"},
-		{"negative ShutdownGrace", serving.Config{ShutdownGrace: -time.Second}, []string{"m"}, "ShutdownGrace"},
+		{"negative ShutdownGrace", serving.Config{ShutdownGrace: -time.Second}, []string{"m"}, "ShutdownGrace is negative (-1s)"},
+		{"negative MaxConnectionIdle", serving.Config{MaxConnectionIdle: -time.Minute}, []string{"m"}, "MaxConnectionIdle"},
+		{"negative HandshakeTimeout", serving.Config{HandshakeTimeout: -time.Second}, []string{"m"}, "HandshakeTimeout"},
 		{"an admin token ending in a line break", serving.Config{AdminToken: "s3cret\n"}, []string{"m"}, "AdminToken"},
 		{"no models", serving.Config{}, nil, "no models"},
 		{"an empty model name", serving.Config{}, []string{"m", ""}, "empty name"},
@@ -44,11 +46,14 @@ func TestConfigZeroValueMeansTheDocumentedDefaults(t *testing.T) {
 		t.Fatalf("Validate of the defaults: %v", err)
 	}
 	want := serving.Config{
-		MaxFeatures:     serving.DefaultMaxFeatures,
-		MaxRequestBytes: serving.DefaultMaxRequestBytes,
-		ShutdownGrace:   serving.DefaultShutdownGrace,
+		MaxFeatures:       serving.DefaultMaxFeatures,
+		MaxRequestBytes:   serving.DefaultMaxRequestBytes,
+		ShutdownGrace:     serving.DefaultShutdownGrace,
+		MaxConnectionIdle: serving.DefaultMaxConnectionIdle,
+		HandshakeTimeout:  serving.DefaultHandshakeTimeout,
 	}
-	if c.MaxFeatures != want.MaxFeatures || c.MaxRequestBytes != want.MaxRequestBytes || c.ShutdownGrace != want.ShutdownGrace {
+	if c.MaxFeatures != want.MaxFeatures || c.MaxRequestBytes != want.MaxRequestBytes || c.ShutdownGrace != want.ShutdownGrace ||
+		c.MaxConnectionIdle != want.MaxConnectionIdle || c.HandshakeTimeout != want.HandshakeTimeout {
 		t.Fatalf("defaults = %+v, want %+v", c, want)
 	}
 }

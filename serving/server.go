@@ -116,16 +116,18 @@ func (c *Config) EnsureDefaults() {
 func (c *Config) Validate() error {
 	for _, v := range []struct {
 		name  string
-		value int64
-	}{
-		{"MaxFeatures", int64(c.MaxFeatures)},
-		{"MaxRequestBytes", int64(c.MaxRequestBytes)},
-		{"ShutdownGrace", int64(c.ShutdownGrace)},
-		{"MaxConnectionIdle", int64(c.MaxConnectionIdle)},
-		{"HandshakeTimeout", int64(c.HandshakeTimeout)},
-	} {
+		value int
+	}{{"MaxFeatures", c.MaxFeatures}, {"MaxRequestBytes", c.MaxRequestBytes}} {
 		if v.value < 0 {
 			return fmt.Errorf("%w: %s is negative (%d); zero means the default", ErrInvalidConfig, v.name, v.value)
+		}
+	}
+	for _, v := range []struct {
+		name  string
+		value time.Duration
+	}{{"ShutdownGrace", c.ShutdownGrace}, {"MaxConnectionIdle", c.MaxConnectionIdle}, {"HandshakeTimeout", c.HandshakeTimeout}} {
+		if v.value < 0 {
+			return fmt.Errorf("%w: %s is negative (%v); zero means the default", ErrInvalidConfig, v.name, v.value)
 		}
 	}
 	if strings.ContainsAny(c.AdminToken, "\r\n") || strings.TrimSpace(c.AdminToken) != c.AdminToken {
