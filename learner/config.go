@@ -252,7 +252,7 @@ func (c *ModelConfig) Validate() error {
 		return fail("max_classes %d out of range [2, 1024]", c.MaxClasses)
 	}
 	if err := c.Drift.validate(); err != nil {
-		return fail("drift: %v", err)
+		return fmt.Errorf("learner: model %s: %w", c.Name, err) // the drift package's errors say "drift:" themselves
 	}
 	return nil
 }

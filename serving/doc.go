@@ -16,6 +16,20 @@
 // here, once, and answered with a generic message: their text may name
 // keys and paths.
 //
+// The work one request can cause is bounded before it is done: a request
+// over Config.MaxRequestBytes is refused (ResourceExhausted) before it is
+// read, and a Predict request is checked on the wire before it is decoded
+// (decode.go): its features are counted against Config.MaxFeatures and every
+// string (model, entity key, feature names, string values) must be valid
+// UTF-8, so an oversized map is never built and invalid UTF-8 is an
+// InvalidArgument naming the field, not gRPC's INTERNAL "failed to
+// unmarshal". A request refused this way costs about its own size in memory.
+//
+// Connections are bounded in time: one that has not finished its TLS and
+// HTTP/2 handshakes within Config.HandshakeTimeout (10s) is closed, and one
+// without an RPC in flight for Config.MaxConnectionIdle (2 minutes) is sent
+// GOAWAY and closed (gRPC clients reconnect on their next call).
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use: Predict runs on gRPC's goroutines,

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -49,15 +50,27 @@ type Snapshot interface {
 	Score(key []byte, fields []features.Field) (score float64, label int32)
 }
 
-// Config configures a Server. The zero value means the documented defaults.
+// Config configures a Server. The zero value of every field means its
+// documented default; Validate rejects the rest of what cannot work.
 type Config struct {
 	// MaxFeatures bounds the features of one request. The default is 1024.
 	MaxFeatures int
-	// MaxRequestBytes bounds a request message. The default is 1 MiB.
+	// MaxRequestBytes bounds a request message; larger ones are refused
+	// with ResourceExhausted before they are read. The default is 1 MiB.
 	MaxRequestBytes int
 	// ShutdownGrace is how long Serve waits for in-flight requests when
 	// stopping before it cuts them off. The default is 5s.
 	ShutdownGrace time.Duration
+	// MaxConnectionIdle is how long a connection may stay open without an
+	// RPC in flight: then the server closes it gracefully (GOAWAY; gRPC
+	// clients reconnect on their next call), so that idle clients do not
+	// hold file descriptors forever. The default is 2 minutes.
+	MaxConnectionIdle time.Duration
+	// HandshakeTimeout bounds the time from accepting a connection to the
+	// end of its TLS and HTTP/2 handshakes; connections that have not
+	// completed them by then are closed. The default is 10s (gRPC's own is
+	// 120s).
+	HandshakeTimeout time.Duration
 	// AdminToken, when set, must be sent by Admin RPCs as the metadata
 	// "authorization: Bearer <token>"; calls without it are refused with
 	// Unauthenticated. Empty leaves the Admin service open (listen on
@@ -67,23 +80,58 @@ type Config struct {
 	TLS *tls.Config
 }
 
+// Defaults of Config.
+const (
+	DefaultMaxFeatures       = 1024
+	DefaultMaxRequestBytes   = 1 << 20
+	DefaultShutdownGrace     = 5 * time.Second
+	DefaultMaxConnectionIdle = 2 * time.Minute
+	DefaultHandshakeTimeout  = 10 * time.Second
+)
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate and New.
+var ErrInvalidConfig = errors.New("serving: invalid config")
+
 // EnsureDefaults fills zero fields with their defaults.
 func (c *Config) EnsureDefaults() {
 	if c.MaxFeatures == 0 {
-		c.MaxFeatures = 1024
+		c.MaxFeatures = DefaultMaxFeatures
 	}
 	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = 1 << 20
+		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = 5 * time.Second
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.MaxConnectionIdle == 0 {
+		c.MaxConnectionIdle = DefaultMaxConnectionIdle
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 }
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting, naming it. Zero values are
+// valid: they stand for the defaults.
 func (c *Config) Validate() error {
-	if c.MaxFeatures < 0 || c.MaxRequestBytes < 0 || c.ShutdownGrace < 0 {
-		return errors.New("serving: limits and grace period must not be negative")
+	for _, v := range []struct {
+		name  string
+		value int
+	}{{"MaxFeatures", c.MaxFeatures}, {"MaxRequestBytes", c.MaxRequestBytes}} {
+		if v.value < 0 {
+			return fmt.Errorf("%w: %s is negative (%d); zero means the default", ErrInvalidConfig, v.name, v.value)
+		}
+	}
+	for _, v := range []struct {
+		name  string
+		value time.Duration
+	}{{"ShutdownGrace", c.ShutdownGrace}, {"MaxConnectionIdle", c.MaxConnectionIdle}, {"HandshakeTimeout", c.HandshakeTimeout}} {
+		if v.value < 0 {
+			return fmt.Errorf("%w: %s is negative (%v); zero means the default", ErrInvalidConfig, v.name, v.value)
+		}
+	}
+	if strings.ContainsAny(c.AdminToken, "\r\n") || strings.TrimSpace(c.AdminToken) != c.AdminToken {
+		return fmt.Errorf("%w: AdminToken has surrounding spaces or line breaks, which no client can send in a header", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -117,24 +165,37 @@ type slot struct {
 type published struct{ snap Snapshot }
 
 // New returns a Server for the named models, none of which has a snapshot
-// yet. Metrics are registered with reg.
-func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logger) *Server {
+// yet, or an error wrapping ErrInvalidConfig if cfg is invalid or the model
+// names are missing, empty or repeated. Metrics are registered with reg.
+func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logger) (*Server, error) {
 	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(models) == 0 {
+		return nil, fmt.Errorf("%w: no models to serve", ErrInvalidConfig)
+	}
 	s := &Server{
-		cfg:     cfg,
-		models:  make(map[string]*slot, len(models)),
-		metrics: newServerMetrics(reg, models),
-		log:     log.With("component", "serving"),
-		health:  health.NewServer(),
+		cfg:    cfg,
+		models: make(map[string]*slot, len(models)),
+		log:    log.With("component", "serving"),
+		health: health.NewServer(),
+	}
+	for _, m := range models {
+		if m == "" {
+			return nil, fmt.Errorf("%w: a model has an empty name", ErrInvalidConfig)
+		}
+		if _, dup := s.models[m]; dup {
+			return nil, fmt.Errorf("%w: model %q is named twice", ErrInvalidConfig, m)
+		}
+		s.models[m] = &slot{}
 	}
 	sorted := append([]string(nil), models...)
 	sort.Strings(sorted)
 	s.names = strings.Join(sorted, ", ")
-	for _, m := range models {
-		s.models[m] = &slot{}
-	}
+	s.metrics = newServerMetrics(reg, models)
 	s.fields.New = func() any { b := make([]features.Field, 0, 16); return &b }
-	return s
+	return s, nil
 }
 
 // Publish makes snap the snapshot that answers for its model.
@@ -165,13 +226,20 @@ func (s *Server) Current(model string) Snapshot {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
+		grpc.ForceServerCodecV2(newCodec()), // Predict checks its requests before decoding them: see decode.go
 		grpc.ChainUnaryInterceptor(s.observe, s.authorize),
+		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.MaxConnectionIdle}),
+		// gRPC's defaults, stated: a client pinging more often than every 5
+		// minutes, or without an RPC in flight, is sent GOAWAY, so pings
+		// cannot keep a connection busy.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute, PermitWithoutStream: false}),
 	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
 	gs := grpc.NewServer(opts...)
-	eddyv1.RegisterInferenceServer(gs, s)
+	gs.RegisterService(s.inferenceService(), s)
 	if s.admin != nil {
 		eddyv1.RegisterAdminServer(gs, &adminServer{s: s, admin: s.admin})
 	}

@@ -98,7 +98,7 @@ func startServer(t *testing.T, cfg serving.Config, models ...string) *testServer
 	}
 	reg := prometheus.NewRegistry()
 	ts := &testServer{
-		srv:    serving.New(cfg, models, reg, slog.New(slog.DiscardHandler)),
+		srv:    newServer(t, cfg, reg, models...),
 		reg:    reg,
 		addr:   lis.Addr().String(),
 		served: make(chan error, 1),
@@ -119,7 +119,17 @@ func startServer(t *testing.T, cfg serving.Config, models ...string) *testServer
 	return ts
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+// newServer returns serving.New's Server, failing tb on an error.
+func newServer(tb testing.TB, cfg serving.Config, reg prometheus.Registerer, models ...string) *serving.Server {
+	tb.Helper()
+	srv, err := serving.New(cfg, models, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("serving.New: %v", err)
+	}
+	return srv
+}
+
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -351,7 +361,7 @@ func TestPredictReportsModelsThatCannotAnswer(t *testing.T) {
 }
 
 func TestPublishOfAnUnknownModelIsRefused(t *testing.T) {
-	srv := serving.New(serving.Config{}, []string{"fraud"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := newServer(t, serving.Config{}, prometheus.NewRegistry(), "fraud")
 	err := srv.Publish(&linearSnapshot{Name: "spam", Ver: 1})
 	if !errors.Is(err, serving.ErrUnknownModel) {
 		t.Fatalf("Publish(spam) = %v, want an error wrapping ErrUnknownModel", err)
@@ -473,7 +483,7 @@ func TestPredictUnderBackToBackPromotionsNeverMixesTwoSnapshots(t *testing.T) {
 		versions = 20000
 		callers  = 4
 	)
-	srv := serving.New(serving.Config{}, []string{"price"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := newServer(t, serving.Config{}, prometheus.NewRegistry(), "price")
 	ctx := context.Background()
 	published := make(chan struct{})
 	var wg sync.WaitGroup
@@ -782,7 +792,7 @@ func TestShutdownCutsOffPredictionsStillRunningAfterShutdownGrace(t *testing.T) 
 }
 
 func BenchmarkPredict(b *testing.B) {
-	srv := serving.New(serving.Config{}, []string{"fraud"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := newServer(b, serving.Config{}, prometheus.NewRegistry(), "fraud")
 	if err := srv.Publish(&linearSnapshot{Name: "fraud", Ver: 1, Binary: true}); err != nil {
 		b.Fatal(err)
 	}
@@ -803,7 +813,7 @@ func FuzzPredictRequest(f *testing.F) {
 	f.Add("f1", 1.5, "s", "x", true, uint8(0))
 	f.Add("", math.NaN(), "", "", false, uint8(3))
 	f.Add("big", 1e300, "k", "\x00", true, uint8(5))
-	srv := serving.New(serving.Config{MaxFeatures: 8}, []string{"m"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := newServer(f, serving.Config{MaxFeatures: 8}, prometheus.NewRegistry(), "m")
 	if err := srv.Publish(&linearSnapshot{Name: "m", Ver: 1, Binary: true}); err != nil {
 		f.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/eddyhq/eddy/stream"
 )
@@ -22,7 +24,11 @@ func runBroker(ctx context.Context, env *environment, args []string) error {
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: stream.PortOf(*addr), DataDir: *dataDir})
+	port, err := loopbackPort("--addr", *addr)
+	if err != nil {
+		return err
+	}
+	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: port, DataDir: *dataDir})
 	if err != nil {
 		return err
 	}
@@ -30,4 +36,16 @@ func runBroker(ctx context.Context, env *environment, args []string) error {
 	<-ctx.Done()
 	b.Close()
 	return nil
+}
+
+// loopbackPort returns the port of addr, which must be 127.0.0.1:PORT with
+// PORT a number (0: any free port). flag names the setting in the error.
+func loopbackPort(flag, addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && host == "127.0.0.1" {
+		if n, perr := strconv.ParseUint(port, 10, 16); perr == nil {
+			return int(n), nil
+		}
+	}
+	return 0, fmt.Errorf("%s %q: want 127.0.0.1:PORT, PORT a number from 0 (any free port) to 65535", flag, addr)
 }

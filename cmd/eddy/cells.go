@@ -61,3 +61,39 @@ func asciiEqualFold(s, lower string) bool {
 	}
 	return true
 }
+
+// appendCell writes a non-empty CSV cell as a JSON number, boolean or
+// string, read by cellKind.
+func appendCell(buf []byte, cell string) []byte {
+	switch kind, x := cellKind(cell); kind {
+	case features.Number:
+		return strconv.AppendFloat(buf, x, 'g', -1, 64)
+	case features.Bool:
+		return strconv.AppendBool(buf, x == 1)
+	}
+	return appendJSONString(buf, cell)
+}
+
+// appendJSONString writes s, valid UTF-8, as a JSON string. (strconv.Quote
+// is Go syntax: its \x01 and \v are not JSON.)
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			buf = append(buf, '\\', c)
+		case c == '\n':
+			buf = append(buf, '\\', 'n')
+		case c == '\r':
+			buf = append(buf, '\\', 'r')
+		case c == '\t':
+			buf = append(buf, '\\', 't')
+		case c < 0x20:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return append(buf, '"')
+}

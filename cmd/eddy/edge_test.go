@@ -9,10 +9,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +125,73 @@ func TestPredictHonoursTheDeadline(t *testing.T) {
 	big := map[string]*structpb.Value{"blob": structpb.NewStringValue(string(make([]byte, 2<<20)))}
 	if _, err := client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "m", Features: big}); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a 2 MiB request gave %v, want ResourceExhausted (the limit is 1 MiB)", err)
+	}
+}
+
+// countingListener counts the connections it accepted that the server has
+// not closed yet.
+type countingListener struct {
+	net.Listener
+	open atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.open.Add(1)
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+func TestIdleMetricsConnectionsAreClosedAfterTheIdleTimeout(t *testing.T) {
+	broker := startBroker(t)
+	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
+	o.metricsIdleTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := startService(ctx, o, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	lis := &countingListener{Listener: svc.httpLis}
+	svc.httpLis = lis
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const clients = 5
+	for range clients {
+		// Each client keeps its connection alive after the response, as
+		// Prometheus does between scrapes.
+		client := &http.Client{Transport: &http.Transport{}}
+		resp, err := client.Get("http://" + svc.metricsAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		t.Cleanup(client.CloseIdleConnections)
+	}
+	if n := lis.open.Load(); n != clients {
+		t.Fatalf("%d connections open after %d scrapes, want %d kept alive", n, clients, clients)
+	}
+	deadline := time.Now().Add(o.metricsIdleTimeout + 5*time.Second)
+	for lis.open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle keep-alive connections still open on the server %v after the idle timeout of %v", lis.open.Load(), 5*time.Second, o.metricsIdleTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

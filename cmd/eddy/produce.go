@@ -2,21 +2,22 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -26,21 +27,36 @@ Sends a file as events to a Kafka topic, one event per message, with a
 progress bar on stderr.
 
   CSV (.csv): the first row names the columns. --target names the label
-  column (left out: events without a label); --key names the column used as
-  the message key (the entity key). Every other column becomes a feature:
-  numbers as numbers, true/false as booleans, anything else as a category;
-  empty cells are left out. Event ids are <file name>-<row number>.
+  column; without it, events go out without a label (scored, not learned,
+  until a label arrives on a labels topic), and produce says so. --key names
+  the column used as the message key (the entity key). Every other column
+  becomes a feature: numbers as numbers, true/false as booleans, anything
+  else as a category; empty cells are left out, and so are columns without a
+  name (such as a pandas index). Event ids are <id prefix>-<row number>.
 
   JSON lines (.jsonl, .ndjson, or --format jsonl): each non-empty line must
   already be an event in eddy's format; it is sent unchanged.
 
-The topic is created (with --partitions) if it does not exist. A malformed
-line stops the command with an error naming the line.
+The whole file is checked, with the decoder eddy consumes with, before
+anything is sent: if a line is invalid, produce names each invalid line and
+its reason and sends nothing. With --skip-invalid it sends the valid events
+and reports each skipped line on stderr. It ends with "sent N of M events",
+also when interrupted (Ctrl-C stops after the batch in flight: the events
+sent are then the first N of the file's M valid ones).
+
+Sending a file again sends all its events again, with the same ids. eddy
+does not deduplicate ids: an event with a label is learned again each time
+it arrives, so a file sent twice is learned twice. (An unlabeled event that
+waits for its label on a labels topic is replaced by a later one with the
+same id, and the label is learned once.)
+
+The topic is created (with --partitions) if it does not exist.
 `
 
 type produceOptions struct {
 	file, format, target, key, topic, brokers, idPrefix string
 	rate, partitions                                    int
+	skipInvalid                                         bool
 }
 
 func runProduce(ctx context.Context, env *environment, args []string) error {
@@ -48,13 +64,14 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "produce", produceUsage)
 	fs.StringVar(&o.file, "file", "", "file to send (required)")
 	fs.StringVar(&o.format, "format", "", "csv or jsonl (default: from the file extension)")
-	fs.StringVar(&o.target, "target", "", "CSV column holding the label")
+	fs.StringVar(&o.target, "target", "", "CSV column holding the label (none: events without labels)")
 	fs.StringVar(&o.key, "key", "", "CSV column used as the message key")
 	fs.StringVar(&o.topic, "topic", "events", "topic to send to")
 	fs.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
 	fs.StringVar(&o.idPrefix, "id-prefix", "", "prefix of CSV event ids (default: the file name without extension)")
 	fs.IntVar(&o.rate, "rate", 0, "events per second (0: as fast as possible)")
 	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic if produce has to create it")
+	fs.BoolVar(&o.skipInvalid, "skip-invalid", false, "send the valid events of a file with invalid lines, reporting each skipped line")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -62,28 +79,83 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return errors.New("produce: --file is required")
 	}
-	n, err := produceFile(ctx, o, env.stderr)
+	r, err := sendFile(ctx, o, env.stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "produced %d events to %s\n", n, o.topic)
+	fmt.Fprintf(env.stdout, "sent %d of %d events to %s%s\n", r.sent, r.valid, o.topic, r.skippedNote())
 	return nil
 }
 
+// produceReport counts what sendFile did.
+type produceReport struct {
+	sent    int // events written to the topic
+	valid   int // valid events in the file
+	skipped int // invalid lines left out (--skip-invalid)
+}
+
+func (r produceReport) skippedNote() string {
+	if r.skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d invalid lines skipped)", r.skipped)
+}
+
 // produceFile sends the file and returns the number of events sent.
-func produceFile(ctx context.Context, o produceOptions, progressOut io.Writer) (int, error) {
-	f, err := os.Open(o.file)
+func produceFile(ctx context.Context, o produceOptions, stderr io.Writer) (int, error) {
+	r, err := sendFile(ctx, o, stderr)
+	return r.sent, err
+}
+
+// maxListedInvalid bounds the invalid lines listed when they stop produce
+// (--skip-invalid lists every one it skips).
+const maxListedInvalid = 20
+
+// sendFile checks the whole file, then sends its valid events, unless some
+// are invalid and o.skipInvalid is false. Notes, skipped lines and progress
+// go to stderr.
+func sendFile(ctx context.Context, o produceOptions, stderr io.Writer) (produceReport, error) {
+	var r produceReport
+	format, err := fileFormat(o)
 	if err != nil {
-		return 0, fmt.Errorf("produce: %w", err)
+		return r, err
 	}
-	defer f.Close()
-	total, err := countLines(f)
+	if format == "csv" && o.idPrefix == "" {
+		o.idPrefix = strings.TrimSuffix(filepath.Base(o.file), filepath.Ext(o.file))
+	}
+	var invalid []*invalidLine
+	err = eachEvent(o, format, stderr, func(kafka.Message) error { r.valid++; return nil }, func(bad *invalidLine) {
+		invalid = append(invalid, bad)
+		if o.skipInvalid {
+			fmt.Fprintf(stderr, "produce: skipping %s line %d: %s\n", o.file, bad.line, bad.reason)
+		} else if len(invalid) <= maxListedInvalid {
+			fmt.Fprintf(stderr, "produce: %s line %d: %s\n", o.file, bad.line, bad.reason)
+		}
+	})
 	if err != nil {
-		return 0, fmt.Errorf("produce: %w", err)
+		return r, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
+	if len(invalid) > 0 && !o.skipInvalid {
+		more := ""
+		if len(invalid) > maxListedInvalid {
+			more = fmt.Sprintf(" (the first %d are listed above)", maxListedInvalid)
+		}
+		return r, fmt.Errorf("produce: %s: nothing was sent: %d invalid lines%s, the first at line %d: %s; fix them, or pass --skip-invalid to send the %d valid events",
+			o.file, len(invalid), more, invalid[0].line, invalid[0].reason, r.valid)
 	}
+	r.skipped = len(invalid)
+	if format == "csv" && o.target == "" {
+		fmt.Fprintln(stderr, "produce: no --target given: the events go out without labels (scored, not learned, until labels arrive on a labels topic)")
+	}
+	brokers := strings.Split(o.brokers, ",")
+	if err := stream.EnsureTopics(ctx, brokers, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
+		return r, fmt.Errorf("produce: %w", err)
+	}
+	r.sent, err = sendEvents(ctx, o, format, brokers, r.valid, stderr)
+	return r, err
+}
+
+func fileFormat(o produceOptions) (string, error) {
 	format := o.format
 	if format == "" {
 		switch strings.ToLower(filepath.Ext(o.file)) {
@@ -92,29 +164,22 @@ func produceFile(ctx context.Context, o produceOptions, progressOut io.Writer) (
 		case ".jsonl", ".ndjson", ".json":
 			format = "jsonl"
 		default:
-			return 0, fmt.Errorf("produce: cannot tell the format of %s; pass --format csv or jsonl", o.file)
+			return "", fmt.Errorf("produce: cannot tell the format of %s; pass --format csv or jsonl", o.file)
 		}
 	}
-	var src eventSource
-	switch format {
-	case "csv":
-		total-- // header
-		if o.idPrefix == "" {
-			o.idPrefix = strings.TrimSuffix(filepath.Base(o.file), filepath.Ext(o.file))
-		}
-		src, err = newCSVSource(f, o)
-	case "jsonl":
-		src = newJSONLSource(f)
-	default:
-		return 0, fmt.Errorf("produce: unknown --format %q (want csv or jsonl)", format)
+	if format != "csv" && format != "jsonl" {
+		return "", fmt.Errorf("produce: unknown --format %q (want csv or jsonl)", format)
 	}
-	if err != nil {
-		return 0, err
-	}
-	brokers := strings.Split(o.brokers, ",")
-	if err := stream.EnsureTopics(ctx, brokers, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
-		return 0, fmt.Errorf("produce: %w", err)
-	}
+	return format, nil
+}
+
+// Writing a batch that is in flight when produce is interrupted may take
+// this long, so that the count of events sent is exact.
+const drainTimeout = 10 * time.Second
+
+// sendEvents sends the valid events of the file, valid of them, and returns
+// how many were written.
+func sendEvents(ctx context.Context, o produceOptions, format string, brokers []string, valid int, stderr io.Writer) (int, error) {
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        o.topic,
@@ -125,58 +190,150 @@ func produceFile(ctx context.Context, o produceOptions, progressOut io.Writer) (
 		Transport:    &kafka.Transport{},
 	}
 	defer w.Close()
-	bar := newProgress(progressOut, "producing "+filepath.Base(o.file), total)
+	writeCtx, stopWrites := drainContext(ctx, drainTimeout)
+	defer stopWrites()
+	bar := newProgress(stderr, "producing "+filepath.Base(o.file), valid)
+	defer bar.finish()
 	pacer := newPacer(o.rate)
 	batch := make([]kafka.Message, 0, 500)
 	sent := 0
-	for {
+	errInterrupted := errors.New("interrupted")
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n := len(batch)
+		err := w.WriteMessages(writeCtx, batch...)
+		sent += n - failedWrites(err, n)
+		bar.update(sent)
 		batch = batch[:0]
-		var srcErr error
-		for len(batch) < cap(batch) {
-			m, err := src.next()
-			if err != nil {
-				srcErr = err
-				break
-			}
-			batch = append(batch, m)
+		if err != nil {
+			return err
 		}
-		if len(batch) > 0 {
-			if err := w.WriteMessages(ctx, batch...); err != nil {
-				bar.finish()
-				return sent, fmt.Errorf("produce: after %d events: %w", sent, err)
-			}
-			sent += len(batch)
-			bar.update(sent)
+		if !pacer.wait(ctx, n) {
+			return errInterrupted
 		}
-		if errors.Is(srcErr, io.EOF) {
-			bar.finish()
-			return sent, nil
+		return nil
+	}
+	err := eachEvent(o, format, io.Discard, func(m kafka.Message) error {
+		if ctx.Err() != nil {
+			return errInterrupted
 		}
-		if srcErr != nil {
-			bar.finish()
-			return sent, fmt.Errorf("produce: %s: %w", o.file, srcErr)
+		batch = append(batch, m)
+		if len(batch) < cap(batch) {
+			return nil
 		}
-		if !pacer.wait(ctx, len(batch)) {
-			bar.finish()
-			return sent, ctx.Err()
+		return flush()
+	}, func(*invalidLine) {})
+	if err == nil {
+		err = flush()
+	}
+	switch {
+	case errors.Is(err, errInterrupted):
+		return sent, fmt.Errorf("produce: interrupted: sent %d of %d events to %s (sending the file again sends all %d again)", sent, valid, o.topic, valid)
+	case err != nil:
+		return sent, fmt.Errorf("produce: sent %d of %d events to %s, then: %w", sent, valid, o.topic, err)
+	}
+	return sent, nil
+}
+
+// failedWrites counts the messages of a batch of n that err says were not
+// written: all of them unless it is a kafka.WriteErrors, which has one entry
+// per message.
+func failedWrites(err error, n int) int {
+	if err == nil {
+		return 0
+	}
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return n
+	}
+	failed := 0
+	for _, e := range we {
+		if e != nil {
+			failed++
+		}
+	}
+	return failed
+}
+
+// drainContext returns a context that ends drain after parent does (or
+// when cancel is called): work in flight when parent ends may finish.
+func drainContext(parent context.Context, drain time.Duration) (ctx context.Context, cancel context.CancelFunc) {
+	ctx, cancelCtx := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelCtx()
+		case <-ctx.Done():
+		}
+	})
+	return ctx, func() { stop(); cancelCtx() }
+}
+
+// invalidLine is a line of the file that is not a valid event.
+type invalidLine struct {
+	line   int
+	reason string
+}
+
+// eachEvent reads the file and calls send with each valid event, in file
+// order, and invalid with each invalid line. Events are checked with the
+// consumer's decoder, so that what produce sends is never dead-lettered for
+// its form. Notes about the file go to notes. It stops at the first error of
+// send, or of reading the file.
+func eachEvent(o produceOptions, format string, notes io.Writer, send func(kafka.Message) error, invalid func(*invalidLine)) error {
+	f, err := os.Open(o.file)
+	if err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	defer f.Close()
+	var src eventSource
+	if format == "csv" {
+		cs, err := newCSVSource(f, o)
+		if err != nil {
+			return err
+		}
+		for _, i := range cs.unnamed {
+			fmt.Fprintf(notes, "produce: %s: column %d has no name (a pandas index?): left out\n", o.file, i+1)
+		}
+		src = cs
+	} else {
+		src = newJSONLSource(f)
+	}
+	dec := stream.NewDecoder(stream.DecoderConfig{})
+	var ev stream.Event
+	for {
+		m, line, err := src.next()
+		var bad *invalidLine
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.As(err, &bad):
+			invalid(bad)
+			continue
+		case err != nil:
+			return fmt.Errorf("produce: %s: %w", o.file, err)
+		}
+		var de *stream.DecodeError
+		if err := dec.Decode(m.Value, &ev); errors.As(err, &de) {
+			invalid(&invalidLine{line: line, reason: string(de.Reason) + ": " + de.Detail})
+			continue
+		}
+		if err := send(m); err != nil {
+			return err
 		}
 	}
 }
 
-func countLines(r io.Reader) (int, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	n := 0
-	for sc.Scan() {
-		if len(strings.TrimSpace(sc.Text())) > 0 {
-			n++
-		}
-	}
-	return n, sc.Err()
-}
+func (e *invalidLine) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.reason) }
 
 type eventSource interface {
-	next() (kafka.Message, error) // io.EOF at the end
+	// next returns the next event and its line number; an *invalidLine for
+	// a line that cannot be an event; io.EOF at the end.
+	next() (m kafka.Message, line int, err error)
 }
 
 type csvSource struct {
@@ -184,6 +341,8 @@ type csvSource struct {
 	header   []string
 	target   int
 	key      int
+	unnamed  []int // indexes of columns without a name: left out
+	skip     []bool
 	idPrefix string
 	row      int
 }
@@ -192,16 +351,26 @@ func newCSVSource(r io.Reader, o produceOptions) (*csvSource, error) {
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("produce: %s is empty; want a header row naming the columns", o.file)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("produce: %s: reading the header: %w", o.file, err)
 	}
-	s := &csvSource{r: cr, header: append([]string(nil), header...), target: -1, key: -1, idPrefix: o.idPrefix}
+	s := &csvSource{r: cr, header: slices.Clone(header), target: -1, key: -1, idPrefix: o.idPrefix, skip: make([]bool, len(header))}
 	for i, h := range s.header {
-		switch h {
-		case o.target:
-			s.target = i
-		case o.key:
-			s.key = i
+		switch {
+		case !utf8.ValidString(h):
+			return nil, fmt.Errorf("produce: %s: the name of column %d is not valid UTF-8: %q", o.file, i+1, h)
+		case slices.Index(s.header, h) != i:
+			return nil, fmt.Errorf("produce: %s: column %q appears twice in the header", o.file, h)
+		case h == "":
+			s.unnamed = append(s.unnamed, i)
+			s.skip[i] = true
+		case h == o.target: // only a column the user named: never "" for an unset --target
+			s.target, s.skip[i] = i, true
+		case h == o.key:
+			s.key, s.skip[i] = i, true
 		}
 	}
 	if o.target != "" && s.target < 0 {
@@ -213,27 +382,37 @@ func newCSVSource(r io.Reader, o produceOptions) (*csvSource, error) {
 	return s, nil
 }
 
-func (s *csvSource) next() (kafka.Message, error) {
+func (s *csvSource) next() (kafka.Message, int, error) {
 	rec, err := s.r.Read()
-	if err != nil {
-		return kafka.Message{}, err // csv errors name the line
+	if errors.Is(err, io.EOF) {
+		return kafka.Message{}, 0, io.EOF
 	}
-	s.row++
+	s.row++ // every record counts, so that ids do not depend on which rows are valid
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return kafka.Message{}, pe.StartLine, &invalidLine{line: pe.StartLine, reason: pe.Err.Error()}
+	}
+	if err != nil {
+		return kafka.Message{}, 0, err
+	}
 	line, _ := s.r.FieldPos(0)
 	buf := make([]byte, 0, 256)
 	buf = append(buf, `{"id":`...)
-	buf = strconv.AppendQuote(buf, s.idPrefix+"-"+strconv.Itoa(s.row))
+	buf = appendJSONString(buf, s.idPrefix+"-"+strconv.Itoa(s.row))
 	buf = append(buf, `,"features":{`...)
 	first := true
 	for i, cell := range rec {
-		if i == s.target || i == s.key || cell == "" {
+		if s.skip[i] || cell == "" {
 			continue
+		}
+		if !utf8.ValidString(cell) {
+			return kafka.Message{}, line, &invalidLine{line: line, reason: fmt.Sprintf("column %q is not valid UTF-8: %q", s.header[i], cell)}
 		}
 		if !first {
 			buf = append(buf, ',')
 		}
 		first = false
-		buf = strconv.AppendQuote(buf, s.header[i])
+		buf = appendJSONString(buf, s.header[i])
 		buf = append(buf, ':')
 		buf = appendCell(buf, cell)
 	}
@@ -241,7 +420,7 @@ func (s *csvSource) next() (kafka.Message, error) {
 	if s.target >= 0 && rec[s.target] != "" {
 		x, ok := parseLabel(rec[s.target])
 		if !ok {
-			return kafka.Message{}, fmt.Errorf("line %d: label %q in column %q is not a number or boolean", line, rec[s.target], s.header[s.target])
+			return kafka.Message{}, line, &invalidLine{line: line, reason: fmt.Sprintf("label %q in column %q is not a number or boolean", rec[s.target], s.header[s.target])}
 		}
 		buf = append(buf, `,"label":`...)
 		buf = strconv.AppendFloat(buf, x, 'g', -1, 64)
@@ -251,19 +430,7 @@ func (s *csvSource) next() (kafka.Message, error) {
 	if s.key >= 0 {
 		m.Key = []byte(rec[s.key])
 	}
-	return m, nil
-}
-
-// appendCell writes a non-empty CSV cell as a JSON number, boolean or
-// string, read by cellKind.
-func appendCell(buf []byte, cell string) []byte {
-	switch kind, x := cellKind(cell); kind {
-	case features.Number:
-		return strconv.AppendFloat(buf, x, 'g', -1, 64)
-	case features.Bool:
-		return strconv.AppendBool(buf, x == 1)
-	}
-	return strconv.AppendQuote(buf, cell)
+	return m, line, nil
 }
 
 type jsonlSource struct {
@@ -277,22 +444,19 @@ func newJSONLSource(r io.Reader) *jsonlSource {
 	return &jsonlSource{sc: sc}
 }
 
-func (s *jsonlSource) next() (kafka.Message, error) {
+func (s *jsonlSource) next() (kafka.Message, int, error) {
 	for s.sc.Scan() {
 		s.line++
-		line := strings.TrimSpace(s.sc.Text())
-		if line == "" {
+		line := bytes.TrimSpace(s.sc.Bytes())
+		if len(line) == 0 {
 			continue
 		}
-		if !json.Valid([]byte(line)) {
-			return kafka.Message{}, fmt.Errorf("line %d: not valid JSON", s.line)
-		}
-		return kafka.Message{Value: []byte(line)}, nil
+		return kafka.Message{Value: bytes.Clone(line)}, s.line, nil
 	}
 	if err := s.sc.Err(); err != nil {
-		return kafka.Message{}, fmt.Errorf("line %d: %w", s.line+1, err)
+		return kafka.Message{}, s.line + 1, fmt.Errorf("line %d: %w", s.line+1, err)
 	}
-	return kafka.Message{}, io.EOF
+	return kafka.Message{}, 0, io.EOF
 }
 
 // progress draws a progress bar: redrawn in place on a terminal, a line per
@@ -349,4 +513,17 @@ func (p *progress) finish() {
 	if p.tty {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// countLines counts the non-blank lines of r.
+func countLines(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	n := 0
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+			n++
+		}
+	}
+	return n, sc.Err()
 }

@@ -8,7 +8,8 @@ import (
 // seaGenerator produces the SEA concepts stream (Street & Kim 2001): three
 // features uniform in [0, 10), of which only f1 and f2 matter; the label is 1
 // when f1 + f2 <= θ, with θ cycling through 8, 9, 7, 9.5 every driftEvery
-// events (abrupt drift), and a fraction noise of labels flipped.
+// events (abrupt drift; driftEvery 0: θ stays 8), and a fraction noise of
+// labels flipped.
 type seaGenerator struct {
 	rng        *rand.Rand
 	driftEvery int
@@ -23,7 +24,17 @@ func newSEA(seed uint64, driftEvery int, noise float64) *seaGenerator {
 }
 
 // concept returns the index of the concept in force for the next event.
-func (g *seaGenerator) concept() int { return (g.n / g.driftEvery) % len(seaThresholds) }
+func (g *seaGenerator) concept() int {
+	if g.driftEvery <= 0 {
+		return 0
+	}
+	return (g.n / g.driftEvery) % len(seaThresholds)
+}
+
+// changed reports whether the concept changes at the next event.
+func (g *seaGenerator) changed() bool {
+	return g.driftEvery > 0 && g.n > 0 && g.n%g.driftEvery == 0
+}
 
 // next appends the next event as JSON to dst.
 func (g *seaGenerator) next(dst []byte, idPrefix string) []byte {

@@ -45,6 +45,10 @@ type serveOptions struct {
 	tlsCert      string
 	tlsKey       string
 
+	grpcIdleTimeout     time.Duration
+	grpcMaxRequestBytes int
+	metricsIdleTimeout  time.Duration
+
 	checkpointEvery    int
 	checkpointInterval time.Duration
 	promoteInterval    time.Duration
@@ -81,6 +85,9 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.adminToken, "admin-token", "", "token the Admin RPCs (promote, rollback, list) must send as \"authorization: Bearer <token>\"; empty: no check (keep --grpc-addr on loopback)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.DurationVar(&o.grpcIdleTimeout, "grpc-idle-timeout", serving.DefaultMaxConnectionIdle, "close gRPC connections with no RPC in flight for this long (clients reconnect on their next call)")
+	fs.IntVar(&o.grpcMaxRequestBytes, "grpc-max-request-bytes", serving.DefaultMaxRequestBytes, "largest gRPC request accepted, in bytes (RESOURCE_EXHAUSTED beyond)")
+	fs.DurationVar(&o.metricsIdleTimeout, "metrics-idle-timeout", defaultMetricsIdleTimeout, "close /metrics keep-alive connections idle for this long")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
@@ -224,7 +231,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 	for _, m := range engineCfg.Models {
 		names = append(names, m.Name)
 	}
-	servingCfg := serving.Config{AdminToken: o.adminToken}
+	servingCfg := serving.Config{AdminToken: o.adminToken, MaxConnectionIdle: o.grpcIdleTimeout, MaxRequestBytes: o.grpcMaxRequestBytes}
 	if o.tlsCert != "" || o.tlsKey != "" {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			return nil, errors.New("--tls-cert and --tls-key go together")
@@ -235,7 +242,9 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 		}
 		servingCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.server = serving.New(servingCfg, names, s.registry, log)
+	if s.server, err = serving.New(servingCfg, names, s.registry, log); err != nil {
+		return nil, err
+	}
 	publish := func(snap *learner.Snapshot) {
 		if err := s.server.Publish(snap); err != nil {
 			log.Error("publish snapshot", "err", err)
@@ -355,6 +364,11 @@ func (s *service) Run(ctx context.Context) error {
 	return nil
 }
 
+// defaultMetricsIdleTimeout is how long the metrics server keeps an idle
+// keep-alive connection: longer than Prometheus's default scrape interval
+// (1m), so that scrapes reuse their connection.
+const defaultMetricsIdleTimeout = 2 * time.Minute
+
 func (s *service) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
@@ -367,7 +381,11 @@ func (s *service) serveMetrics(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	idle := s.opts.metricsIdleTimeout
+	if idle <= 0 {
+		idle = defaultMetricsIdleTimeout
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.httpLis) }()
 	select {
