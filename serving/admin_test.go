@@ -65,7 +65,10 @@ func startAdminServer(t *testing.T, admin serving.Admin, log *syncBuffer) eddyv1
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serving.New(serving.Config{}, []string{"m"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(log, nil)))
+	srv, err := serving.New(serving.Config{}, []string{"m"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.SetAdmin(admin)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
