@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+	"github.com/eddyhq/eddy/serving"
 )
 
 // keepProducing sends SEA events to topic, a hundred every 50 ms, until the
@@ -332,5 +334,19 @@ func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
 	o.configFile = path
 	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != 24*time.Hour {
 		t.Fatalf("retain_for from the config file = %v, %v; want 24h", cfg.RetainFor, err)
+	}
+}
+
+// TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus: a missing
+// snapshot reaches the client as NOT_FOUND with the learner's words, not
+// "serving: not found: learner: snapshot not found: ...".
+func TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus(t *testing.T) {
+	inner := fmt.Errorf("%w: model m version 9", learner.ErrSnapshotNotFound)
+	err := adminError(inner)
+	if !errors.Is(err, serving.ErrNotFound) || !errors.Is(err, learner.ErrSnapshotNotFound) {
+		t.Fatalf("%v: want both serving.ErrNotFound and learner.ErrSnapshotNotFound", err)
+	}
+	if err.Error() != inner.Error() {
+		t.Fatalf("message %q, want %q", err.Error(), inner.Error())
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
@@ -106,9 +105,16 @@ func adminError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, learner.ErrSnapshotNotFound):
-		return fmt.Errorf("%w: %w", serving.ErrNotFound, err)
+		return classified{serving.ErrNotFound, err}
 	case errors.Is(err, learner.ErrNoPreviousVersion):
-		return fmt.Errorf("%w: %w", serving.ErrPrecondition, err)
+		return classified{serving.ErrPrecondition, err}
 	}
 	return err
 }
+
+// classified gives a learner error the serving error that picks its status
+// code, without adding that error's text to the message a client reads.
+type classified struct{ kind, err error }
+
+func (c classified) Error() string   { return c.err.Error() }
+func (c classified) Unwrap() []error { return []error{c.kind, c.err} }

@@ -283,16 +283,16 @@ func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) err
 	if s.opts.brokers != "" {
 		s.brokers = strings.Split(s.opts.brokers, ",")
 	} else {
-		host, _, err := net.SplitHostPort(s.opts.embeddedAddr)
-		if err != nil || host != "127.0.0.1" {
-			return fmt.Errorf("--embedded-addr %q: want 127.0.0.1:PORT", s.opts.embeddedAddr)
+		port, err := loopbackPort("--embedded-addr", s.opts.embeddedAddr)
+		if err != nil {
+			return err
 		}
 		brokerDir := filepath.Join(s.opts.dataDir, "kafka")
 		if s.opts.ephemeral {
 			brokerDir = ""
 		}
 		s.broker, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{
-			Port:    stream.PortOf(s.opts.embeddedAddr),
+			Port:    port,
 			DataDir: brokerDir,
 		})
 		if err != nil {
