@@ -648,20 +648,23 @@ func (h *History) Load(key, data []byte) error {
 
 // EntityKey returns the entity key of an event: the value of the key field
 // (Config.Key) when there is one (a string as is, a number in its shortest
-// form), else fallback (the event's key). It appends to dst to avoid
-// allocating.
+// form), else fallback (the event's key). The key is always written into
+// dst's memory (dst[:0], grown if needed), never returned as fallback or a
+// field itself: the caller owns the result and may pass it back as dst for
+// the next event without ever writing into the event's buffers (a Kafka
+// message key, a message value, a request string). It does not allocate once
+// dst has grown.
 func EntityKey(keyField string, fields []Field, fallback, dst []byte) []byte {
-	if keyField == "" {
-		return fallback
-	}
-	for i := range fields {
-		if string(fields[i].Name) != keyField {
-			continue
+	if keyField != "" {
+		for i := range fields {
+			if string(fields[i].Name) != keyField {
+				continue
+			}
+			if fields[i].Kind == String {
+				return append(dst[:0], fields[i].Str...)
+			}
+			return strconv.AppendFloat(dst[:0], fields[i].Num, 'g', -1, 64)
 		}
-		if fields[i].Kind == String {
-			return append(dst[:0], fields[i].Str...)
-		}
-		return strconv.AppendFloat(dst[:0], fields[i].Num, 'g', -1, 64)
 	}
-	return fallback
+	return append(dst[:0], fallback...)
 }
