@@ -450,7 +450,7 @@ func (e *Engine) Checkpoint(offsets []Offset) error {
 			}
 			e.metrics.evicted.WithLabelValues(m.cfg.Name).Add(float64(evicted))
 			e.metrics.entities.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Entities()))
-			e.metrics.late.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Late()))
+			e.metrics.observeHistory(m.cfg.Name, m.hist.Late(), m.hist.Future())
 		}
 		if m.pending != nil {
 			if err := e.writePending(batch, m, start); err != nil {
