@@ -312,14 +312,12 @@ func (e *Engine) LabelTopics() []string {
 }
 
 // writePending adds m's new waiting events and removes its learned and
-// expired ones in batch.
+// expired ones in batch. Expiry looks only at the events past their TTL and
+// the oldest one left, not at every event waiting.
 func (e *Engine) writePending(batch *pebble.Batch, m *Model, now time.Time) error {
 	ps := m.pending
-	for id, p := range ps.events {
-		if now.Sub(p.at) > m.cfg.LabelTTL {
-			ps.take(id)
-			e.metrics.expired.WithLabelValues(m.cfg.Name).Inc()
-		}
+	if expired := ps.expire(now, m.cfg.LabelTTL); expired > 0 {
+		e.metrics.expired.WithLabelValues(m.cfg.Name).Add(float64(expired))
 	}
 	for id := range ps.added {
 		e.buf = ps.events[id].appendBinary(e.buf[:0])
