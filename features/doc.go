@@ -15,7 +15,13 @@
 //
 // A History keeps each entity's recent values and labels and derives window
 // aggregates (by count or event time, with watermarks), lags and past-label
-// aggregates from the events before the current one.
+// aggregates from the events before the current one. Window sums are
+// compensated (Neumaier) and variances computed in two passes, so
+// aggregates of large values (epoch milliseconds, 1e12) are exact where the
+// float64 result can be. An event time more than Config.MaxFuture (default
+// 1h) ahead of the processing clock enters no time window and never moves
+// its entity's watermark; such events are counted (History.Future), as
+// late ones are (History.Late).
 //
 // Invariants: a Transformer never produces NaN or Inf from finite input;
 // Transform never changes state, only Update does (and Rollback undoes it);
@@ -29,6 +35,9 @@
 //
 // A Transformer is owned by one goroutine while it learns. A copy made with
 // Clone is immutable by convention and may be read (Transform) by any number
-// of goroutines at once. A History is written by one goroutine (Observe) and
-// read by any (Derive) under its own lock.
+// of goroutines at once. A History is written by one goroutine (Observe,
+// Load, Evict) and read by any (Derive) under its own read-write lock;
+// TakeDirty swaps out the set of changed entities under the write lock and
+// encodes them under the read lock, so it may run on any goroutine and
+// hands each change to exactly one call.
 package features

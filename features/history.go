@@ -1,6 +1,7 @@
 package features
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -109,8 +110,15 @@ func (c *Config) validateHistory() error {
 	if c.AllowedLateness < 0 {
 		return fmt.Errorf("features: allowed_lateness must not be negative")
 	}
+	if c.MaxFuture < 0 {
+		return fmt.Errorf("features: max_future must not be negative")
+	}
 	return nil
 }
+
+// DefaultMaxFuture is the default of Config.MaxFuture: producers' clocks a
+// little ahead are normal, an hour ahead is not.
+const DefaultMaxFuture = time.Hour
 
 // Late-event policies for time windows.
 const (
@@ -167,12 +175,15 @@ type History struct {
 	timedFields [][]byte // fields of time windows
 	span        int64    // longest time window, nanoseconds
 	lateness    int64    // allowed lateness, nanoseconds
+	maxFuture   int64    // how far ahead of the clock an event time may be, nanoseconds
 	includeLate bool
 	late        uint64 // late events seen
+	future      uint64 // events beyond maxFuture seen
 
 	mu       sync.RWMutex
 	entities map[string]*entity
-	dirty    map[string]struct{}
+	dirty    map[string]struct{} // entities changed since the last TakeDirty
+	spare    map[string]struct{} // an empty map with room, to swap in for dirty
 }
 
 // entity is one key's history: per source a ring of its last values (newest
@@ -193,7 +204,7 @@ func NewHistory(cfg Config) *History {
 		return nil
 	}
 	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1, ttl: cfg.EntityTTL, now: time.Now,
-		lateness: int64(cfg.AllowedLateness), includeLate: cfg.LatePolicy == LateInclude}
+		lateness: int64(cfg.AllowedLateness), maxFuture: int64(cmp.Or(cfg.MaxFuture, DefaultMaxFuture)), includeLate: cfg.LatePolicy == LateInclude}
 	src := func(field string, depth int) int {
 		for i, s := range h.sources {
 			if string(s.field) == field {
@@ -316,15 +327,10 @@ func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) []Field 
 	if e == nil {
 		return dst
 	}
+	var w windowStats
 	for di := range h.derived {
 		d := &h.derived[di]
-		var x float64
-		var ok bool
-		if d.duration > 0 {
-			x, ok = h.timedValue(e, d, at.UnixNano())
-		} else {
-			x, ok = h.value(e, di, d, fields)
-		}
+		x, ok := h.value(e, di, d, at.UnixNano(), fields, &w)
 		if ok && !math.IsNaN(x) && !math.IsInf(x, 0) {
 			dst = append(dst, Field{Name: d.name, Kind: Number, Num: x})
 		}
@@ -332,44 +338,174 @@ func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) []Field 
 	return dst
 }
 
-// timedValue computes a time-window feature for an event at time t.
-func (h *History) timedValue(e *entity, d *derived, t int64) (float64, bool) {
-	lo := t - d.duration
-	if d.tumbling {
-		lo = t - ((t%d.duration)+d.duration)%d.duration // floor to a multiple, also before 1970
+// value computes one derived feature of an event at time t. w holds the
+// summary of the last window read; the aggregates of one window are
+// consecutive in h.derived, so each window is read once per Derive.
+func (h *History) value(e *entity, di int, d *derived, t int64, fields []Field, w *windowStats) (float64, bool) {
+	switch d.kind {
+	case "lag":
+		return h.back(e, d.source, d.size)
+	case "diff":
+		past, ok := h.back(e, d.source, d.size)
+		now, ok2 := fieldValue(fields, h.sources[d.source].field)
+		return now - past, ok && ok2
+	case "ewma":
+		return e.ewma[di], e.filled[d.source] > 0
 	}
-	buf := e.timed[d.source]
-	from, _ := slices.BinarySearchFunc(buf, lo, func(v timed, at int64) int { return cmpInt(v.at, at) })
-	to, _ := slices.BinarySearchFunc(buf, t, func(v timed, at int64) int { return cmpInt(v.at, at) })
-	n := to - from
-	if n <= 0 {
+	if !w.covers(d) {
+		h.summarise(e, d, t, w)
+	}
+	if w.sum.n == 0 {
 		return 0, false
 	}
-	var sum, sq float64
-	lo2, hi2 := math.Inf(1), math.Inf(-1)
-	for _, v := range buf[from:to] {
-		sum += v.x
-		sq += v.x * v.x
-		lo2, hi2 = min(lo2, v.x), max(hi2, v.x)
-	}
-	mean := sum / float64(n)
 	switch d.kind {
 	case "count":
-		return float64(n), true
+		return float64(w.sum.n), true
 	case "sum":
-		return sum, true
-	case "std":
-		return math.Sqrt(max(sq/float64(n)-mean*mean, 0)), true
+		return w.sum.sum(), true
 	case "var":
-		return max(sq/float64(n)-mean*mean, 0), true
+		return w.variance(), true
+	case "std":
+		return math.Sqrt(w.variance()), true
 	case "min":
-		return lo2, true
+		return w.sum.lo, true
 	case "max":
-		return hi2, true
+		return w.sum.hi, true
 	case "last":
-		return buf[to-1].x, true
+		return w.last, true
 	}
-	return mean, true
+	return w.sum.mean(), true // "mean", "target"
+}
+
+// windowStats is what Derive knows of one window of one entity: where its
+// values are and their summary, computed once for all its aggregates.
+type windowStats struct {
+	valid    bool
+	source   int
+	size     int   // count windows and targets: how many values back
+	duration int64 // time windows
+	tumbling bool
+
+	older, newer []float64 // count windows: the values, in up to two pieces of the ring
+	timed        []timed   // time windows: the values
+	sum          summary
+	last         float64
+	spread       float64 // population variance, once hasSpread
+	hasSpread    bool
+}
+
+func (w *windowStats) covers(d *derived) bool {
+	return w.valid && w.source == d.source && w.size == d.size && w.duration == d.duration && w.tumbling == d.tumbling
+}
+
+// summarise makes w the window of d for an event at time t: a time window
+// [t−duration, t) (tumbling: from t floored to a multiple of the duration),
+// or the last size values of a count window or target.
+func (h *History) summarise(e *entity, d *derived, t int64, w *windowStats) {
+	*w = windowStats{valid: true, source: d.source, size: d.size, duration: d.duration, tumbling: d.tumbling}
+	if d.duration > 0 {
+		lo := t - d.duration
+		if d.tumbling {
+			lo = t - ((t%d.duration)+d.duration)%d.duration // floor to a multiple, also before 1970
+		}
+		buf := e.timed[d.source]
+		from, _ := slices.BinarySearchFunc(buf, lo, func(v timed, at int64) int { return cmpInt(v.at, at) })
+		to, _ := slices.BinarySearchFunc(buf, t, func(v timed, at int64) int { return cmpInt(v.at, at) })
+		w.timed = buf[from:to]
+		for _, v := range w.timed {
+			w.sum.add(v.x)
+		}
+		if len(w.timed) > 0 {
+			w.last = w.timed[len(w.timed)-1].x
+		}
+		return
+	}
+	n := min(int(e.filled[d.source]), d.size)
+	w.older, w.newer = h.recent(e, d.source, n)
+	for _, x := range w.older {
+		w.sum.add(x)
+	}
+	for _, x := range w.newer {
+		w.sum.add(x)
+	}
+	w.last, _ = h.back(e, d.source, 1)
+}
+
+// variance returns the population variance of the window, computed on first
+// use with a second pass over its values.
+func (w *windowStats) variance() float64 {
+	if !w.hasSpread {
+		dev := spread{mean: w.sum.mean()}
+		for _, x := range w.older {
+			dev.add(x)
+		}
+		for _, x := range w.newer {
+			dev.add(x)
+		}
+		for _, v := range w.timed {
+			dev.add(v.x)
+		}
+		w.spread, w.hasSpread = dev.variance(w.sum.n), true
+	}
+	return w.spread
+}
+
+// recent returns the last n values of source i, oldest first, as the two
+// pieces of its ring they occupy (newer is empty unless they wrap).
+func (h *History) recent(e *entity, i, n int) (older, newer []float64) {
+	r, head := h.ring(e, i), int(e.head[i])
+	if n <= head {
+		return r[head-n : head], nil
+	}
+	return r[len(r)-(n-head):], r[:head]
+}
+
+// summary accumulates a window's values in one pass: their count, min, max
+// and sum. The sum is compensated (Neumaier), so it is exact whenever the
+// true sum is representable and the values are within a factor 2^53 of
+// each other, whatever their order: 1e17 + 1 − 1e17 is 1, not 0.
+type summary struct {
+	n           int
+	total, comp float64 // the sum is total + comp
+	lo, hi      float64
+}
+
+func (s *summary) add(x float64) {
+	if s.n == 0 {
+		s.lo, s.hi = x, x
+	}
+	s.n++
+	s.lo, s.hi = min(s.lo, x), max(s.hi, x)
+	t := s.total + x
+	if math.Abs(s.total) >= math.Abs(x) {
+		s.comp += (s.total - t) + x
+	} else {
+		s.comp += (x - t) + s.total
+	}
+	s.total = t
+}
+
+func (s *summary) sum() float64  { return s.total + s.comp }
+func (s *summary) mean() float64 { return s.sum() / float64(s.n) }
+
+// spread is the second pass of the corrected two-pass variance (Chan,
+// Golub and LeVeque): deviations from the mean, whose squares stay small
+// where E[x²]−E[x]² would cancel every digit (a variance of 2/3 among
+// values near 1e12, whose squares are 1e24).
+type spread struct {
+	mean    float64
+	dev, sq float64 // Σ(x−mean), Σ(x−mean)²
+}
+
+func (v *spread) add(x float64) {
+	d := x - v.mean
+	v.dev += d
+	v.sq += d * d
+}
+
+// variance is the population variance of the n values added.
+func (v *spread) variance(n int) float64 {
+	return max((v.sq-v.dev*v.dev/float64(n))/float64(n), 0)
 }
 
 func cmpInt(a, b int64) int {
@@ -383,11 +519,20 @@ func cmpInt(a, b int64) int {
 }
 
 // observeTimed adds an event at time t to the time-window buffers, unless it
-// is late (older than the watermark minus the allowed lateness) and the
-// policy drops late events. It reports whether the event was late.
-func (h *History) observeTimed(e *entity, t int64, fields []Field) bool {
+// is more than maxFuture ahead of now (the processing clock), or late (older
+// than the watermark minus the allowed lateness) and the policy drops late
+// events. It reports whether the event was late.
+func (h *History) observeTimed(e *entity, t, now int64, fields []Field) bool {
 	if len(h.timedFields) == 0 {
 		return false
+	}
+	limit := addSaturating(now, h.maxFuture)
+	if t > limit {
+		h.future++ // like a dropped late event: it must not move the watermark
+		return false
+	}
+	if e.watermark > limit {
+		e.forgetBeyond(limit)
 	}
 	late := e.watermark != 0 && t < e.watermark-h.lateness
 	if late {
@@ -414,6 +559,28 @@ func (h *History) observeTimed(e *entity, t int64, fields []Field) bool {
 	return late
 }
 
+// forgetBeyond drops what an entity holds beyond limit and lowers its
+// watermark to the newest time it keeps: state stored before event times
+// were bounded by MaxFuture, or a processing clock set back, must not keep
+// every later event late.
+func (e *entity) forgetBeyond(limit int64) {
+	e.watermark = 0
+	for i, buf := range e.timed {
+		keep, _ := slices.BinarySearchFunc(buf, limit+1, func(v timed, at int64) int { return cmpInt(v.at, at) })
+		e.timed[i] = buf[:keep]
+		if keep > 0 {
+			e.watermark = max(e.watermark, buf[keep-1].at)
+		}
+	}
+}
+
+func addSaturating(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // Late returns how many late events time windows have seen.
 func (h *History) Late() uint64 {
 	h.mu.RLock()
@@ -421,51 +588,12 @@ func (h *History) Late() uint64 {
 	return h.late
 }
 
-// value computes one derived feature.
-func (h *History) value(e *entity, di int, d *derived, fields []Field) (float64, bool) {
-	n := min(int(e.filled[d.source]), d.size)
-	switch d.kind {
-	case "lag":
-		return h.back(e, d.source, d.size)
-	case "diff":
-		past, ok := h.back(e, d.source, d.size)
-		now, ok2 := fieldValue(fields, h.sources[d.source].field)
-		return now - past, ok && ok2
-	case "ewma":
-		return e.ewma[di], e.filled[d.source] > 0
-	case "count":
-		return float64(n), n > 0
-	}
-	if n == 0 {
-		return 0, false
-	}
-	var sum, sq, lo, hi, last float64
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for k := 1; k <= n; k++ {
-		x, _ := h.back(e, d.source, k)
-		if k == 1 {
-			last = x
-		}
-		sum += x
-		sq += x * x
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	mean := sum / float64(n)
-	switch d.kind {
-	case "sum":
-		return sum, true
-	case "mean", "target":
-		return mean, true
-	case "std":
-		return math.Sqrt(max(sq/float64(n)-mean*mean, 0)), true
-	case "var":
-		return max(sq/float64(n)-mean*mean, 0), true
-	case "min":
-		return lo, true
-	case "max":
-		return hi, true
-	}
-	return last, true // "last"
+// Future returns how many events time windows have left out for being
+// more than Config.MaxFuture ahead of the processing clock.
+func (h *History) Future() uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.future
 }
 
 // Observe adds an event of entity key to its history: its values of every
@@ -479,13 +607,14 @@ func (h *History) Observe(key []byte, at time.Time, fields []Field, label float6
 		e = h.newEntity()
 		h.entities[string(key)] = e
 	}
+	now := h.now().UnixNano()
 	if !at.IsZero() {
-		h.observeTimed(e, at.UnixNano(), fields)
+		h.observeTimed(e, at.UnixNano(), now, fields)
 	}
 	if _, ok := h.dirty[string(key)]; !ok { // a lookup does not allocate; an insert does
 		h.dirty[string(key)] = struct{}{}
 	}
-	e.seen = h.now().UnixNano()
+	e.seen = now
 	for i := range h.sources {
 		var x float64
 		var ok bool
@@ -564,18 +693,53 @@ func (h *History) Evict(gone func(key []byte) error) (int, error) {
 const historyVersion = 3
 
 // TakeDirty calls fn with the encoding of every entity changed since the
-// last call, then forgets them. Engine goroutine only.
+// last call, then forgets those changes; if fn fails, they are all kept for
+// the next call. fn must not call the History. TakeDirty may run beside
+// Observe, Derive and another TakeDirty: the set of changes is swapped out
+// under the write lock, so each change goes to exactly one call and a
+// change made meanwhile waits for the next; encoding holds only the read
+// lock, so predictions go on.
 func (h *History) TakeDirty(fn func(key, value []byte) error) error {
+	h.mu.Lock()
+	taken := h.dirty
+	h.dirty, h.spare = h.spare, nil
+	if h.dirty == nil {
+		h.dirty = make(map[string]struct{})
+	}
+	h.mu.Unlock()
+
+	err := h.encodeEach(taken, fn)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		for key := range taken {
+			h.dirty[key] = struct{}{}
+		}
+	}
+	clear(taken) // keeps its room: reused, inserts into it do not allocate
+	if h.spare == nil {
+		h.spare = taken
+	}
+	return err
+}
+
+// encodeEach calls fn with the encoding of each entity in keys that is
+// still held (Evict may have dropped it since).
+func (h *History) encodeEach(keys map[string]struct{}, fn func(key, value []byte) error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var buf []byte
-	for key := range h.dirty {
-		buf = h.appendEntity(buf[:0], h.entities[key])
+	for key := range keys {
+		e := h.entities[key]
+		if e == nil {
+			continue
+		}
+		buf = h.appendEntity(buf[:0], e)
 		if err := fn([]byte(key), buf); err != nil {
 			return err
 		}
 	}
-	clear(h.dirty)
 	return nil
 }
 
@@ -653,20 +817,23 @@ func (h *History) Load(key, data []byte) error {
 
 // EntityKey returns the entity key of an event: the value of the key field
 // (Config.Key) when there is one (a string as is, a number in its shortest
-// form), else fallback (the event's key). It appends to dst to avoid
-// allocating.
+// form), else fallback (the event's key). The key is always written into
+// dst's memory (dst[:0], grown if needed), never returned as fallback or a
+// field itself: the caller owns the result and may pass it back as dst for
+// the next event without ever writing into the event's buffers (a Kafka
+// message key, a message value, a request string). It does not allocate once
+// dst has grown.
 func EntityKey(keyField string, fields []Field, fallback, dst []byte) []byte {
-	if keyField == "" {
-		return fallback
-	}
-	for i := range fields {
-		if string(fields[i].Name) != keyField {
-			continue
+	if keyField != "" {
+		for i := range fields {
+			if string(fields[i].Name) != keyField {
+				continue
+			}
+			if fields[i].Kind == String {
+				return append(dst[:0], fields[i].Str...)
+			}
+			return strconv.AppendFloat(dst[:0], fields[i].Num, 'g', -1, 64)
 		}
-		if fields[i].Kind == String {
-			return append(dst[:0], fields[i].Str...)
-		}
-		return strconv.AppendFloat(dst[:0], fields[i].Num, 'g', -1, 64)
 	}
-	return fallback
+	return append(dst[:0], fallback...)
 }

@@ -196,6 +196,9 @@ func TestTimeWindowsMatchBruteForceWithOutOfOrderEvents(t *testing.T) {
 			accepted := map[string][]obs{}
 			watermark := map[string]int64{}
 			base := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).UnixNano()
+			// Processing happens after the stream's last event (about 22
+			// minutes), whatever the machine's date: no event is in the future.
+			h.SetClock(func() time.Time { return time.Unix(0, base).Add(time.Hour) })
 			lateSeen := 0
 			for i := range 4000 {
 				key := fmt.Sprintf("e%d", rng.IntN(3))
@@ -265,5 +268,28 @@ func TestTimeWindowsMatchBruteForceWithOutOfOrderEvents(t *testing.T) {
 			}
 			t.Logf("%s: %d late events of 4000", policy, lateSeen)
 		})
+	}
+}
+
+// TestEntityKeyNeverHandsOutTheEventsBytes reuses one scratch buffer for
+// keys from the fallback and from a field, as the engine does event after
+// event: the caller's fallback and fields must come out unchanged.
+func TestEntityKeyNeverHandsOutTheEventsBytes(t *testing.T) {
+	messageKey := []byte("AAAAAAAA")
+	fields := []Field{cat("user", "bob"), num("id", 42)}
+	var scratch []byte
+	for _, step := range []struct{ keyField, want string }{
+		{"", "AAAAAAAA"}, {"user", "bob"}, {"", "AAAAAAAA"}, {"id", "42"}, {"missing", "AAAAAAAA"}, {"user", "bob"},
+	} {
+		scratch = EntityKey(step.keyField, fields, messageKey, scratch)
+		if string(scratch) != step.want {
+			t.Fatalf("key field %q: key %q, want %q", step.keyField, scratch, step.want)
+		}
+		if string(messageKey) != "AAAAAAAA" || string(fields[0].Str) != "bob" {
+			t.Fatalf("key field %q: the event changed: message key %q, user %q", step.keyField, messageKey, fields[0].Str)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { scratch = EntityKey("", fields, messageKey, scratch) }); allocs != 0 {
+		t.Errorf("EntityKey allocates %v times once warm, want 0", allocs)
 	}
 }

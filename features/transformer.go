@@ -80,6 +80,12 @@ type Config struct {
 	// LatePolicy is what happens to late events: drop (default: they do not
 	// enter time windows) or include. Either way they are counted.
 	LatePolicy string `yaml:"late_policy"`
+	// MaxFuture is how far ahead of the processing clock an event's time
+	// may be. An event further ahead (a producer's clock or unit error)
+	// enters no time window and leaves its entity's watermark where it was,
+	// so it cannot make the entity's later events late; it is counted
+	// (History.Future). The default is DefaultMaxFuture (1h).
+	MaxFuture time.Duration `yaml:"max_future"`
 }
 
 // Defaults and limits.

@@ -33,8 +33,11 @@
 // of the store without reading weights.
 //
 // Invariants: a model's weights are always finite (a step that would make one
-// NaN or Inf is refused and reported as an invalid example); a snapshot never
-// changes after it is published.
+// NaN or Inf is refused and reported as an invalid example); a refused
+// example leaves no trace in the model, neither in its feature statistics nor
+// as a class it would have introduced; a snapshot never changes after it is
+// published. Events waiting for a label expire oldest first, at checkpoints,
+// and expiry looks only at the events due, not at every event waiting.
 //
 // # Concurrency
 //

@@ -323,14 +323,12 @@ func (e *Engine) LabelTopics() []string {
 }
 
 // writePending adds m's new waiting events and removes its learned and
-// expired ones in batch.
+// expired ones in batch. Expiry looks only at the events past their TTL and
+// the oldest one left, not at every event waiting.
 func (e *Engine) writePending(batch *pebble.Batch, m *Model, now time.Time) error {
 	ps := m.pending
-	for id, p := range ps.events {
-		if now.Sub(p.at) > m.cfg.LabelTTL {
-			ps.take(id)
-			e.metrics.expired.WithLabelValues(m.cfg.Name).Inc()
-		}
+	if expired := ps.expire(now, m.cfg.LabelTTL); expired > 0 {
+		e.metrics.expired.WithLabelValues(m.cfg.Name).Add(float64(expired))
 	}
 	for id := range ps.added {
 		e.buf = ps.events[id].appendBinary(e.buf[:0])
@@ -463,7 +461,7 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 			}
 			e.metrics.evicted.WithLabelValues(m.cfg.Name).Add(float64(evicted))
 			e.metrics.entities.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Entities()))
-			e.metrics.late.WithLabelValues(m.cfg.Name).Set(float64(m.hist.Late()))
+			e.metrics.observeHistory(m.cfg.Name, m.hist.Late(), m.hist.Future())
 		}
 		if m.pending != nil {
 			if err := e.writePending(batch, m, start); err != nil {

@@ -106,6 +106,14 @@ func (l *linear) addOutput() {
 	l.grads = append(l.grads, 0)
 }
 
+// removeLastOutput undoes addOutput, for a refused step of a class first
+// seen in it (learn has restored the other outputs).
+func (l *linear) removeLastOutput() {
+	n := len(l.out) - 1
+	l.out[n] = output{} // drop its weights
+	l.out, l.raw, l.probs, l.grads = l.out[:n], l.raw[:n], l.probs[:n], l.grads[:n]
+}
+
 // grow makes o cover every index below span.
 func (l *linear) grow(o *output, span int) {
 	if span*l.stride <= len(o.p) {

@@ -27,7 +27,12 @@ type engineMetrics struct {
 	pending            *prometheus.GaugeVec
 	evicted            *prometheus.CounterVec
 	entities           *prometheus.GaugeVec
-	late               *prometheus.GaugeVec
+	late               *prometheus.CounterVec
+	future             *prometheus.CounterVec
+
+	// The histories' own counts at the last checkpoint, by model: the
+	// counters advance by the difference.
+	lateSeen, futureSeen map[string]uint64
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -119,11 +124,16 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_history_entities",
 		Help: "Entities with a history in memory, by model.",
 	}, []string{"model"})
-	m.late = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "eddy_history_late_events",
-		Help: "Events behind their entity's watermark by more than allowed_lateness, seen by time windows since start, by model.",
+	m.late = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_late_events_total",
+		Help: "Events behind their entity's watermark by more than allowed_lateness, seen by time windows, by model.",
 	}, []string{"model"})
-	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late)
+	m.future = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_future_events_total",
+		Help: "Events stamped more than max_future ahead of the clock, left out of time windows, by model.",
+	}, []string{"model"})
+	m.lateSeen, m.futureSeen = make(map[string]uint64), make(map[string]uint64)
+	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m
@@ -138,6 +148,21 @@ type modelMetrics struct {
 
 func (m *engineMetrics) forModel(name string) modelMetrics {
 	return modelMetrics{learned: m.learned.WithLabelValues(name), unlabeled: m.unlabeled.WithLabelValues(name)}
+}
+
+// observeHistory advances a model's late and future event counters to the
+// counts its history has seen (since it was created); called at each
+// checkpoint.
+func (m *engineMetrics) observeHistory(model string, late, future uint64) {
+	advance(m.late.WithLabelValues(model), m.lateSeen, model, late)
+	advance(m.future.WithLabelValues(model), m.futureSeen, model, future)
+}
+
+func advance(c prometheus.Counter, seen map[string]uint64, model string, count uint64) {
+	if count > seen[model] {
+		c.Add(float64(count - seen[model]))
+	}
+	seen[model] = count
 }
 
 // observe publishes a model's metrics; called at each checkpoint.

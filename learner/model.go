@@ -196,14 +196,20 @@ func (m *Model) learnScored(fields []features.Field, y float64, class int, score
 	}
 	m.tr.Retransform(fields, &m.vec)
 	target := y
+	added := false // a class first seen in this example: its output joins the softmax of the step
 	if m.cfg.Task == Multiclass {
 		if class < 0 {
-			class = m.addClass(int(y))
+			class, added = m.addClass(int(y)), true
 		}
 		target = float64(class)
 	}
 	if !m.lin.learn(&m.vec, target) {
-		m.tr.Rollback() // a refused example leaves no trace
+		// A refused example leaves no trace: not its feature statistics,
+		// not the class it would have introduced.
+		m.tr.Rollback()
+		if added {
+			m.removeLastClass()
+		}
 		return 0, reject(ReasonNonFiniteGradient, "model %s: the update would make a weight non-finite", m.cfg.Name)
 	}
 	m.score(y, score, predicted, class, pTrue)
@@ -243,6 +249,12 @@ func (m *Model) addClass(label int) int {
 	m.classes = append(m.classes, label)
 	m.lin.addOutput()
 	return len(m.classes) - 1
+}
+
+// removeLastClass undoes addClass.
+func (m *Model) removeLastClass() {
+	m.classes = m.classes[:len(m.classes)-1]
+	m.lin.removeLastOutput()
 }
 
 // probabilityOf returns the probability the prediction gave the true class

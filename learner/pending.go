@@ -1,10 +1,12 @@
 package learner
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -21,22 +23,37 @@ type pendingEvent struct {
 	score     float64
 	predicted int
 	at        time.Time // when it was scored
+
+	// The arrival order of the set's events, oldest first.
+	id         string
+	queued     bool
+	prev, next *pendingEvent
 }
 
 // pendingSet holds a model's waiting events; changes reach Pebble at the
-// next checkpoint.
+// next checkpoint. Besides the map by id, the events form a list in arrival
+// order: the label TTL is the same for all of them, so they expire in that
+// order, and expiry looks only at the oldest.
 type pendingSet struct {
-	events  map[string]*pendingEvent
-	added   map[string]struct{}
-	removed map[string]struct{}
+	events         map[string]*pendingEvent
+	oldest, newest *pendingEvent
+	queued         int // events in the list; fewer than len(events) after a restore
+	added          map[string]struct{}
+	removed        map[string]struct{}
 }
 
 func newPendingSet() *pendingSet {
 	return &pendingSet{events: map[string]*pendingEvent{}, added: map[string]struct{}{}, removed: map[string]struct{}{}}
 }
 
+// put adds the event id, the newest, replacing a waiting one of the same id.
 func (s *pendingSet) put(id string, p *pendingEvent) {
+	if old := s.events[id]; old != nil {
+		s.unlink(old)
+	}
 	s.events[id] = p
+	p.id = id
+	s.append(p)
 	s.added[id] = struct{}{}
 	delete(s.removed, id)
 }
@@ -44,11 +61,71 @@ func (s *pendingSet) put(id string, p *pendingEvent) {
 func (s *pendingSet) take(id string) *pendingEvent {
 	p := s.events[id]
 	if p != nil {
+		s.unlink(p)
 		delete(s.events, id)
 		delete(s.added, id)
 		s.removed[id] = struct{}{}
 	}
 	return p
+}
+
+// expire takes every event scored more than ttl before now and returns how
+// many there were. It visits only those and the oldest one left.
+func (s *pendingSet) expire(now time.Time, ttl time.Duration) int {
+	if s.queued != len(s.events) {
+		s.requeue()
+	}
+	expired := 0
+	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = s.oldest {
+		s.take(p.id)
+		expired++
+	}
+	return expired
+}
+
+// requeue puts every event in the list, ordered by the time it was scored:
+// events restored from Pebble (which holds them by id) are not in it yet.
+func (s *pendingSet) requeue() {
+	all := make([]*pendingEvent, 0, len(s.events))
+	for id, p := range s.events {
+		p.id = id
+		all = append(all, p)
+	}
+	slices.SortFunc(all, func(a, b *pendingEvent) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.id, b.id)) })
+	s.oldest, s.newest, s.queued = nil, nil, 0
+	for _, p := range all {
+		p.queued, p.prev, p.next = false, nil, nil
+		s.append(p)
+	}
+}
+
+func (s *pendingSet) append(p *pendingEvent) {
+	p.prev, p.next, p.queued = s.newest, nil, true
+	if s.newest != nil {
+		s.newest.next = p
+	} else {
+		s.oldest = p
+	}
+	s.newest = p
+	s.queued++
+}
+
+func (s *pendingSet) unlink(p *pendingEvent) {
+	if !p.queued {
+		return
+	}
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		s.oldest = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		s.newest = p.prev
+	}
+	p.prev, p.next, p.queued = nil, nil, false
+	s.queued--
 }
 
 // copyFields deep-copies fields: the consumer's buffers are reused.

@@ -34,8 +34,14 @@
 // flushed, acknowledged by all in-sync replicas, before each checkpoint, so a
 // bad event is never lost (after a crash it may be dead-lettered twice).
 //
+// Every id, key, feature name and categorical value an accepted event
+// carries is valid UTF-8 (ReasonInvalidUTF8 otherwise), so whatever is
+// learned can be named in a protobuf response.
+//
 // Topics listed as label topics carry delayed labels, {"id": ..., "label":
-// ...}, handed to Handler.HandleLabel. The Consumer probes its brokers every
+// ...}, handed to Handler.HandleLabel. Labels are parsed by the event
+// decoder (Decoder.DecodeLabel), so a label is invalid for exactly the
+// reasons an event is, with the same Reason codes. The Consumer probes its brokers every
 // second and reports an outage (BrokerDownSince, a gauge, one log line each
 // way); a failing group join is likewise logged once per outage.
 //

@@ -73,14 +73,15 @@ type Event struct {
 // below.
 type Reason string
 
-// The reasons Decode may report.
+// The reasons Decode and DecodeLabel may report.
 const (
 	ReasonInvalidJSON    Reason = "invalid_json"    // not JSON, not an object, or nested too deep
-	ReasonMissingField   Reason = "missing_field"   // "id" or "features" absent, or "id" empty
+	ReasonMissingField   Reason = "missing_field"   // "id" or "features" (a label: "label") absent, "id" empty or a label null
 	ReasonWrongType      Reason = "wrong_type"      // a known field or feature has an unsupported JSON type or format
 	ReasonNonFinite      Reason = "non_finite"      // NaN, ±Infinity or a number overflowing float64
 	ReasonDuplicateField Reason = "duplicate_field" // a known top-level key or a feature name repeats
 	ReasonTooLarge       Reason = "too_large"       // message or feature count over the configured limit
+	ReasonInvalidUTF8    Reason = "invalid_utf8"    // an id, key, feature name or categorical value is not valid UTF-8
 )
 
 // DecodeError says why an event is invalid. Reason is a bounded code; Detail
@@ -129,8 +130,10 @@ type Decoder struct {
 	// Decoder does not pin the caller's buffer.
 	data []byte
 	pos  int
-	at   where // what is being parsed, for error details
+	at   where   // what is being parsed, for error details
+	doc  docKind // what kind of message is being parsed
 
+	ascii   bool    // the last string read was pure ASCII (so valid UTF-8)
 	scratch []byte  // unescaped strings of the current call
 	stack   []byte  // open containers while skipping unknown values
 	names   nameSet // feature names of the current call, for duplicates
@@ -157,12 +160,32 @@ func orDefault(v, def int) int {
 //
 // The slices in ev alias data and the Decoder; see Event.
 func (d *Decoder) Decode(data []byte, ev *Event) error {
+	return d.decode(data, ev, docEvent)
+}
+
+// docKind says which message a Decode call parses: an event or a label.
+// Both share one parser, so they share its grammar, limits and reasons.
+type docKind uint8
+
+const (
+	docEvent docKind = iota
+	docLabel
+)
+
+func (k docKind) String() string {
+	if k == docLabel {
+		return "label"
+	}
+	return "event"
+}
+
+func (d *Decoder) decode(data []byte, ev *Event, doc docKind) error {
 	if maxBytes := orDefault(d.cfg.MaxBytes, DefaultMaxBytes); len(data) > maxBytes {
 		return &DecodeError{ReasonTooLarge, "message is " + strconv.Itoa(len(data)) +
 			" bytes, over the limit of " + strconv.Itoa(maxBytes)}
 	}
 	*ev = Event{Fields: ev.Fields[:0]}
-	d.data, d.pos, d.at = data, 0, where{}
+	d.data, d.pos, d.at, d.doc = data, 0, where{}, doc
 	d.scratch = d.scratch[:0]
 	d.names.reset()
 	err := d.event(ev)
@@ -194,10 +217,16 @@ func (d *Decoder) event(ev *Event) *DecodeError {
 	d.at = where{}
 	d.skipWS()
 	if d.pos != len(d.data) {
-		return d.syntaxErr(d.pos, "unexpected data after event")
+		return d.syntaxErr(d.pos, "unexpected data after "+d.doc.String())
 	}
 	if seen&seenID == 0 {
 		return &DecodeError{ReasonMissingField, `missing required field "id"`}
+	}
+	if d.doc == docLabel {
+		if !ev.HasLabel { // absent or null: a label message is nothing else
+			return &DecodeError{ReasonMissingField, `missing required field "label"`}
+		}
+		return nil
 	}
 	if seen&seenFeatures == 0 {
 		return &DecodeError{ReasonMissingField, `missing required field "features"`}
@@ -221,12 +250,12 @@ func (d *Decoder) members(ev *Event) (seen uint8, err *DecodeError) {
 		}
 		// Rejecting a repeated key before its value keeps a second
 		// "features" object from being merged into the first.
-		bit := knownBit(key)
+		bit := d.knownBit(key)
 		if seen&bit != 0 {
 			return seen, &DecodeError{ReasonDuplicateField, "duplicate field " + quote(key)}
 		}
 		seen |= bit
-		if err := d.member(key, ev); err != nil {
+		if err := d.member(key, bit, ev); err != nil {
 			return seen, err
 		}
 		if done, err := d.nextMember(); done || err != nil {
@@ -235,39 +264,46 @@ func (d *Decoder) members(ev *Event) (seen uint8, err *DecodeError) {
 	}
 }
 
-// knownBit returns the seen-bit of a known top-level key, or 0.
-func knownBit(key []byte) uint8 {
+// knownBit returns the seen-bit of a top-level key known to the message
+// being parsed, or 0. A label knows only "id" and "label"; its other keys
+// are skipped like an event's unknown keys.
+func (d *Decoder) knownBit(key []byte) uint8 {
 	switch string(key) { // the compiler does not allocate for this conversion
 	case "id":
 		return seenID
+	case "label":
+		return seenLabel
+	}
+	if d.doc == docLabel {
+		return 0
+	}
+	switch string(key) {
 	case "key":
 		return seenKey
 	case "ts":
 		return seenTS
 	case "features":
 		return seenFeatures
-	case "label":
-		return seenLabel
 	}
 	return 0
 }
 
-// member parses the value of one top-level key.
-func (d *Decoder) member(key []byte, ev *Event) *DecodeError {
-	switch string(key) {
-	case "id":
+// member parses the value of one top-level key, whose knownBit is bit.
+func (d *Decoder) member(key []byte, bit uint8, ev *Event) *DecodeError {
+	switch bit {
+	case seenID:
 		d.at = where{kind: atKnown, known: "id"}
 		return d.id(ev)
-	case "key":
+	case seenKey:
 		d.at = where{kind: atKnown, known: "key"}
 		return d.key(ev)
-	case "ts":
+	case seenTS:
 		d.at = where{kind: atKnown, known: "ts"}
 		return d.ts(ev)
-	case "features":
+	case seenFeatures:
 		d.at = where{kind: atKnown, known: "features"}
 		return d.features(ev)
-	case "label":
+	case seenLabel:
 		d.at = where{kind: atKnown, known: "label"}
 		return d.label(ev)
 	}
@@ -323,8 +359,23 @@ func (d *Decoder) id(ev *Event) *DecodeError {
 	if len(v.str) == 0 {
 		return &DecodeError{ReasonMissingField, `required field "id" is empty`}
 	}
+	if !d.validUTF8(v.str) {
+		return invalidUTF8("id", v.str)
+	}
 	ev.ID = v.str
 	return nil
+}
+
+// validUTF8 reports whether s, the string readString just returned, is
+// valid UTF-8, without a second pass over ASCII strings.
+func (d *Decoder) validUTF8(s []byte) bool { return d.ascii || utf8.Valid(s) }
+
+// invalidUTF8 rejects a string the decoder would hand out: every id, key,
+// feature name and categorical value must be text that a protobuf string
+// (a Predict request or response) can carry, or a model would learn a
+// feature that can never be served.
+func invalidUTF8(what string, s []byte) *DecodeError {
+	return &DecodeError{ReasonInvalidUTF8, what + " " + quote(s) + " is not valid UTF-8"}
 }
 
 func (d *Decoder) key(ev *Event) *DecodeError {
@@ -336,6 +387,9 @@ func (d *Decoder) key(ev *Event) *DecodeError {
 	case valNull:
 		ev.Key = nil
 	case valString:
+		if !d.validUTF8(v.str) {
+			return invalidUTF8("key", v.str)
+		}
 		ev.Key = v.str
 	default:
 		return d.wrongType("must be a string", v.kind)
@@ -425,6 +479,9 @@ func (d *Decoder) features(ev *Event) *DecodeError {
 		if err != nil {
 			return err
 		}
+		if !d.validUTF8(name) {
+			return invalidUTF8("feature name", name)
+		}
 		d.at = where{kind: atFeature, name: name}
 		if len(ev.Fields) >= maxFields {
 			return &DecodeError{ReasonTooLarge, "features has more than " + strconv.Itoa(maxFields) + " fields"}
@@ -459,6 +516,9 @@ func (d *Decoder) feature(name []byte) (Field, *DecodeError) {
 	case valNumber:
 		return Field{Name: name, Kind: KindNumber, Num: v.num}, nil
 	case valString:
+		if !d.validUTF8(v.str) {
+			return Field{}, invalidUTF8(d.at.String()+" value", v.str)
+		}
 		return Field{Name: name, Kind: KindString, Str: v.str}, nil
 	case valBool:
 		return Field{Name: name, Kind: KindBool, Num: v.num}, nil
@@ -643,12 +703,17 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // without escapes alias the input; escaped ones are unescaped into scratch.
 func (d *Decoder) readString() ([]byte, *DecodeError) {
 	start := d.pos + 1
+	var bits byte // OR of the bytes: ASCII strings need no UTF-8 check
 	for i := start; i < len(d.data); i++ {
-		switch c := d.data[i]; {
+		c := d.data[i]
+		bits |= c
+		switch {
 		case c == '"':
 			d.pos = i + 1
+			d.ascii = bits < utf8.RuneSelf
 			return d.data[start:i:i], nil
 		case c == '\\':
+			d.ascii = false // unescape may copy multi-byte sequences: check it
 			return d.unescape(start, i)
 		case c < 0x20:
 			return nil, d.syntaxErr(i, "control character in string")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // snapshot is an owned, comparable copy of an Event, so results survive the
@@ -451,6 +452,22 @@ var invalidCases = []struct {
 	{name: "a duplicate label is a duplicate field", in: `{"id":"a","features":{},"label":1,"label":null}`,
 		reason: ReasonDuplicateField, detail: []string{`duplicate field "label"`}},
 
+	// ReasonInvalidUTF8
+	{name: "an id with invalid UTF-8 is rejected", in: "{\"id\":\"e-\xff\",\"features\":{}}",
+		reason: ReasonInvalidUTF8, detail: []string{`id "e-\xff" is not valid UTF-8`}},
+	{name: "a key with a truncated UTF-8 sequence is rejected", in: "{\"id\":\"a\",\"key\":\"user-\xc3\",\"features\":{}}",
+		reason: ReasonInvalidUTF8, detail: []string{`key "user-\xc3" is not valid UTF-8`}},
+	{name: "a feature name with invalid UTF-8 is rejected", in: "{\"id\":\"a\",\"features\":{\"amo\xffunt\":1}}",
+		reason: ReasonInvalidUTF8, detail: []string{`feature name "amo\xffunt" is not valid UTF-8`}},
+	{name: "a categorical value with invalid UTF-8 is rejected", in: "{\"id\":\"a\",\"features\":{\"country\":\"D\xe9\"}}",
+		reason: ReasonInvalidUTF8, detail: []string{`feature "country" value "D\xe9" is not valid UTF-8`}},
+	{name: "invalid UTF-8 next to an escape is rejected", in: "{\"id\":\"a\",\"features\":{\"country\":\"\\u00e9\xff\"}}",
+		reason: ReasonInvalidUTF8, detail: []string{`feature "country" value`, "not valid UTF-8"}},
+	{name: "an encoded surrogate half is rejected", in: "{\"id\":\"a\xed\xa0\x80\",\"features\":{}}",
+		reason: ReasonInvalidUTF8, detail: []string{"id", "not valid UTF-8"}},
+	{name: "an overlong encoding is rejected", in: "{\"id\":\"a\",\"features\":{\"c\":\"\xc0\xaf\"}}",
+		reason: ReasonInvalidUTF8, detail: []string{`feature "c" value`}},
+
 	// ReasonTooLarge
 	{name: "more features than the default limit is too large", in: manyFields(1025),
 		reason: ReasonTooLarge, detail: []string{"features has more than 1024 fields"}},
@@ -685,12 +702,18 @@ func checkDecode(t *testing.T, d *Decoder, data []byte) {
 	if len(ev.ID) == 0 {
 		t.Fatalf("accepted an empty id in %q", data)
 	}
+	if !utf8.Valid(ev.ID) || !utf8.Valid(ev.Key) {
+		t.Fatalf("accepted invalid UTF-8 in the id or key of %q", data)
+	}
 	if math.IsNaN(ev.Label) || math.IsInf(ev.Label, 0) {
 		t.Fatalf("non-finite label %v in %q", ev.Label, data)
 	}
 	for _, fl := range ev.Fields {
 		if fl.Kind == KindNumber && (math.IsNaN(fl.Num) || math.IsInf(fl.Num, 0)) {
 			t.Fatalf("non-finite feature %q = %v in %q", fl.Name, fl.Num, data)
+		}
+		if !utf8.Valid(fl.Name) || !utf8.Valid(fl.Str) {
+			t.Fatalf("accepted invalid UTF-8 in feature %q = %q in %q", fl.Name, fl.Str, data)
 		}
 		if fl.Kind < KindNumber || fl.Kind > KindBool {
 			t.Fatalf("feature %q has kind %v in %q", fl.Name, fl.Kind, data)
@@ -701,7 +724,7 @@ func checkDecode(t *testing.T, d *Decoder, data []byte) {
 func knownReason(r Reason) bool {
 	switch r {
 	case ReasonInvalidJSON, ReasonMissingField, ReasonWrongType,
-		ReasonNonFinite, ReasonDuplicateField, ReasonTooLarge:
+		ReasonNonFinite, ReasonDuplicateField, ReasonTooLarge, ReasonInvalidUTF8:
 		return true
 	}
 	return false

@@ -1,63 +1,36 @@
 package stream
 
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"math"
-	"strconv"
-)
-
 // Label is a label that arrives after its event, on a labels topic:
 //
 //	{"id": "e-1842", "label": 1}
+//
+// ID follows the validity rules of Event.ID: it aliases the input or the
+// Decoder, so copy it to keep it beyond the next decode.
 type Label struct {
 	ID    []byte
 	Value float64
 }
 
-// DecodeLabel parses a labels-topic message. Like Decode it returns a
-// *DecodeError naming the problem. Labels are rarer than events, so this
-// uses encoding/json rather than the zero-allocation event decoder.
-func DecodeLabel(data []byte, l *Label) error {
-	var raw struct {
-		ID    json.RawMessage `json:"id"`
-		Label json.RawMessage `json:"label"`
+// DecodeLabel parses a labels-topic message into l, overwriting it. It is
+// the event decoder with a label's members: "id" (a non-empty string of
+// valid UTF-8) and "label" (a finite number or a boolean, not null) are
+// required, every other key is validated and skipped, and an invalid message
+// is a *DecodeError with the same reasons and limits as Decode (a repeated
+// "id" or "label" is ReasonDuplicateField, 1e999 is ReasonNonFinite). Like
+// Decode, it allocates nothing in steady state.
+func (d *Decoder) DecodeLabel(data []byte, l *Label) error {
+	var ev Event
+	if err := d.decode(data, &ev, docLabel); err != nil {
+		return err
 	}
-	if len(data) > DefaultMaxBytes {
-		return &DecodeError{Reason: ReasonTooLarge, Detail: fmt.Sprintf("label message of %d bytes exceeds %d", len(data), DefaultMaxBytes)}
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		if bytes.Contains(data, []byte("NaN")) || bytes.Contains(data, []byte("Infinity")) {
-			return &DecodeError{Reason: ReasonNonFinite, Detail: "label is not a finite number"}
-		}
-		return &DecodeError{Reason: ReasonInvalidJSON, Detail: "invalid JSON label: " + err.Error()}
-	}
-	var id string
-	if len(raw.ID) == 0 {
-		return &DecodeError{Reason: ReasonMissingField, Detail: `missing required field "id"`}
-	}
-	if err := json.Unmarshal(raw.ID, &id); err != nil || id == "" {
-		return &DecodeError{Reason: ReasonWrongType, Detail: `field "id" must be a non-empty string`}
-	}
-	if len(raw.Label) == 0 || string(raw.Label) == "null" {
-		return &DecodeError{Reason: ReasonMissingField, Detail: `missing required field "label"`}
-	}
-	switch s := string(raw.Label); s {
-	case "true":
-		l.Value = 1
-	case "false":
-		l.Value = 0
-	default:
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return &DecodeError{Reason: ReasonWrongType, Detail: fmt.Sprintf("label %s must be a number or a boolean", s)}
-		}
-		if math.IsInf(x, 0) {
-			return &DecodeError{Reason: ReasonNonFinite, Detail: fmt.Sprintf("label %s is not finite", s)}
-		}
-		l.Value = x
-	}
-	l.ID = []byte(id)
+	*l = Label{ID: ev.ID, Value: ev.Label}
 	return nil
+}
+
+// DecodeLabel is Decoder.DecodeLabel with a Decoder of default limits used
+// for this call only (so l.ID aliases data or memory no one else uses).
+// Callers decoding many labels should reuse a Decoder.
+func DecodeLabel(data []byte, l *Label) error {
+	var d Decoder
+	return d.DecodeLabel(data, l)
 }
