@@ -25,7 +25,9 @@ type prequential struct {
 	absErr  float64 // sum
 	sqErr   float64 // sum
 	// window holds the last len(window) per-example errors (0/1 loss or
-	// absolute error) as a ring; windowSum is their running sum.
+	// absolute error) as a ring; windowSum is their running sum,
+	// recomputed from the ring at every wrap so that rounding never
+	// accumulates (one huge error would otherwise skew it for good).
 	window    []float64
 	next      int
 	filled    int
@@ -71,6 +73,18 @@ func (e *prequential) observe(loss float64) {
 	e.window[e.next] = loss
 	e.windowSum += loss
 	e.next = (e.next + 1) % len(e.window)
+	if e.next == 0 {
+		e.windowSum = sum(e.window)
+	}
+}
+
+// sum adds xs; the running sums of the rolling windows are reset to it.
+func sum(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s
 }
 
 func (e *prequential) metrics() Metrics {

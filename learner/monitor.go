@@ -129,7 +129,8 @@ func newMonitor(cfg ModelConfig, window int) (*monitor, error) {
 func (mon *monitor) challengers() bool { return mon.det != nil }
 
 // diffWindow is a ring of per-example error differences (challenger −
-// champion) with their running sum.
+// champion) with their running sum, recomputed from the ring at every wrap
+// so that rounding never accumulates.
 type diffWindow struct {
 	ring   []float64
 	next   int
@@ -149,6 +150,9 @@ func (w *diffWindow) add(d float64) {
 	w.ring[w.next] = d
 	w.sum += d
 	w.next = (w.next + 1) % len(w.ring)
+	if w.next == 0 {
+		w.sum = sum(w.ring)
+	}
 	w.seen++
 }
 
