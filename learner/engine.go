@@ -39,7 +39,7 @@ type Engine struct {
 	buf      []byte
 
 	pos      position          // of the event being processed, for detection records
-	keyBuf   []byte            // scratch for entity keys taken from a field
+	keyBuf   []byte            // the entity key of the event being processed (owned: never the event's bytes)
 	pendings map[*Model]string // promotion reasons decided between checkpoints
 	admin    chan adminRequest // admin commands, run on the engine's goroutine
 	wake     chan struct{}     // signals the consumer that admin commands wait
@@ -322,6 +322,17 @@ func (e *Engine) LabelTopics() []string {
 	return topics
 }
 
+// expiryDue reports whether a model has an event waiting longer than its
+// label TTL: a quiet stream must still let waiting events expire.
+func (e *Engine) expiryDue(now time.Time) bool {
+	for _, m := range e.models {
+		if m.pending != nil && m.pending.expiryDue(now, m.cfg.LabelTTL) {
+			return true
+		}
+	}
+	return false
+}
+
 // writePending adds m's new waiting events and removes its learned and
 // expired ones in batch. Expiry looks only at the events past their TTL and
 // the oldest one left, not at every event waiting.
@@ -429,7 +440,7 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	start := e.now()
 	periodic := e.promotionDue(start)
 	reasons := e.promotions(start, periodic)
-	if !e.dirty && !e.offsetsChanged(offsets) && len(reasons) == 0 {
+	if !e.dirty && !e.offsetsChanged(offsets) && len(reasons) == 0 && !e.expiryDue(start) {
 		return nil // nothing to write: idle ticks cost nothing
 	}
 	batch := e.store.db.NewBatch()

@@ -67,7 +67,7 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		}, []string{"model"}),
 		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_snapshots_promoted_total",
-			Help: "Snapshots created and promoted to serving, by model and reason.",
+			Help: "Snapshots that became the served one, by model and reason (snapshots created while an operator pinned the champion are not counted).",
 		}, []string{"model", "reason"}),
 		checkpoint: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eddy_checkpoint_duration_seconds",

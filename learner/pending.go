@@ -72,15 +72,23 @@ func (s *pendingSet) take(id string) *pendingEvent {
 // expire takes every event scored more than ttl before now and returns how
 // many there were. It visits only those and the oldest one left.
 func (s *pendingSet) expire(now time.Time, ttl time.Duration) int {
-	if s.queued != len(s.events) {
-		s.requeue()
-	}
 	expired := 0
+	if !s.expiryDue(now, ttl) {
+		return 0
+	}
 	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = s.oldest {
 		s.take(p.id)
 		expired++
 	}
 	return expired
+}
+
+// expiryDue reports whether an event has waited more than ttl at now.
+func (s *pendingSet) expiryDue(now time.Time, ttl time.Duration) bool {
+	if s.queued != len(s.events) {
+		s.requeue()
+	}
+	return s.oldest != nil && now.Sub(s.oldest.at) > ttl
 }
 
 // requeue puts every event in the list, ordered by the time it was scored:

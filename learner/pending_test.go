@@ -98,3 +98,25 @@ func TestEventsWaitingAcrossARestartExpireOldestFirst(t *testing.T) {
 		t.Errorf("eddy_labels_pending = %v, want 0", got)
 	}
 }
+
+// TestWaitingEventsExpireWhenNothingElseHappens lets the label TTL pass on
+// an idle stream: idle checkpoints, which write nothing else, must still
+// expire the waiting events (they used to wait until the next event).
+func TestWaitingEventsExpireWhenNothingElseHappens(t *testing.T) {
+	store, _ := openTestStore(t, t.TempDir())
+	cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
+	e, reg := newTestEngine(t, store, cfg, nil)
+	clock := time.Unix(1000, 0)
+	e.now = func() time.Time { return clock }
+	waitForLabels(t, e, &clock, "q", 3, time.Second)
+	checkpoint(t, e, eventsOffset(0, 3))
+	clock = clock.Add(2 * time.Minute)
+	checkpoint(t, e, eventsOffset(0, 3)) // the same offsets: an idle tick
+	labels := map[string]string{"model": "late"}
+	if got := metricValue(t, reg, "eddy_labels_expired_total", labels); got != 3 {
+		t.Fatalf("%v events expired on an idle stream, want 3", got)
+	}
+	if got := metricValue(t, reg, "eddy_labels_pending", labels); got != 0 {
+		t.Fatalf("eddy_labels_pending = %v, want 0", got)
+	}
+}

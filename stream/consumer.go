@@ -579,7 +579,7 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 // processLabel decodes and hands over one delayed label.
 func (c *Consumer) processLabel(g *generation, m *kafka.Message) error {
 	var l Label
-	if err := DecodeLabel(m.Value, &l); err != nil {
+	if err := c.decoder.DecodeLabel(m.Value, &l); err != nil {
 		var de *DecodeError
 		if !errors.As(err, &de) {
 			return err
