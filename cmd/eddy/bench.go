@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 const benchUsage = `bench [flags]
@@ -38,7 +39,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	broker, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	broker, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,8 @@ const module = "github.com/eddyhq/eddy"
 // and gonum only; features also uses xxhash, the well-kept hash the learner
 // issue asks for instead of a hand-written one); learner may add features, drift and Pebble; stream uses
 // kafka-go and no domain package; serving uses proto and features (for the
-// raw field type) but never learner or stream.
+// raw field type) but never learner or stream; the development broker
+// (stream/devbroker) uses kfake and no eddy package.
 func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 	rules := []struct {
 		pkg string
@@ -28,6 +29,7 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 		{pkg: "learner", eddy: []string{"features", "drift"}},
 		{pkg: "stream", eddy: nil},
 		{pkg: "serving", eddy: []string{"features", "proto/eddy/v1"}},
+		{pkg: "stream/devbroker", eddy: nil, allowThirdParty: []string{"github.com/twmb/franz-go", "github.com/klauspost/compress", "github.com/pierrec/lz4/v4"}},
 	}
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {
@@ -61,6 +63,31 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 			t.Error("stream does not use github.com/segmentio/kafka-go")
 		}
 	})
+}
+
+// TestTheDevelopmentBrokerIsImportedOnlyWhereItBelongs: kfake (through
+// stream/devbroker) is part of the service's embedded mode and of the CLI's
+// "eddy broker", never of a production package such as stream; tests may
+// import it freely (go list -deps without -test leaves them out).
+func TestTheDevelopmentBrokerIsImportedOnlyWhereItBelongs(t *testing.T) {
+	allowed := []string{module + "/cmd/eddy", module + "/stream/devbroker"}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for line := range strings.Lines(string(out)) {
+		pkg, deps, _ := strings.Cut(strings.TrimSpace(line), " ")
+		checked++
+		for _, d := range strings.Fields(deps) {
+			if (d == "github.com/twmb/franz-go/pkg/kfake" || d == module+"/stream/devbroker") && !contains(allowed, pkg) {
+				t.Errorf("%s imports %s; only %v may", pkg, d, allowed)
+			}
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("go list saw %d packages; the design has more", checked)
+	}
 }
 
 type goPackage struct {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
-	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // TestABrokerOutageIsVisibleAndLosesNothing stops the broker under a
@@ -23,11 +23,11 @@ import (
 // eddy resumes by itself and learns every event exactly once.
 func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	dataDir := t.TempDir()
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{DataDir: dataDir})
+	b, err := devbroker.Start(devbroker.Config{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := b.Addr()
+	addr, port := b.Addr(), b.Port()
 	svc := startTestService(t, testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"}))
 	produceSEAEvents(t, addr, "events", 5000)
 	waitFor(t, 30*time.Second, "the first 5,000 learned", func() bool { return svc.learned("m") == 5000 })
@@ -49,7 +49,7 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	_, body := health()
 	t.Logf("during the outage /healthz says: %s", strings.TrimSpace(body))
 
-	b, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: stream.PortOf(addr), DataDir: dataDir})
+	b, err = devbroker.Start(devbroker.Config{Port: port, DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 // after the client had been told they failed). Now Rollback answers within
 // its deadline and Predict serves the version it names.
 func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

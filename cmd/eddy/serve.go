@@ -25,6 +25,7 @@ import (
 	"github.com/eddyhq/eddy/learner"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // serveOptions are the settings of a service, from flags, environment and
@@ -197,7 +198,7 @@ type service struct {
 	log      *slog.Logger
 	registry *prometheus.Registry
 	brokers  []string
-	broker   *stream.EmbeddedBroker // nil with --brokers
+	broker   *devbroker.Broker // nil with --brokers
 	store    *learner.Store
 	engine   *learner.Engine
 	consumer *stream.Consumer
@@ -291,7 +292,7 @@ func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) err
 		if s.opts.ephemeral {
 			brokerDir = ""
 		}
-		s.broker, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{
+		s.broker, err = devbroker.Start(devbroker.Config{
 			Port:    port,
 			DataDir: brokerDir,
 		})

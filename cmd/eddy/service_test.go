@@ -21,6 +21,7 @@ import (
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // These tests run the real service: kfake broker over TCP, kafka-go consumer
@@ -28,7 +29,7 @@ import (
 
 func startBroker(t *testing.T) string {
 	t.Helper()
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
