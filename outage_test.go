@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"context"
@@ -28,13 +28,14 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, port := b.Addr(), b.Port()
-	svc := startTestService(t, testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"}))
+	cfg := testConfig(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
+	svc := startTestService(t, cfg)
 	produceSEAEvents(t, addr, "events", 5000)
 	waitFor(t, 30*time.Second, "the first 5,000 learned", func() bool { return svc.learned("m") == 5000 })
 
 	b.Close()
 	health := func() (int, string) {
-		resp, err := http.Get("http://" + svc.metricsAddr() + "/healthz")
+		resp, err := http.Get("http://" + svc.MetricsAddr() + "/healthz")
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -65,7 +66,7 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	if err := svc.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := svc.engine.Models()[0].Learned(); got != 10000 {
+	if got := svc.learned("m"); got != 10000 {
 		t.Fatalf("learned %d, want exactly 10,000", got)
 	}
 }
@@ -81,16 +82,16 @@ func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := b.Addr()
-	o := testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
-	o.sessionTimeout = 2 * time.Second
-	svc := startTestService(t, o)
+	cfg := testConfig(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
+	cfg.Consumer.SessionTimeout = 2 * time.Second
+	svc := startTestService(t, cfg)
 	for i := 0; i < 3; i++ { // three batches, so that there are snapshots to roll back to
 		produceSEAEvents(t, addr, "events", 1000)
-		want := float64(1000 * (i + 1))
+		want := uint64(1000 * (i + 1))
 		waitFor(t, 30*time.Second, "a batch learned", func() bool { return svc.learned("m") == want })
 		time.Sleep(300 * time.Millisecond) // a promotion interval passes
 	}
-	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
 	if resp.GetServingVersion() >= before.GetServingVersion() {
 		t.Fatalf("rolled back to version %d, not before %d", resp.GetServingVersion(), before.GetServingVersion())
 	}
-	got, err := predictClient(t, svc.grpcAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "m",
+	got, err := predictClient(t, svc.GRPCAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "m",
 		Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(5)}})
 	if err != nil {
 		t.Fatal(err)
