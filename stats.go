@@ -16,7 +16,8 @@ type Stats struct {
 	// checkpoints written since New.
 	Consumer stream.Stats
 	// BrokerUp reports whether a Kafka broker answered the consumer's last
-	// probe (once a second while Run runs).
+	// probe (once a second while Run runs; true before the first). The
+	// eddy_kafka_broker_up gauge and /healthz say the same.
 	BrokerUp bool
 	// BrokerDownSince is when the brokers stopped answering; zero while
 	// BrokerUp.
