@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // eventAt names one Kafka message.
@@ -105,7 +107,7 @@ func (h *recordingHandler) Checkpoint(offsets []Offset) error {
 // partition count and returns its address.
 func startTestBroker(t *testing.T, topic string, partitions int) string {
 	t.Helper()
-	b, err := StartEmbeddedBroker(EmbeddedConfig{})
+	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,11 +408,11 @@ func (b *syncBuffer) String() string {
 // says so once (and once more when it joins again), not every second.
 func TestAnOutageLogsTheJoinFailureOnce(t *testing.T) {
 	dir := t.TempDir()
-	b, err := StartEmbeddedBroker(EmbeddedConfig{DataDir: dir})
+	b, err := devbroker.Start(devbroker.Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := b.Addr()
+	addr, port := b.Addr(), b.Port()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := EnsureTopics(ctx, []string{addr}, []TopicSpec{{Name: "events", Partitions: 1}}); err != nil {
@@ -429,7 +431,7 @@ func TestAnOutageLogsTheJoinFailureOnce(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the first generation", func() bool { return strings.Contains(logs.String(), "partition assigned") })
 	b.Close()
 	time.Sleep(6 * time.Second)
-	b, err = StartEmbeddedBroker(EmbeddedConfig{Port: PortOf(addr), DataDir: dir})
+	b, err = devbroker.Start(devbroker.Config{Port: port, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

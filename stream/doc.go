@@ -45,8 +45,9 @@
 // second and reports an outage (BrokerDownSince, a gauge, one log line each
 // way); a failing group join is likewise logged once per outage.
 //
-// The package also runs an embedded Kafka-protocol broker (kfake) for
-// development and tests, and creates topics.
+// The package also creates topics (EnsureTopics) and waits for a broker
+// (WaitForBroker). The development broker (kfake) lives in stream/devbroker,
+// which this package does not import.
 //
 // # Concurrency
 //

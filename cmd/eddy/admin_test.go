@@ -2,9 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,13 +22,12 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
-	"github.com/eddyhq/eddy/serving"
 )
 
 // keepProducing sends SEA events to topic, a hundred every 50 ms, until the
@@ -56,127 +63,6 @@ func keepProducing(t *testing.T, broker, topic string) {
 	})
 }
 
-// adminOf returns an Admin client of the service at addr.
-func adminOf(t *testing.T, addr string) eddyv1.AdminClient {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return eddyv1.NewAdminClient(conn)
-}
-
-// seaService is a running service learning model "sea" and clients of it.
-type seaService struct {
-	*running
-	admin   eddyv1.AdminClient
-	predict eddyv1.InferenceClient
-}
-
-func (s *seaService) list(t *testing.T) *eddyv1.ListSnapshotsResponse {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	list, err := s.admin.ListSnapshots(ctx, &eddyv1.ListSnapshotsRequest{Model: "sea"})
-	if err != nil {
-		t.Fatalf("ListSnapshots: %v", err)
-	}
-	return list
-}
-
-func (s *seaService) newest(t *testing.T) uint64 {
-	t.Helper()
-	snaps := s.list(t).GetSnapshots()
-	if len(snaps) == 0 {
-		return 0
-	}
-	return snaps[len(snaps)-1].GetVersion()
-}
-
-// answering returns the version that answers a prediction.
-func (s *seaService) answering(t *testing.T) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := s.predict.Predict(ctx, &eddyv1.PredictRequest{Model: "sea", Features: map[string]*structpb.Value{
-		"f1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(5)}})
-	if err != nil {
-		t.Fatalf("Predict: %v", err)
-	}
-	return resp.GetModelVersion()
-}
-
-// assertHeld checks that automatic promotion keeps creating versions past
-// newestBefore while the pinned version keeps answering and is listed as
-// pinned, and returns the newest version.
-func (s *seaService) assertHeld(t *testing.T, pinned, newestBefore uint64) uint64 {
-	t.Helper()
-	waitFor(t, 30*time.Second, "three more versions from automatic promotion", func() bool { return s.newest(t) >= newestBefore+3 })
-	if v := s.answering(t); v != pinned {
-		t.Fatalf("Predict answers v%d, want the pinned v%d", v, pinned)
-	}
-	list := s.list(t)
-	if list.GetServingVersion() != pinned || !list.GetPinned() {
-		t.Fatalf("ListSnapshots says v%d serves (pinned %v), want the pinned v%d", list.GetServingVersion(), list.GetPinned(), pinned)
-	}
-	for _, snap := range list.GetSnapshots() {
-		if snap.GetPinned() != (snap.GetVersion() == pinned) || snap.GetServing() != (snap.GetVersion() == pinned) {
-			t.Fatalf("v%d listed serving %v, pinned %v; only v%d is either", snap.GetVersion(), snap.GetServing(), snap.GetPinned(), pinned)
-		}
-	}
-	return list.GetSnapshots()[len(list.GetSnapshots())-1].GetVersion()
-}
-
-func startSeaService(t *testing.T, o serveOptions) *seaService {
-	t.Helper()
-	svc := startTestService(t, o)
-	return &seaService{running: svc, admin: adminOf(t, svc.grpcAddr()), predict: predictClient(t, svc.grpcAddr())}
-}
-
-func TestARollbackOverGRPCHoldsThroughPromotionsAndARestartUntilReleased(t *testing.T) {
-	broker := startBroker(t)
-	dir := t.TempDir()
-	o := testOptions(broker, dir, learner.ModelConfig{Name: "sea"})
-	o.retainSnapshots, o.retainFor = 3, time.Nanosecond // retention deletes at every promotion: the pin must survive it
-	first := startSeaService(t, o)
-	keepProducing(t, broker, "events")
-	waitFor(t, 60*time.Second, "three versions", func() bool { return first.newest(t) >= 3 })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rolled, err := first.admin.Rollback(ctx, &eddyv1.RollbackRequest{Model: "sea"})
-	if err != nil || !rolled.GetPinned() {
-		t.Fatalf("Rollback = %v, %v; want a pinned version", rolled, err)
-	}
-	pinned := rolled.GetServingVersion()
-	newest := first.assertHeld(t, pinned, first.newest(t))
-	t.Logf("rolled back to v%d; automatic promotion went on to v%d without serving it", pinned, newest)
-	if err := first.stop(); err != nil {
-		t.Fatal(err)
-	}
-
-	second := startSeaService(t, o)
-	if v := second.answering(t); v != pinned {
-		t.Fatalf("after a restart Predict answers v%d, want the pinned v%d", v, pinned)
-	}
-	newest = second.assertHeld(t, pinned, newest)
-
-	released, err := second.admin.Release(ctx, &eddyv1.ReleaseRequest{Model: "sea"})
-	if err != nil || released.GetPinned() || released.GetServingVersion() < newest {
-		t.Fatalf("Release = %v, %v; want the newest version (v%d or later), unpinned", released, err, newest)
-	}
-	if v := second.answering(t); v < released.GetServingVersion() {
-		t.Fatalf("after the release Predict answers v%d, want v%d or later", v, released.GetServingVersion())
-	}
-	waitFor(t, 30*time.Second, "automatic promotion serving a newer version", func() bool {
-		return second.answering(t) > released.GetServingVersion()
-	})
-	if list := second.list(t); list.GetPinned() {
-		t.Fatalf("after the release ListSnapshots still says pinned: %v", list)
-	}
-}
-
 // versionIn returns N from the first "vN" word after prefix in out.
 func versionIn(t *testing.T, out, prefix string) uint64 {
 	t.Helper()
@@ -203,19 +89,74 @@ func rowOf(t *testing.T, out string, v uint64) string {
 	return ""
 }
 
+// storedSnapshots returns a function listing the stored snapshots of model
+// through the Admin RPC of the service at addr (over TLS, with the token).
+func storedSnapshots(t *testing.T, addr string, pool *x509.CertPool, token, model string) func() ([]*eddyv1.SnapshotInfo, error) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	admin := eddyv1.NewAdminClient(conn)
+	return func() ([]*eddyv1.SnapshotInfo, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		list, err := admin.ListSnapshots(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), &eddyv1.ListSnapshotsRequest{Model: model})
+		return list.GetSnapshots(), err
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths and a pool trusting it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eddy test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
 func TestOperatorCommandsListPinAndReleaseThroughTheCLI(t *testing.T) {
 	broker := startBroker(t)
-	certFile, keyFile, _ := selfSigned(t)
+	certFile, keyFile, pool := selfSigned(t)
 	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
 	o.tlsCert, o.tlsKey, o.adminToken = certFile, keyFile, "s3cret"
 	svc := startTestService(t, o)
+	stored := storedSnapshots(t, svc.GRPCAddr(), pool, "s3cret", "sea")
 	keepProducing(t, broker, "events")
 	waitFor(t, 60*time.Second, "three versions", func() bool {
-		infos, err := svc.engine.Snapshots("sea")
+		infos, err := stored()
 		return err == nil && len(infos) >= 3
 	})
 	env := map[string]string{"EDDY_ADMIN_TOKEN": "s3cret"}
-	conn := []string{"--model", "sea", "--addr", svc.grpcAddr(), "--tls-ca", certFile}
+	conn := []string{"--model", "sea", "--addr", svc.GRPCAddr(), "--tls-ca", certFile}
 	eddy := func(env map[string]string, args ...string) (string, error) {
 		t.Helper()
 		out, _, err := runCLI(t, env, append(args, conn...)...)
@@ -246,9 +187,9 @@ func TestOperatorCommandsListPinAndReleaseThroughTheCLI(t *testing.T) {
 	}
 	var newest uint64
 	waitFor(t, 30*time.Second, "newer versions", func() bool {
-		infos, err := svc.engine.Snapshots("sea")
+		infos, err := stored()
 		if err == nil {
-			newest = infos[len(infos)-1].Version
+			newest = infos[len(infos)-1].GetVersion()
 		}
 		return newest > pinned+3
 	})
@@ -283,7 +224,7 @@ func TestOperatorCommandsListPinAndReleaseThroughTheCLI(t *testing.T) {
 			t.Errorf("%s: err = %v, want %s", tc.name, err, tc.want)
 		}
 	}
-	if _, _, err := runCLI(t, env, "rollback", "--addr", svc.grpcAddr()); err == nil || !strings.Contains(err.Error(), "--model is required") {
+	if _, _, err := runCLI(t, env, "rollback", "--addr", svc.GRPCAddr()); err == nil || !strings.Contains(err.Error(), "--model is required") {
 		t.Errorf("rollback without --model: %v", err)
 	}
 }
@@ -334,19 +275,5 @@ func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
 	o.configFile = path
 	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != 24*time.Hour {
 		t.Fatalf("retain_for from the config file = %v, %v; want 24h", cfg.RetainFor, err)
-	}
-}
-
-// TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus: a missing
-// snapshot reaches the client as NOT_FOUND with the learner's words, not
-// "serving: not found: learner: snapshot not found: ...".
-func TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus(t *testing.T) {
-	inner := fmt.Errorf("%w: model m version 9", learner.ErrSnapshotNotFound)
-	err := adminError(inner)
-	if !errors.Is(err, serving.ErrNotFound) || !errors.Is(err, learner.ErrSnapshotNotFound) {
-		t.Fatalf("%v: want both serving.ErrNotFound and learner.ErrSnapshotNotFound", err)
-	}
-	if err.Error() != inner.Error() {
-		t.Fatalf("message %q, want %q", err.Error(), inner.Error())
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 const benchUsage = `bench [flags]
@@ -38,7 +40,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	broker, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	broker, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		return err
 	}
@@ -67,7 +69,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		sessionTimeout: 6 * time.Second, logLevel: "warn", logFormat: "text",
 	}
 	o.model.Name, o.model.Topic = "sea", "events"
-	svc, err := startService(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	reg := prometheus.NewRegistry()
+	svc, err := startService(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if err != nil {
 		return err
 	}
@@ -76,7 +79,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	go func() { done <- svc.Run(sctx) }()
 	defer func() { stop(); <-done }()
 	// Wait until the group has its partition, so joining is not measured.
-	for metricValue(svc.registry, "eddy_consumer_partitions_assigned", map[string]string{}) < 1 {
+	for metricValue(reg, "eddy_consumer_partitions_assigned", map[string]string{}) < 1 {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -85,7 +88,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	start = time.Now()
 	perr := make(chan error, 1)
 	go func() { perr <- produceN(ctx, brokers, "events", *events) }()
-	for svc.consumer.Stats().Consumed < uint64(*events) {
+	for svc.Stats().Consumer.Consumed < uint64(*events) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

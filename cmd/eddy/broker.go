@@ -6,7 +6,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 const brokerUsage = `broker [flags]
@@ -28,7 +28,7 @@ func runBroker(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: port, DataDir: *dataDir})
+	b, err := devbroker.Start(devbroker.Config{Port: port, DataDir: *dataDir})
 	if err != nil {
 		return err
 	}

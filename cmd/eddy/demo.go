@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/drift"
 	"github.com/eddyhq/eddy/learner"
 )
@@ -133,7 +134,8 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	out := newDemoOutput(env.stdout)
-	svc, err := startService(ctx, o.serve, log)
+	reg := newRegistry()
+	svc, err := startService(ctx, o.serve, log, reg)
 	if err != nil {
 		return err
 	}
@@ -142,7 +144,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	printDemoHelp(out, svc)
-	go produceSEA(ctx, out, env.stderr, svc.brokers, o)
+	go produceSEA(ctx, out, env.stderr, svc.Brokers(), o)
 	ticker := time.NewTicker(o.summaryEvery)
 	defer ticker.Stop()
 	var lastEvents uint64
@@ -162,10 +164,10 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 			}
 			return fmt.Errorf("demo: writing the output: %w", out.err)
 		case now := <-ticker.C:
-			st := svc.consumer.Stats()
-			rateNow := float64(st.Consumed-lastEvents) / now.Sub(last).Seconds()
-			lastEvents, last = st.Consumed, now
-			fmt.Fprintln(out, demoSummary(svc, o.serve.model.Name, rateNow, st.Consumed, st.DeadLettered))
+			st := svc.Stats()
+			rateNow := float64(st.Consumer.Consumed-lastEvents) / now.Sub(last).Seconds()
+			lastEvents, last = st.Consumer.Consumed, now
+			fmt.Fprintln(out, demoSummary(reg, st, o.serve.model.Name, rateNow))
 		}
 	}
 }
@@ -202,32 +204,29 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return given
 }
 
-func printDemoHelp(out io.Writer, svc *service) {
+func printDemoHelp(out io.Writer, svc *eddy.Service) {
 	fmt.Fprintf(out, `eddy demo: learning the SEA stream (model "sea")
   predict:  go run ./cmd/eddy predict --addr %[1]s --model sea --feature f1=3.2 --feature f2=5.1 --feature f3=0.4
   grpcurl:  grpcurl -plaintext -d '{"model":"sea","features":{"f1":3.2,"f2":5.1,"f3":0.4}}' %[1]s eddy.v1.Inference/Predict
   metrics:  curl -s %[2]s/metrics | grep ^eddy_
   produce:  kcat -b %[3]s -t events -P   (one JSON event per line)
-`, svc.grpcAddr(), "http://"+svc.metricsAddr(), svc.brokers[0])
+`, svc.GRPCAddr(), "http://"+svc.MetricsAddr(), svc.Brokers()[0])
 }
 
-// demoSummary reads the figures from the metrics registry, which is safe to
-// read concurrently with learning.
-func demoSummary(svc *service, model string, rate float64, consumed, dead uint64) string {
-	acc := metricValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "cumulative"})
-	rolling := metricValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "rolling"})
-	learned := metricValue(svc.registry, "eddy_model_examples", map[string]string{"model": model})
-	served := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": model})
+// demoSummary reads the counts from the service's stats and the accuracy
+// figures from the metrics registry, which is safe to read concurrently
+// with learning.
+func demoSummary(reg prometheus.Gatherer, st eddy.Stats, model string, rate float64) string {
+	acc := metricValue(reg, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "cumulative"})
+	rolling := metricValue(reg, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "rolling"})
+	served := metricValue(reg, "eddy_champion_accuracy", map[string]string{"model": model})
 	drifts := 0.0
 	for _, detector := range []string{"adwin", "page-hinkley", "ddm", "eddm", "kswin"} {
-		drifts += metricValue(svc.registry, "eddy_drift_detections_total", map[string]string{"model": model, "detector": detector})
+		drifts += metricValue(reg, "eddy_drift_detections_total", map[string]string{"model": model, "detector": detector})
 	}
-	version := uint64(0)
-	if snap := svc.server.Current(model); snap != nil {
-		version = snap.Version()
-	}
-	return fmt.Sprintf("%s  %6.0f events/s  learned %.0f  dead-lettered %d  accuracy %.2f%% (last %d: %.2f%%, served models: %.2f%%)  drifts detected %.0f  serving %s v%d",
-		time.Now().Format("15:04:05"), rate, learned, dead, 100*acc, learner.DefaultRollingWindow, 100*rolling, 100*served, drifts, model, version)
+	m, _ := st.Model(model)
+	return fmt.Sprintf("%s  %6.0f events/s  learned %d  dead-lettered %d  accuracy %.2f%% (last %d: %.2f%%, served models: %.2f%%)  drifts detected %.0f  serving %s v%d",
+		time.Now().Format("15:04:05"), rate, m.Learned, st.Consumer.DeadLettered, 100*acc, learner.DefaultRollingWindow, 100*rolling, 100*served, drifts, model, m.ServedVersion)
 }
 
 // metricValue returns the value of the gauge (or counter) name with exactly

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -78,7 +79,7 @@ func TestTheREADMEsOfflineExamplesRunAsShown(t *testing.T) {
 		switch {
 		case len(words) == 5 && words[0] == "gunzip" && words[1] == "-c" && words[3] == ">":
 			gunzip(t, ex, words[2], path(words[4]))
-		case len(words) >= 4 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/eddy" && contains(offlineCommands, words[3]):
+		case len(words) >= 4 && words[0] == "go" && words[1] == "run" && words[2] == "./cmd/eddy" && slices.Contains(offlineCommands, words[3]):
 			t.Run(strings.Join(words[3:], " "), func(t *testing.T) {
 				runReadmeExample(t, ex, words[3:], path)
 			})

@@ -7,20 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
 	"github.com/eddyhq/eddy/serving"
@@ -87,7 +81,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&o.grpcIdleTimeout, "grpc-idle-timeout", serving.DefaultMaxConnectionIdle, "close gRPC connections with no RPC in flight for this long (clients reconnect on their next call)")
 	fs.IntVar(&o.grpcMaxRequestBytes, "grpc-max-request-bytes", serving.DefaultMaxRequestBytes, "largest gRPC request accepted, in bytes (RESOURCE_EXHAUSTED beyond)")
-	fs.DurationVar(&o.metricsIdleTimeout, "metrics-idle-timeout", defaultMetricsIdleTimeout, "close /metrics keep-alive connections idle for this long")
+	fs.DurationVar(&o.metricsIdleTimeout, "metrics-idle-timeout", eddy.DefaultMetricsIdleTimeout, "close /metrics keep-alive connections idle for this long")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
@@ -122,24 +116,16 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	})
 }
 
-// fileConfig is the YAML model configuration file.
-type fileConfig struct {
-	Models          []learner.ModelConfig `yaml:"models"`
-	PromoteInterval time.Duration         `yaml:"promote_interval"`
-	RetainSnapshots int                   `yaml:"retain_snapshots"`
-	RetainFor       time.Duration         `yaml:"retain_for"`
-	RollingWindow   int                   `yaml:"rolling_window"`
-}
-
-// engineConfig builds the learner configuration from the options.
+// engineConfig builds the learner configuration from the options: the
+// --config file's, with the promotion and retention flags for what the file
+// leaves out, or the single model of the --model-* flags.
 func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
 	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
 	if o.configFile != "" {
-		fc, err := loadConfigFile(o.configFile)
-		if err != nil {
+		var err error
+		if cfg, err = eddy.LoadConfigFile(o.configFile); err != nil {
 			return cfg, err
 		}
-		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}
 		if cfg.PromoteInterval == 0 {
 			cfg.PromoteInterval = o.promoteInterval
 		}
@@ -154,22 +140,46 @@ func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
 	return cfg, cfg.Validate()
 }
 
-func loadConfigFile(path string) (*fileConfig, error) {
-	f, err := os.Open(path)
+// serviceConfig maps the options onto the service's configuration, loading
+// the files they name (model configuration, TLS certificate).
+func (o *serveOptions) serviceConfig() (eddy.Config, error) {
+	engineCfg, err := o.engineConfig()
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return eddy.Config{}, err
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	var fc fileConfig
-	if err := dec.Decode(&fc); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	cfg := eddy.Config{
+		EmbeddedAddr:       o.embeddedAddr,
+		Ephemeral:          o.ephemeral,
+		DataDir:            o.dataDir,
+		Group:              o.group,
+		Partitions:         o.partitions,
+		GRPCAddr:           o.grpcAddr,
+		MetricsAddr:        o.metricsAddr,
+		MetricsIdleTimeout: o.metricsIdleTimeout,
+		Learner:            engineCfg,
+		Consumer: eddy.ConsumerConfig{
+			CheckpointEvery:    o.checkpointEvery,
+			CheckpointInterval: o.checkpointInterval,
+			SessionTimeout:     o.sessionTimeout,
+		},
+		Serving: serving.Config{AdminToken: o.adminToken, MaxConnectionIdle: o.grpcIdleTimeout, MaxRequestBytes: o.grpcMaxRequestBytes},
 	}
-	if len(fc.Models) == 0 {
-		return nil, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
+	if o.brokers != "" {
+		cfg.Brokers = strings.Split(o.brokers, ",")
+	} else if _, err := loopbackPort("--embedded-addr", o.embeddedAddr); err != nil {
+		return cfg, err
 	}
-	return &fc, nil
+	if o.tlsCert != "" || o.tlsKey != "" {
+		if o.tlsCert == "" || o.tlsKey == "" {
+			return cfg, errors.New("--tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return cfg, fmt.Errorf("TLS: %w", err)
+		}
+		cfg.Serving.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return cfg, nil
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
@@ -183,241 +193,36 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := startService(ctx, o, log)
+	svc, err := startService(ctx, o, log, newRegistry())
 	if err != nil {
 		return err
 	}
 	return svc.Run(ctx)
 }
 
-// service is one running eddy: broker (if embedded), store, engine,
-// consumer, gRPC server and metrics endpoint.
-type service struct {
-	opts     serveOptions
-	log      *slog.Logger
-	registry *prometheus.Registry
-	brokers  []string
-	broker   *stream.EmbeddedBroker // nil with --brokers
-	store    *learner.Store
-	engine   *learner.Engine
-	consumer *stream.Consumer
-	server   *serving.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener // nil when metrics are disabled
-}
-
-// startService builds everything and binds the listeners, so that addresses
-// are known (and port conflicts reported) before Run. On error, whatever was
-// started is stopped again.
-func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *service, err error) {
-	engineCfg, err := o.engineConfig()
+// startService maps the options onto a Service and builds it.
+func startService(ctx context.Context, o serveOptions, log *slog.Logger, reg *prometheus.Registry) (*eddy.Service, error) {
+	cfg, err := o.serviceConfig()
 	if err != nil {
 		return nil, err
 	}
-	s := &service{opts: o, log: log, registry: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
-			s.close()
-		}
-	}()
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := s.startBroker(ctx, engineCfg); err != nil {
-		return nil, err
-	}
-	if s.store, err = learner.OpenStore(filepath.Join(o.dataDir, "pebble"), log); err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, m := range engineCfg.Models {
-		names = append(names, m.Name)
-	}
-	servingCfg := serving.Config{AdminToken: o.adminToken, MaxConnectionIdle: o.grpcIdleTimeout, MaxRequestBytes: o.grpcMaxRequestBytes}
-	if o.tlsCert != "" || o.tlsKey != "" {
-		if o.tlsCert == "" || o.tlsKey == "" {
-			return nil, errors.New("--tls-cert and --tls-key go together")
-		}
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: %w", err)
-		}
-		servingCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	if s.server, err = serving.New(servingCfg, names, s.registry, log); err != nil {
-		return nil, err
-	}
-	publish := func(snap *learner.Snapshot) {
-		if err := s.server.Publish(snap); err != nil {
-			log.Error("publish snapshot", "err", err)
-		}
-	}
-	if s.engine, err = learner.NewEngine(engineCfg, s.store, publish, s.registry, log); err != nil {
-		return nil, err
-	}
-	s.server.SetAdmin(engineAdmin{s.engine})
-	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
-		Brokers:            s.brokers,
-		Topics:             s.engine.Topics(),
-		LabelTopics:        s.engine.LabelTopics(),
-		GroupID:            o.group,
-		CheckpointEvery:    o.checkpointEvery,
-		CheckpointInterval: o.checkpointInterval,
-		SessionTimeout:     o.sessionTimeout,
-	}, newEngineHandler(s.engine), s.registry, log)
+	return eddy.New(ctx, cfg, log, reg)
+}
+
+// newRegistry returns the process's Prometheus registry: the service's
+// metrics beside the Go runtime's and the process's.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// loadConfigFile reads a model configuration file (eddy.LoadConfigFile),
+// for evaluate.
+func loadConfigFile(path string) (*learner.EngineConfig, error) {
+	cfg, err := eddy.LoadConfigFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if s.grpcLis, err = net.Listen("tcp", o.grpcAddr); err != nil {
-		return nil, fmt.Errorf("gRPC listener: %w", err)
-	}
-	if o.metricsAddr != "" {
-		if s.httpLis, err = net.Listen("tcp", o.metricsAddr); err != nil {
-			return nil, fmt.Errorf("metrics listener: %w", err)
-		}
-	}
-	return s, nil
-}
-
-// startBroker starts the embedded broker when no brokers are given, then
-// makes sure every topic and dead-letter topic exists.
-func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) error {
-	if s.opts.brokers != "" {
-		s.brokers = strings.Split(s.opts.brokers, ",")
-	} else {
-		port, err := loopbackPort("--embedded-addr", s.opts.embeddedAddr)
-		if err != nil {
-			return err
-		}
-		brokerDir := filepath.Join(s.opts.dataDir, "kafka")
-		if s.opts.ephemeral {
-			brokerDir = ""
-		}
-		s.broker, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{
-			Port:    port,
-			DataDir: brokerDir,
-		})
-		if err != nil {
-			return err
-		}
-		s.brokers = []string{s.broker.Addr()}
-		s.log.Warn("started the embedded Kafka-protocol broker (kfake): a development default, not for production; pass --brokers to use a Kafka cluster",
-			"addr", s.broker.Addr())
-	}
-	var topics []stream.TopicSpec
-	seen := make(map[string]bool)
-	for _, m := range cfg.Models {
-		names := []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix}
-		if m.LabelsTopic != "" {
-			names = append(names, m.LabelsTopic, m.LabelsTopic+stream.DefaultDeadLetterSuffix)
-		}
-		for _, t := range names {
-			if !seen[t] {
-				seen[t] = true
-				topics = append(topics, stream.TopicSpec{Name: t, Partitions: s.opts.partitions})
-			}
-		}
-	}
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := stream.WaitForBroker(tctx, s.brokers[0]); err != nil {
-		return err
-	}
-	return stream.EnsureTopics(tctx, s.brokers, topics)
-}
-
-func (s *service) grpcAddr() string { return s.grpcLis.Addr().String() }
-
-func (s *service) metricsAddr() string {
-	if s.httpLis == nil {
-		return ""
-	}
-	return s.httpLis.Addr().String()
-}
-
-// Run serves until ctx is done or a component fails, then shuts down in
-// order: gRPC stops accepting and drains, the consumer stops and writes its
-// final checkpoint, Pebble closes, the embedded broker stops.
-func (s *service) Run(ctx context.Context) error {
-	defer s.close()
-	g, gctx := errgroup.WithContext(ctx)
-	consumerCtx, stopConsumer := context.WithCancel(context.Background())
-	defer stopConsumer()
-	g.Go(func() error {
-		defer stopConsumer()
-		return s.server.Serve(gctx, s.grpcLis)
-	})
-	g.Go(func() error {
-		if err := s.consumer.Run(consumerCtx); err != nil {
-			return fmt.Errorf("consumer stopped: %w", err)
-		}
-		return nil
-	})
-	if s.httpLis != nil {
-		g.Go(func() error { return s.serveMetrics(gctx) })
-	}
-	s.log.Info("eddy is running", "brokers", s.brokers, "grpc", s.grpcAddr(), "metrics", s.metricsAddr(), "data_dir", s.opts.dataDir)
-	err := g.Wait()
-	if err != nil {
-		s.log.Error("eddy stopped", "err", err)
-		return err
-	}
-	s.log.Info("eddy stopped cleanly")
-	return nil
-}
-
-// defaultMetricsIdleTimeout is how long the metrics server keeps an idle
-// keep-alive connection: longer than Prometheus's default scrape interval
-// (1m), so that scrapes reuse their connection.
-const defaultMetricsIdleTimeout = 2 * time.Minute
-
-func (s *service) serveMetrics(ctx context.Context) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if since := s.consumer.BrokerDownSince(); !since.IsZero() {
-			// Predictions are still served from snapshots; learning waits.
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "kafka unreachable since %s: not learning (predictions still served)\n", since.UTC().Format(time.RFC3339))
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	idle := s.opts.metricsIdleTimeout
-	if idle <= 0 {
-		idle = defaultMetricsIdleTimeout
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.httpLis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("metrics server: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// close releases what startService acquired; safe on a partial service.
-func (s *service) close() {
-	if s.grpcLis != nil {
-		s.grpcLis.Close()
-	}
-	if s.httpLis != nil {
-		s.httpLis.Close()
-	}
-	if s.store != nil {
-		if err := s.store.Close(); err != nil {
-			s.log.Error("close store", "err", err)
-		}
-		s.store = nil
-	}
-	if s.broker != nil {
-		s.broker.Close()
-		s.broker = nil
-	}
+	return &cfg, nil
 }

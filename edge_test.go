@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -72,13 +71,18 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestGRPCOverTLSWithAnAdminToken(t *testing.T) {
 	broker := startBroker(t)
 	certFile, keyFile, pool := selfSigned(t)
-	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
-	o.tlsCert, o.tlsKey, o.adminToken = certFile, keyFile, "s3cret"
-	svc := startTestService(t, o)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
+	cfg.Serving.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg.Serving.AdminToken = "s3cret"
+	svc := startTestService(t, cfg)
 	produceSEAEvents(t, broker, "events", 3000)
-	waitFor(t, 30*time.Second, "a snapshot", func() bool { return svc.server.Current("m") != nil })
+	waitFor(t, 30*time.Second, "a snapshot", func() bool { return svc.model("m").ServedVersion != 0 })
 
-	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +94,7 @@ func TestGRPCOverTLSWithAnAdminToken(t *testing.T) {
 		t.Fatalf("Predict over TLS: %v", err)
 	}
 
-	plain, _ := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	plain, _ := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	defer plain.Close()
 	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelShort()
@@ -115,8 +119,8 @@ func TestGRPCOverTLSWithAnAdminToken(t *testing.T) {
 
 func TestPredictHonoursTheDeadline(t *testing.T) {
 	broker := startBroker(t)
-	svc := startTestService(t, testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"}))
-	client := predictClient(t, svc.grpcAddr())
+	svc := startTestService(t, testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "m"}))
+	client := predictClient(t, svc.GRPCAddr())
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	if _, err := client.Predict(ctx, &eddyv1.PredictRequest{Model: "m"}); status.Code(err) != codes.DeadlineExceeded {
@@ -157,26 +161,22 @@ func (c *countedConn) Close() error {
 
 func TestIdleMetricsConnectionsAreClosedAfterTheIdleTimeout(t *testing.T) {
 	broker := startBroker(t)
-	o := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
-	o.metricsIdleTimeout = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := startService(ctx, o, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	lis := &countingListener{Listener: svc.httpLis}
-	svc.httpLis = lis
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
+	cfg.MetricsIdleTimeout = 300 * time.Millisecond
+	svc := newTestService(t, cfg)
+	var lis *countingListener
+	svc.WrapMetricsListener(func(l net.Listener) net.Listener {
+		lis = &countingListener{Listener: l}
+		return lis
+	})
+	runTestService(t, svc)
 
 	const clients = 5
 	for range clients {
 		// Each client keeps its connection alive after the response, as
 		// Prometheus does between scrapes.
 		client := &http.Client{Transport: &http.Transport{}}
-		resp, err := client.Get("http://" + svc.metricsAddr() + "/metrics")
+		resp, err := client.Get("http://" + svc.MetricsAddr() + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,10 +187,10 @@ func TestIdleMetricsConnectionsAreClosedAfterTheIdleTimeout(t *testing.T) {
 	if n := lis.open.Load(); n != clients {
 		t.Fatalf("%d connections open after %d scrapes, want %d kept alive", n, clients, clients)
 	}
-	deadline := time.Now().Add(o.metricsIdleTimeout + 5*time.Second)
+	deadline := time.Now().Add(cfg.MetricsIdleTimeout + 5*time.Second)
 	for lis.open.Load() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d idle keep-alive connections still open on the server %v after the idle timeout of %v", lis.open.Load(), 5*time.Second, o.metricsIdleTimeout)
+			t.Fatalf("%d idle keep-alive connections still open on the server %v after the idle timeout of %v", lis.open.Load(), 5*time.Second, cfg.MetricsIdleTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

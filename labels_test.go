@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"context"
@@ -25,9 +25,7 @@ func TestDelayedLabelsAreLearnedExactlyOnce(t *testing.T) {
 	if err := os.WriteFile(config, []byte("models:\n  - name: late\n    labels_topic: labels\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := testOptions(broker, t.TempDir(), learner.ModelConfig{})
-	o.configFile = config
-	svc := startTestService(t, o)
+	svc := startTestService(t, withConfigFile(t, testConfig(broker, t.TempDir(), learner.ModelConfig{}), config))
 
 	rng := rand.New(rand.NewPCG(8, 8))
 	var evs, labels []kafka.Message
@@ -62,10 +60,10 @@ func TestDelayedLabelsAreLearnedExactlyOnce(t *testing.T) {
 	}
 	write("labels", labels)
 	waitFor(t, 30*time.Second, "every label handled", func() bool {
-		return svc.consumer.Stats().Consumed == uint64(events+len(labels)) && svc.gauge("eddy_labels_pending", map[string]string{"model": "late"}) == 0
+		return svc.Stats().Consumer.Consumed == uint64(events+len(labels)) && svc.gauge("eddy_labels_pending", map[string]string{"model": "late"}) == 0
 	})
 	waitFor(t, 10*time.Second, "the learned count checkpointed", func() bool { return svc.learned("late") == events })
-	if dead := svc.consumer.Stats().DeadLettered; dead != 60 {
+	if dead := svc.Stats().Consumer.DeadLettered; dead != 60 {
 		t.Errorf("%d labels dead-lettered, want the 50 duplicates and 10 unknown ids", dead)
 	}
 	if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "labels", "reason": learner.ReasonUnknownID}); v != 60 {

@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
-	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // TestABrokerOutageIsVisibleAndLosesNothing stops the broker under a
@@ -23,18 +23,19 @@ import (
 // eddy resumes by itself and learns every event exactly once.
 func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	dataDir := t.TempDir()
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{DataDir: dataDir})
+	b, err := devbroker.Start(devbroker.Config{DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := b.Addr()
-	svc := startTestService(t, testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"}))
+	addr, port := b.Addr(), b.Port()
+	cfg := testConfig(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
+	svc := startTestService(t, cfg)
 	produceSEAEvents(t, addr, "events", 5000)
 	waitFor(t, 30*time.Second, "the first 5,000 learned", func() bool { return svc.learned("m") == 5000 })
 
 	b.Close()
 	health := func() (int, string) {
-		resp, err := http.Get("http://" + svc.metricsAddr() + "/healthz")
+		resp, err := http.Get("http://" + svc.MetricsAddr() + "/healthz")
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -49,7 +50,7 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	_, body := health()
 	t.Logf("during the outage /healthz says: %s", strings.TrimSpace(body))
 
-	b, err = stream.StartEmbeddedBroker(stream.EmbeddedConfig{Port: stream.PortOf(addr), DataDir: dataDir})
+	b, err = devbroker.Start(devbroker.Config{Port: port, DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 	if err := svc.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := svc.engine.Models()[0].Learned(); got != 10000 {
+	if got := svc.learned("m"); got != 10000 {
 		t.Fatalf("learned %d, want exactly 10,000", got)
 	}
 }
@@ -76,21 +77,21 @@ func TestABrokerOutageIsVisibleAndLosesNothing(t *testing.T) {
 // after the client had been told they failed). Now Rollback answers within
 // its deadline and Predict serves the version it names.
 func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := b.Addr()
-	o := testOptions(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
-	o.sessionTimeout = 2 * time.Second
-	svc := startTestService(t, o)
+	cfg := testConfig(addr, t.TempDir(), learner.ModelConfig{Name: "m"})
+	cfg.Consumer.SessionTimeout = 2 * time.Second
+	svc := startTestService(t, cfg)
 	for i := 0; i < 3; i++ { // three batches, so that there are snapshots to roll back to
 		produceSEAEvents(t, addr, "events", 1000)
-		want := float64(1000 * (i + 1))
+		want := uint64(1000 * (i + 1))
 		waitFor(t, 30*time.Second, "a batch learned", func() bool { return svc.learned("m") == want })
 		time.Sleep(300 * time.Millisecond) // a promotion interval passes
 	}
-	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestRollbackDuringABrokerOutageIsServedAtOnce(t *testing.T) {
 	if resp.GetServingVersion() >= before.GetServingVersion() {
 		t.Fatalf("rolled back to version %d, not before %d", resp.GetServingVersion(), before.GetServingVersion())
 	}
-	got, err := predictClient(t, svc.grpcAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "m",
+	got, err := predictClient(t, svc.GRPCAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "m",
 		Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(5)}})
 	if err != nil {
 		t.Fatal(err)

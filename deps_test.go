@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"encoding/json"
@@ -14,7 +14,10 @@ const module = "github.com/eddyhq/eddy"
 // and gonum only; features also uses xxhash, the well-kept hash the learner
 // issue asks for instead of a hand-written one); learner may add features, drift and Pebble; stream uses
 // kafka-go and no domain package; serving uses proto and features (for the
-// raw field type) but never learner or stream.
+// raw field type) but never learner or stream; the development broker
+// (stream/devbroker) uses kfake and no eddy package; the service (the
+// module's root package, "" below) wires all of them together and nothing
+// else of eddy's (never cmd).
 func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 	rules := []struct {
 		pkg string
@@ -28,19 +31,26 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 		{pkg: "learner", eddy: []string{"features", "drift"}},
 		{pkg: "stream", eddy: nil},
 		{pkg: "serving", eddy: []string{"features", "proto/eddy/v1"}},
+		{pkg: "stream/devbroker", eddy: nil, allowThirdParty: []string{"github.com/twmb/franz-go", "github.com/klauspost/compress", "github.com/pierrec/lz4/v4"}},
+		{pkg: "", eddy: []string{"features", "drift", "learner/...", "stream/...", "serving/...", "proto/..."}},
 	}
 	for _, r := range rules {
-		t.Run(r.pkg, func(t *testing.T) {
-			deps, ok := listDeps(t, module+"/"+r.pkg)
+		path := strings.TrimSuffix(module+"/"+r.pkg, "/")
+		name := r.pkg
+		if name == "" {
+			name = "the service (root package)"
+		}
+		t.Run(name, func(t *testing.T) {
+			deps, ok := listDeps(t, path)
 			if !ok {
-				t.Fatalf("package %s has no Go files; the design has it", r.pkg)
+				t.Fatalf("package %s has no Go files; the design has it", path)
 			}
 			for _, d := range deps {
-				if d.Standard || d.ImportPath == module+"/"+r.pkg {
+				if d.Standard || d.ImportPath == path {
 					continue
 				}
 				if rest, ok := strings.CutPrefix(d.ImportPath, module+"/"); ok {
-					if !contains(r.eddy, rest) {
+					if !matchesAny(r.eddy, rest) {
 						t.Errorf("%s imports eddy package %s (allowed: %v)", r.pkg, rest, r.eddy)
 					}
 					continue
@@ -61,6 +71,31 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 			t.Error("stream does not use github.com/segmentio/kafka-go")
 		}
 	})
+}
+
+// TestTheDevelopmentBrokerIsImportedOnlyWhereItBelongs: kfake (through
+// stream/devbroker) is part of the service's embedded mode and of the CLI's
+// "eddy broker", never of a production package such as stream; tests may
+// import it freely (go list -deps without -test leaves them out).
+func TestTheDevelopmentBrokerIsImportedOnlyWhereItBelongs(t *testing.T) {
+	allowed := []string{module, module + "/cmd/eddy", module + "/stream/devbroker"}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for line := range strings.Lines(string(out)) {
+		pkg, deps, _ := strings.Cut(strings.TrimSpace(line), " ")
+		checked++
+		for _, d := range strings.Fields(deps) {
+			if (d == "github.com/twmb/franz-go/pkg/kfake" || d == module+"/stream/devbroker") && !contains(allowed, pkg) {
+				t.Errorf("%s imports %s; only %v may", pkg, d, allowed)
+			}
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("go list saw %d packages; the design has more", checked)
+	}
 }
 
 type goPackage struct {
@@ -101,6 +136,20 @@ func hasPrefix(s string, prefixes []string) bool {
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
 		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesAny reports whether pkg is one of patterns, where "p/..." stands
+// for p and every package below it.
+func matchesAny(patterns []string, pkg string) bool {
+	for _, p := range patterns {
+		if tree, ok := strings.CutSuffix(p, "/..."); ok && (pkg == tree || strings.HasPrefix(pkg, tree+"/")) {
+			return true
+		}
+		if pkg == p {
 			return true
 		}
 	}

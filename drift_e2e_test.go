@@ -1,8 +1,7 @@
-package main
+package eddy_test
 
 import (
 	"context"
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -25,25 +24,23 @@ import (
 func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	broker := startBroker(t)
 	model := learner.ModelConfig{Name: "sea", Drift: learner.DriftConfig{Detector: "adwin", Params: map[string]float64{"delta": 0.02}}}
-	o := testOptions(broker, t.TempDir(), model)
+	cfg := testConfig(broker, t.TempDir(), model)
 	// Checkpoints every 1,000 events, each also a promotion check: the
 	// cadence is set by the stream, not by the wall clock.
-	o.checkpointEvery, o.checkpointInterval, o.promoteInterval = 1000, time.Minute, time.Nanosecond
-	o.retainSnapshots = 1000 // keep every version, to find each drift's challenger
-	svc := startTestService(t, o)
-	n, err := produceFile(context.Background(), produceOptions{
-		file: datasetPath(t, "sea.csv"), target: "label", topic: "events", brokers: broker,
-	}, io.Discard)
+	cfg.Consumer.CheckpointEvery, cfg.Consumer.CheckpointInterval, cfg.Learner.PromoteInterval = 1000, time.Minute, time.Nanosecond
+	cfg.Learner.Retain = 1000 // keep every version, to find each drift's challenger
+	svc := startTestService(t, cfg)
+	n, err := produceCSV(broker, "events", datasetPath(t, "sea.csv"), "label")
 	if err != nil || n != 50000 {
 		t.Fatalf("produced %d, %v", n, err)
 	}
 	waitFor(t, 120*time.Second, "50,000 examples learned", func() bool { return svc.learned("sea") == 50000 })
 
-	detections, err := svc.engine.Detections("sea")
+	detections, err := svc.Engine().Detections("sea")
 	if err != nil {
 		t.Fatal(err)
 	}
-	infos, err := svc.engine.Snapshots("sea")
+	infos, err := svc.Engine().Snapshots("sea")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +73,9 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 
 	// The same stream without drift handling (periodic promotion at the same
 	// cadence), from the same topic under another group.
-	po := testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
-	po.group, po.checkpointEvery, po.checkpointInterval, po.promoteInterval = "periodic", 1000, time.Minute, time.Nanosecond
-	po.grpcAddr, po.metricsAddr = "127.0.0.1:0", ""
+	po := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
+	po.Group, po.Consumer.CheckpointEvery, po.Consumer.CheckpointInterval, po.Learner.PromoteInterval = "periodic", 1000, time.Minute, time.Nanosecond
+	po.GRPCAddr, po.MetricsAddr = "127.0.0.1:0", ""
 	periodic := startTestService(t, po)
 	waitFor(t, 120*time.Second, "the periodic run learned 50,000", func() bool { return periodic.learned("sea") == 50000 })
 	without := metricValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
@@ -88,7 +85,7 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	}
 
 	// The version a client sees, and a rollback.
-	client := predictClient(t, svc.grpcAddr())
+	client := predictClient(t, svc.GRPCAddr())
 	ask := func() uint64 {
 		resp, err := client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "sea",
 			Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(5)}})
@@ -99,7 +96,7 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the newest snapshot served", func() bool { return ask() == infos[len(infos)-1].Version })
 	current := ask()
-	conn, err := grpc.NewClient(svc.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

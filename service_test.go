@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"compress/gzip"
@@ -13,14 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
 )
 
 // These tests run the real service: kfake broker over TCP, kafka-go consumer
@@ -28,7 +31,7 @@ import (
 
 func startBroker(t *testing.T) string {
 	t.Helper()
-	b, err := stream.StartEmbeddedBroker(stream.EmbeddedConfig{})
+	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,38 +39,78 @@ func startBroker(t *testing.T) string {
 	return b.Addr()
 }
 
-func testOptions(broker, dataDir string, model learner.ModelConfig) serveOptions {
-	return serveOptions{
-		brokers: broker, group: "test", dataDir: dataDir, grpcAddr: "127.0.0.1:0", metricsAddr: "127.0.0.1:0",
-		partitions: 1, checkpointEvery: 200, checkpointInterval: 50 * time.Millisecond,
-		promoteInterval: 100 * time.Millisecond, sessionTimeout: 6 * time.Second,
-		logLevel: "info", logFormat: "text", model: model,
+// testConfig is the configuration of a test's service: one model on a
+// 1-partition topic, quick checkpoints and promotions, free ports.
+func testConfig(broker, dataDir string, model learner.ModelConfig) eddy.Config {
+	return eddy.Config{
+		Brokers: []string{broker}, Group: "test", DataDir: dataDir, GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+		Partitions: 1,
+		Consumer:   eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second},
+		Learner:    learner.EngineConfig{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
 	}
 }
 
-// running is a service started by a test.
-type running struct {
-	*service
-	stop func() error // graceful stop; returns Run's error
-}
-
-func startTestService(t *testing.T, o serveOptions) *running {
+// withConfigFile replaces cfg's models by those of a model configuration
+// file, keeping cfg's promotion and retention settings where the file has
+// none (as eddy serve --config does with its flags).
+func withConfigFile(t *testing.T, cfg eddy.Config, path string) eddy.Config {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := startService(ctx, o, log)
+	fromFile, err := eddy.LoadConfigFile(path)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
+	if fromFile.PromoteInterval == 0 {
+		fromFile.PromoteInterval = cfg.Learner.PromoteInterval
+	}
+	if fromFile.Retain == 0 {
+		fromFile.Retain = cfg.Learner.Retain
+	}
+	if fromFile.RetainFor == 0 {
+		fromFile.RetainFor = cfg.Learner.RetainFor
+	}
+	cfg.Learner = fromFile
+	return cfg
+}
+
+// running is a service started by a test, with the registry its metrics
+// are in.
+type running struct {
+	*eddy.Service
+	registry *prometheus.Registry
+	stop     func() error // graceful stop; returns Run's error
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startTestService(t *testing.T, cfg eddy.Config) *running {
+	t.Helper()
+	return runTestService(t, newTestService(t, cfg))
+}
+
+// newTestService builds a service without running it.
+func newTestService(t *testing.T, cfg eddy.Config) *running {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	svc, err := eddy.New(context.Background(), cfg, testLogger(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &running{Service: svc, registry: reg}
+}
+
+// runTestService runs r until the test ends or r.stop is called.
+func runTestService(t *testing.T, r *running) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	go func() { done <- r.Run(ctx) }()
 	stopped := false
 	var runErr error
-	r := &running{service: svc}
 	r.stop = func() error {
 		if !stopped {
 			stopped = true
@@ -88,9 +131,15 @@ func (r *running) gauge(name string, labels map[string]string) float64 {
 	return metricValue(r.registry, name, labels)
 }
 
-func (r *running) learned(model string) float64 {
-	return r.gauge("eddy_model_examples", map[string]string{"model": model})
+// model returns the stats of one model.
+func (r *running) model(name string) eddy.ModelStats {
+	m, _ := r.Stats().Model(name)
+	return m
 }
+
+// learned returns the examples a model has learned, as of its newest
+// checkpoint.
+func (r *running) learned(model string) uint64 { return r.model(model).Learned }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -111,13 +160,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func datasetPath(t testing.TB, name string) string {
 	t.Helper()
 	if stream, ok := strings.CutPrefix(name, "drift/"); ok {
-		p := filepath.Join("..", "..", "drift", "testdata", stream)
+		p := filepath.Join("drift", "testdata", stream)
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("drift stream %s: %v (it ships in drift/testdata)", stream, err)
 		}
 		return p
 	}
-	src := filepath.Join("..", "..", "learner", "testdata", name+".gz")
+	src := filepath.Join("learner", "testdata", name+".gz")
 	f, err := os.Open(src)
 	if err != nil {
 		t.Fatalf("data set %s: %v (it ships in learner/testdata)", name, err)
@@ -155,10 +204,8 @@ func predictClient(t *testing.T, addr string) eddyv1.InferenceClient {
 func TestServiceReproducesRiverOnPhishingThroughKafka(t *testing.T) {
 	broker := startBroker(t)
 	model := learner.ModelConfig{Name: "phishing", Task: learner.Binary, Optimizer: learner.OptimizerConfig{LR: 0.1, InterceptLR: 0.01}}
-	svc := startTestService(t, testOptions(broker, t.TempDir(), model))
-	n, err := produceFile(context.Background(), produceOptions{
-		file: datasetPath(t, "phishing.csv"), target: "is_phishing", topic: "events", brokers: broker,
-	}, io.Discard)
+	svc := startTestService(t, testConfig(broker, t.TempDir(), model))
+	n, err := produceCSV(broker, "events", datasetPath(t, "phishing.csv"), "is_phishing")
 	if err != nil || n != 1250 {
 		t.Fatalf("produced %d events, err %v; want 1250", n, err)
 	}
@@ -171,10 +218,10 @@ func TestServiceReproducesRiverOnPhishingThroughKafka(t *testing.T) {
 	t.Logf("prequential accuracy on phishing.csv through Kafka: %.4f (River: 0.8896)", acc)
 
 	waitFor(t, 10*time.Second, "a snapshot with all 1250 examples", func() bool {
-		snap := svc.server.Current("phishing")
-		return snap != nil && snap.(*learner.Snapshot).Learned() == 1250
+		m := svc.model("phishing")
+		return m.ServedVersion != 0 && m.ServedLearned == 1250
 	})
-	client := predictClient(t, svc.grpcAddr())
+	client := predictClient(t, svc.GRPCAddr())
 	resp, err := client.Predict(context.Background(), &eddyv1.PredictRequest{
 		Model: "phishing",
 		Features: map[string]*structpb.Value{
@@ -187,7 +234,7 @@ func TestServiceReproducesRiverOnPhishingThroughKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current := svc.server.Current("phishing").Version()
+	current := svc.model("phishing").ServedVersion
 	if resp.Probability == nil || resp.GetProbability() <= 0 || resp.GetProbability() >= 1 {
 		t.Fatalf("probability = %v, want one in (0, 1)", resp.Probability)
 	}
@@ -214,41 +261,41 @@ func TestRestartMidStreamLearnsEveryExampleExactlyOnce(t *testing.T) {
 	model := learner.ModelConfig{Name: "sea"}
 	dir := t.TempDir()
 
-	first := startTestService(t, testOptions(broker, dir, model))
+	first := startTestService(t, testConfig(broker, dir, model))
 	waitFor(t, 60*time.Second, "some examples learned", func() bool { return first.learned("sea") >= 3000 })
 	if err := first.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	stoppedAt := first.engine.Models()[0].Learned()
+	stoppedAt := first.learned("sea")
 	if stoppedAt == 0 || stoppedAt >= n {
 		t.Fatalf("stopped after %d examples; the test needs a stop mid-stream", stoppedAt)
 	}
 
 	t.Logf("stopped gracefully after %d of %d examples", stoppedAt, n)
-	second := startTestService(t, testOptions(broker, dir, model))
-	waitFor(t, 60*time.Second, "the stream drained", func() bool { return second.consumer.Stats().Consumed >= uint64(n)-stoppedAt })
+	restartCfg := testConfig(broker, dir, model)
+	second := startTestService(t, restartCfg)
+	waitFor(t, 60*time.Second, "the stream drained", func() bool { return second.Stats().Consumer.Consumed >= uint64(n)-stoppedAt })
 	if err := second.stop(); err != nil {
 		t.Fatal(err)
 	}
-	restarted := second.engine.Models()[0]
-	if restarted.Learned() != n {
-		t.Fatalf("examples learned = %d after a restart at %d, want exactly %d", restarted.Learned(), stoppedAt, n)
+	if learned := second.learned("sea"); learned != n {
+		t.Fatalf("examples learned = %d after a restart at %d, want exactly %d", learned, stoppedAt, n)
 	}
-	if consumed := second.consumer.Stats().Consumed; consumed != uint64(n)-stoppedAt {
+	if consumed := second.Stats().Consumer.Consumed; consumed != uint64(n)-stoppedAt {
 		t.Fatalf("second run consumed %d events, want %d (resume exactly at the stored offset)", consumed, uint64(n)-stoppedAt)
 	}
 
 	// One partition is processed in order, so an uninterrupted run must end
 	// with bitwise the same weights.
-	o := testOptions(broker, t.TempDir(), model)
-	o.group = "uninterrupted"
-	straight := startTestService(t, o)
+	cfg := testConfig(broker, t.TempDir(), model)
+	cfg.Group = "uninterrupted"
+	straight := startTestService(t, cfg)
 	waitFor(t, 60*time.Second, "the uninterrupted run drained", func() bool { return straight.learned("sea") == n })
 	if err := straight.stop(); err != nil {
 		t.Fatal(err)
 	}
-	wantW, wantB := straight.engine.Models()[0].Weights()
-	gotW, gotB := restarted.Weights()
+	wantW, wantB := storedWeights(t, cfg)
+	gotW, gotB := storedWeights(t, restartCfg)
 	if gotB != wantB || len(gotW) != len(wantW) {
 		t.Fatalf("intercept %v vs %v, %d vs %d weights", gotB, wantB, len(gotW), len(wantW))
 	}
@@ -261,7 +308,8 @@ func TestRestartMidStreamLearnsEveryExampleExactlyOnce(t *testing.T) {
 
 func TestBadEventsAreDeadLetteredWithReasonAndValidOnesLearned(t *testing.T) {
 	broker := startBroker(t)
-	svc := startTestService(t, testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m"}))
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "m"})
+	svc := startTestService(t, cfg)
 	events := []struct {
 		value  string
 		reason string // "" = valid
@@ -297,7 +345,7 @@ func TestBadEventsAreDeadLetteredWithReasonAndValidOnesLearned(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "all events consumed and checkpointed", func() bool {
-		return svc.consumer.Stats().Consumed == uint64(len(events)) && svc.learned("m") == 3
+		return svc.Stats().Consumer.Consumed == uint64(len(events)) && svc.learned("m") == 3
 	})
 
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: "events.dlq", Partition: 0, MaxWait: 100 * time.Millisecond})
@@ -331,15 +379,15 @@ func TestBadEventsAreDeadLetteredWithReasonAndValidOnesLearned(t *testing.T) {
 		}
 	}
 
-	client := predictClient(t, svc.grpcAddr())
-	waitFor(t, 10*time.Second, "a promoted snapshot", func() bool { return svc.server.Current("m") != nil })
+	client := predictClient(t, svc.GRPCAddr())
+	waitFor(t, 10*time.Second, "a promoted snapshot", func() bool { return svc.model("m").ServedVersion != 0 })
 	if _, err := client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "m", Features: map[string]*structpb.Value{"a": structpb.NewNumberValue(1)}}); err != nil {
 		t.Fatalf("service not answering after bad input: %v", err)
 	}
 	if err := svc.stop(); err != nil {
 		t.Fatalf("service failed: %v", err)
 	}
-	weights, intercept := svc.engine.Models()[0].Weights()
+	weights, intercept := storedWeights(t, cfg)
 	for i, x := range append(weights, intercept) {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			t.Fatalf("weight %d is %v", i, x)
@@ -357,12 +405,9 @@ func headers(m kafka.Message) map[string]string {
 
 func TestElec2WithTheShippedPipelineScoresAbove90PercentThroughKafka(t *testing.T) {
 	broker := startBroker(t)
-	o := testOptions(broker, t.TempDir(), learner.ModelConfig{})
-	o.configFile = filepath.Join("..", "..", ".deploy", "examples", "elec2.yaml")
-	svc := startTestService(t, o)
-	n, err := produceFile(context.Background(), produceOptions{
-		file: datasetPath(t, "elec2.csv"), target: "up", topic: "events", brokers: broker,
-	}, io.Discard)
+	cfg := withConfigFile(t, testConfig(broker, t.TempDir(), learner.ModelConfig{}), filepath.Join(".deploy", "examples", "elec2.yaml"))
+	svc := startTestService(t, cfg)
+	n, err := produceCSV(broker, "events", datasetPath(t, "elec2.csv"), "up")
 	if err != nil || n != 45312 {
 		t.Fatalf("produced %d, %v", n, err)
 	}
@@ -378,21 +423,18 @@ func TestElec2WithTheShippedPipelineScoresAbove90PercentThroughKafka(t *testing.
 // model: a restart mid-stream ends bitwise where an uninterrupted run ends.
 func TestRestartMidStreamKeepsTheEntityHistoryExactly(t *testing.T) {
 	broker := startBroker(t)
-	config := filepath.Join("..", "..", ".deploy", "examples", "elec2.yaml")
-	if _, err := produceFile(context.Background(), produceOptions{
-		file: datasetPath(t, "elec2.csv"), target: "up", topic: "events", brokers: broker,
-	}, io.Discard); err != nil {
+	config := filepath.Join(".deploy", "examples", "elec2.yaml")
+	if _, err := produceCSV(broker, "events", datasetPath(t, "elec2.csv"), "up"); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	o := testOptions(broker, dir, learner.ModelConfig{})
-	o.configFile = config
+	o := withConfigFile(t, testConfig(broker, dir, learner.ModelConfig{}), config)
 	first := startTestService(t, o)
 	waitFor(t, 60*time.Second, "some examples learned", func() bool { return first.learned("elec2") >= 5000 })
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
-	stoppedAt := first.engine.Models()[0].Learned()
+	stoppedAt := first.learned("elec2")
 	second := startTestService(t, o)
 	waitFor(t, 60*time.Second, "the stream drained", func() bool { return second.learned("elec2") == 45312 })
 	if err := second.stop(); err != nil {
@@ -400,14 +442,14 @@ func TestRestartMidStreamKeepsTheEntityHistoryExactly(t *testing.T) {
 	}
 
 	straight := o
-	straight.dataDir, straight.group = t.TempDir(), "straight"
+	straight.DataDir, straight.Group = t.TempDir(), "straight"
 	s := startTestService(t, straight)
 	waitFor(t, 60*time.Second, "the uninterrupted run drained", func() bool { return s.learned("elec2") == 45312 })
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	gotW, gotB := second.engine.Models()[0].Weights()
-	wantW, wantB := s.engine.Models()[0].Weights()
+	gotW, gotB := storedWeights(t, o)
+	wantW, wantB := storedWeights(t, straight)
 	if gotB != wantB || len(gotW) != len(wantW) {
 		t.Fatalf("stopped at %d: intercept %v vs %v", stoppedAt, gotB, wantB)
 	}

@@ -1,4 +1,4 @@
-package main
+package eddy_test
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func TestPoisonEventsAreDeadLetteredAndTheServiceGoesOn(t *testing.T) {
 		{Name: "big", Partitions: 1, Configs: map[string]string{"max.message.bytes": "16777216"}}}); err != nil {
 		t.Fatal(err)
 	}
-	svc := startTestService(t, testOptions(broker, t.TempDir(), learner.ModelConfig{Name: "m", Topic: "big"}))
+	svc := startTestService(t, testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "m", Topic: "big"}))
 	huge := `{"id":"huge","features":{"a":1,"pad":"` + strings.Repeat("x", 10<<20) + `"},"label":1}`
 	nested := `{"id":"nested","features":{"a":1},"meta":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `,"label":1}`
 	events := []struct{ value, reason string }{
@@ -49,7 +49,7 @@ func TestPoisonEventsAreDeadLetteredAndTheServiceGoesOn(t *testing.T) {
 		}
 	}
 	waitFor(t, 60*time.Second, "every event handled", func() bool {
-		return svc.consumer.Stats().Consumed == uint64(len(events)) && svc.learned("m") == float64(valid)
+		return svc.Stats().Consumer.Consumed == uint64(len(events)) && svc.learned("m") == uint64(valid)
 	})
 	for _, reason := range []string{"too_large", "invalid_json", "wrong_type"} {
 		if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": reason}); v != 1 {
@@ -59,5 +59,5 @@ func TestPoisonEventsAreDeadLetteredAndTheServiceGoesOn(t *testing.T) {
 	if v := metricValue(svc.registry, "eddy_events_dead_lettered_total", map[string]string{"topic": "big", "reason": learner.ReasonOutOfRange}); v != 1 {
 		t.Errorf("dead letters with reason out_of_range: %v, want 1", v)
 	}
-	t.Logf("%d events: %d learned, %d dead-lettered, service up", len(events), valid, svc.consumer.Stats().DeadLettered)
+	t.Logf("%d events: %d learned, %d dead-lettered, service up", len(events), valid, svc.Stats().Consumer.DeadLettered)
 }

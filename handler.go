@@ -1,4 +1,4 @@
-package main
+package eddy
 
 import (
 	"context"
@@ -11,14 +11,18 @@ import (
 )
 
 // engineHandler adapts a learner.Engine to the stream.Handler the consumer
-// calls. It is wiring only: it converts types, nothing else.
+// calls. It is wiring only: it converts types, and tells checkpointed (on
+// the engine's goroutine) after each checkpoint that succeeded.
 type engineHandler struct {
-	engine  *learner.Engine
-	fields  []features.Field
-	offsets []learner.Offset
+	engine       *learner.Engine
+	checkpointed func()
+	fields       []features.Field
+	offsets      []learner.Offset
 }
 
-func newEngineHandler(e *learner.Engine) *engineHandler { return &engineHandler{engine: e} }
+func newEngineHandler(e *learner.Engine, checkpointed func()) *engineHandler {
+	return &engineHandler{engine: e, checkpointed: checkpointed}
+}
 
 func (h *engineHandler) NextOffsets(topic string) map[int]int64 { return h.engine.NextOffsets(topic) }
 
@@ -59,7 +63,11 @@ func (h *engineHandler) Checkpoint(offsets []stream.Offset) error {
 			Next:           o.Next,
 		})
 	}
-	return h.engine.Checkpoint(h.offsets)
+	if err := h.engine.Checkpoint(h.offsets); err != nil {
+		return err
+	}
+	h.checkpointed()
+	return nil
 }
 
 // engineAdmin adapts the learner's snapshot administration to the serving

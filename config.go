@@ -1,0 +1,190 @@
+package eddy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/serving"
+	"github.com/eddyhq/eddy/stream"
+)
+
+// Config configures a Service. The zero value of every field but DataDir
+// and Learner.Models means its documented default; Validate rejects the
+// rest of what cannot work.
+type Config struct {
+	// Brokers are the bootstrap addresses of the Kafka cluster. Empty
+	// starts the embedded development broker (kfake) on EmbeddedAddr
+	// instead: convenient, not for production.
+	Brokers []string
+	// EmbeddedAddr is where the embedded broker listens when Brokers is
+	// empty: 127.0.0.1:PORT, PORT 0 picking a free port (Service.Brokers
+	// names it). The default is 127.0.0.1:9092.
+	EmbeddedAddr string
+	// Ephemeral keeps the embedded broker's data in memory only; otherwise
+	// it persists under DataDir/kafka. The store is under DataDir either way.
+	Ephemeral bool
+	// DataDir holds everything the service knows: the Pebble store in
+	// DataDir/pebble and the embedded broker's data in DataDir/kafka.
+	// Required.
+	DataDir string
+	// Group is the Kafka consumer group. The default is "eddy".
+	Group string
+	// Partitions is the partition count of the topics the service creates
+	// (each model's topic, labels topic and their dead-letter topics);
+	// existing topics are left as they are. The default is 1.
+	Partitions int
+	// GRPCAddr is the listen address of the gRPC server (Inference, Admin,
+	// health, reflection); port 0 picks a free port (Service.GRPCAddr names
+	// it). The default is 127.0.0.1:50051.
+	GRPCAddr string
+	// MetricsAddr is the listen address of the HTTP server of /metrics and
+	// /healthz. The default, empty, serves neither: a program embedding the
+	// service may serve its registry itself.
+	MetricsAddr string
+	// MetricsIdleTimeout is how long the metrics server keeps an idle
+	// keep-alive connection. The default (also for a negative value) is 2m:
+	// longer than Prometheus's default scrape interval (1m), so that scrapes
+	// reuse their connection.
+	MetricsIdleTimeout time.Duration
+	// Learner configures the models (at least one) and their promotion and
+	// retention; see learner.EngineConfig for its defaults.
+	Learner learner.EngineConfig
+	// Consumer configures how the service consumes and checkpoints.
+	Consumer ConsumerConfig
+	// Serving configures the gRPC server: admin token, TLS, request and
+	// connection limits; see serving.Config for its defaults.
+	Serving serving.Config
+}
+
+// ConsumerConfig configures the service's Kafka consumer.
+type ConsumerConfig struct {
+	// CheckpointEvery checkpoints after this many events. The default is
+	// 1000.
+	CheckpointEvery int
+	// CheckpointInterval checkpoints at least this often while events
+	// flow. The default is 1s.
+	CheckpointInterval time.Duration
+	// SessionTimeout is the consumer group session timeout: how long a
+	// crashed member keeps its partitions. The default is 10s.
+	SessionTimeout time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultEmbeddedAddr       = "127.0.0.1:9092"
+	DefaultGRPCAddr           = "127.0.0.1:50051"
+	DefaultPartitions         = 1
+	DefaultMetricsIdleTimeout = 2 * time.Minute
+)
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate that are the
+// service's own (those of learner and serving settings keep their own
+// errors).
+var ErrInvalidConfig = errors.New("eddy: invalid config")
+
+// EnsureDefaults fills zero fields with their defaults, including those of
+// Learner, Consumer and Serving.
+func (c *Config) EnsureDefaults() {
+	if c.EmbeddedAddr == "" {
+		c.EmbeddedAddr = DefaultEmbeddedAddr
+	}
+	if c.Group == "" {
+		c.Group = stream.DefaultGroupID
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.MetricsIdleTimeout <= 0 {
+		c.MetricsIdleTimeout = DefaultMetricsIdleTimeout
+	}
+	c.Learner.EnsureDefaults()
+	if c.Consumer.CheckpointEvery == 0 {
+		c.Consumer.CheckpointEvery = stream.DefaultCheckpointEvery
+	}
+	if c.Consumer.CheckpointInterval == 0 {
+		c.Consumer.CheckpointInterval = stream.DefaultCheckpointInterval
+	}
+	if c.Consumer.SessionTimeout == 0 {
+		c.Consumer.SessionTimeout = stream.DefaultSessionTimeout
+	}
+	c.Serving.EnsureDefaults()
+}
+
+// Validate reports the first invalid setting. Zero values are valid where
+// they stand for defaults.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
+	case c.Partitions < 0:
+		return fmt.Errorf("%w: Partitions is negative (%d)", ErrInvalidConfig, c.Partitions)
+	case c.Consumer.CheckpointEvery < 0 || c.Consumer.CheckpointInterval < 0 || c.Consumer.SessionTimeout < 0:
+		return fmt.Errorf("%w: checkpoint and session settings must not be negative", ErrInvalidConfig)
+	}
+	if len(c.Brokers) == 0 && c.EmbeddedAddr != "" {
+		if _, err := loopbackPort(c.EmbeddedAddr); err != nil {
+			return fmt.Errorf("%w: EmbeddedAddr %w", ErrInvalidConfig, err)
+		}
+	}
+	if err := c.Learner.Validate(); err != nil {
+		return err
+	}
+	return c.Serving.Validate()
+}
+
+// loopbackPort returns the port of addr, which must be 127.0.0.1:PORT with
+// PORT a number (0: any free port): the embedded broker is for this machine
+// alone.
+func loopbackPort(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && host == "127.0.0.1" {
+		if n, perr := strconv.ParseUint(port, 10, 16); perr == nil {
+			return int(n), nil
+		}
+	}
+	return 0, fmt.Errorf("%q: want 127.0.0.1:PORT, PORT a number from 0 (any free port) to 65535", addr)
+}
+
+// fileConfig is the model configuration file's format, kept apart from
+// learner.EngineConfig so that a new engine setting is not a file key by
+// accident.
+type fileConfig struct {
+	Models          []learner.ModelConfig `yaml:"models"`
+	PromoteInterval time.Duration         `yaml:"promote_interval"`
+	RetainSnapshots int                   `yaml:"retain_snapshots"`
+	RetainFor       time.Duration         `yaml:"retain_for"`
+	RollingWindow   int                   `yaml:"rolling_window"`
+}
+
+// LoadConfigFile reads a model configuration file (YAML, documented in
+// README.md: models, promote_interval, retain_snapshots, retain_for,
+// rolling_window) into a learner configuration. Unknown keys are errors; a
+// file without models is one too. Defaults are not applied, so that a
+// caller can tell which settings the file left out.
+func LoadConfigFile(path string) (learner.EngineConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return learner.EngineConfig{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		return learner.EngineConfig{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(fc.Models) == 0 {
+		return learner.EngineConfig{}, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
+	}
+	return learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}, nil
+}

@@ -1,0 +1,20 @@
+package eddy
+
+import (
+	"net"
+
+	"github.com/eddyhq/eddy/learner"
+)
+
+// What the external tests (package eddy_test) may reach beyond the public
+// API: the little that has no public view yet.
+
+// Engine returns the service's engine, for the drift test's detections and
+// snapshot list. Its thread-safe methods only.
+func (s *Service) Engine() *learner.Engine { return s.engine }
+
+// WrapMetricsListener replaces the metrics listener by wrap's, before Run,
+// so that a test can watch the connections the server keeps.
+func (s *Service) WrapMetricsListener(wrap func(net.Listener) net.Listener) {
+	s.httpLis = wrap(s.httpLis)
+}

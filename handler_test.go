@@ -1,0 +1,24 @@
+package eddy
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/serving"
+)
+
+// TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus: a missing
+// snapshot reaches the client as NOT_FOUND with the learner's words, not
+// "serving: not found: learner: snapshot not found: ...".
+func TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus(t *testing.T) {
+	inner := fmt.Errorf("%w: model m version 9", learner.ErrSnapshotNotFound)
+	err := adminError(inner)
+	if !errors.Is(err, serving.ErrNotFound) || !errors.Is(err, learner.ErrSnapshotNotFound) {
+		t.Fatalf("%v: want both serving.ErrNotFound and learner.ErrSnapshotNotFound", err)
+	}
+	if err.Error() != inner.Error() {
+		t.Fatalf("message %q, want %q", err.Error(), inner.Error())
+	}
+}

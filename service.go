@@ -1,0 +1,277 @@
+package eddy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/serving"
+	"github.com/eddyhq/eddy/stream"
+	"github.com/eddyhq/eddy/stream/devbroker"
+)
+
+// ErrRunTwice is returned by a second call of Run: a Service runs once.
+var ErrRunTwice = errors.New("eddy: Run called twice")
+
+// Service is one running eddy: broker (if embedded), store, engine,
+// consumer, gRPC server and metrics endpoint. Create it with New, then call
+// Run once; see the package documentation for what is safe to call when.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	gatherer prometheus.Gatherer // serves /metrics; nil without MetricsAddr
+	brokers  []string
+	broker   *devbroker.Broker // nil with Config.Brokers
+	store    *learner.Store
+	engine   *learner.Engine
+	consumer *stream.Consumer
+	server   *serving.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener // nil when metrics are disabled
+	started  atomic.Bool
+	learned  atomic.Pointer[[]uint64] // per model, as of the newest checkpoint
+}
+
+// New builds a Service from cfg and binds its listeners, so that its
+// addresses are known (and port conflicts reported) before Run: it starts
+// the embedded broker when cfg.Brokers is empty, waits for the brokers and
+// creates the models' topics and dead-letter topics (bounded by 30s and by
+// ctx), opens the store under cfg.DataDir and restores every model. On
+// error, whatever was started is stopped again.
+//
+// log receives the service's state changes (nil: discarded). Metrics are
+// registered with reg (nil: a private registry); with cfg.MetricsAddr, reg
+// must also be a prometheus.Gatherer, such as a *prometheus.Registry, whose
+// metrics /metrics then serves. The caller owns reg: a process that runs
+// one Service usually registers the Go and process collectors in it too.
+func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *Service, err error) {
+	cfg.Learner.Models = append([]learner.ModelConfig(nil), cfg.Learner.Models...) // never write the caller's slice
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Service{cfg: cfg, log: log, reg: reg}
+	if cfg.MetricsAddr != "" {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, fmt.Errorf("%w: MetricsAddr needs a registerer that is also a prometheus.Gatherer (such as *prometheus.Registry)", ErrInvalidConfig)
+		}
+		s.gatherer = g
+	}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if err := s.startBroker(ctx); err != nil {
+		return nil, err
+	}
+	if s.store, err = learner.OpenStore(filepath.Join(cfg.DataDir, "pebble"), log); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range cfg.Learner.Models {
+		names = append(names, m.Name)
+	}
+	if s.server, err = serving.New(cfg.Serving, names, reg, log); err != nil {
+		return nil, err
+	}
+	publish := func(snap *learner.Snapshot) {
+		if err := s.server.Publish(snap); err != nil {
+			log.Error("publish snapshot", "err", err)
+		}
+	}
+	if s.engine, err = learner.NewEngine(cfg.Learner, s.store, publish, reg, log); err != nil {
+		return nil, err
+	}
+	s.recordLearned()
+	s.server.SetAdmin(engineAdmin{s.engine})
+	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
+		Brokers:            s.brokers,
+		Topics:             s.engine.Topics(),
+		LabelTopics:        s.engine.LabelTopics(),
+		GroupID:            cfg.Group,
+		CheckpointEvery:    cfg.Consumer.CheckpointEvery,
+		CheckpointInterval: cfg.Consumer.CheckpointInterval,
+		SessionTimeout:     cfg.Consumer.SessionTimeout,
+	}, newEngineHandler(s.engine, s.recordLearned), reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("gRPC listener: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if s.httpLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// startBroker starts the embedded broker when no brokers are given, then
+// makes sure every topic and dead-letter topic exists.
+func (s *Service) startBroker(ctx context.Context) error {
+	if len(s.cfg.Brokers) > 0 {
+		s.brokers = slices.Clone(s.cfg.Brokers)
+	} else {
+		port, _ := loopbackPort(s.cfg.EmbeddedAddr) // checked by Validate
+		brokerDir := filepath.Join(s.cfg.DataDir, "kafka")
+		if s.cfg.Ephemeral {
+			brokerDir = ""
+		}
+		var err error
+		s.broker, err = devbroker.Start(devbroker.Config{
+			Port:    port,
+			DataDir: brokerDir,
+		})
+		if err != nil {
+			return err
+		}
+		s.brokers = []string{s.broker.Addr()}
+		s.log.Warn("started the embedded Kafka-protocol broker (kfake): a development default, not for production; pass --brokers to use a Kafka cluster",
+			"addr", s.broker.Addr())
+	}
+	var topics []stream.TopicSpec
+	seen := make(map[string]bool)
+	for _, m := range s.cfg.Learner.Models {
+		names := []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix}
+		if m.LabelsTopic != "" {
+			names = append(names, m.LabelsTopic, m.LabelsTopic+stream.DefaultDeadLetterSuffix)
+		}
+		for _, t := range names {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, stream.TopicSpec{Name: t, Partitions: s.cfg.Partitions})
+			}
+		}
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := stream.WaitForBroker(tctx, s.brokers[0]); err != nil {
+		return err
+	}
+	return stream.EnsureTopics(tctx, s.brokers, topics)
+}
+
+// GRPCAddr returns the address the gRPC server listens on (with port 0 in
+// Config.GRPCAddr, the port chosen).
+func (s *Service) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// MetricsAddr returns the address /metrics and /healthz are served on, or
+// "" when Config.MetricsAddr is empty.
+func (s *Service) MetricsAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// Brokers returns the Kafka bootstrap addresses the service uses:
+// Config.Brokers, or the embedded broker's address. The caller must not
+// modify the slice.
+func (s *Service) Brokers() []string { return s.brokers }
+
+// Run serves until ctx is done or a component fails, then shuts down in
+// order: gRPC stops accepting and drains, the consumer stops and writes its
+// final checkpoint, Pebble closes, the embedded broker stops. It returns
+// nil when stopped by ctx. Run releases everything New acquired, also when
+// ctx is already done; it may be called once.
+func (s *Service) Run(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return ErrRunTwice
+	}
+	defer s.close()
+	g, gctx := errgroup.WithContext(ctx)
+	consumerCtx, stopConsumer := context.WithCancel(context.Background())
+	defer stopConsumer()
+	g.Go(func() error {
+		defer stopConsumer()
+		return s.server.Serve(gctx, s.grpcLis)
+	})
+	g.Go(func() error {
+		if err := s.consumer.Run(consumerCtx); err != nil {
+			return fmt.Errorf("consumer stopped: %w", err)
+		}
+		return nil
+	})
+	if s.httpLis != nil {
+		g.Go(func() error { return s.serveMetrics(gctx) })
+	}
+	s.log.Info("eddy is running", "brokers", s.brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
+	err := g.Wait()
+	if err != nil {
+		s.log.Error("eddy stopped", "err", err)
+		return err
+	}
+	s.log.Info("eddy stopped cleanly")
+	return nil
+}
+
+func (s *Service) serveMetrics(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if since := s.consumer.BrokerDownSince(); !since.IsZero() {
+			// Predictions are still served from snapshots; learning waits.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "kafka unreachable since %s: not learning (predictions still served)\n", since.UTC().Format(time.RFC3339))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: s.cfg.MetricsIdleTimeout}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.httpLis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// close releases what New acquired; safe on a partial service.
+func (s *Service) close() {
+	if s.grpcLis != nil {
+		s.grpcLis.Close()
+	}
+	if s.httpLis != nil {
+		s.httpLis.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+		s.store = nil
+	}
+	if s.broker != nil {
+		s.broker.Close()
+		s.broker = nil
+	}
+}

@@ -1,0 +1,78 @@
+package eddy
+
+import (
+	"time"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/stream"
+)
+
+// Stats is a point-in-time view of a Service's progress: plain values,
+// owned by the caller.
+type Stats struct {
+	// Models are the configured models, in configuration order.
+	Models []ModelStats
+	// Consumer counts the messages consumed, dead-lettered and the
+	// checkpoints written since New.
+	Consumer stream.Stats
+	// BrokerUp reports whether a Kafka broker answered the consumer's last
+	// probe (once a second while Run runs; true before the first). The
+	// eddy_kafka_broker_up gauge and /healthz say the same.
+	BrokerUp bool
+	// BrokerDownSince is when the brokers stopped answering; zero while
+	// BrokerUp.
+	BrokerDownSince time.Time
+}
+
+// ModelStats is one model's part of Stats.
+type ModelStats struct {
+	Name string
+	// Learned is the number of examples the model has learned as of its
+	// newest checkpoint: what the store holds, and what a restart resumes
+	// from (the eddy_model_examples gauge).
+	Learned uint64
+	// ServedVersion is the version of the snapshot Predict answers from; 0
+	// before the first.
+	ServedVersion uint64
+	// ServedLearned is the number of examples that snapshot had learned.
+	ServedLearned uint64
+}
+
+// Model returns the stats of the named model, and false if it is not
+// configured.
+func (s Stats) Model(name string) (ModelStats, bool) {
+	for _, m := range s.Models {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return ModelStats{}, false
+}
+
+// Stats returns the service's current figures. It is safe to call from any
+// goroutine at any time after New, also while and after Run runs.
+func (s *Service) Stats() Stats {
+	st := Stats{Consumer: s.consumer.Stats(), BrokerDownSince: s.consumer.BrokerDownSince()}
+	st.BrokerUp = st.BrokerDownSince.IsZero()
+	learned := *s.learned.Load()
+	for i, mc := range s.cfg.Learner.Models {
+		m := ModelStats{Name: mc.Name, Learned: learned[i]}
+		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
+			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
+		}
+		st.Models = append(st.Models, m)
+	}
+	return st
+}
+
+// recordLearned keeps the learned counts Stats reports. The engine's models
+// belong to its goroutine, so it runs there: after New restored them, and
+// after every checkpoint (through the handler).
+func (s *Service) recordLearned() {
+	models := s.engine.Models()
+	learned := make([]uint64, len(models))
+	for i, m := range models {
+		learned[i] = m.Learned()
+	}
+	s.learned.Store(&learned)
+}
