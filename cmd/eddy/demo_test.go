@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,9 @@ func TestDemoWithoutDriftAndWithDDMRunsUnderTheEnvironmentsModelName(t *testing.
 			t.Fatalf("demo stopped: %v\n%s", err, stderr.String())
 		default:
 		}
-		return strings.Contains(stdout.String(), "serving from-env v") && !strings.Contains(stdout.String(), "serving from-env v0")
+		// Early lines may say v0 (nothing promoted yet); one with a
+		// promoted version must follow.
+		return regexp.MustCompile(`serving from-env v[1-9]`).MatchString(stdout.String())
 	})
 	cancel()
 	if err := <-done; err != nil {
