@@ -196,12 +196,12 @@ func (c *CSVReader) Read(ev *Event) error {
 		if c.skip[i] || cell == "" {
 			continue
 		}
-		if !utf8.ValidString(cell) {
-			return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
-		}
 		f := Field{Name: c.names[i]}
 		f.Kind, f.Num = cellKind(cell)
-		if f.Kind == KindString {
+		if f.Kind == KindString { // numbers and booleans are ASCII
+			if !utf8.ValidString(cell) {
+				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
+			}
 			// Str is set below: cats may move while the row is appended.
 			c.spans = append(c.spans, catSpan{len(ev.Fields), len(c.cats), len(c.cats) + len(cell)})
 			c.cats = append(c.cats, cell...)
