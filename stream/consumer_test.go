@@ -132,8 +132,14 @@ func produceEvents(ctx context.Context, t *testing.T, addr, topic string, n, rat
 	for i := 0; i < n; i += batch {
 		msgs := make([]kafka.Message, 0, batch)
 		for j := i; j < i+batch && j < n; j++ {
-			msgs = append(msgs, kafka.Message{Key: []byte("k" + strconv.Itoa(j)),
-				Value: fmt.Appendf(nil, `{"id":"e-%d","features":{"x":%d},"label":1}`, j, j%7)})
+			ev := Event{ID: []byte("e-" + strconv.Itoa(j)), Label: 1, HasLabel: true,
+				Fields: []Field{{Name: []byte("x"), Kind: KindNumber, Num: float64(j % 7)}}}
+			value, err := AppendEvent(nil, &ev)
+			if err != nil { // t.Errorf: produceEvents may run on its own goroutine
+				t.Errorf("encoding event %d: %v", j, err)
+				return
+			}
+			msgs = append(msgs, kafka.Message{Key: []byte("k" + strconv.Itoa(j)), Value: value})
 		}
 		if err := w.WriteMessages(ctx, msgs...); err != nil {
 			t.Errorf("produce: %v", err)
@@ -253,18 +259,15 @@ func (nopHandler) Checkpoint([]Offset) error        { return nil }
 func BenchmarkConsumerProcess(b *testing.B) {
 	for _, n := range []int{8, 80} {
 		b.Run(fmt.Sprintf("features=%d", n), func(b *testing.B) {
-			value := []byte(`{"id":"e-1","ts":"2026-11-20T10:00:00Z","features":{`)
+			ev := Event{ID: []byte("e-1"), Time: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), HasTime: true, Label: 1, HasLabel: true}
 			for i := 0; i < n; i++ {
-				if i > 0 {
-					value = append(value, ',')
-				}
 				if i%2 == 0 {
-					value = fmt.Appendf(value, `"f%d":%d.25`, i, i)
+					ev.Fields = append(ev.Fields, Field{Name: fmt.Appendf(nil, "f%d", i), Kind: KindNumber, Num: float64(i) + 0.25})
 				} else {
-					value = fmt.Appendf(value, `"c%d":"v%d"`, i, i)
+					ev.Fields = append(ev.Fields, Field{Name: fmt.Appendf(nil, "c%d", i), Kind: KindString, Str: fmt.Appendf(nil, "v%d", i)})
 				}
 			}
-			value = append(value, `},"label":1}`...)
+			value := mustAppendEvent(b, &ev)
 			c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"events"}},
 				nopHandler{}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {

@@ -38,6 +38,12 @@
 // carries is valid UTF-8 (ReasonInvalidUTF8 otherwise), so whatever is
 // learned can be named in a protobuf response.
 //
+// Producers write events with AppendEvent, the decoder's inverse: what it
+// writes decodes to the same event (FuzzEncodeDecode checks both ways), and
+// it refuses, with the decoder's Reason, what a consumer would dead-letter.
+// CSVReader reads CSV rows as events by the rules eddy's produce and
+// evaluate commands share, so that a row means one event to both.
+//
 // Topics listed as label topics carry delayed labels, {"id": ..., "label":
 // ...}, handed to Handler.HandleLabel. Labels are parsed by the event
 // decoder (Decoder.DecodeLabel), so a label is invalid for exactly the

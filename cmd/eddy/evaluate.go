@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/stream"
 )
 
 const evaluateUsage = `evaluate --file FILE --target COLUMN [flags]
@@ -31,7 +31,8 @@ The first row names the columns. --target names the label column: a number,
 or true/false for 1/0; rows with an empty label are skipped and counted. Every
 other column not listed in --ignore is a feature, read as produce reads it:
 numbers as numbers, true/false as booleans, anything else as a category;
-empty cells are left out. The model comes from the flags below (unset ones
+empty cells are left out, and so are columns without a name (such as a
+pandas index). The model comes from the flags below (unset ones
 take the learner's defaults) or from --config, the YAML file of serve (its
 first model, or the one named by --model). A malformed row stops the command
 with an error naming the line; rows the model rejects (a label of 2 for a
@@ -211,6 +212,9 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 	if err != nil {
 		return ev, err
 	}
+	for _, i := range src.rows.Unnamed() {
+		fmt.Fprintf(progressOut, "evaluate: %s: column %d has no name (a pandas index?): left out\n", o.file, i+1)
+	}
 	bar := newProgress(progressOut, "evaluating "+filepath.Base(o.file), total-1)
 	err = learnRows(ctx, o, src, model, bar, &ev)
 	bar.update(ev.rows)
@@ -250,12 +254,12 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 			ev.skipped++
 		} else if _, err := model.LearnEvent(nil, time.Time{}, fields, label); err != nil {
 			if !errors.Is(err, learner.ErrInvalidExample) {
-				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line, err)
+				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line(), err)
 			}
 			ev.rejected++
 			if ev.rejected <= maxShownRejections {
 				endBarLine()
-				fmt.Fprintf(bar.w, "evaluate: %s line %d: rejected: %v\n", o.file, src.line, err)
+				fmt.Fprintf(bar.w, "evaluate: %s line %d: rejected: %v\n", o.file, src.line(), err)
 			}
 		}
 		if ev.rows%1000 == 0 {
@@ -271,110 +275,64 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 	}
 }
 
-// csvExamples reads the rows of a CSV file as examples. It reuses its
-// buffers: what next returns is valid until the following call.
+// csvExamples reads the rows of a CSV file as examples, the events
+// stream.CSVReader makes of them. It reuses its buffers: what next returns
+// is valid until the following call.
 type csvExamples struct {
 	file   string
-	r      *csv.Reader
-	header []string
-	names  [][]byte // the header's names, converted once
-	skip   []bool   // per column: not a feature (the target or ignored)
-	target int
-	line   int // line of the row last read
-
+	rows   *stream.CSVReader
+	ev     stream.Event
 	fields []features.Field
-	cats   []byte    // the values of the row's categorical cells, back to back
-	spans  []catSpan // where each categorical value lies in cats
 }
-
-// catSpan locates the value of fields[field] in csvExamples.cats.
-type catSpan struct{ field, start, end int }
 
 func newCSVExamples(r io.Reader, file, target string, ignore []string) (*csvExamples, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("evaluate: %s is empty; want a header row naming the columns", file)
-	}
+	rows, err := stream.NewCSVReader(r, stream.CSVConfig{Target: target, Ignore: ignore})
 	if err != nil {
-		return nil, fmt.Errorf("evaluate: %s: reading the header: %w", file, err)
+		return nil, csvHeaderError("evaluate", file, err)
 	}
-	s := &csvExamples{file: file, r: cr, header: slices.Clone(header), target: -1}
-	s.names = make([][]byte, len(s.header))
-	s.skip = make([]bool, len(s.header))
-	for i, h := range s.header {
-		if slices.Index(s.header, h) != i {
-			return nil, fmt.Errorf("evaluate: %s: column %q appears twice in the header", file, h)
-		}
-		s.names[i] = []byte(h)
-		if h == target {
-			s.target, s.skip[i] = i, true
-		}
-	}
-	if s.target < 0 {
-		return nil, fmt.Errorf("evaluate: %s: no column %q for --target (columns: %s)", file, target, strings.Join(s.header, ", "))
-	}
-	for _, name := range ignore {
-		i := slices.Index(s.header, name)
-		if i < 0 {
-			return nil, fmt.Errorf("evaluate: %s: no column %q for --ignore (columns: %s)", file, name, strings.Join(s.header, ", "))
-		}
-		s.skip[i] = true
-	}
-	s.fields = make([]features.Field, 0, len(s.header))
-	return s, nil
+	return &csvExamples{file: file, rows: rows}, nil
 }
+
+// line returns the line of the row last read.
+func (s *csvExamples) line() int { return s.rows.Line() }
 
 // next reads the next row: its features, and its label unless the target
 // cell is empty (then hasLabel is false and fields is nil). It returns io.EOF
 // after the last row, and an error naming the line for a malformed one.
 func (s *csvExamples) next() (fields []features.Field, label float64, hasLabel bool, err error) {
-	rec, err := s.r.Read()
-	if err != nil {
-		return nil, 0, false, s.readError(rec, err)
+	if err := s.rows.Read(&s.ev); err != nil {
+		return nil, 0, false, s.readError(err)
 	}
-	s.line, _ = s.r.FieldPos(0)
-	cell := rec[s.target]
-	if cell == "" {
+	if !s.ev.HasLabel {
 		return nil, 0, false, nil
 	}
-	label, ok := parseLabel(cell)
-	if !ok {
-		return nil, 0, false, fmt.Errorf("evaluate: %s line %d: label %q in column %q is not a number or boolean", s.file, s.line, cell, s.header[s.target])
+	s.fields = s.fields[:0]
+	for _, f := range s.ev.Fields {
+		s.fields = append(s.fields, features.Field{Name: f.Name, Kind: featureKind(f.Kind), Num: f.Num, Str: f.Str})
 	}
-	s.fields, s.cats, s.spans = s.fields[:0], s.cats[:0], s.spans[:0]
-	for i, cell := range rec {
-		if s.skip[i] || cell == "" {
-			continue
-		}
-		f := features.Field{Name: s.names[i]}
-		f.Kind, f.Num = cellKind(cell)
-		if f.Kind == features.String {
-			// Str is set below: cats may move while the row is appended.
-			s.spans = append(s.spans, catSpan{len(s.fields), len(s.cats), len(s.cats) + len(cell)})
-			s.cats = append(s.cats, cell...)
-		}
-		s.fields = append(s.fields, f)
-	}
-	for _, sp := range s.spans {
-		s.fields[sp.field].Str = s.cats[sp.start:sp.end]
-	}
-	return s.fields, label, true, nil
+	return s.fields, s.ev.Label, true, nil
 }
 
-func (s *csvExamples) readError(rec []string, err error) error {
-	if errors.Is(err, io.EOF) {
+func (s *csvExamples) readError(err error) error {
+	var bad *stream.CSVRowError
+	switch {
+	case errors.Is(err, io.EOF):
 		return io.EOF
+	case errors.As(err, &bad):
+		return fmt.Errorf("evaluate: %s line %d: %s", s.file, bad.Line, bad.Reason)
 	}
-	var pe *csv.ParseError
-	if !errors.As(err, &pe) {
-		return fmt.Errorf("evaluate: %s: %w", s.file, err)
+	return fmt.Errorf("evaluate: %s: %w", s.file, err)
+}
+
+// featureKind is the features.Kind of an event field's kind.
+func featureKind(k stream.FieldKind) features.Kind {
+	switch k {
+	case stream.KindNumber:
+		return features.Number
+	case stream.KindBool:
+		return features.Bool
 	}
-	if errors.Is(pe.Err, csv.ErrFieldCount) {
-		return fmt.Errorf("evaluate: %s line %d: %d fields, but the header has %d", s.file, pe.StartLine, len(rec), len(s.header))
-	}
-	return fmt.Errorf("evaluate: %s line %d: %w", s.file, pe.Line, pe.Err)
+	return features.String
 }
 
 // metricsLine is the one-line form of the metrics after rows rows.

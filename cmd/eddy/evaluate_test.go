@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
 )
 
@@ -255,25 +255,77 @@ func TestEvaluateStopsWhenCancelled(t *testing.T) {
 }
 
 func TestEvaluateReadsCellsAsProduceSendsThem(t *testing.T) {
-	for _, cell := range []string{"1.5", "-3", "1e3", "0x1p-2", "TRUE", "false", "False", "red", "NaN", "inf", "1e999", "nope", "+", ".", "n/a", "truee"} {
-		kind, x := cellKind(cell)
-		var got any
-		switch kind {
-		case features.Number:
-			got = x
-		case features.Bool:
-			got = x == 1
-		default:
-			got = cell
-		}
-		var want any
-		if err := json.Unmarshal(appendCell(nil, cell), &want); err != nil {
+	cells := []string{"1.5", "-3", "1e3", "0x1p-2", "TRUE", "false", "False", "red", "NaN", "inf", "1e999", "nope", "+", ".", "n/a", "truee", "a\"b\\c\x01"}
+	var file strings.Builder
+	file.WriteString(",c,label\n") // an unnamed column, as pandas writes its index
+	for i, cell := range cells {
+		fmt.Fprintf(&file, "%d,\"%s\",1\n", i, strings.ReplaceAll(cell, `"`, `""`))
+	}
+	produced, err := newCSVSource(strings.NewReader(file.String()), produceOptions{file: "cells.csv", target: "label", idPrefix: "cells"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluated, err := newCSVExamples(strings.NewReader(file.String()), "cells.csv", "label", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cell := range cells {
+		m, _, err := produced.next()
+		if err != nil {
 			t.Fatalf("produce's %q: %v", cell, err)
 		}
-		if got != want {
-			t.Errorf("cell %q: evaluate reads %#v, produce sends %#v", cell, got, want)
+		sent := decodeEvent(t, m) // as the consumer reads what produce sends
+		fields, label, hasLabel, err := evaluated.next()
+		if err != nil || !hasLabel || label != sent.Label {
+			t.Fatalf("evaluate's %q: label %v (%v), err %v; produce sends label %v", cell, label, hasLabel, err, sent.Label)
+		}
+		if len(fields) != 1 || len(sent.Fields) != 1 {
+			t.Fatalf("cell %q: evaluate reads %d features, produce sends %d (%s)", cell, len(fields), len(sent.Fields), m.Value)
+		}
+		got, want := fields[0], sent.Fields[0]
+		if string(got.Name) != string(want.Name) || got.Kind != featureKind(want.Kind) || math.Float64bits(got.Num) != math.Float64bits(want.Num) || string(got.Str) != string(want.Str) {
+			t.Errorf("cell %q: evaluate reads %+v, produce sends %+v", cell, got, want)
 		}
 	}
+}
+
+func TestEvaluateLeavesOutAColumnWithoutAName(t *testing.T) {
+	// pandas' to_csv writes its index as a first column without a name; as
+	// a feature it would be a row counter the model learns from.
+	var indexed, plain strings.Builder
+	indexed.WriteString(",x,label\n")
+	plain.WriteString("x,label\n")
+	for i := range 200 {
+		fmt.Fprintf(&indexed, "%d,%d,%d\n", i, i%3, i%2)
+		fmt.Fprintf(&plain, "%d,%d\n", i%3, i%2)
+	}
+	stdout, stderr, err := runCLI(t, nil, "evaluate", "--json", "--file", writeTemp(t, "indexed.csv", indexed.String()), "--target", "label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "column 1 has no name") {
+		t.Errorf("stderr does not say the unnamed column is left out:\n%s", stderr)
+	}
+	withIndex := decodeSummary(t, stdout)
+	if without := evaluateJSON(t, "--file", writeTemp(t, "plain.csv", plain.String()), "--target", "label"); withIndex["log_loss"] != without["log_loss"] {
+		t.Fatalf("log loss %v with an unnamed column, %v without: it was learned from", withIndex["log_loss"], without["log_loss"])
+	}
+}
+
+func TestEvaluateRefusesACellThatIsNotUTF8LikeProduce(t *testing.T) {
+	_, _, err := runCLI(t, nil, "evaluate", "--file", writeTemp(t, "latin1.csv", "city,label\nK\xf6ln,1\n"), "--target", "label")
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("err = %v, want line 2 refused as not UTF-8", err)
+	}
+}
+
+func decodeSummary(t *testing.T, stdout string) map[string]any {
+	t.Helper()
+	var out map[string]any
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("stdout is not a JSON object: %v\n%s", err, stdout)
+	}
+	return out
 }
 
 // BenchmarkEvaluateElec2 is the acceptance figure: elec2.csv (45,312 rows)

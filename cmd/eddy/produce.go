@@ -4,17 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -296,7 +293,7 @@ func eachEvent(o produceOptions, format string, notes io.Writer, send func(kafka
 		if err != nil {
 			return err
 		}
-		for _, i := range cs.unnamed {
+		for _, i := range cs.rows.Unnamed() {
 			fmt.Fprintf(notes, "produce: %s: column %d has no name (a pandas index?): left out\n", o.file, i+1)
 		}
 		src = cs
@@ -336,101 +333,62 @@ type eventSource interface {
 	next() (m kafka.Message, line int, err error)
 }
 
+// csvSource turns the rows of a CSV file into messages: the event of each
+// row, with the id <idPrefix>-<row number> and the key column's cell as the
+// message key.
 type csvSource struct {
-	r        *csv.Reader
-	header   []string
-	target   int
-	key      int
-	unnamed  []int // indexes of columns without a name: left out
-	skip     []bool
+	rows     *stream.CSVReader
 	idPrefix string
-	row      int
+	ev       stream.Event
+	id       []byte
+	size     int // of the last message: the next one's buffer
 }
 
 func newCSVSource(r io.Reader, o produceOptions) (*csvSource, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("produce: %s is empty; want a header row naming the columns", o.file)
-	}
+	rows, err := stream.NewCSVReader(r, stream.CSVConfig{Target: o.target, Key: o.key})
 	if err != nil {
-		return nil, fmt.Errorf("produce: %s: reading the header: %w", o.file, err)
+		return nil, csvHeaderError("produce", o.file, err)
 	}
-	s := &csvSource{r: cr, header: slices.Clone(header), target: -1, key: -1, idPrefix: o.idPrefix, skip: make([]bool, len(header))}
-	for i, h := range s.header {
-		switch {
-		case !utf8.ValidString(h):
-			return nil, fmt.Errorf("produce: %s: the name of column %d is not valid UTF-8: %q", o.file, i+1, h)
-		case slices.Index(s.header, h) != i:
-			return nil, fmt.Errorf("produce: %s: column %q appears twice in the header", o.file, h)
-		case h == "":
-			s.unnamed = append(s.unnamed, i)
-			s.skip[i] = true
-		case h == o.target: // only a column the user named: never "" for an unset --target
-			s.target, s.skip[i] = i, true
-		case h == o.key:
-			s.key, s.skip[i] = i, true
-		}
-	}
-	if o.target != "" && s.target < 0 {
-		return nil, fmt.Errorf("produce: %s: no column %q for --target (columns: %s)", o.file, o.target, strings.Join(s.header, ", "))
-	}
-	if o.key != "" && s.key < 0 {
-		return nil, fmt.Errorf("produce: %s: no column %q for --key (columns: %s)", o.file, o.key, strings.Join(s.header, ", "))
-	}
-	return s, nil
+	return &csvSource{rows: rows, idPrefix: o.idPrefix, size: 256}, nil
 }
 
 func (s *csvSource) next() (kafka.Message, int, error) {
-	rec, err := s.r.Read()
-	if errors.Is(err, io.EOF) {
-		return kafka.Message{}, 0, io.EOF
+	if err := s.rows.Read(&s.ev); err != nil {
+		return kafka.Message{}, s.rows.Line(), csvRowError(err)
 	}
-	s.row++ // every record counts, so that ids do not depend on which rows are valid
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return kafka.Message{}, pe.StartLine, &invalidLine{line: pe.StartLine, reason: pe.Err.Error()}
+	line := s.rows.Line()
+	var m kafka.Message
+	if s.ev.Key != nil {
+		// The entity key travels as the message key only, as it always has.
+		m.Key, s.ev.Key = bytes.Clone(s.ev.Key), nil
 	}
-	if err != nil {
-		return kafka.Message{}, 0, err
+	// Every row counts, so that ids do not depend on which rows are valid.
+	s.id = strconv.AppendInt(append(append(s.id[:0], s.idPrefix...), '-'), int64(s.rows.Row()), 10)
+	s.ev.ID = s.id
+	var err error
+	if m.Value, err = stream.AppendEvent(make([]byte, 0, s.size), &s.ev); err != nil {
+		return kafka.Message{}, line, encodeError(line, err)
 	}
-	line, _ := s.r.FieldPos(0)
-	buf := make([]byte, 0, 256)
-	buf = append(buf, `{"id":`...)
-	buf = appendJSONString(buf, s.idPrefix+"-"+strconv.Itoa(s.row))
-	buf = append(buf, `,"features":{`...)
-	first := true
-	for i, cell := range rec {
-		if s.skip[i] || cell == "" {
-			continue
-		}
-		if !utf8.ValidString(cell) {
-			return kafka.Message{}, line, &invalidLine{line: line, reason: fmt.Sprintf("column %q is not valid UTF-8: %q", s.header[i], cell)}
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = appendJSONString(buf, s.header[i])
-		buf = append(buf, ':')
-		buf = appendCell(buf, cell)
-	}
-	buf = append(buf, '}')
-	if s.target >= 0 && rec[s.target] != "" {
-		x, ok := parseLabel(rec[s.target])
-		if !ok {
-			return kafka.Message{}, line, &invalidLine{line: line, reason: fmt.Sprintf("label %q in column %q is not a number or boolean", rec[s.target], s.header[s.target])}
-		}
-		buf = append(buf, `,"label":`...)
-		buf = strconv.AppendFloat(buf, x, 'g', -1, 64)
-	}
-	buf = append(buf, '}')
-	m := kafka.Message{Value: buf}
-	if s.key >= 0 {
-		m.Key = []byte(rec[s.key])
-	}
+	s.size = len(m.Value) + len(m.Value)/4 // room for a longer row without regrowing
 	return m, line, nil
+}
+
+// csvRowError is an error of stream.CSVReader.Read as csvSource.next returns it.
+func csvRowError(err error) error {
+	var bad *stream.CSVRowError
+	if errors.As(err, &bad) {
+		return &invalidLine{line: bad.Line, reason: bad.Reason}
+	}
+	return err // io.EOF, or the file's
+}
+
+// encodeError words a row AppendEvent refuses as the decoder's check would.
+func encodeError(line int, err error) error {
+	var ee *stream.EncodeError
+	if errors.As(err, &ee) {
+		return &invalidLine{line: line, reason: string(ee.Reason) + ": " + ee.Detail}
+	}
+	return err
 }
 
 type jsonlSource struct {
