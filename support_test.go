@@ -2,7 +2,6 @@ package eddy_test
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -85,57 +84,33 @@ func produceN(ctx context.Context, brokers []string, topic string, n int) error 
 	return nil
 }
 
-// produceCSV sends a CSV file of numeric columns to topic as `eddy produce
-// --file FILE --target TARGET` does: one event per row, id
-// <file name>-<row>, every other non-empty cell a number feature, the
-// target the label, no key, record time as event time. It returns the
-// number of events sent.
+// produceCSV sends a CSV file as events (ids <file>-<row>, label from
+// target) through the reader and encoder eddy produce uses.
 func produceCSV(broker, topic, file, target string) (int, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
-	header, err := r.Read()
+	r, err := stream.NewCSVReader(f, stream.CSVConfig{Target: target})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", file, err)
 	}
 	prefix := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 	var msgs []kafka.Message
-	for row := 1; ; row++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
+	var ev stream.Event
+	for {
+		if err := r.Read(&ev); errors.Is(err, io.EOF) {
 			break
-		}
-		if err != nil {
+		} else if err != nil {
 			return 0, fmt.Errorf("%s: %w", file, err)
 		}
-		buf := fmt.Appendf(nil, `{"id":%q,"features":{`, prefix+"-"+strconv.Itoa(row))
-		label, first := "", true
-		for i, cell := range rec {
-			if cell == "" {
-				continue
-			}
-			x, err := strconv.ParseFloat(cell, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s row %d: column %s: %q is not a number (produceCSV writes numbers only)", file, row, header[i], cell)
-			}
-			if header[i] == target {
-				label = strconv.FormatFloat(x, 'g', -1, 64)
-				continue
-			}
-			if !first {
-				buf = append(buf, ',')
-			}
-			first = false
-			buf = fmt.Appendf(buf, "%q:%s", header[i], strconv.FormatFloat(x, 'g', -1, 64))
+		ev.ID = []byte(prefix + "-" + strconv.Itoa(r.Row()))
+		value, err := stream.AppendEvent(nil, &ev)
+		if err != nil {
+			return 0, fmt.Errorf("%s row %d: %w", file, r.Row(), err)
 		}
-		buf = append(buf, '}')
-		if label != "" {
-			buf = append(buf, `,"label":`+label...)
-		}
-		msgs = append(msgs, kafka.Message{Value: append(buf, '}')})
+		msgs = append(msgs, kafka.Message{Value: value})
 	}
 	ctx := context.Background()
 	if err := stream.EnsureTopics(ctx, []string{broker}, []stream.TopicSpec{{Name: topic, Partitions: 1}}); err != nil {

@@ -98,12 +98,6 @@ func (r produceReport) skippedNote() string {
 	return fmt.Sprintf(" (%d invalid lines skipped)", r.skipped)
 }
 
-// produceFile sends the file and returns the number of events sent.
-func produceFile(ctx context.Context, o produceOptions, stderr io.Writer) (int, error) {
-	r, err := sendFile(ctx, o, stderr)
-	return r.sent, err
-}
-
 // maxListedInvalid bounds the invalid lines listed when they stop produce
 // (--skip-invalid lists every one it skips).
 const maxListedInvalid = 20
