@@ -28,8 +28,13 @@
 // slot numbers never change once assigned, so weights stay aligned across
 // restarts.
 //
-// This package is a leaf: it imports only the standard library, gonum and
-// xxhash.
+// A Transformer's state (AppendState, DecodeTransformer) and an entity's
+// history (TakeDirty, Load) are encoded with the primitives of package
+// features/codec, in versioned layouts that older releases' states still
+// decode from.
+//
+// This package is a leaf: it imports only the standard library, gonum,
+// xxhash and its own codec (standard library only).
 //
 // # Concurrency
 //

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // WindowConfig derives aggregates of a numeric field over an entity's
@@ -752,19 +754,19 @@ func (h *History) appendEntity(dst []byte, e *entity) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(buf)))
 		for _, v := range buf {
 			dst = binary.AppendVarint(dst, v.at)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.x))
+			dst = codec.AppendFloat(dst, v.x)
 		}
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.vals)))
 	for _, x := range e.vals {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		dst = codec.AppendFloat(dst, x)
 	}
 	for i := range e.head {
 		dst = binary.AppendUvarint(dst, uint64(e.head[i]))
 		dst = binary.AppendUvarint(dst, uint64(e.filled[i]))
 	}
 	for _, x := range e.ewma {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		dst = codec.AppendFloat(dst, x)
 	}
 	return dst
 }
@@ -776,38 +778,38 @@ var ErrHistoryLayout = errors.New("features: stored history has another layout")
 // Load restores one entity's history from its encoding.
 func (h *History) Load(key, data []byte) error {
 	e := h.newEntity()
-	r := reader{buf: data}
-	if r.byte() != historyVersion || r.err != nil {
+	r := codec.NewReader(data, ErrCorrupt)
+	if r.Byte() != historyVersion || r.Err() != nil {
 		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
 	}
-	e.seen = r.varint()
-	e.watermark = r.varint()
-	if n := r.count(); n != len(e.timed) {
+	e.seen = r.Varint()
+	e.watermark = r.Varint()
+	if n := r.Count(); n != len(e.timed) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.timed {
-		for n := r.count(); n > 0 && r.err == nil; n-- {
-			e.timed[i] = append(e.timed[i], timed{r.varint(), r.float()})
+		for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+			e.timed[i] = append(e.timed[i], timed{r.Varint(), r.Float()})
 		}
 	}
-	if n := r.uvarint(); n != uint64(len(e.vals)) {
+	if n := r.Uvarint(); n != uint64(len(e.vals)) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.vals {
-		e.vals[i] = r.float()
+		e.vals[i] = r.Float()
 	}
 	for i := range e.head {
-		head, filled := r.uvarint(), r.uvarint()
+		head, filled := r.Uvarint(), r.Uvarint()
 		if depth := uint64(h.sources[i].depth); head >= depth || filled > depth {
 			return fmt.Errorf("%w: entity %q ring", ErrCorrupt, key)
 		}
 		e.head[i], e.filled[i] = int32(head), int32(filled)
 	}
 	for i := range e.ewma {
-		e.ewma[i] = r.float()
+		e.ewma[i] = r.Float()
 	}
-	if r.err != nil {
-		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.err)
+	if r.Err() != nil {
+		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.Err())
 	}
 	h.mu.Lock()
 	h.entities[string(key)] = e

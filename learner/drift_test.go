@@ -170,7 +170,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	detectorState := e.models[0].mon.appendBinary(nil)
+	detectorState := e.models[0].mon.appendState(nil)
 	closeStore()
 
 	reopened, _ := openTestStore(t, dir)
@@ -180,7 +180,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if len(got) != 1 || got[0].Version() != newest-1 {
 		t.Fatalf("after a restart the engine published %d snapshots (first v%d), want the rolled-back v%d", len(got), got[0].Version(), newest-1)
 	}
-	if string(e2.models[0].mon.appendBinary(nil)) != string(detectorState) {
+	if string(e2.models[0].mon.appendState(nil)) != string(detectorState) {
 		t.Fatal("the monitor (champion, detector, windows) differs after a restart")
 	}
 }

@@ -342,7 +342,7 @@ func (e *Engine) writePending(batch *pebble.Batch, m *Model, now time.Time) erro
 		e.metrics.expired.WithLabelValues(m.cfg.Name).Add(float64(expired))
 	}
 	for id := range ps.added {
-		e.buf = ps.events[id].appendBinary(e.buf[:0])
+		e.buf = ps.events[id].appendState(e.buf[:0])
 		if err := batch.Set(pendingKey(m.cfg.Name, []byte(id)), e.buf, nil); err != nil {
 			return fmt.Errorf("learner: checkpoint: %w", err)
 		}
@@ -580,7 +580,7 @@ func (e *Engine) writeMonitor(batch *pebble.Batch, m *Model, snaps []*Snapshot) 
 			m.mon.champion = s
 		}
 	}
-	e.buf = m.mon.appendBinary(e.buf[:0])
+	e.buf = m.mon.appendState(e.buf[:0])
 	m.mon.champion = saved
 	if err := batch.Set(monitorKey(m.cfg.Name), e.buf, nil); err != nil {
 		return fmt.Errorf("learner: checkpoint: %w", err)

@@ -560,11 +560,11 @@ func TestARejectedExampleLeavesTheFeatureStateUnchanged(t *testing.T) {
 			cfg.EnsureDefaults()
 			m := newModel(cfg, DefaultRollingWindow)
 			learnAll(t, m, tc.before)
-			state := m.tr.AppendBinary(nil)
+			state := m.tr.AppendState(nil)
 			if _, err := m.LearnOne(tc.bad.fields, tc.bad.y); err == nil {
 				t.Fatal("the example was learned")
 			}
-			if string(m.tr.AppendBinary(nil)) != string(state) {
+			if string(m.tr.AppendState(nil)) != string(state) {
 				t.Errorf("the rejected example changed the feature state: now %d numeric slots %v", m.tr.NumericSlots(), m.tr.NumericNames())
 			}
 		})

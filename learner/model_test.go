@@ -148,10 +148,10 @@ func requireSameModel(t *testing.T, got, want *Model) {
 	// The rolling window's contents are not visible in Metrics until they
 	// slide out of it, so compare them directly.
 	g, w := &got.eval, &want.eval
-	if !sameBits(g.window, w.window) || g.next != w.next || g.filled != w.filled || math.Float64bits(g.windowSum) != math.Float64bits(w.windowSum) {
-		t.Errorf("rolling window differs: next %d filled %d vs next %d filled %d", g.next, g.filled, w.next, w.filled)
+	if !sameBits(g.window.values, w.window.values) || g.window.next != w.window.next || g.window.filled != w.window.filled || math.Float64bits(g.window.sum) != math.Float64bits(w.window.sum) {
+		t.Errorf("rolling window differs: next %d filled %d vs next %d filled %d", g.window.next, g.window.filled, w.window.next, w.window.filled)
 	}
-	if !bytes.Equal(got.tr.AppendBinary(nil), want.tr.AppendBinary(nil)) {
+	if !bytes.Equal(got.tr.AppendState(nil), want.tr.AppendState(nil)) {
 		t.Errorf("feature state differs")
 	}
 }

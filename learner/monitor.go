@@ -8,6 +8,7 @@ import (
 
 	"github.com/eddyhq/eddy/drift"
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // DriftConfig configures drift monitoring and champion/challenger promotion
@@ -129,43 +130,22 @@ func newMonitor(cfg ModelConfig, window int) (*monitor, error) {
 func (mon *monitor) challengers() bool { return mon.det != nil }
 
 // diffWindow is a ring of per-example error differences (challenger −
-// champion) with their running sum, recomputed from the ring at every wrap
-// so that rounding never accumulates.
+// champion) and how many have been added since the last reset.
 type diffWindow struct {
-	ring   []float64
-	next   int
-	filled int
-	sum    float64
-	seen   uint64 // examples observed since the last reset
+	ring
+	seen uint64 // examples observed since the last reset
 }
 
-func newDiffWindow(n int) diffWindow { return diffWindow{ring: make([]float64, max(n, 1))} }
+func newDiffWindow(n int) diffWindow { return diffWindow{ring: newRing(max(n, 1))} }
 
 func (w *diffWindow) add(d float64) {
-	if w.filled == len(w.ring) {
-		w.sum -= w.ring[w.next]
-	} else {
-		w.filled++
-	}
-	w.ring[w.next] = d
-	w.sum += d
-	w.next = (w.next + 1) % len(w.ring)
-	if w.next == 0 {
-		w.sum = sum(w.ring)
-	}
+	w.ring.add(d)
 	w.seen++
 }
 
-func (w *diffWindow) mean() float64 {
-	if w.filled == 0 {
-		return 0
-	}
-	return w.sum / float64(w.filled)
-}
-
 func (w *diffWindow) reset() {
-	clear(w.ring)
-	w.next, w.filled, w.sum, w.seen = 0, 0, 0, 0
+	w.ring.reset()
+	w.seen = 0
 }
 
 // beats reports whether the challenger of w has been compared long enough
@@ -232,14 +212,14 @@ func (mon *monitor) setChampion(snap *Snapshot, continuation bool) {
 // pinned byte (nothing was pinned) and still loads.
 const monitorVersion = 2
 
-// appendBinary encodes what must survive a restart: the champion's version
+// appendState encodes what must survive a restart: the champion's version
 // and whether it is pinned, its metrics, the detector, the comparison
 // windows and the post-drift challenger (the champion itself is a stored
 // snapshot). Layout: version u8 | champion version uvarint | pinned u8 |
 // champion metrics | detector | detections | last detection | windows |
 // challenger. The header (up to pinned) is read alone when listing
 // snapshots.
-func (mon *monitor) appendBinary(dst []byte) []byte {
+func (mon *monitor) appendState(dst []byte) []byte {
 	dst = append(dst, monitorVersion)
 	version := uint64(0)
 	if mon.champion != nil {
@@ -251,21 +231,21 @@ func (mon *monitor) appendBinary(dst []byte) []byte {
 		pinned = 1
 	}
 	dst = append(dst, pinned)
-	dst = mon.champ.appendBinary(dst)
-	if enc, ok := mon.det.(interface{ AppendBinary([]byte) []byte }); ok && mon.det != nil {
+	dst = mon.champ.appendState(dst)
+	if mon.det != nil {
 		dst = append(dst, 1)
-		dst = appendBytes(dst, enc.AppendBinary(nil))
+		dst = codec.AppendBytes(dst, mon.det.AppendState(nil))
 	} else {
 		dst = append(dst, 0)
 	}
 	dst = binary.AppendUvarint(dst, mon.detections)
 	dst = binary.AppendVarint(dst, unixNanos(mon.lastDetection))
-	dst = mon.live.appendBinary(dst)
-	dst = mon.freshDiff.appendBinary(dst)
-	dst = mon.freshLive.appendBinary(dst)
+	dst = mon.live.appendState(dst)
+	dst = mon.freshDiff.appendState(dst)
+	dst = mon.freshLive.appendState(dst)
 	if mon.fresh != nil {
 		dst = append(dst, 1)
-		dst = appendBytes(dst, mon.fresh.appendState(nil))
+		dst = codec.AppendBytes(dst, mon.fresh.appendState(nil))
 	} else {
 		dst = append(dst, 0)
 	}
@@ -279,64 +259,54 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func appendBytes(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
-}
-
-func (w *diffWindow) appendBinary(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(w.ring)))
-	dst = binary.AppendUvarint(dst, uint64(w.next))
-	dst = binary.AppendUvarint(dst, uint64(w.filled))
+// appendState encodes w: length, next, filled, seen (uvarints), sum, then
+// the ring's values.
+func (w *diffWindow) appendState(dst []byte) []byte {
+	dst = w.appendPositions(dst)
 	dst = binary.AppendUvarint(dst, w.seen)
-	dst = appendFloat(dst, w.sum)
-	for _, x := range w.ring {
-		dst = appendFloat(dst, x)
-	}
-	return dst
+	dst = codec.AppendFloat(dst, w.sum)
+	return w.appendValues(dst)
 }
 
-func (w *diffWindow) decode(r *reader) {
-	n := r.count()
-	next, filled, seen := r.uvarint(), r.uvarint(), r.uvarint()
-	sum := r.float()
-	ring := make([]float64, 0, n)
-	for range n {
-		ring = append(ring, r.float())
-	}
-	if r.err == nil && n == len(w.ring) && next < uint64(n) && filled <= uint64(n) {
-		copy(w.ring, ring)
-		w.next, w.filled, w.seen, w.sum = int(next), int(filled), seen, sum
+func (w *diffWindow) decode(r *codec.Reader) {
+	var s storedRing
+	n := r.Count()
+	s.next, s.filled = r.Uvarint(), r.Uvarint()
+	seen := r.Uvarint()
+	s.sum = r.Float()
+	s.values = readValues(r, n)
+	if r.Err() == nil && w.restore(s) {
+		w.seen = seen
 	} // else: the window size changed; compare afresh
 }
 
 // decodeMonitorHeader reads the champion's version (0: none) and whether it
 // is pinned from an encoded monitor, leaving r at the champion's metrics.
-func decodeMonitorHeader(r *reader) (champion uint64, pinned bool, err error) {
-	v := r.byte()
-	if r.err == nil && v != 1 && v != 2 {
+func decodeMonitorHeader(r *codec.Reader) (champion uint64, pinned bool, err error) {
+	v := r.Byte()
+	if r.Err() == nil && v != 1 && v != 2 {
 		return 0, false, fmt.Errorf("%w: unknown monitor version %d", ErrCorrupt, v)
 	}
-	champion = r.uvarint()
+	champion = r.Uvarint()
 	if v >= 2 {
-		pinned = r.byte() == 1
+		pinned = r.Byte() == 1
 	}
-	return champion, pinned, r.err
+	return champion, pinned, r.Err()
 }
 
 // decode restores mon from data; it returns the champion's version (0:
 // none) for the engine to load.
 func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, error) {
-	r := reader{buf: data}
+	r := codec.NewReader(data, ErrCorrupt)
 	version, pinned, err := decodeMonitorHeader(&r)
 	if err != nil {
 		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, err)
 	}
 	mon.pinned = pinned
 	mon.champ.decode(&r)
-	if r.byte() == 1 {
-		enc := r.bytes()
-		if r.err == nil && mon.det != nil {
+	if r.Byte() == 1 {
+		enc := r.Bytes()
+		if r.Err() == nil && mon.det != nil {
 			det, _, err := drift.Decode(enc)
 			if err != nil {
 				return 0, fmt.Errorf("%w: model %s detector: %w", ErrCorrupt, cfg.Name, err)
@@ -346,16 +316,16 @@ func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, er
 			}
 		}
 	}
-	mon.detections = r.uvarint()
-	if ns := r.varint(); ns != 0 {
+	mon.detections = r.Uvarint()
+	if ns := r.Varint(); ns != 0 {
 		mon.lastDetection = time.Unix(0, ns)
 	}
 	mon.live.decode(&r)
 	mon.freshDiff.decode(&r)
 	mon.freshLive.decode(&r)
-	if r.byte() == 1 {
-		enc := r.bytes()
-		if r.err == nil {
+	if r.Byte() == 1 {
+		enc := r.Bytes()
+		if r.Err() == nil {
 			fresh, _, err := decodeState(cfg, window, enc)
 			if err != nil {
 				return 0, err
@@ -363,23 +333,13 @@ func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, er
 			mon.fresh = fresh
 		}
 	}
-	if r.err != nil {
-		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, r.err)
+	if r.Err() != nil {
+		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, r.Err())
 	}
 	return version, nil
 }
 
 func kindOf(d drift.Detector) string { return fmt.Sprintf("%T", d) }
-
-func (r *reader) bytes() []byte {
-	n := r.count()
-	if r.err != nil {
-		return nil
-	}
-	b := r.buf[:n]
-	r.buf = r.buf[n:]
-	return b
-}
 
 // summary describes the detector's state for a detection record.
 func (mon *monitor) summary() string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // ReasonUnknownID is the reject reason of a delayed label whose event is not
@@ -151,43 +152,43 @@ func pendingKey(model string, id []byte) []byte {
 
 const pendingVersion = 1
 
-func (p *pendingEvent) appendBinary(dst []byte) []byte {
+func (p *pendingEvent) appendState(dst []byte) []byte {
 	dst = append(dst, pendingVersion)
-	dst = appendBytes(dst, p.key)
+	dst = codec.AppendBytes(dst, p.key)
 	dst = binary.AppendVarint(dst, p.at.UnixNano())
-	dst = appendFloat(dst, p.score)
+	dst = codec.AppendFloat(dst, p.score)
 	dst = binary.AppendVarint(dst, int64(p.predicted))
 	dst = binary.AppendUvarint(dst, uint64(len(p.fields)))
 	for _, f := range p.fields {
-		dst = appendBytes(dst, f.Name)
+		dst = codec.AppendBytes(dst, f.Name)
 		dst = append(dst, byte(f.Kind))
-		dst = appendFloat(dst, f.Num)
-		dst = appendBytes(dst, f.Str)
+		dst = codec.AppendFloat(dst, f.Num)
+		dst = codec.AppendBytes(dst, f.Str)
 	}
 	return dst
 }
 
 func decodePending(data []byte) (*pendingEvent, error) {
-	r := reader{buf: data}
-	if r.byte() != pendingVersion {
+	r := codec.NewReader(data, ErrCorrupt)
+	if r.Byte() != pendingVersion {
 		return nil, errors.Join(ErrCorrupt, errors.New("unknown pending event version"))
 	}
-	p := &pendingEvent{key: append([]byte(nil), r.bytes()...)}
-	p.at = time.Unix(0, r.varint())
-	p.score = r.float()
-	p.predicted = int(r.varint())
-	for n := r.count(); n > 0 && r.err == nil; n-- {
-		f := features.Field{Name: append([]byte(nil), r.bytes()...)}
-		f.Kind = features.Kind(r.byte())
-		f.Num = r.float()
-		f.Str = append([]byte(nil), r.bytes()...)
+	p := &pendingEvent{key: append([]byte(nil), r.Bytes()...)}
+	p.at = time.Unix(0, r.Varint())
+	p.score = r.Float()
+	p.predicted = int(r.Varint())
+	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+		f := features.Field{Name: append([]byte(nil), r.Bytes()...)}
+		f.Kind = features.Kind(r.Byte())
+		f.Num = r.Float()
+		f.Str = append([]byte(nil), r.Bytes()...)
 		if math.IsNaN(f.Num) || math.IsInf(f.Num, 0) {
 			return nil, fmt.Errorf("%w: non-finite pending field", ErrCorrupt)
 		}
 		p.fields = append(p.fields, f)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	return p, nil
 }

@@ -60,7 +60,7 @@ type modelState struct {
 }
 
 func stateOf(m *Model) modelState {
-	s := modelState{features: m.tr.AppendBinary(nil), classes: slices.Clone(m.classes), steps: m.lin.t, learned: m.learned, metrics: m.Metrics()}
+	s := modelState{features: m.tr.AppendState(nil), classes: slices.Clone(m.classes), steps: m.lin.t, learned: m.learned, metrics: m.Metrics()}
 	for _, o := range m.lin.out {
 		w := make([]float64, len(o.p)/m.lin.stride)
 		for i := range w {

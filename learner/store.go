@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // Store is eddy's state on disk: one Pebble database holding every model's
@@ -86,7 +88,7 @@ func (s *Store) snapshotInfos(model string) ([]SnapshotInfo, error) {
 	defer view.Close()
 	var pinned uint64
 	if v, closer, err := view.Get(monitorKey(model)); err == nil {
-		r := reader{buf: v}
+		r := codec.NewReader(v, ErrCorrupt)
 		champion, isPinned, err := decodeMonitorHeader(&r)
 		closer.Close()
 		if err != nil {
