@@ -18,7 +18,7 @@ var ErrCorrupt = errors.New("learner: corrupt state")
 // plain SGD) still loads.
 const stateVersion = 2
 
-// appendState appends the versioned binary encoding of m's state. Layout of
+// AppendState appends the versioned binary encoding of m's state. Layout of
 // version 2 (little endian; lengths and counters as uvarints; floats as 8
 // bytes; "vector" = length, non-zero count, then (index delta, value) pairs):
 //
@@ -32,7 +32,14 @@ const stateVersion = 2
 //
 // Version 1 was: version | task | transformer | intercept | w vector |
 // learned | snapshot version | metrics.
-func (m *Model) appendState(dst []byte) []byte {
+//
+// DecodeModel restores it.
+func (m *Model) AppendState(dst []byte) []byte { return m.AppendStateAs(dst, m.version) }
+
+// AppendStateAs is AppendState recording version as the version of the
+// model's newest snapshot: what a checkpoint that stores snapshot version
+// writes before the model records it (SetVersion), once stored.
+func (m *Model) AppendStateAs(dst []byte, version uint64) []byte {
 	dst = append(dst, stateVersion)
 	dst = codec.AppendString(dst, string(m.cfg.Task))
 	dst = codec.AppendString(dst, string(m.cfg.Loss))
@@ -55,7 +62,7 @@ func (m *Model) appendState(dst []byte) []byte {
 		}
 	}
 	dst = binary.AppendUvarint(dst, m.learned)
-	dst = binary.AppendUvarint(dst, m.version)
+	dst = binary.AppendUvarint(dst, version)
 	return m.eval.appendState(dst)
 }
 
@@ -107,9 +114,25 @@ func interleave(p []float64, stride, c int, w []float64) []float64 {
 	return p
 }
 
-// decodeState restores a model from data into a new Model built from cfg. The
-// stored layout (task, loss, optimizer, feature layout) must match cfg:
-// changing them would misread the weights.
+// DecodeModel restores a model that AppendState encoded from the start of
+// data into a new Model of cfg (defaults applied), keeping rolling metrics
+// over the last rollingWindow examples (0: the default), and returns the
+// bytes after it. The stored layout (task, loss, optimizer, feature layout)
+// must match cfg: changing them would misread the weights, so a mismatch is
+// an error that names the setting. Corrupt input is an error wrapping
+// ErrCorrupt or features.ErrCorrupt; DecodeModel never panics.
+func DecodeModel(cfg ModelConfig, rollingWindow int, data []byte) (*Model, []byte, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if rollingWindow == 0 {
+		rollingWindow = DefaultRollingWindow
+	}
+	return decodeState(cfg, rollingWindow, data)
+}
+
+// decodeState is DecodeModel for a cfg with defaults applied.
 func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, error) {
 	r := codec.NewReader(data, ErrCorrupt)
 	version := r.Byte()
@@ -223,10 +246,34 @@ type snapshotMeta struct {
 const snapshotVersion = 2
 
 func appendSnapshot(dst []byte, meta snapshotMeta, m *Model) []byte {
+	return appendSnapshotAs(dst, meta, m, m.version)
+}
+
+func appendSnapshotAs(dst []byte, meta snapshotMeta, m *Model, version uint64) []byte {
 	dst = append(dst, snapshotVersion)
 	dst = binary.AppendVarint(dst, meta.created.UnixNano())
 	dst = codec.AppendString(dst, meta.reason)
-	return m.appendState(dst)
+	return m.AppendStateAs(dst, version)
+}
+
+// AppendSnapshot appends the stored form of snapshot s, which m has just
+// taken (Model.Snapshot) and has not learned since: its envelope (time,
+// reason) and m's whole state as of version s.Version(), optimizer state
+// included, so that a stored snapshot can also become a live model again.
+// DecodeSnapshot restores it.
+func (m *Model) AppendSnapshot(dst []byte, s *Snapshot) []byte {
+	return appendSnapshotAs(dst, snapshotMeta{created: s.created, reason: s.reason}, m, s.version)
+}
+
+// DecodeSnapshot restores a snapshot of m that AppendSnapshot stored. The
+// snapshot derives its history features from m's live history.
+func (m *Model) DecodeSnapshot(data []byte) (*Snapshot, error) {
+	s, err := decodeSnapshot(m.cfg, m.window, data)
+	if err != nil {
+		return nil, err
+	}
+	s.hist = m.hist
+	return s, nil
 }
 
 func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error) {
@@ -244,44 +291,6 @@ func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error)
 		return nil, err
 	}
 	return newSnapshot(m, snapshotMeta{created: time.Unix(0, created).UTC(), reason: reason}), nil
-}
-
-// snapshotInfoVersion is the first byte of an encoded SnapshotInfo, stored
-// beside each snapshot so that listing snapshots reads no weights. Layout:
-// version u8 | created (Unix nanoseconds, varint) | reason string | learned
-// uvarint | metrics: n uvarint, accuracy, log loss, MAE, RMSE, rolling (8
-// bytes each). Snapshots stored before infos existed get theirs when the
-// Engine opens the store.
-const snapshotInfoVersion = 1
-
-func appendSnapshotInfo(dst []byte, in SnapshotInfo) []byte {
-	dst = append(dst, snapshotInfoVersion)
-	dst = binary.AppendVarint(dst, in.Created.UnixNano())
-	dst = codec.AppendString(dst, in.Reason)
-	dst = binary.AppendUvarint(dst, in.Learned)
-	dst = binary.AppendUvarint(dst, in.Metrics.N)
-	for _, x := range []float64{in.Metrics.Accuracy, in.Metrics.LogLoss, in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling} {
-		dst = codec.AppendFloat(dst, x)
-	}
-	return dst
-}
-
-func decodeSnapshotInfo(version uint64, data []byte) (SnapshotInfo, error) {
-	r := codec.NewReader(data, ErrCorrupt)
-	if v := r.Byte(); r.Err() == nil && v != snapshotInfoVersion {
-		return SnapshotInfo{}, fmt.Errorf("%w: unknown snapshot info version %d", ErrCorrupt, v)
-	}
-	in := SnapshotInfo{Version: version}
-	in.Created = time.Unix(0, r.Varint()).UTC()
-	in.Reason = r.String()
-	in.Learned = r.Uvarint()
-	in.Metrics.N = r.Uvarint()
-	in.Metrics.Accuracy, in.Metrics.LogLoss = r.Float(), r.Float()
-	in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling = r.Float(), r.Float(), r.Float()
-	if r.Err() != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot info of version %d: %w", version, r.Err())
-	}
-	return in, nil
 }
 
 // readWeights reads a vector written by appendColumn of at most dim

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/serving"
 )
@@ -328,8 +329,8 @@ func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
 	if err := parseFlags(fs, env, nil); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != learner.DefaultRetainFor {
-		t.Fatalf("without a config file retain_for = %v, %v; want the flag's default %v", cfg.RetainFor, err, learner.DefaultRetainFor)
+	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != engine.DefaultRetainFor {
+		t.Fatalf("without a config file retain_for = %v, %v; want the flag's default %v", cfg.RetainFor, err, engine.DefaultRetainFor)
 	}
 	o.configFile = path
 	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != 24*time.Hour {
@@ -341,10 +342,10 @@ func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
 // snapshot reaches the client as NOT_FOUND with the learner's words, not
 // "serving: not found: learner: snapshot not found: ...".
 func TestAdminErrorsSayTheLearnersMessageOnceWithTheirStatus(t *testing.T) {
-	inner := fmt.Errorf("%w: model m version 9", learner.ErrSnapshotNotFound)
+	inner := fmt.Errorf("%w: model m version 9", engine.ErrSnapshotNotFound)
 	err := adminError(inner)
-	if !errors.Is(err, serving.ErrNotFound) || !errors.Is(err, learner.ErrSnapshotNotFound) {
-		t.Fatalf("%v: want both serving.ErrNotFound and learner.ErrSnapshotNotFound", err)
+	if !errors.Is(err, serving.ErrNotFound) || !errors.Is(err, engine.ErrSnapshotNotFound) {
+		t.Fatalf("%v: want both serving.ErrNotFound and engine.ErrSnapshotNotFound", err)
 	}
 	if err.Error() != inner.Error() {
 		t.Fatalf("message %q, want %q", err.Error(), inner.Error())

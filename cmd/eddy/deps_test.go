@@ -11,10 +11,14 @@ const module = "github.com/eddyhq/eddy"
 
 // TestPackagesDependOnlyInTheDesignedDirection enforces the dependency
 // direction of the design: features and drift are leaves (standard library
-// and gonum only; features also uses xxhash, the well-kept hash the learner
-// issue asks for instead of a hand-written one); learner may add features, drift and Pebble; stream uses
-// kafka-go and no domain package; serving uses proto and features (for the
-// raw field type) but never learner or stream.
+// and gonum only, and eddy's binary codec, features/codec, itself standard
+// library only; features also uses xxhash, the well-kept hash the learner
+// issue asks for instead of a hand-written one); learner, the models, may
+// add features and drift but nothing with I/O (no Pebble, no Prometheus);
+// learner/store wraps Pebble and no eddy package; learner/engine adds the
+// store and Prometheus; stream uses kafka-go and no domain package; serving
+// uses proto and features (for the raw field type) but never learner or
+// stream.
 func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 	rules := []struct {
 		pkg string
@@ -26,7 +30,9 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 		{pkg: "features/codec", eddy: nil, allowThirdParty: []string{}},
 		{pkg: "features", eddy: []string{"features/codec"}, allowThirdParty: []string{"gonum.org/v1/gonum", "github.com/cespare/xxhash/v2"}},
 		{pkg: "drift", eddy: []string{"features/codec"}, allowThirdParty: []string{"gonum.org/v1/gonum"}},
-		{pkg: "learner", eddy: []string{"features", "features/codec", "drift"}},
+		{pkg: "learner", eddy: []string{"features", "features/codec", "drift"}, allowThirdParty: []string{"gonum.org/v1/gonum", "github.com/cespare/xxhash/v2"}},
+		{pkg: "learner/store", eddy: nil},
+		{pkg: "learner/engine", eddy: []string{"features", "features/codec", "drift", "learner", "learner/store"}},
 		{pkg: "stream", eddy: nil},
 		{pkg: "serving", eddy: []string{"features", "features/codec", "proto/eddy/v1"}},
 	}

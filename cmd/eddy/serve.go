@@ -23,6 +23,8 @@ import (
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/learner/store"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
@@ -92,9 +94,9 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", stream.DefaultCheckpointInterval, "checkpoint at least this often while events flow")
-	fs.DurationVar(&o.promoteInterval, "promote-interval", learner.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
-	fs.IntVar(&o.retainSnapshots, "retain-snapshots", learner.DefaultRetain, "newest snapshots kept per model whatever their age")
-	fs.DurationVar(&o.retainFor, "retain-for", learner.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", learner.MaxRetained))
+	fs.DurationVar(&o.promoteInterval, "promote-interval", engine.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
+	fs.IntVar(&o.retainSnapshots, "retain-snapshots", engine.DefaultRetain, "newest snapshots kept per model whatever their age")
+	fs.DurationVar(&o.retainFor, "retain-for", engine.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", engine.MaxRetained))
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
@@ -132,14 +134,14 @@ type fileConfig struct {
 }
 
 // engineConfig builds the learner configuration from the options.
-func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
-	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
+func (o *serveOptions) engineConfig() (engine.Config, error) {
+	cfg := engine.Config{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
 	if o.configFile != "" {
 		fc, err := loadConfigFile(o.configFile)
 		if err != nil {
 			return cfg, err
 		}
-		cfg = learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}
+		cfg = engine.Config{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}
 		if cfg.PromoteInterval == 0 {
 			cfg.PromoteInterval = o.promoteInterval
 		}
@@ -198,8 +200,8 @@ type service struct {
 	registry *prometheus.Registry
 	brokers  []string
 	broker   *stream.EmbeddedBroker // nil with --brokers
-	store    *learner.Store
-	engine   *learner.Engine
+	store    *store.Store
+	engine   *engine.Engine
 	consumer *stream.Consumer
 	server   *serving.Server
 	grpcLis  net.Listener
@@ -224,7 +226,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 	if err := s.startBroker(ctx, engineCfg); err != nil {
 		return nil, err
 	}
-	if s.store, err = learner.OpenStore(filepath.Join(o.dataDir, "pebble"), log); err != nil {
+	if s.store, err = store.Open(filepath.Join(o.dataDir, "pebble"), log, nil); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -250,7 +252,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 			log.Error("publish snapshot", "err", err)
 		}
 	}
-	if s.engine, err = learner.NewEngine(engineCfg, s.store, publish, s.registry, log); err != nil {
+	if s.engine, err = engine.New(engineCfg, s.store, publish, s.registry, log); err != nil {
 		return nil, err
 	}
 	s.server.SetAdmin(engineAdmin{s.engine})
@@ -279,7 +281,7 @@ func startService(ctx context.Context, o serveOptions, log *slog.Logger) (_ *ser
 
 // startBroker starts the embedded broker when no brokers are given, then
 // makes sure every topic and dead-letter topic exists.
-func (s *service) startBroker(ctx context.Context, cfg learner.EngineConfig) error {
+func (s *service) startBroker(ctx context.Context, cfg engine.Config) error {
 	if s.opts.brokers != "" {
 		s.brokers = strings.Split(s.opts.brokers, ",")
 	} else {

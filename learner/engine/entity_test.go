@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
 )
 
 // TestAKeyFieldModelNeverWritesIntoTheMessageKey runs three history models
@@ -19,7 +20,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
 	lag := []features.LagConfig{{Field: "x", Lags: []int{1}}}
-	cfg := EngineConfig{Models: []ModelConfig{
+	cfg := Config{Models: []learner.ModelConfig{
 		{Name: "by-message-1", Topic: "events", Features: features.Config{Lags: lag}},
 		{Name: "by-user", Topic: "events", Features: features.Config{Key: "user", Lags: lag}},
 		{Name: "by-message-2", Topic: "events", Features: features.Config{Lags: lag}},
@@ -32,8 +33,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 		{Name: value[15:16], Kind: features.Number, Num: 7},
 	}
 	keyBefore, valueBefore := bytes.Clone(messageKey), bytes.Clone(value)
-	e.At(0, 0, messageKey)
-	if err := e.Process("events", fields, 1, true); err != nil {
+	if err := e.Process("events", &Example{Key: messageKey, Fields: fields, Label: 1, HasLabel: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(messageKey, keyBefore) || !bytes.Equal(value, valueBefore) {
@@ -45,7 +45,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	for i, want := range []string{"AAAAAAAA", "bob", "AAAAAAAA"} {
-		h := e2.models[i].hist
+		h := e2.units[i].hist
 		got := h.Derive([]byte(want), time.Time{}, nil, nil)
 		if h.Entities() != 1 || len(got) != 1 || got[0].Num != 7 {
 			t.Errorf("model %s after a restart: %d entities, entity %q derives %v; want exactly that entity with x_lag1 = 7",
@@ -74,7 +74,7 @@ func metricType(tb testing.TB, reg *prometheus.Registry, name string) string {
 func timeWindowEngine(t *testing.T, now *time.Time) (*Engine, *prometheus.Registry) {
 	t.Helper()
 	store, _ := openTestStore(t, t.TempDir())
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
 		Windows: []features.WindowConfig{{Field: "x", Duration: time.Minute, Aggs: []string{"count"}}}}}}}
 	e, reg := newTestEngine(t, store, cfg, nil)
 	e.now = func() time.Time { return *now }
@@ -83,9 +83,8 @@ func timeWindowEngine(t *testing.T, now *time.Time) (*Engine, *prometheus.Regist
 
 func sendAt(t *testing.T, e *Engine, at time.Time, offset int64) {
 	t.Helper()
-	e.At(0, offset, []byte("k"))
-	e.WithEvent([]byte("id"), at)
-	if err := e.Process("events", []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, 1, true); err != nil {
+	ex := &Example{Offset: offset, Key: []byte("k"), ID: []byte("id"), Time: at, Fields: []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, Label: 1, HasLabel: true}
+	if err := e.Process("events", ex); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -131,7 +130,7 @@ func TestAFarFutureEventIsCountedAndLeavesTheEntityOnTime(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_late_events_total", labels); got != 0 {
 		t.Errorf("eddy_history_late_events_total = %v, want 0: the future event made on-time events late", got)
 	}
-	got := e.models[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
+	got := e.units[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
 	if len(got) != 1 || got[0].Num != 2 {
 		t.Errorf("the entity's window: %v, want x_t1m0s_count = 2 (the two on-time events)", got)
 	}

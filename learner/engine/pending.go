@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"cmp"
@@ -11,19 +11,15 @@ import (
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/features/codec"
+	"github.com/eddyhq/eddy/learner"
 )
-
-// ReasonUnknownID is the reject reason of a delayed label whose event is not
-// waiting: never seen, already learned (a duplicate label) or expired.
-const ReasonUnknownID = "unknown_id"
 
 // pendingEvent is an event scored without a label, waiting for it.
 type pendingEvent struct {
-	key       []byte
-	fields    []features.Field // the event's fields and derived features at event time
-	score     float64
-	predicted int
-	at        time.Time // when it was scored
+	key        []byte
+	fields     []features.Field   // the event's fields and derived features at event time
+	prediction learner.Prediction // made when the event arrived
+	at         time.Time          // when it was scored
 
 	// The arrival order of the set's events, oldest first.
 	id         string
@@ -146,18 +142,18 @@ func copyFields(fields []features.Field) []features.Field {
 	return out
 }
 
-func pendingKey(model string, id []byte) []byte {
-	return append([]byte("pending/"+model+"/"), id...)
-}
-
+// pendingVersion is the first byte of an encoded waiting event. Layout:
+// version u8 | entity key bytes | scored at (Unix nanoseconds, varint) |
+// score float | predicted output varint | field count, per field: name
+// bytes, kind u8, number float, string bytes.
 const pendingVersion = 1
 
 func (p *pendingEvent) appendState(dst []byte) []byte {
 	dst = append(dst, pendingVersion)
 	dst = codec.AppendBytes(dst, p.key)
 	dst = binary.AppendVarint(dst, p.at.UnixNano())
-	dst = codec.AppendFloat(dst, p.score)
-	dst = binary.AppendVarint(dst, int64(p.predicted))
+	dst = codec.AppendFloat(dst, p.prediction.Score)
+	dst = binary.AppendVarint(dst, int64(p.prediction.Output))
 	dst = binary.AppendUvarint(dst, uint64(len(p.fields)))
 	for _, f := range p.fields {
 		dst = codec.AppendBytes(dst, f.Name)
@@ -169,21 +165,21 @@ func (p *pendingEvent) appendState(dst []byte) []byte {
 }
 
 func decodePending(data []byte) (*pendingEvent, error) {
-	r := codec.NewReader(data, ErrCorrupt)
+	r := codec.NewReader(data, learner.ErrCorrupt)
 	if r.Byte() != pendingVersion {
-		return nil, errors.Join(ErrCorrupt, errors.New("unknown pending event version"))
+		return nil, errors.Join(learner.ErrCorrupt, errors.New("unknown pending event version"))
 	}
 	p := &pendingEvent{key: append([]byte(nil), r.Bytes()...)}
 	p.at = time.Unix(0, r.Varint())
-	p.score = r.Float()
-	p.predicted = int(r.Varint())
+	p.prediction.Score = r.Float()
+	p.prediction.Output = int(r.Varint())
 	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
 		f := features.Field{Name: append([]byte(nil), r.Bytes()...)}
 		f.Kind = features.Kind(r.Byte())
 		f.Num = r.Float()
 		f.Str = append([]byte(nil), r.Bytes()...)
 		if math.IsNaN(f.Num) || math.IsInf(f.Num, 0) {
-			return nil, fmt.Errorf("%w: non-finite pending field", ErrCorrupt)
+			return nil, fmt.Errorf("%w: non-finite pending field", learner.ErrCorrupt)
 		}
 		p.fields = append(p.fields, f)
 	}

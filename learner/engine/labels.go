@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/store"
+)
+
+// Label learns, for every model whose labels topic is topic, the waiting
+// event id with label y, scored with the prediction made when the event
+// arrived. A label for no waiting event (unknown, already learned, expired)
+// is rejected with learner.ReasonUnknownID: nothing is ever learned twice.
+func (e *Engine) Label(topic string, id []byte, y float64) error {
+	e.runAdmin()
+	var first error
+	matched := false
+	for _, u := range e.units {
+		if u.pending == nil || u.cfg.LabelsTopic != topic {
+			continue
+		}
+		p := u.pending.take(string(id))
+		if p == nil {
+			continue
+		}
+		matched = true
+		e.dirty = true
+		if err := u.model.LearnDelayed(p.fields, y, p.prediction); err != nil {
+			e.rejected(u, err)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		u.handles.learned.Inc()
+		e.metrics.delayed.WithLabelValues(u.cfg.Name).Inc()
+		u.delayed++
+		if u.hist != nil {
+			u.hist.Observe(p.key, time.Time{}, nil, y, true)
+		}
+	}
+	if !matched && first == nil {
+		return &learner.RejectError{Reason: learner.ReasonUnknownID,
+			Detail: fmt.Sprintf("no event %q waits for a label on %s (never seen, already labeled, or expired)", id, topic)}
+	}
+	return first
+}
+
+// expiryDue reports whether a model has an event waiting longer than its
+// label TTL: a quiet stream must still let waiting events expire.
+func (e *Engine) expiryDue(now time.Time) bool {
+	for _, u := range e.units {
+		if u.pending != nil && u.pending.expiryDue(now, u.cfg.LabelTTL) {
+			return true
+		}
+	}
+	return false
+}
+
+// writePending adds u's new waiting events and removes its learned and
+// expired ones in batch. Expiry looks only at the events past their TTL and
+// the oldest one left, not at every event waiting.
+func (e *Engine) writePending(batch *store.Batch, u *unit, now time.Time) error {
+	ps := u.pending
+	if expired := ps.expire(now, u.cfg.LabelTTL); expired > 0 {
+		e.metrics.expired.WithLabelValues(u.cfg.Name).Add(float64(expired))
+		u.expired += uint64(expired)
+	}
+	for id := range ps.added {
+		e.buf = ps.events[id].appendState(e.buf[:0])
+		if err := batch.Set(pendingKey(u.cfg.Name, []byte(id)), e.buf); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
+	for id := range ps.removed {
+		if err := batch.Delete(pendingKey(u.cfg.Name, []byte(id))); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
+	clear(ps.added)
+	clear(ps.removed)
+	e.metrics.pending.WithLabelValues(u.cfg.Name).Set(float64(len(ps.events)))
+	return nil
+}
+
+// loadPending restores u's waiting events.
+func (e *Engine) loadPending(u *unit) error {
+	if u.cfg.LabelsTopic == "" {
+		return nil
+	}
+	u.pending = newPendingSet()
+	prefix := pendingKey(u.cfg.Name, nil)
+	return e.store.Scan(prefix, func(key, value []byte) error {
+		p, err := decodePending(value)
+		if err != nil {
+			return fmt.Errorf("learner: model %s pending event %q: %w", u.cfg.Name, key[len(prefix):], err)
+		}
+		u.pending.events[string(key[len(prefix):])] = p
+		return nil
+	})
+}
