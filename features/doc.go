@@ -44,5 +44,7 @@
 // Load, Evict) and read by any (Derive) under its own read-write lock;
 // TakeDirty swaps out the set of changed entities under the write lock and
 // encodes them under the read lock, so it may run on any goroutine and
-// hands each change to exactly one call.
+// hands each change to exactly one call. WriteChanges and ApplyChanges are
+// the two phases of a checkpoint (hand the changes out without forgetting
+// them; forget them once durable) and belong to the writing goroutine.
 package features

@@ -189,17 +189,16 @@ func (e *Engine) release(u *unit) error {
 	return nil
 }
 
-// answerAdmin answers the commands run since the last checkpoint once err,
-// that checkpoint's outcome, is known: on success each model's champion is
-// published (after any automatic promotion, so the final choice serves)
-// and the served version returned.
-func (e *Engine) answerAdmin(err error) {
+// answerAdmin answers the commands run since the last checkpoint that
+// committed, once a checkpoint that stores them has: each model's champion
+// is published (after any automatic promotion, so the final choice serves)
+// and the served version returned. A checkpoint that fails answers nothing:
+// the commands' effect stays in memory, to be stored by the next
+// checkpoint, which then answers them (a caller whose context ends first
+// hears that instead).
+func (e *Engine) answerAdmin() {
 	published := make(map[*unit]bool)
 	for _, a := range e.answers {
-		if err != nil {
-			a.done <- adminResult{err: fmt.Errorf("learner: admin command not stored: %w", err)}
-			continue
-		}
 		if !published[a.u] {
 			published[a.u] = true
 			e.publish(a.u.mon.Champion())

@@ -37,10 +37,15 @@
 // admin.go, snapshots.go (listing, snapshot infos), retention.go,
 // restore.go, keys.go (the key layout), metrics.go.
 //
-// Invariants: events waiting for a label expire oldest first, at
-// checkpoints, and expiry looks only at the events due; a published
-// snapshot never changes; what a model refuses to learn leaves no trace in
-// it (package learner).
+// Invariants: a checkpoint is computed, committed, then applied to memory,
+// so one that fails to commit leaves both the store and the engine's record
+// of it (snapshot versions, retention, entities to write or evict, events
+// waiting or expiring, offsets) as they were, and a retry writes what one
+// successful checkpoint would have; admin commands answer only once
+// stored. Events waiting for a label expire oldest first, at checkpoints,
+// and expiry looks only at the events due. A published snapshot never
+// changes. What a model refuses to learn leaves no trace in it (package
+// learner).
 //
 // # Concurrency
 //

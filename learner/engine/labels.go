@@ -58,30 +58,33 @@ func (e *Engine) expiryDue(now time.Time) bool {
 	return false
 }
 
-// writePending adds u's new waiting events and removes its learned and
-// expired ones in batch. Expiry looks only at the events past their TTL and
-// the oldest one left, not at every event waiting.
-func (e *Engine) writePending(batch *store.Batch, u *unit, now time.Time) error {
+// writePending adds to batch u's events that began waiting since the last
+// checkpoint, and removes those learned since and those that expire now
+// (after the additions: an event that arrived and expired since the last
+// checkpoint ends deleted). It returns the ids that expire, for the
+// pending set to forget once the batch is durable (pendingSet.stored), and
+// changes nothing itself. Expiry looks only at the events past their TTL
+// and the oldest one left, not at every event waiting.
+func (e *Engine) writePending(batch *store.Batch, u *unit, now time.Time) ([]string, error) {
 	ps := u.pending
-	if expired := ps.expire(now, u.cfg.LabelTTL); expired > 0 {
-		e.metrics.expired.WithLabelValues(u.cfg.Name).Add(float64(expired))
-		u.expired += uint64(expired)
-	}
 	for id := range ps.added {
 		e.buf = ps.events[id].appendState(e.buf[:0])
 		if err := batch.Set(pendingKey(u.cfg.Name, []byte(id)), e.buf); err != nil {
-			return fmt.Errorf("learner: checkpoint: %w", err)
+			return nil, fmt.Errorf("learner: checkpoint: %w", err)
 		}
 	}
 	for id := range ps.removed {
 		if err := batch.Delete(pendingKey(u.cfg.Name, []byte(id))); err != nil {
-			return fmt.Errorf("learner: checkpoint: %w", err)
+			return nil, fmt.Errorf("learner: checkpoint: %w", err)
 		}
 	}
-	clear(ps.added)
-	clear(ps.removed)
-	e.metrics.pending.WithLabelValues(u.cfg.Name).Set(float64(len(ps.events)))
-	return nil
+	expired := ps.dueToExpire(now, u.cfg.LabelTTL)
+	for _, id := range expired {
+		if err := batch.Delete(pendingKey(u.cfg.Name, []byte(id))); err != nil {
+			return nil, fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
+	return expired, nil
 }
 
 // loadPending restores u's waiting events.

@@ -66,18 +66,28 @@ func (s *pendingSet) take(id string) *pendingEvent {
 	return p
 }
 
-// expire takes every event scored more than ttl before now and returns how
-// many there were. It visits only those and the oldest one left.
-func (s *pendingSet) expire(now time.Time, ttl time.Duration) int {
-	expired := 0
+// dueToExpire returns the ids of the events scored more than ttl before
+// now, oldest first, without taking them (nil when none is). It visits only
+// those and the oldest one left.
+func (s *pendingSet) dueToExpire(now time.Time, ttl time.Duration) []string {
 	if !s.expiryDue(now, ttl) {
-		return 0
+		return nil
 	}
-	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = s.oldest {
-		s.take(p.id)
-		expired++
+	var ids []string
+	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = p.next {
+		ids = append(ids, p.id)
 	}
-	return expired
+	return ids
+}
+
+// stored records that a checkpoint stored the set's changes and removed
+// the expired events: they are taken, and nothing is left to write.
+func (s *pendingSet) stored(expired []string) {
+	for _, id := range expired {
+		s.take(id)
+	}
+	clear(s.added)
+	clear(s.removed)
 }
 
 // expiryDue reports whether an event has waited more than ttl at now.

@@ -40,7 +40,7 @@ func BenchmarkExpiryOfWaitingLabels(b *testing.B) {
 			defer batch.Close()
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := e.writePending(batch, u, clock); err != nil {
+				if _, err := e.writePending(batch, u, clock); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -75,13 +75,14 @@ func (e *Engine) loadRetained(u *unit) error {
 	return nil
 }
 
-// retire adds to batch the deletion of m's snapshots that retention no
-// longer keeps. A snapshot is kept while it is among the newest
-// EngineConfig.Retain or younger than RetainFor, and while the model keeps
-// at most MaxRetained (the oldest go first); the served snapshot (pinned or
-// not) is kept whatever its age, so that a restart can always load it.
-func (e *Engine) retire(batch *store.Batch, u *unit, now time.Time) error {
-	kept := u.kept
+// retire adds to batch the deletion of u's snapshots in kept (a copy of its
+// retention index with the snapshot being added) that retention no longer
+// keeps, and returns the survivors; u is unchanged. A snapshot is kept
+// while it is among the newest Config.Retain or younger than RetainFor, and
+// while the model keeps at most MaxRetained (the oldest go first); the
+// served snapshot (pinned or not) is kept whatever its age, so that a
+// restart can always load it.
+func (e *Engine) retire(batch *store.Batch, u *unit, kept []keptSnapshot, now time.Time) ([]keptSnapshot, error) {
 	champion := u.mon.Champion()
 	excess := len(kept) - e.maxRetained
 	survivors := kept[:0]
@@ -94,15 +95,14 @@ func (e *Engine) retire(batch *store.Batch, u *unit, now time.Time) error {
 			continue
 		}
 		if err := batch.Delete(snapshotKey(u.cfg.Name, k.version)); err != nil {
-			return fmt.Errorf("learner: snapshot retention: %w", err)
+			return nil, fmt.Errorf("learner: snapshot retention: %w", err)
 		}
 		if err := batch.Delete(snapshotInfoKey(u.cfg.Name, k.version)); err != nil {
-			return fmt.Errorf("learner: snapshot retention: %w", err)
+			return nil, fmt.Errorf("learner: snapshot retention: %w", err)
 		}
 		excess--
 	}
-	u.kept = survivors
-	return nil
+	return survivors, nil
 }
 
 // previousVersion returns the newest kept version of u's model older than
