@@ -29,9 +29,13 @@ import (
 // caller may retry, or stop and restart from the store.
 func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	e.runAdmin()
+	wrote := false
 	defer func() {
 		if err == nil {
 			e.answerAdmin()
+		}
+		if wrote {
+			e.updateStats() // after every publication, the admin commands' included
 		}
 	}()
 	start := e.now()
@@ -57,6 +61,7 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 		return fmt.Errorf("learner: checkpoint: %w", err)
 	}
 	e.apply(plans, offsets, start, periodic)
+	wrote = true
 	return nil
 }
 
@@ -139,7 +144,7 @@ func (e *Engine) planSnapshot(batch *store.Batch, u *unit, now time.Time, reason
 // apply records a committed checkpoint: snapshot versions and retention,
 // the entities and waiting events it wrote, evicted and expired, the
 // detections it stored, the offsets; then it serves the new snapshots and
-// refreshes the metrics and Stats.
+// refreshes the metrics.
 func (e *Engine) apply(plans []unitPlan, offsets []Offset, start time.Time, periodic bool) {
 	for i, u := range e.units {
 		p := &plans[i]

@@ -35,7 +35,8 @@
 // promotion.go (the policy and serving), monitor.go (drift monitor wiring
 // and detection records), labels.go and pending.go (delayed labels),
 // admin.go, snapshots.go (listing, snapshot infos), retention.go,
-// restore.go, keys.go (the key layout), metrics.go.
+// restore.go, keys.go (the key layout), metrics.go, stats.go (Stats, the
+// engine's numbers as plain values).
 //
 // Invariants: a checkpoint is computed, committed, then applied to memory,
 // so one that fails to commit leaves both the store and the engine's record
@@ -52,7 +53,7 @@
 // An Engine and its models are owned by one goroutine (the consumer's
 // processing loop): Process, Label and Checkpoint must not be called
 // concurrently, and the models Models returns are read there only.
-// Promote, Rollback, Release, Snapshots, Snapshot, Detections, and
+// Promote, Rollback, Release, Snapshots, Snapshot, Detections, Stats and
 // Wake are safe to call from any goroutine. A published *learner.Snapshot is
 // immutable and safe for any number of goroutines.
 package engine

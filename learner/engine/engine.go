@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,8 +76,9 @@ type Engine struct {
 	wake    chan struct{}     // signals the consumer that admin commands wait
 	answers []adminAnswer     // commands run, answered once the next checkpoint is durable
 
-	checkpoints uint64 // checkpoints written by this engine
-	maxRetained int    // MaxRetained; lowered by tests
+	stats       atomic.Pointer[Stats] // as of the last checkpoint
+	checkpoints uint64                // checkpoints written by this engine
+	maxRetained int                   // MaxRetained; lowered by tests
 }
 
 // unit is one model and everything the engine keeps about it.
@@ -93,8 +95,8 @@ type unit struct {
 	records   []detection    // drift detections not stored yet
 	kept      []keptSnapshot // stored snapshots, oldest first
 
-	// What this process saw, for Stats.
-	rejected, unlabeled, delayed, expired, evicted uint64
+	// What this engine saw, for Stats.
+	learned, rejected, unlabeled, delayed, expired, evicted uint64
 }
 
 // New restores the configured models, offsets and newest snapshots from
@@ -139,6 +141,7 @@ func New(cfg Config, store *store.Store, publish func(*learner.Snapshot), reg pr
 	}
 	e.offsets = offsets
 	e.promoted = e.now()
+	e.updateStats()
 	return e, nil
 }
 
@@ -225,6 +228,7 @@ func (e *Engine) process(u *unit, ex *Example) error {
 		return err
 	}
 	u.handles.learned.Inc()
+	u.learned++
 	e.dirty = true
 	e.watch(u, all, ex)
 	if u.hist != nil { // after everything that reads the history of this event
