@@ -2,6 +2,8 @@ package engine
 
 import (
 	"bytes"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,5 +135,55 @@ func TestAFarFutureEventIsCountedAndLeavesTheEntityOnTime(t *testing.T) {
 	got := e.units[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
 	if len(got) != 1 || got[0].Num != 2 {
 		t.Errorf("the entity's window: %v, want x_t1m0s_count = 2 (the two on-time events)", got)
+	}
+}
+
+// TestTheLiveModelPredictsWhatTheServedSnapshotScores: for a model whose
+// features include windows and lags of the entity named by a field, the
+// live model's Predict (what a Go program embedding the model calls) and
+// the published snapshot's Score (what the serving endpoint answers) agree
+// for every entity, right after the checkpoint that took the snapshot:
+// both derive the history features as learning does, from the same
+// history, at the same time.
+func TestTheLiveModelPredictsWhatTheServedSnapshotScores(t *testing.T) {
+	store, _ := openTestStore(t, t.TempDir())
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Key: "user",
+		Windows: []features.WindowConfig{
+			{Field: "amount", Size: 3, Aggs: []string{"mean", "max"}},
+			{Field: "amount", Duration: time.Minute, Aggs: []string{"count", "sum"}},
+		},
+		Lags: []features.LagConfig{{Field: "age", Lags: []int{1}, Diff: true}},
+	}}}}
+	rec := &snapshotRecorder{}
+	e, _ := newTestEngine(t, store, cfg, rec)
+	clock := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return clock }
+	users := []string{"ann", "bob", "cem", "dan"}
+	for i, ex := range paymentEvents(43, 800) {
+		clock = clock.Add(time.Second)
+		fields := append([]features.Field{strField("user", users[i%len(users)])}, ex.Fields...)
+		if err := e.Process("events", &Example{Time: clock, Fields: fields, Label: ex.Y, HasLabel: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint(t, e, eventsOffset(0, 800))
+	published := rec.take()
+	if len(published) != 1 {
+		t.Fatalf("%d snapshots published, want 1", len(published))
+	}
+	served, live := published[0], e.Models()[0]
+	clock = clock.Add(30 * time.Second)
+	var scores []float64
+	for _, user := range users {
+		probe := []features.Field{strField("user", user), numField("amount", 40), numField("age", 30), strField("country", "de")}
+		want, _ := served.Score(nil, probe)
+		if got := live.Predict(nil, probe); math.Abs(got-want) > 1e-12 {
+			t.Errorf("user %s: Predict %v, the served snapshot's Score %v", user, got, want)
+		}
+		scores = append(scores, want)
+	}
+	if slices.Min(scores) == slices.Max(scores) {
+		t.Errorf("every user scores %v on the same fields: the history features were not derived", scores[0])
 	}
 }
