@@ -120,7 +120,8 @@ type ModelConfig struct {
 	Drift DriftConfig `yaml:"drift"`
 	// LabelsTopic, if set, is a topic of delayed labels, {"id": ...,
 	// "label": ...}: an event without a label is scored when it arrives and
-	// kept (in Pebble) until its label arrives there, then learned.
+	// kept (in the engine's store) until its label arrives there, then
+	// learned.
 	LabelsTopic string `yaml:"labels_topic"`
 	// LabelTTL is how long an unlabeled event waits for its label before it
 	// expires (counted, never learned). The default is 24h.

@@ -12,7 +12,6 @@ var (
 	wideEvents      = learntest.WideEvents
 	numField        = learntest.NumField
 	strField        = learntest.StrField
-	boolField       = learntest.BoolField
 	sameBits        = learntest.SameBits
 	sameWeights     = learntest.SameWeights
 	firstDifference = learntest.FirstDifference

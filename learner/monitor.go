@@ -13,7 +13,7 @@ import (
 
 // DriftConfig configures drift monitoring and champion/challenger promotion
 // of one model. The zero value means no drift detector: the live model is
-// promoted periodically (EngineConfig.PromoteInterval).
+// promoted periodically (engine.Config.PromoteInterval).
 type DriftConfig struct {
 	// Detector watches the champion's prequential error (0/1 loss for
 	// classifiers, absolute error for regression): adwin, page-hinkley,
