@@ -46,7 +46,11 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	}
 	batch := e.store.NewBatch()
 	defer batch.Close()
-	plans := make([]unitPlan, len(e.units))
+	plans := e.plans[:0]
+	for range e.units {
+		plans = append(plans, unitPlan{})
+	}
+	e.plans = plans
 	for i, u := range e.units {
 		if err := e.plan(batch, u, &plans[i], start, reasons[u]); err != nil {
 			return err
@@ -61,6 +65,7 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 		return fmt.Errorf("learner: checkpoint: %w", err)
 	}
 	e.apply(plans, offsets, start, periodic)
+	clear(plans) // keep no snapshot or index alive until the next checkpoint
 	wrote = true
 	return nil
 }

@@ -71,6 +71,7 @@ type Engine struct {
 	promoted time.Time
 	dirty    bool // some model changed since the last checkpoint
 	buf      []byte
+	plans    []unitPlan // scratch of Checkpoint, one per unit
 
 	admin   chan adminRequest // admin commands, run on the engine's goroutine
 	wake    chan struct{}     // signals the consumer that admin commands wait

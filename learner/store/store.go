@@ -106,7 +106,7 @@ type Batch struct {
 // reuse them at once.
 func (b *Batch) Set(key, value []byte) error {
 	if err := b.b.Set(key, value, nil); err != nil {
-		return fmt.Errorf("store: set %q: %w", key, err)
+		return fmt.Errorf("store: set %q: %w", string(key), err) // string(): a copy, so that key does not escape
 	}
 	return nil
 }
@@ -114,7 +114,7 @@ func (b *Batch) Set(key, value []byte) error {
 // Delete adds the deletion of key (absent or not).
 func (b *Batch) Delete(key []byte) error {
 	if err := b.b.Delete(key, nil); err != nil {
-		return fmt.Errorf("store: delete %q: %w", key, err)
+		return fmt.Errorf("store: delete %q: %w", string(key), err)
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func (b *Batch) Delete(key []byte) error {
 // DeleteRange adds the deletion of every key in [start, end).
 func (b *Batch) DeleteRange(start, end []byte) error {
 	if err := b.b.DeleteRange(start, end, nil); err != nil {
-		return fmt.Errorf("store: delete range %q-%q: %w", start, end, err)
+		return fmt.Errorf("store: delete range %q-%q: %w", string(start), string(end), err)
 	}
 	return nil
 }
@@ -159,7 +159,7 @@ func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("store: read %q: %w", key, err)
+		return nil, false, fmt.Errorf("store: read %q: %w", string(key), err)
 	}
 	defer closer.Close()
 	return append([]byte(nil), v...), true, nil
@@ -170,7 +170,7 @@ func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
 func scanRange(r pebble.Reader, lower, upper []byte, fn func(key, value []byte) error) error {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return fmt.Errorf("store: scan %q: %w", lower, err)
+		return fmt.Errorf("store: scan %q: %w", string(lower), err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		if err := fn(it.Key(), it.Value()); err != nil {
@@ -179,7 +179,7 @@ func scanRange(r pebble.Reader, lower, upper []byte, fn func(key, value []byte) 
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("store: scan %q: %w", lower, err)
+		return fmt.Errorf("store: scan %q: %w", string(lower), err)
 	}
 	return nil
 }
