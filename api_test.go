@@ -16,6 +16,7 @@ import (
 
 	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
@@ -30,7 +31,7 @@ func TestAServiceStartedThroughItsPublicAPILearnsServesAndStops(t *testing.T) {
 	cfg := eddy.Config{
 		DataDir: t.TempDir(), Ephemeral: true, EmbeddedAddr: "127.0.0.1:0",
 		GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Learner:  learner.EngineConfig{Models: []learner.ModelConfig{{Name: "sea"}}, PromoteInterval: 100 * time.Millisecond},
+		Learner:  engine.Config{Models: []learner.ModelConfig{{Name: "sea"}}, PromoteInterval: 100 * time.Millisecond},
 		Consumer: eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond},
 	}
 	reg := prometheus.NewRegistry()
@@ -119,7 +120,7 @@ func TestAServiceStartedThroughItsPublicAPILearnsServesAndStops(t *testing.T) {
 // A zero Config but for its data directory and models is a working one:
 // each default documented on Config is the one EnsureDefaults fills in.
 func TestAZeroConfigMeansTheDocumentedDefaults(t *testing.T) {
-	cfg := eddy.Config{DataDir: "d", Learner: learner.EngineConfig{Models: []learner.ModelConfig{{Name: "m"}}}}
+	cfg := eddy.Config{DataDir: "d", Learner: engine.Config{Models: []learner.ModelConfig{{Name: "m"}}}}
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -130,11 +131,11 @@ func TestAZeroConfigMeansTheDocumentedDefaults(t *testing.T) {
 		Consumer:           eddy.ConsumerConfig{CheckpointEvery: stream.DefaultCheckpointEvery, CheckpointInterval: time.Second, SessionTimeout: 10 * time.Second},
 	}
 	got := cfg
-	got.Learner, got.Serving = learner.EngineConfig{}, serving.Config{} // their own defaults, checked below
+	got.Learner, got.Serving = engine.Config{}, serving.Config{} // their own defaults, checked below
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n%+v\nwant\n%+v", got, want)
 	}
-	if cfg.Learner.PromoteInterval != learner.DefaultPromoteInterval || cfg.Serving.MaxRequestBytes != serving.DefaultMaxRequestBytes {
+	if cfg.Learner.PromoteInterval != engine.DefaultPromoteInterval || cfg.Serving.MaxRequestBytes != serving.DefaultMaxRequestBytes {
 		t.Fatalf("the learner's and serving's defaults were not applied: %+v, %+v", cfg.Learner, cfg.Serving)
 	}
 }
@@ -143,7 +144,7 @@ func TestAZeroConfigMeansTheDocumentedDefaults(t *testing.T) {
 type registererOnly struct{ prometheus.Registerer }
 
 func TestNewRefusesAConfigThatCannotWorkAndSaysWhy(t *testing.T) {
-	model := learner.EngineConfig{Models: []learner.ModelConfig{{Name: "m"}}}
+	model := engine.Config{Models: []learner.ModelConfig{{Name: "m"}}}
 	tests := []struct {
 		name string
 		cfg  eddy.Config

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
@@ -54,8 +55,8 @@ type Config struct {
 	// reuse their connection.
 	MetricsIdleTimeout time.Duration
 	// Learner configures the models (at least one) and their promotion and
-	// retention; see learner.EngineConfig for its defaults.
-	Learner learner.EngineConfig
+	// retention; see engine.Config for its defaults.
+	Learner engine.Config
 	// Consumer configures how the service consumes and checkpoints.
 	Consumer ConsumerConfig
 	// Serving configures the gRPC server: admin token, TLS, request and
@@ -156,7 +157,7 @@ func loopbackPort(addr string) (int, error) {
 }
 
 // fileConfig is the model configuration file's format, kept apart from
-// learner.EngineConfig so that a new engine setting is not a file key by
+// engine.Config so that a new engine setting is not a file key by
 // accident.
 type fileConfig struct {
 	Models          []learner.ModelConfig `yaml:"models"`
@@ -171,20 +172,20 @@ type fileConfig struct {
 // rolling_window) into a learner configuration. Unknown keys are errors; a
 // file without models is one too. Defaults are not applied, so that a
 // caller can tell which settings the file left out.
-func LoadConfigFile(path string) (learner.EngineConfig, error) {
+func LoadConfigFile(path string) (engine.Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return learner.EngineConfig{}, fmt.Errorf("config: %w", err)
+		return engine.Config{}, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
 	var fc fileConfig
 	if err := dec.Decode(&fc); err != nil {
-		return learner.EngineConfig{}, fmt.Errorf("config %s: %w", path, err)
+		return engine.Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	if len(fc.Models) == 0 {
-		return learner.EngineConfig{}, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
+		return engine.Config{}, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
 	}
-	return learner.EngineConfig{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}, nil
+	return engine.Config{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}, nil
 }

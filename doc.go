@@ -2,7 +2,7 @@
 // same service `eddy serve` runs, with New and Run.
 //
 // A Service wires eddy's packages together: a Kafka consumer group
-// (package stream) feeds every event to a learner.Engine, which predicts,
+// (package stream) feeds every event to a engine.Engine, which predicts,
 // scores and then learns it, watches drift and promotes snapshots; the
 // engine checkpoints model state and the next offsets in one Pebble batch
 // under Config.DataDir; package serving answers Predict and the Admin RPCs
@@ -28,7 +28,7 @@
 // Run, the address getters and Stats. The logger and the Prometheus
 // registerer are the caller's: New only registers its metrics. The store
 // under DataDir belongs to the running Service alone; open it (with
-// learner.OpenStore) only once Run has returned.
+// store.Open) only once Run has returned.
 //
 // # Concurrency
 //

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
@@ -55,7 +56,7 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 			t.Errorf("drift at row %d: detections at offsets %v, none within 1,500 rows", drift, offsets)
 			continue
 		}
-		served := slices.IndexFunc(infos, func(s learner.SnapshotInfo) bool {
+		served := slices.IndexFunc(infos, func(s engine.SnapshotInfo) bool {
 			return s.Reason == learner.ReasonDrift && s.Learned > uint64(offsets[i])
 		})
 		if served < 0 || infos[served].Learned > uint64(drifts[k+1]) {

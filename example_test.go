@@ -12,6 +12,7 @@ import (
 
 	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 )
 
 // A Go program runs eddy on the embedded development broker, sends it
@@ -25,10 +26,10 @@ func ExampleNew() {
 	defer os.RemoveAll(dir)
 	cfg := eddy.Config{
 		DataDir:      dir,
-		Ephemeral:    true,                                                                  // the embedded broker keeps nothing on disk
-		EmbeddedAddr: "127.0.0.1:0",                                                         // any free port: svc.Brokers() names it
-		GRPCAddr:     "127.0.0.1:0",                                                         // Predict and Admin: svc.GRPCAddr()
-		Learner:      learner.EngineConfig{Models: []learner.ModelConfig{{Name: "clicks"}}}, // reads topic "events"
+		Ephemeral:    true,                                                           // the embedded broker keeps nothing on disk
+		EmbeddedAddr: "127.0.0.1:0",                                                  // any free port: svc.Brokers() names it
+		GRPCAddr:     "127.0.0.1:0",                                                  // Predict and Admin: svc.GRPCAddr()
+		Learner:      engine.Config{Models: []learner.ModelConfig{{Name: "clicks"}}}, // reads topic "events"
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

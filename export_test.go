@@ -3,7 +3,7 @@ package eddy
 import (
 	"net"
 
-	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 )
 
 // What the external tests (package eddy_test) may reach beyond the public
@@ -11,7 +11,7 @@ import (
 
 // Engine returns the service's engine, for the drift test's detections and
 // snapshot list. Its thread-safe methods only.
-func (s *Service) Engine() *learner.Engine { return s.engine }
+func (s *Service) Engine() *engine.Engine { return s.engine }
 
 // WrapMetricsListener replaces the metrics listener by wrap's, before Run,
 // so that a test can watch the connections the server keeps.

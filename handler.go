@@ -5,24 +5,20 @@ import (
 	"errors"
 
 	"github.com/eddyhq/eddy/features"
-	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
 
-// engineHandler adapts a learner.Engine to the stream.Handler the consumer
-// calls. It is wiring only: it converts types, and tells checkpointed (on
-// the engine's goroutine) after each checkpoint that succeeded.
+// engineHandler adapts an engine.Engine to the stream.Handler the consumer
+// calls. It is wiring only: it converts types, nothing else.
 type engineHandler struct {
-	engine       *learner.Engine
-	checkpointed func()
-	fields       []features.Field
-	offsets      []learner.Offset
+	engine  *engine.Engine
+	fields  []features.Field
+	offsets []engine.Offset
 }
 
-func newEngineHandler(e *learner.Engine, checkpointed func()) *engineHandler {
-	return &engineHandler{engine: e, checkpointed: checkpointed}
-}
+func newEngineHandler(e *engine.Engine) *engineHandler { return &engineHandler{engine: e} }
 
 func (h *engineHandler) NextOffsets(topic string) map[int]int64 { return h.engine.NextOffsets(topic) }
 
@@ -36,9 +32,8 @@ func (h *engineHandler) Handle(topic string, ev *stream.Event) error {
 		f := &ev.Fields[i]
 		h.fields = append(h.fields, features.Field{Name: f.Name, Kind: kindOf(f.Kind), Num: f.Num, Str: f.Str})
 	}
-	h.engine.At(ev.Partition, ev.Offset, ev.Key)
-	h.engine.WithEvent(ev.ID, ev.Time)
-	return h.engine.Process(topic, h.fields, ev.Label, ev.HasLabel)
+	return h.engine.Process(topic, &engine.Example{Partition: ev.Partition, Offset: ev.Offset, Key: ev.Key, ID: ev.ID,
+		Time: ev.Time, Fields: h.fields, Label: ev.Label, HasLabel: ev.HasLabel})
 }
 
 func (h *engineHandler) HandleLabel(topic string, l *stream.Label) error {
@@ -58,21 +53,17 @@ func kindOf(k stream.FieldKind) features.Kind {
 func (h *engineHandler) Checkpoint(offsets []stream.Offset) error {
 	h.offsets = h.offsets[:0]
 	for _, o := range offsets {
-		h.offsets = append(h.offsets, learner.Offset{
-			TopicPartition: learner.TopicPartition{Topic: o.Topic, Partition: o.Partition},
+		h.offsets = append(h.offsets, engine.Offset{
+			TopicPartition: engine.TopicPartition{Topic: o.Topic, Partition: o.Partition},
 			Next:           o.Next,
 		})
 	}
-	if err := h.engine.Checkpoint(h.offsets); err != nil {
-		return err
-	}
-	h.checkpointed()
-	return nil
+	return h.engine.Checkpoint(h.offsets)
 }
 
 // engineAdmin adapts the learner's snapshot administration to the serving
 // Admin interface, translating its errors into serving's.
-type engineAdmin struct{ engine *learner.Engine }
+type engineAdmin struct{ engine *engine.Engine }
 
 func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	infos, err := a.engine.Snapshots(model)
@@ -112,9 +103,9 @@ func adminError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, learner.ErrSnapshotNotFound):
+	case errors.Is(err, engine.ErrSnapshotNotFound):
 		return classified{serving.ErrNotFound, err}
-	case errors.Is(err, learner.ErrNoPreviousVersion):
+	case errors.Is(err, engine.ErrNoPreviousVersion):
 		return classified{serving.ErrPrecondition, err}
 	}
 	return err

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/learner/store"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 	"github.com/eddyhq/eddy/stream/devbroker"
@@ -35,14 +37,13 @@ type Service struct {
 	gatherer prometheus.Gatherer // serves /metrics; nil without MetricsAddr
 	brokers  []string
 	broker   *devbroker.Broker // nil with Config.Brokers
-	store    *learner.Store
-	engine   *learner.Engine
+	store    *store.Store
+	engine   *engine.Engine
 	consumer *stream.Consumer
 	server   *serving.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener // nil when metrics are disabled
 	started  atomic.Bool
-	learned  atomic.Pointer[[]uint64] // per model, as of the newest checkpoint
 }
 
 // New builds a Service from cfg and binds its listeners, so that its
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if err := s.startBroker(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = learner.OpenStore(filepath.Join(cfg.DataDir, "pebble"), log); err != nil {
+	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, nil); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -100,10 +101,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 			log.Error("publish snapshot", "err", err)
 		}
 	}
-	if s.engine, err = learner.NewEngine(cfg.Learner, s.store, publish, reg, log); err != nil {
+	if s.engine, err = engine.New(cfg.Learner, s.store, publish, reg, log); err != nil {
 		return nil, err
 	}
-	s.recordLearned()
 	s.server.SetAdmin(engineAdmin{s.engine})
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,
@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		CheckpointEvery:    cfg.Consumer.CheckpointEvery,
 		CheckpointInterval: cfg.Consumer.CheckpointInterval,
 		SessionTimeout:     cfg.Consumer.SessionTimeout,
-	}, newEngineHandler(s.engine, s.recordLearned), reg, log)
+	}, newEngineHandler(s.engine), reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/stream"
 	"github.com/eddyhq/eddy/stream/devbroker"
@@ -46,7 +47,7 @@ func testConfig(broker, dataDir string, model learner.ModelConfig) eddy.Config {
 		Brokers: []string{broker}, Group: "test", DataDir: dataDir, GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Partitions: 1,
 		Consumer:   eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second},
-		Learner:    learner.EngineConfig{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
+		Learner:    engine.Config{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
 	}
 }
 

@@ -54,25 +54,13 @@ func (s Stats) Model(name string) (ModelStats, bool) {
 func (s *Service) Stats() Stats {
 	st := Stats{Consumer: s.consumer.Stats(), BrokerDownSince: s.consumer.BrokerDownSince()}
 	st.BrokerUp = st.BrokerDownSince.IsZero()
-	learned := *s.learned.Load()
+	learned := s.engine.Stats().Models
 	for i, mc := range s.cfg.Learner.Models {
-		m := ModelStats{Name: mc.Name, Learned: learned[i]}
+		m := ModelStats{Name: mc.Name, Learned: learned[i].Learned}
 		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
 			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
 		}
 		st.Models = append(st.Models, m)
 	}
 	return st
-}
-
-// recordLearned keeps the learned counts Stats reports. The engine's models
-// belong to its goroutine, so it runs there: after New restored them, and
-// after every checkpoint (through the handler).
-func (s *Service) recordLearned() {
-	models := s.engine.Models()
-	learned := make([]uint64, len(models))
-	for i, m := range models {
-		learned[i] = m.Learned()
-	}
-	s.learned.Store(&learned)
 }

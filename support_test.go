@@ -20,6 +20,8 @@ import (
 
 	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/learner/store"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -134,12 +136,12 @@ func produceCSV(broker, topic, file, target string) (int, error) {
 // of a stopped service.
 func storedWeights(t *testing.T, cfg eddy.Config) ([]float64, float64) {
 	t.Helper()
-	store, err := learner.OpenStore(filepath.Join(cfg.DataDir, "pebble"), slog.New(slog.DiscardHandler))
+	db, err := store.Open(filepath.Join(cfg.DataDir, "pebble"), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	e, err := learner.NewEngine(cfg.Learner, store, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	defer db.Close()
+	e, err := engine.New(cfg.Learner, db, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package drift
 
 import (
 	"math"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // ADWINConfig configures an ADWIN detector. Its zero value means River's
@@ -405,74 +407,74 @@ func (a *ADWIN) deleteOldestBucket() {
 	}
 }
 
-// AppendBinary appends the state of a to dst; Decode restores it.
-func (a *ADWIN) AppendBinary(dst []byte) []byte {
+// AppendState appends the state of a to dst; Decode restores it.
+func (a *ADWIN) AppendState(dst []byte) []byte {
 	dst = append(dst, header(codeADWIN))
-	dst = appendFloat(dst, a.cfg.Delta)
-	dst = appendUvarints(dst, a.cfg.Clock, a.cfg.MaxBuckets, a.cfg.MinWindowLength, a.cfg.GracePeriod)
-	dst = appendBool(dst, a.drift)
-	dst = appendUvarints(dst, a.tick)
-	dst = appendFloat(dst, a.width)
-	dst = appendFloat(dst, a.total)
-	dst = appendFloat(dst, a.variance)
-	dst = appendUvarints(dst, len(a.counts))
+	dst = codec.AppendFloat(dst, a.cfg.Delta)
+	dst = codec.AppendUvarints(dst, a.cfg.Clock, a.cfg.MaxBuckets, a.cfg.MinWindowLength, a.cfg.GracePeriod)
+	dst = codec.AppendBool(dst, a.drift)
+	dst = codec.AppendUvarints(dst, a.tick)
+	dst = codec.AppendFloat(dst, a.width)
+	dst = codec.AppendFloat(dst, a.total)
+	dst = codec.AppendFloat(dst, a.variance)
+	dst = codec.AppendUvarints(dst, len(a.counts))
 	for row, c := range a.counts {
-		dst = appendUvarints(dst, c)
+		dst = codec.AppendUvarints(dst, c)
 		for i := row * a.stride; i < row*a.stride+c; i++ {
-			dst = appendFloat(dst, a.totals[i])
-			dst = appendFloat(dst, a.variances[i])
+			dst = codec.AppendFloat(dst, a.totals[i])
+			dst = codec.AppendFloat(dst, a.variances[i])
 		}
 	}
 	return dst
 }
 
-func decodeADWIN(r *reader) (Detector, error) {
-	cfg := ADWINConfig{Delta: r.float("ADWIN delta")}
-	cfg.Clock = r.int("ADWIN clock", math.MaxInt32)
-	cfg.MaxBuckets = r.int("ADWIN max_buckets", maxADWINMaxBuckets)
-	cfg.MinWindowLength = r.int("ADWIN min_window_length", math.MaxInt32)
-	cfg.GracePeriod = r.int("ADWIN grace_period", math.MaxInt32)
-	if r.err != nil {
-		return nil, r.err
+func decodeADWIN(r *codec.Reader) (Detector, error) {
+	cfg := ADWINConfig{Delta: r.FiniteFloat()}
+	cfg.Clock = r.Int(math.MaxInt32)
+	cfg.MaxBuckets = r.Int(maxADWINMaxBuckets)
+	cfg.MinWindowLength = r.Int(math.MaxInt32)
+	cfg.GracePeriod = r.Int(math.MaxInt32)
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	r.config(cfg.Validate())
-	if r.err != nil {
-		return nil, r.err
+	r.FailWith(cfg.Validate())
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	a, err := NewADWIN(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a.drift = r.bool("ADWIN drift")
-	a.tick = r.int("ADWIN tick", a.cfg.Clock-1)
-	a.width = r.float("ADWIN width")
-	a.total = r.float("ADWIN total")
-	a.variance = r.float("ADWIN variance")
-	rows := r.int("ADWIN rows", maxADWINRows)
-	if r.err != nil {
-		return nil, r.err
+	a.drift = r.Bool()
+	a.tick = r.Int(a.cfg.Clock - 1)
+	a.width = r.FiniteFloat()
+	a.total = r.FiniteFloat()
+	a.variance = r.FiniteFloat()
+	rows := r.Int(maxADWINRows)
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if rows < 1 {
-		r.fail("ADWIN has no bucket rows")
-		return nil, r.err
+		r.Fail("ADWIN has no bucket rows")
+		return nil, r.Err()
 	}
 	width := 0.0
 	for row := range rows {
 		if row > 0 {
 			a.addRow()
 		}
-		c := r.int("ADWIN bucket count", a.cfg.MaxBuckets)
+		c := r.Int(a.cfg.MaxBuckets)
 		for range c {
-			a.push(row, r.float("ADWIN bucket total"), r.float("ADWIN bucket variance"))
+			a.push(row, r.FiniteFloat(), r.FiniteFloat())
 		}
 		width += float64(c) * bucketSize(row)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if width != a.width || (rows > 1 && a.counts[rows-1] == 0) {
-		r.fail("ADWIN width %g does not match its buckets", a.width)
-		return nil, r.err
+		r.Fail("ADWIN width %g does not match its buckets", a.width)
+		return nil, r.Err()
 	}
 	return a, nil
 }

@@ -1,6 +1,10 @@
 package drift
 
-import "math"
+import (
+	"math"
+
+	"github.com/eddyhq/eddy/features/codec"
+)
 
 // DDMConfig configures a DDM detector. Its zero value means River's
 // defaults; a zero field takes the default of that field.
@@ -131,47 +135,47 @@ func (d *DDM) Update(x float64) bool {
 	return d.drift
 }
 
-// AppendBinary appends the state of d to dst; Decode restores it.
-func (d *DDM) AppendBinary(dst []byte) []byte {
+// AppendState appends the state of d to dst; Decode restores it.
+func (d *DDM) AppendState(dst []byte) []byte {
 	dst = append(dst, header(codeDDM))
-	dst = appendUvarints(dst, d.cfg.WarmStart)
-	dst = appendFloat(dst, d.cfg.WarningThreshold)
-	dst = appendFloat(dst, d.cfg.DriftThreshold)
-	dst = appendBool(dst, d.drift)
-	dst = appendBool(dst, d.warning)
-	dst = appendBool(dst, d.haveMin)
+	dst = codec.AppendUvarints(dst, d.cfg.WarmStart)
+	dst = codec.AppendFloat(dst, d.cfg.WarningThreshold)
+	dst = codec.AppendFloat(dst, d.cfg.DriftThreshold)
+	dst = codec.AppendBool(dst, d.drift)
+	dst = codec.AppendBool(dst, d.warning)
+	dst = codec.AppendBool(dst, d.haveMin)
 	for _, v := range [...]float64{d.n, d.errorRate, d.pMin, d.sMin, d.psMin} {
-		dst = appendFloat(dst, v)
+		dst = codec.AppendFloat(dst, v)
 	}
 	return dst
 }
 
-func decodeDDM(r *reader) (Detector, error) {
+func decodeDDM(r *codec.Reader) (Detector, error) {
 	var cfg DDMConfig
-	cfg.WarmStart = r.int("DDM warm_start", math.MaxInt32)
-	cfg.WarningThreshold = r.float("DDM warning_threshold")
-	cfg.DriftThreshold = r.float("DDM drift_threshold")
-	if r.err != nil {
-		return nil, r.err
+	cfg.WarmStart = r.Int(math.MaxInt32)
+	cfg.WarningThreshold = r.FiniteFloat()
+	cfg.DriftThreshold = r.FiniteFloat()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	r.config(cfg.Validate())
-	if r.err != nil {
-		return nil, r.err
+	r.FailWith(cfg.Validate())
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	d, err := NewDDM(cfg)
 	if err != nil {
 		return nil, err
 	}
-	d.drift = r.bool("DDM drift")
-	d.warning = r.bool("DDM warning")
-	d.haveMin = r.bool("DDM has minimum")
-	d.n = r.float("DDM n")
-	d.errorRate = r.float("DDM error rate")
-	d.pMin = r.float("DDM p_min")
-	d.sMin = r.float("DDM s_min")
-	d.psMin = r.float("DDM ps_min")
-	if r.err == nil && (d.n < 0 || d.n != math.Trunc(d.n) || !(d.errorRate >= 0 && d.errorRate <= 1)) {
-		r.fail("DDM count %g or error rate %g out of range", d.n, d.errorRate)
+	d.drift = r.Bool()
+	d.warning = r.Bool()
+	d.haveMin = r.Bool()
+	d.n = r.FiniteFloat()
+	d.errorRate = r.FiniteFloat()
+	d.pMin = r.FiniteFloat()
+	d.sMin = r.FiniteFloat()
+	d.psMin = r.FiniteFloat()
+	if r.Err() == nil && (d.n < 0 || d.n != math.Trunc(d.n) || !(d.errorRate >= 0 && d.errorRate <= 1)) {
+		r.Fail("DDM count %g or error rate %g out of range", d.n, d.errorRate)
 	}
-	return d, r.err
+	return d, r.Err()
 }

@@ -9,13 +9,17 @@ import (
 	"strings"
 )
 
-// Detector is implemented by every detector in this package. Each of them
-// also has AppendBinary(dst []byte) []byte, which appends its state for
-// Decode.
+// Detector is implemented by every detector in this package.
 type Detector interface {
+	// Update takes one value and reports whether it completed a drift.
 	Update(x float64) bool
+	// Reset forgets every value seen, keeping the configuration.
 	Reset()
+	// Drift reports whether the last accepted value completed a drift.
 	Drift() bool
+	// AppendState appends the detector's configuration and state to dst
+	// in a versioned binary format; Decode restores it.
+	AppendState(dst []byte) []byte
 }
 
 // Errors returned by this package. They are wrapped with details; inspect

@@ -3,7 +3,8 @@
 // detectors with an Update(x float64) bool style API that match River's
 // published behaviour.
 //
-// This package is a leaf: standard library and gonum only, no I/O.
+// This package is a leaf: standard library, gonum and eddy's binary codec
+// (features/codec, itself standard library only), no I/O.
 //
 // # Detectors
 //
@@ -40,8 +41,9 @@
 // of up to 84 million values, beyond which a new row is allocated each time
 // the window doubles).
 //
-// Every detector has AppendBinary(dst []byte) []byte, which appends its
-// configuration and state in a versioned binary format, and Decode restores
+// Every detector has AppendState(dst []byte) []byte (part of the Detector
+// interface), which appends its configuration and state in a versioned
+// binary format written with package codec, and Decode restores
 // any of them: a restored detector continues with exactly the detections the
 // original would have made. Decode returns an error, never panics, on
 // truncated or corrupt input.

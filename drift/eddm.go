@@ -1,6 +1,10 @@
 package drift
 
-import "math"
+import (
+	"math"
+
+	"github.com/eddyhq/eddy/features/codec"
+)
 
 // EDDMConfig configures an EDDM detector. Its zero value means River's
 // defaults; a zero field takes the default of that field.
@@ -148,48 +152,48 @@ func (e *EDDM) addDistance(d float64) {
 	}
 }
 
-// AppendBinary appends the state of e to dst; Decode restores it.
-func (e *EDDM) AppendBinary(dst []byte) []byte {
+// AppendState appends the state of e to dst; Decode restores it.
+func (e *EDDM) AppendState(dst []byte) []byte {
 	dst = append(dst, header(codeEDDM))
-	dst = appendUvarints(dst, e.cfg.WarmStart)
-	dst = appendFloat(dst, e.cfg.Alpha)
-	dst = appendFloat(dst, e.cfg.Beta)
-	dst = appendBool(dst, e.drift)
-	dst = appendBool(dst, e.warning)
-	dst = appendUvarints(dst, e.n, e.errors, e.lastError)
+	dst = codec.AppendUvarints(dst, e.cfg.WarmStart)
+	dst = codec.AppendFloat(dst, e.cfg.Alpha)
+	dst = codec.AppendFloat(dst, e.cfg.Beta)
+	dst = codec.AppendBool(dst, e.drift)
+	dst = codec.AppendBool(dst, e.warning)
+	dst = codec.AppendUvarints(dst, e.n, e.errors, e.lastError)
 	for _, v := range [...]float64{e.distN, e.distMean, e.distVar, e.maxLevel} {
-		dst = appendFloat(dst, v)
+		dst = codec.AppendFloat(dst, v)
 	}
 	return dst
 }
 
-func decodeEDDM(r *reader) (Detector, error) {
+func decodeEDDM(r *codec.Reader) (Detector, error) {
 	var cfg EDDMConfig
-	cfg.WarmStart = r.int("EDDM warm_start", math.MaxInt32)
-	cfg.Alpha = r.float("EDDM alpha")
-	cfg.Beta = r.float("EDDM beta")
-	if r.err != nil {
-		return nil, r.err
+	cfg.WarmStart = r.Int(math.MaxInt32)
+	cfg.Alpha = r.FiniteFloat()
+	cfg.Beta = r.FiniteFloat()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	r.config(cfg.Validate())
-	if r.err != nil {
-		return nil, r.err
+	r.FailWith(cfg.Validate())
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	e, err := NewEDDM(cfg)
 	if err != nil {
 		return nil, err
 	}
-	e.drift = r.bool("EDDM drift")
-	e.warning = r.bool("EDDM warning")
-	e.n = r.int("EDDM n", math.MaxInt)
-	e.errors = r.int("EDDM errors", math.MaxInt)
-	e.lastError = r.int("EDDM last error", math.MaxInt)
-	e.distN = r.float("EDDM distance count")
-	e.distMean = r.float("EDDM distance mean")
-	e.distVar = r.float("EDDM distance variance")
-	e.maxLevel = r.float("EDDM max level")
-	if r.err == nil && (e.errors > e.n || e.lastError > e.n || e.distN != float64(e.errors) || e.distVar < 0) {
-		r.fail("EDDM counts %d, %d, %d, %g are inconsistent", e.n, e.errors, e.lastError, e.distVar)
+	e.drift = r.Bool()
+	e.warning = r.Bool()
+	e.n = r.Int(math.MaxInt)
+	e.errors = r.Int(math.MaxInt)
+	e.lastError = r.Int(math.MaxInt)
+	e.distN = r.FiniteFloat()
+	e.distMean = r.FiniteFloat()
+	e.distVar = r.FiniteFloat()
+	e.maxLevel = r.FiniteFloat()
+	if r.Err() == nil && (e.errors > e.n || e.lastError > e.n || e.distN != float64(e.errors) || e.distVar < 0) {
+		r.Fail("EDDM counts %d, %d, %d, %g are inconsistent", e.n, e.errors, e.lastError, e.distVar)
 	}
-	return e, r.err
+	return e, r.Err()
 }

@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // KSWINConfig configures a KSWIN detector. Its zero value means River's
@@ -253,64 +255,64 @@ func ksEqualSizesPValue(n, h int) float64 {
 	return math.Min(1, math.Max(0, 2*p))
 }
 
-// AppendBinary appends the state of k to dst; Decode restores it.
-func (k *KSWIN) AppendBinary(dst []byte) []byte {
+// AppendState appends the state of k to dst; Decode restores it.
+func (k *KSWIN) AppendState(dst []byte) []byte {
 	dst = append(dst, header(codeKSWIN))
-	dst = appendFloat(dst, k.cfg.Alpha)
-	dst = appendUvarints(dst, k.cfg.WindowSize, k.cfg.StatSize)
+	dst = codec.AppendFloat(dst, k.cfg.Alpha)
+	dst = codec.AppendUvarints(dst, k.cfg.WindowSize, k.cfg.StatSize)
 	dst = binary.AppendUvarint(dst, k.cfg.Seed)
-	dst = appendBool(dst, k.drift)
-	dst = appendUvarints(dst, k.n)
-	dst = appendFloat(dst, k.pValue)
-	dst = appendUvarints(dst, k.filled)
+	dst = codec.AppendBool(dst, k.drift)
+	dst = codec.AppendUvarints(dst, k.n)
+	dst = codec.AppendFloat(dst, k.pValue)
+	dst = codec.AppendUvarints(dst, k.filled)
 	for i := range k.filled {
-		dst = appendFloat(dst, k.at(i))
+		dst = codec.AppendFloat(dst, k.at(i))
 	}
 	rng, _ := k.rng.AppendBinary(nil) // a PCG cannot fail to encode
-	dst = appendUvarints(dst, len(rng))
+	dst = codec.AppendUvarints(dst, len(rng))
 	return append(dst, rng...)
 }
 
-func decodeKSWIN(r *reader) (Detector, error) {
+func decodeKSWIN(r *codec.Reader) (Detector, error) {
 	var cfg KSWINConfig
-	cfg.Alpha = r.float("KSWIN alpha")
-	cfg.WindowSize = r.int("KSWIN window_size", maxKSWINWindowSize)
-	cfg.StatSize = r.int("KSWIN stat_size", maxKSWINWindowSize)
-	cfg.Seed = r.uvarint("KSWIN seed")
-	if r.err != nil {
-		return nil, r.err
+	cfg.Alpha = r.FiniteFloat()
+	cfg.WindowSize = r.Int(maxKSWINWindowSize)
+	cfg.StatSize = r.Int(maxKSWINWindowSize)
+	cfg.Seed = r.Uvarint()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	r.config(cfg.Validate())
-	if r.err != nil {
-		return nil, r.err
+	r.FailWith(cfg.Validate())
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	drift := r.bool("KSWIN drift")
-	n := r.int("KSWIN n", math.MaxInt)
-	pValue := r.float("KSWIN p-value")
-	filled := r.int("KSWIN window length", cfg.WindowSize)
+	drift := r.Bool()
+	n := r.Int(math.MaxInt)
+	pValue := r.FiniteFloat()
+	filled := r.Int(cfg.WindowSize)
 	// Check that the values are there before allocating the window.
-	values := r.bytes("KSWIN window", 8*filled)
-	rng := r.bytes("KSWIN generator", r.int("KSWIN generator length", 64))
-	if r.err != nil {
-		return nil, r.err
+	values := r.Next(8 * filled)
+	rng := r.Next(r.Int(64))
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	k, err := NewKSWIN(cfg)
 	if err != nil {
 		return nil, err
 	}
-	vr := &reader{data: values}
+	vr := codec.NewReader(values, ErrCorruptState)
 	for i := range filled {
-		k.window[i] = vr.float("KSWIN value")
+		k.window[i] = vr.FiniteFloat()
 	}
 	if err := k.rng.UnmarshalBinary(rng); err != nil {
-		r.fail("KSWIN generator: %v", err)
+		r.Fail("KSWIN generator: %v", err)
 	}
-	if vr.err != nil {
-		r.err = vr.err
+	if vr.Err() != nil {
+		r.Fail("KSWIN window holds a value that is not finite")
 	}
-	if r.err == nil && (n < filled || !(pValue >= 0 && pValue <= 1)) {
-		r.fail("KSWIN count %d or p-value %g out of range", n, pValue)
+	if r.Err() == nil && (n < filled || !(pValue >= 0 && pValue <= 1)) {
+		r.Fail("KSWIN count %d or p-value %g out of range", n, pValue)
 	}
 	k.drift, k.n, k.pValue, k.filled = drift, n, pValue, filled
-	return k, r.err
+	return k, r.Err()
 }

@@ -1,6 +1,10 @@
 package drift
 
-import "math"
+import (
+	"math"
+
+	"github.com/eddyhq/eddy/features/codec"
+)
 
 // Mode is the direction of change a Page-Hinkley detector watches for.
 type Mode string
@@ -162,17 +166,17 @@ func (p *PageHinkley) Update(x float64) bool {
 	return p.drift
 }
 
-// AppendBinary appends the state of p to dst; Decode restores it.
-func (p *PageHinkley) AppendBinary(dst []byte) []byte {
+// AppendState appends the state of p to dst; Decode restores it.
+func (p *PageHinkley) AppendState(dst []byte) []byte {
 	dst = append(dst, header(codePageHinkley))
-	dst = appendUvarints(dst, p.cfg.MinInstances)
-	dst = appendFloat(dst, p.cfg.Delta)
-	dst = appendFloat(dst, p.cfg.Threshold)
-	dst = appendFloat(dst, p.cfg.Alpha)
+	dst = codec.AppendUvarints(dst, p.cfg.MinInstances)
+	dst = codec.AppendFloat(dst, p.cfg.Delta)
+	dst = codec.AppendFloat(dst, p.cfg.Threshold)
+	dst = codec.AppendFloat(dst, p.cfg.Alpha)
 	dst = append(dst, modeCode(p.cfg.Mode))
-	dst = appendBool(dst, p.drift)
+	dst = codec.AppendBool(dst, p.drift)
 	for _, v := range [...]float64{p.n, p.mean, p.sumIncrease, p.sumDecrease, p.minIncrease, p.maxDecrease} {
-		dst = appendFloat(dst, v)
+		dst = codec.AppendFloat(dst, v)
 	}
 	return dst
 }
@@ -187,13 +191,13 @@ func modeCode(m Mode) byte {
 	return 0
 }
 
-func decodePageHinkley(r *reader) (Detector, error) {
+func decodePageHinkley(r *codec.Reader) (Detector, error) {
 	var cfg PageHinkleyConfig
-	cfg.MinInstances = r.int("Page-Hinkley min_instances", math.MaxInt32)
-	cfg.Delta = r.float("Page-Hinkley delta")
-	cfg.Threshold = r.float("Page-Hinkley threshold")
-	cfg.Alpha = r.float("Page-Hinkley alpha")
-	switch mode := r.int("Page-Hinkley mode", 2); mode {
+	cfg.MinInstances = r.Int(math.MaxInt32)
+	cfg.Delta = r.FiniteFloat()
+	cfg.Threshold = r.FiniteFloat()
+	cfg.Alpha = r.FiniteFloat()
+	switch mode := r.Int(2); mode {
 	case 0:
 		cfg.Mode = ModeBoth
 	case 1:
@@ -201,26 +205,26 @@ func decodePageHinkley(r *reader) (Detector, error) {
 	case 2:
 		cfg.Mode = ModeDown
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	r.config(cfg.Validate())
-	if r.err != nil {
-		return nil, r.err
+	r.FailWith(cfg.Validate())
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	p, err := NewPageHinkley(cfg)
 	if err != nil {
 		return nil, err
 	}
-	p.drift = r.bool("Page-Hinkley drift")
-	p.n = r.float("Page-Hinkley n")
-	p.mean = r.float("Page-Hinkley mean")
-	p.sumIncrease = r.float("Page-Hinkley sum_increase")
-	p.sumDecrease = r.float("Page-Hinkley sum_decrease")
-	p.minIncrease = r.float("Page-Hinkley min_increase")
-	p.maxDecrease = r.float("Page-Hinkley max_decrease")
-	if r.err == nil && (p.n < 0 || p.n != math.Trunc(p.n)) {
-		r.fail("Page-Hinkley count %g is not a whole number", p.n)
+	p.drift = r.Bool()
+	p.n = r.FiniteFloat()
+	p.mean = r.FiniteFloat()
+	p.sumIncrease = r.FiniteFloat()
+	p.sumDecrease = r.FiniteFloat()
+	p.minIncrease = r.FiniteFloat()
+	p.maxDecrease = r.FiniteFloat()
+	if r.Err() == nil && (p.n < 0 || p.n != math.Trunc(p.n)) {
+		r.Fail("Page-Hinkley count %g is not a whole number", p.n)
 	}
-	return p, r.err
+	return p, r.Err()
 }

@@ -44,10 +44,14 @@ func stateStream() []float64 {
 	return segments(bernoulli(r, 1000, 0.2), bernoulli(r, 1200, 0.7), bernoulli(r, 1000, 0.2), bernoulli(r, 800, 0.8))
 }
 
-// encoder is what every detector of the package has beside Detector.
-type encoder interface {
-	AppendBinary(dst []byte) []byte
-}
+// Every detector of the package is a Detector, AppendState included.
+var (
+	_ Detector = (*ADWIN)(nil)
+	_ Detector = (*PageHinkley)(nil)
+	_ Detector = (*DDM)(nil)
+	_ Detector = (*EDDM)(nil)
+	_ Detector = (*KSWIN)(nil)
+)
 
 // outcome is what a detector reports after one value.
 type outcome struct{ drift, warning bool }
@@ -75,7 +79,7 @@ func TestARestoredDetectorContinuesExactlyAsTheOriginal(t *testing.T) {
 			for _, split := range splits {
 				original := tc.new()
 				detections(original, values[:split])
-				encoded := original.(encoder).AppendBinary([]byte("prefix"))
+				encoded := original.AppendState([]byte("prefix"))
 				restored, rest, err := Decode(encoded[len("prefix"):])
 				if err != nil {
 					t.Fatalf("split %d: Decode: %v", split, err)
@@ -83,7 +87,7 @@ func TestARestoredDetectorContinuesExactlyAsTheOriginal(t *testing.T) {
 				if len(rest) != 0 {
 					t.Fatalf("split %d: Decode left %d bytes", split, len(rest))
 				}
-				if again := restored.(encoder).AppendBinary(nil); !bytes.Equal(again, encoded[len("prefix"):]) {
+				if again := restored.AppendState(nil); !bytes.Equal(again, encoded[len("prefix"):]) {
 					t.Fatalf("split %d: re-encoding the restored detector differs from the encoding", split)
 				}
 				if outcomeOf(restored) != outcomeOf(original) {
@@ -115,7 +119,7 @@ func restoredFrom(t *testing.T, newDetector func() Detector, values []float64) D
 	t.Helper()
 	d := newDetector()
 	detections(d, values)
-	restored, _, err := Decode(d.(encoder).AppendBinary(nil))
+	restored, _, err := Decode(d.AppendState(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +140,7 @@ func TestDecodeReadsDetectorsOneAfterAnother(t *testing.T) {
 	for _, tc := range stateCases(t) {
 		d := tc.new()
 		detections(d, stateStream()[:700])
-		buf = d.(encoder).AppendBinary(buf)
+		buf = d.AppendState(buf)
 		want = append(want, d)
 	}
 	for i, w := range want {
@@ -144,7 +148,7 @@ func TestDecodeReadsDetectorsOneAfterAnother(t *testing.T) {
 		if err != nil {
 			t.Fatalf("detector %d: %v", i, err)
 		}
-		if !bytes.Equal(d.(encoder).AppendBinary(nil), w.(encoder).AppendBinary(nil)) {
+		if !bytes.Equal(d.AppendState(nil), w.AppendState(nil)) {
 			t.Fatalf("detector %d decoded differently", i)
 		}
 		buf = rest
@@ -159,7 +163,7 @@ func TestDecodeRejectsEveryTruncationWithoutPanicking(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := tc.new()
 			detections(d, stateStream()[:1500])
-			encoded := d.(encoder).AppendBinary(nil)
+			encoded := d.AppendState(nil)
 			for n := range len(encoded) {
 				got, _, err := Decode(encoded[:n])
 				if !errors.Is(err, ErrCorruptState) || got != nil {
@@ -177,7 +181,7 @@ func TestDecodeSurvivesCorruptBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := tc.new()
 			detections(d, values[:1500])
-			encoded := d.(encoder).AppendBinary(nil)
+			encoded := d.AppendState(nil)
 			rejected := 0
 			for range 2000 {
 				corrupt := slices.Clone(encoded)
@@ -208,7 +212,7 @@ func TestDecodeRejectsUnknownVersionsAndKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	encoded := d.AppendBinary(nil)
+	encoded := d.AppendState(nil)
 	for _, first := range []byte{codeADWIN<<4 | 2, codeADWIN << 4, 9<<4 | formatVersion, 0} {
 		corrupt := append([]byte{first}, encoded[1:]...)
 		if _, _, err := Decode(corrupt); !errors.Is(err, ErrCorruptState) {
@@ -243,7 +247,7 @@ func FuzzDecode(f *testing.F) {
 	for _, tc := range stateCases(f) {
 		d := tc.new()
 		detections(d, values[:1500])
-		f.Add(d.(encoder).AppendBinary(nil))
+		f.Add(d.AppendState(nil))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, rest, err := Decode(data)
@@ -256,12 +260,12 @@ func FuzzDecode(f *testing.F) {
 		_ = rest
 		// The input may hold non-canonical varints or zero settings (which
 		// mean defaults), so only re-encoding must be stable.
-		encoded := d.(encoder).AppendBinary(nil)
+		encoded := d.AppendState(nil)
 		again, rest, err := Decode(encoded)
 		if err != nil || len(rest) != 0 {
 			t.Fatalf("decoding a re-encoded state: %v, %d bytes left", err, len(rest))
 		}
-		if !bytes.Equal(again.(encoder).AppendBinary(nil), encoded) {
+		if !bytes.Equal(again.AppendState(nil), encoded) {
 			t.Fatalf("re-encoding a decoded state is not stable")
 		}
 		for _, v := range values[:300] {

@@ -28,8 +28,13 @@
 // slot numbers never change once assigned, so weights stay aligned across
 // restarts.
 //
-// This package is a leaf: it imports only the standard library, gonum and
-// xxhash.
+// A Transformer's state (AppendState, DecodeTransformer) and an entity's
+// history (TakeDirty, Load) are encoded with the primitives of package
+// features/codec, in versioned layouts that older releases' states still
+// decode from.
+//
+// This package is a leaf: it imports only the standard library, gonum,
+// xxhash and its own codec (standard library only).
 //
 // # Concurrency
 //
@@ -39,5 +44,7 @@
 // Load, Evict) and read by any (Derive) under its own read-write lock;
 // TakeDirty swaps out the set of changed entities under the write lock and
 // encodes them under the read lock, so it may run on any goroutine and
-// hands each change to exactly one call.
+// hands each change to exactly one call. WriteChanges and ApplyChanges are
+// the two phases of a checkpoint (hand the changes out without forgetting
+// them; forget them once durable) and belong to the writing goroutine.
 package features

@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // encodingVersion is the first byte of an encoded Transformer. Bump it when
@@ -16,7 +17,7 @@ const encodingVersion = 2
 // ErrCorrupt is returned when an encoded Transformer cannot be decoded.
 var ErrCorrupt = errors.New("features: corrupt encoding")
 
-// AppendBinary appends the versioned binary encoding of t's configuration and
+// AppendState appends the versioned binary encoding of t's configuration and
 // state to dst. Layout of version 2 (little endian, lengths as uvarints):
 //
 //	version u8 | scaler string | hash_bits uvarint | max_numeric uvarint |
@@ -27,81 +28,84 @@ var ErrCorrupt = errors.New("features: corrupt encoding")
 //
 // Version 1 had neither the hash function byte nor namespaces and
 // interactions.
-func (t *Transformer) AppendBinary(dst []byte) []byte {
+func (t *Transformer) AppendState(dst []byte) []byte {
 	dst = append(dst, encodingVersion)
-	dst = appendString(dst, string(t.cfg.Scaler))
+	dst = codec.AppendString(dst, string(t.cfg.Scaler))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.HashBits))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.MaxNumeric))
 	dst = append(dst, byte(t.hash))
 	dst = appendStrings(dst, t.cfg.Ignore)
 	dst = binary.AppendUvarint(dst, uint64(len(t.nsName)))
 	for _, ns := range t.nsName {
-		dst = appendString(dst, ns)
+		dst = codec.AppendString(dst, ns)
 		dst = appendStrings(dst, t.cfg.Namespaces[ns])
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(t.cfg.Interactions)))
 	for _, p := range t.cfg.Interactions {
-		dst = appendString(dst, p[0])
-		dst = appendString(dst, p[1])
+		dst = codec.AppendString(dst, p[0])
+		dst = codec.AppendString(dst, p[1])
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(t.names)))
 	for i, name := range t.names {
-		dst = appendString(dst, name)
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(t.count[i]))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(t.mean[i]))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(t.vars[i]))
+		dst = codec.AppendString(dst, name)
+		dst = codec.AppendFloat(dst, t.count[i])
+		dst = codec.AppendFloat(dst, t.mean[i])
+		dst = codec.AppendFloat(dst, t.vars[i])
 	}
 	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 func appendStrings(dst []byte, ss []string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(ss)))
 	for _, s := range ss {
-		dst = appendString(dst, s)
+		dst = codec.AppendString(dst, s)
 	}
 	return dst
 }
 
-// DecodeTransformer decodes a Transformer encoded by AppendBinary (any
+func readStrings(r *codec.Reader) []string {
+	var out []string
+	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// DecodeTransformer decodes a Transformer encoded by AppendState (any
 // supported version) from the start of data and returns the bytes that
 // follow it.
 func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
-	r := reader{buf: data}
-	version := r.byte()
-	if r.err != nil {
-		return nil, nil, r.err
+	r := codec.NewReader(data, ErrCorrupt)
+	version := r.Byte()
+	if r.Err() != nil {
+		return nil, nil, r.Err()
 	}
 	if version != 1 && version != 2 {
 		return nil, nil, fmt.Errorf("%w: unknown transformer encoding version %d", ErrCorrupt, version)
 	}
 	var cfg Config
-	cfg.Scaler = Scaler(r.string())
-	cfg.HashBits = int(r.uvarint())
-	cfg.MaxNumeric = int(r.uvarint())
+	cfg.Scaler = Scaler(r.String())
+	cfg.HashBits = int(r.Uvarint())
+	cfg.MaxNumeric = int(r.Uvarint())
 	hash := hashFNV
 	if version >= 2 {
-		hash = hashFunc(r.byte())
+		hash = hashFunc(r.Byte())
 	}
-	cfg.Ignore = r.strings()
+	cfg.Ignore = readStrings(&r)
 	if version >= 2 {
-		if n := r.count(); n > 0 {
+		if n := r.Count(); n > 0 {
 			cfg.Namespaces = make(map[string][]string, n)
-			for ; n > 0 && r.err == nil; n-- {
-				ns := r.string()
-				cfg.Namespaces[ns] = r.strings()
+			for ; n > 0 && r.Err() == nil; n-- {
+				ns := r.String()
+				cfg.Namespaces[ns] = readStrings(&r)
 			}
 		}
-		for n := r.count(); n > 0 && r.err == nil; n-- {
-			cfg.Interactions = append(cfg.Interactions, [2]string{r.string(), r.string()})
+		for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+			cfg.Interactions = append(cfg.Interactions, [2]string{r.String(), r.String()})
 		}
 	}
-	if r.err != nil {
-		return nil, nil, r.err
+	if r.Err() != nil {
+		return nil, nil, r.Err()
 	}
 	if hash != hashFNV && hash != hashXX {
 		return nil, nil, fmt.Errorf("%w: unknown hash function %d", ErrCorrupt, hash)
@@ -111,9 +115,9 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 	}
 	t := New(cfg)
 	t.hash = hash
-	for n := r.count(); n > 0 && r.err == nil; n-- {
-		name := r.string()
-		if r.err != nil {
+	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+		name := r.String()
+		if r.Err() != nil {
 			break
 		}
 		if len(t.names) >= cfg.MaxNumeric {
@@ -126,12 +130,12 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 		fi.slot = int32(t.addSlot(name))
 		t.info[name] = fi
 		slot := int(fi.slot)
-		t.count[slot], t.mean[slot], t.vars[slot] = r.float(), r.float(), r.float()
+		t.count[slot], t.mean[slot], t.vars[slot] = r.Float(), r.Float(), r.Float()
 	}
-	if r.err != nil {
-		return nil, nil, r.err
+	if r.Err() != nil {
+		return nil, nil, r.Err()
 	}
-	return t, r.buf, nil
+	return t, r.Rest(), nil
 }
 
 // SameLayout reports whether a and b put every feature at the same index
@@ -156,87 +160,4 @@ func SameLayout(a, b Config) (string, bool) {
 		}
 	}
 	return "", true
-}
-
-// reader decodes the primitives of the encoding, remembering the first error.
-type reader struct {
-	buf []byte
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
-	}
-	r.buf = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.buf) < 1 {
-		r.fail("byte")
-		return 0
-	}
-	b := r.buf[0]
-	r.buf = r.buf[1:]
-	return b
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.buf)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-// count reads a length that must fit in the remaining bytes, so corrupt input
-// cannot make the decoder allocate without bound.
-func (r *reader) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.buf)) {
-		r.fail("count")
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) string() string {
-	n := r.count()
-	if r.err != nil || n > len(r.buf) {
-		r.fail("string")
-		return ""
-	}
-	s := string(r.buf[:n])
-	r.buf = r.buf[n:]
-	return s
-}
-
-func (r *reader) strings() []string {
-	var out []string
-	for n := r.count(); n > 0 && r.err == nil; n-- {
-		out = append(out, r.string())
-	}
-	return out
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.buf)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-func (r *reader) float() float64 {
-	if len(r.buf) < 8 {
-		r.fail("float")
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(r.buf))
-	r.buf = r.buf[8:]
-	return v
 }

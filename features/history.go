@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // WindowConfig derives aggregates of a numeric field over an entity's
@@ -724,6 +726,78 @@ func (h *History) TakeDirty(fn func(key, value []byte) error) error {
 	return err
 }
 
+// HistoryChanges are what WriteChanges handed to one checkpoint, for
+// ApplyChanges to make the History forget once the checkpoint is durable.
+type HistoryChanges struct {
+	written int       // entities encoded
+	evict   []string  // entities idle for EntityTTL at the sweep
+	swept   time.Time // the sweep's time; zero when none was due
+}
+
+// Written returns how many changed entities were encoded.
+func (c HistoryChanges) Written() int { return c.written }
+
+// Evicted returns how many idle entities are evicted once applied.
+func (c HistoryChanges) Evicted() int { return len(c.evict) }
+
+// WriteChanges hands a checkpoint the History's changes without changing
+// the History, so that a checkpoint that fails to commit loses nothing: set
+// gets the encoding of every entity changed since the last ApplyChanges or
+// TakeDirty, and, when a sweep is due (as for Evict), del gets the key of
+// every entity not observed for EntityTTL, after every set. Once what set
+// and del wrote is durable, ApplyChanges(c) forgets those changes and
+// evicts those entities; if it never is, the next WriteChanges hands out
+// the same changes and more. Between the two calls the History must not be
+// written (Observe, Load, Evict, TakeDirty): the engine's goroutine, which
+// owns the History, makes both. set and del must not call the History;
+// their arguments are valid during the call only. Derive may run meanwhile
+// on any goroutine.
+func (h *History) WriteChanges(set func(key, value []byte) error, del func(key []byte) error) (HistoryChanges, error) {
+	var c HistoryChanges
+	h.mu.RLock()
+	c.written = len(h.dirty)
+	h.mu.RUnlock()
+	if err := h.encodeEach(h.dirty, set); err != nil {
+		return HistoryChanges{}, err
+	}
+	if h.ttl <= 0 {
+		return c, nil
+	}
+	now := h.now()
+	if now.Sub(h.swept) < max(h.ttl/10, time.Second) {
+		return c, nil
+	}
+	c.swept = now
+	cutoff := now.Add(-h.ttl).UnixNano()
+	h.mu.RLock()
+	for key, e := range h.entities {
+		if e.seen < cutoff {
+			c.evict = append(c.evict, key)
+		}
+	}
+	h.mu.RUnlock()
+	for _, key := range c.evict {
+		if err := del([]byte(key)); err != nil {
+			return HistoryChanges{}, err
+		}
+	}
+	return c, nil
+}
+
+// ApplyChanges makes the History forget the changes WriteChanges handed
+// out in c, now durable, and the entities it evicted.
+func (h *History) ApplyChanges(c HistoryChanges) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.dirty) // keeps its room: inserts into it do not allocate
+	for _, key := range c.evict {
+		delete(h.entities, key)
+	}
+	if !c.swept.IsZero() {
+		h.swept = c.swept
+	}
+}
+
 // encodeEach calls fn with the encoding of each entity in keys that is
 // still held (Evict may have dropped it since).
 func (h *History) encodeEach(keys map[string]struct{}, fn func(key, value []byte) error) error {
@@ -752,19 +826,19 @@ func (h *History) appendEntity(dst []byte, e *entity) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(buf)))
 		for _, v := range buf {
 			dst = binary.AppendVarint(dst, v.at)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.x))
+			dst = codec.AppendFloat(dst, v.x)
 		}
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(e.vals)))
 	for _, x := range e.vals {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		dst = codec.AppendFloat(dst, x)
 	}
 	for i := range e.head {
 		dst = binary.AppendUvarint(dst, uint64(e.head[i]))
 		dst = binary.AppendUvarint(dst, uint64(e.filled[i]))
 	}
 	for _, x := range e.ewma {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
+		dst = codec.AppendFloat(dst, x)
 	}
 	return dst
 }
@@ -776,38 +850,38 @@ var ErrHistoryLayout = errors.New("features: stored history has another layout")
 // Load restores one entity's history from its encoding.
 func (h *History) Load(key, data []byte) error {
 	e := h.newEntity()
-	r := reader{buf: data}
-	if r.byte() != historyVersion || r.err != nil {
+	r := codec.NewReader(data, ErrCorrupt)
+	if r.Byte() != historyVersion || r.Err() != nil {
 		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
 	}
-	e.seen = r.varint()
-	e.watermark = r.varint()
-	if n := r.count(); n != len(e.timed) {
+	e.seen = r.Varint()
+	e.watermark = r.Varint()
+	if n := r.Count(); n != len(e.timed) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.timed {
-		for n := r.count(); n > 0 && r.err == nil; n-- {
-			e.timed[i] = append(e.timed[i], timed{r.varint(), r.float()})
+		for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+			e.timed[i] = append(e.timed[i], timed{r.Varint(), r.Float()})
 		}
 	}
-	if n := r.uvarint(); n != uint64(len(e.vals)) {
+	if n := r.Uvarint(); n != uint64(len(e.vals)) {
 		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.vals {
-		e.vals[i] = r.float()
+		e.vals[i] = r.Float()
 	}
 	for i := range e.head {
-		head, filled := r.uvarint(), r.uvarint()
+		head, filled := r.Uvarint(), r.Uvarint()
 		if depth := uint64(h.sources[i].depth); head >= depth || filled > depth {
 			return fmt.Errorf("%w: entity %q ring", ErrCorrupt, key)
 		}
 		e.head[i], e.filled[i] = int32(head), int32(filled)
 	}
 	for i := range e.ewma {
-		e.ewma[i] = r.float()
+		e.ewma[i] = r.Float()
 	}
-	if r.err != nil {
-		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.err)
+	if r.Err() != nil {
+		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.Err())
 	}
 	h.mu.Lock()
 	h.entities[string(key)] = e

@@ -3,6 +3,7 @@ package features
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -197,6 +198,46 @@ func TestTakeDirtyKeepsChangesItFailedToStore(t *testing.T) {
 	}
 	if len(got) != 3 {
 		t.Errorf("after a failed TakeDirty the next one stored %v, want a, b and c", got)
+	}
+}
+
+// TestWriteChangesForgetsNothingUntilApplied: a checkpoint hands out the
+// changes and the evictions due without changing the History; if it fails,
+// the next one hands out the same (and what changed since), and only
+// ApplyChanges forgets them and evicts.
+func TestWriteChangesForgetsNothingUntilApplied(t *testing.T) {
+	now := time.Unix(1000, 0)
+	h := NewHistory(Config{Lags: []LagConfig{{Field: "x", Lags: []int{1}}}, EntityTTL: time.Minute})
+	h.SetClock(func() time.Time { return now })
+	h.Observe([]byte("idle"), time.Time{}, []Field{num("x", 1)}, 0, false)
+	now = now.Add(2 * time.Minute)
+	h.Observe([]byte("busy"), time.Time{}, []Field{num("x", 2)}, 0, false)
+	write := func() (HistoryChanges, map[string]bool, []string) {
+		t.Helper()
+		set, del := map[string]bool{}, []string(nil)
+		c, err := h.WriteChanges(func(key, _ []byte) error { set[string(key)] = true; return nil },
+			func(key []byte) error { del = append(del, string(key)); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, set, del
+	}
+	for attempt := range 2 { // the first checkpoint fails to commit
+		c, set, del := write()
+		if len(set) != 2 || !set["idle"] || !set["busy"] || !slices.Equal(del, []string{"idle"}) || c.Evicted() != 1 {
+			t.Fatalf("attempt %d handed out sets %v and deletions %v, want both entities set and idle deleted", attempt, set, del)
+		}
+		if h.Entities() != 2 {
+			t.Fatalf("attempt %d: %d entities before the changes are applied, want 2", attempt, h.Entities())
+		}
+	}
+	c, _, _ := write()
+	h.ApplyChanges(c)
+	if h.Entities() != 1 || len(derivedOf(h, "idle", now)) != 0 {
+		t.Fatalf("after ApplyChanges %d entities, idle derives %v; want busy alone", h.Entities(), derivedOf(h, "idle", now))
+	}
+	if _, set, del := write(); len(set) != 0 || len(del) != 0 {
+		t.Fatalf("after ApplyChanges the next checkpoint got sets %v and deletions %v, want none", set, del)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 func num(name string, x float64) Field { return Field{Name: []byte(name), Kind: Number, Num: x} }
@@ -118,10 +120,10 @@ func TestPredictionNeverChangesState(t *testing.T) {
 	tr := New(Config{})
 	_ = tr.Update([]Field{num("a", 1)})
 	_ = tr.Update([]Field{num("a", 3)})
-	before := tr.AppendBinary(nil)
+	before := tr.AppendState(nil)
 	var v Vector
 	tr.Transform([]Field{num("a", 100), num("unseen", 5), cat("c", "x")}, &v)
-	if string(tr.AppendBinary(nil)) != string(before) {
+	if string(tr.AppendState(nil)) != string(before) {
 		t.Fatal("transforming changed the transformer's state")
 	}
 }
@@ -129,10 +131,10 @@ func TestPredictionNeverChangesState(t *testing.T) {
 func TestRollbackUndoesTheLastUpdate(t *testing.T) {
 	tr := New(Config{Namespaces: map[string][]string{"n": {"b"}}})
 	_ = tr.Update([]Field{num("a", 1)})
-	before := tr.AppendBinary(nil)
+	before := tr.AppendState(nil)
 	_ = tr.Update([]Field{num("a", 5), num("b", 2)})
 	tr.Rollback()
-	if string(tr.AppendBinary(nil)) != string(before) {
+	if string(tr.AppendState(nil)) != string(before) {
 		t.Fatal("Rollback left a trace of the update")
 	}
 	if err := tr.Update([]Field{num("b", 2)}); err != nil || tr.NumericSlots() != 2 {
@@ -152,7 +154,7 @@ func TestEncodingRoundTripsExactly(t *testing.T) {
 	tr := New(Config{HashBits: 10, Ignore: []string{"x"}})
 	_ = tr.Update([]Field{num("a", 1.25), num("b", math.Pi), boolean("c", true)})
 	_ = tr.Update([]Field{num("a", -3), num("b", math.E)})
-	data := tr.AppendBinary(nil)
+	data := tr.AppendState(nil)
 	got, rest, err := DecodeTransformer(data)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("decode: %v (rest %d)", err, len(rest))
@@ -199,13 +201,13 @@ func sizeName(n int) string { return "features=" + strconv.Itoa(n) }
 // namespaces, so that the compatibility test does not depend on old code.
 func encodeV1(t *Transformer) []byte {
 	dst := []byte{1}
-	dst = appendString(dst, string(t.cfg.Scaler))
+	dst = codec.AppendString(dst, string(t.cfg.Scaler))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.HashBits))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.MaxNumeric))
 	dst = appendStrings(dst, t.cfg.Ignore)
 	dst = binary.AppendUvarint(dst, uint64(len(t.names)))
 	for i, name := range t.names {
-		dst = appendString(dst, name)
+		dst = codec.AppendString(dst, name)
 		for _, x := range []float64{t.count[i], t.mean[i], t.vars[i]} {
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
 		}
@@ -232,7 +234,7 @@ func TestVersion1EncodingStillLoadsWithItsOwnHash(t *testing.T) {
 		t.Fatalf("stats of a = (%v, %v), want (2, 3)", c, m)
 	}
 	// Written again, it keeps its hash: a round trip through version 2.
-	again, _, err := DecodeTransformer(old.AppendBinary(nil))
+	again, _, err := DecodeTransformer(old.AppendState(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

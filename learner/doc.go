@@ -1,49 +1,35 @@
-// Package learner owns eddy's models and everything they know: incremental
-// linear models (binary, regression, multiclass; SGD, AdaGrad, Adam,
-// FTRL-Proximal), their prequential evaluation, their per-entity feature
-// history, the events waiting for delayed labels, drift monitoring with
-// champion/challenger promotion, their immutable snapshots, and the Pebble
-// store that holds all of it.
+// Package learner is eddy's models, with no I/O: incremental linear models
+// (binary, regression, multiclass; squared, absolute, Huber,
+// epsilon-insensitive, logistic, hinge and softmax losses; SGD, AdaGrad,
+// Adam, FTRL-Proximal), their prequential evaluation, their feature pipeline
+// and per-entity history (package features), their immutable snapshots, the
+// drift monitor that compares a served champion with challengers (package
+// drift), and the binary encodings of all of them. It imports no Pebble and
+// no Prometheus: a Go program may embed a model and a detector alone (see
+// the example). Package learner/engine runs models on a stream and stores
+// them; package learner/store is the store.
 //
-// An Engine drives a set of models. For every labeled example it first
-// predicts, scores the prediction (prequential, or "test-then-train"
-// evaluation) and only then learns. A Checkpoint writes the state of every
-// model (weights, optimizer and feature state, entity histories, waiting
-// events, drift monitor, metrics) together with the next Kafka offset of
-// every partition in ONE synced Pebble batch, so the stored offsets always
-// describe exactly the examples the stored state has learned: after a crash
-// or restart, consumption resumes at those offsets and every example is
-// learned exactly once.
+// A Model learns one example at a time: LearnOne for raw fields, LearnEvent
+// for an event of an entity, whose history features (windows, lags, target
+// aggregates) it derives and then updates. Predict derives them the same
+// way, for an event happening now. Snapshot copies a model into an
+// immutable *Snapshot that scores from any goroutine. A Monitor scores the
+// champion on every labeled example, feeds a drift detector with its error
+// and, after a drift, trains a post-drift challenger that replaces the live
+// model once it beats both.
 //
-// Snapshots are immutable, versioned copies of a model. The Engine creates one
-// when the promotion policy says so (periodically without a drift detector;
-// with one, when the live model or a post-drift challenger beats the served
-// champion), stores it in the checkpoint batch, and hands it to a publish
-// callback once the batch is durable. Retention keeps a snapshot while it is
-// among the newest EngineConfig.Retain or younger than RetainFor, and never
-// more than MaxRetained per model; the served one is never deleted.
-//
-// Admin commands (Promote, Rollback, Release) may come from any goroutine
-// and run on the engine's; one whose context ends before the engine picks
-// it up never runs, and each answers only once a checkpoint has stored it.
-// Promote and Rollback pin the champion: it serves, across restarts, until
-// Release, while automatic promotion keeps creating (but not serving)
-// snapshots. Release serves the newest snapshot and resumes automatic
-// promotion. Snapshots lists snapshot metadata from one point-in-time view
-// of the store without reading weights.
-//
-// Invariants: a model's weights are always finite (a step that would make one
-// NaN or Inf is refused and reported as an invalid example); a refused
-// example leaves no trace in the model, neither in its feature statistics nor
-// as a class it would have introduced; a snapshot never changes after it is
-// published. Events waiting for a label expire oldest first, at checkpoints,
-// and expiry looks only at the events due, not at every event waiting.
+// Invariants: a model's weights are always finite (a step that would make
+// one NaN or Inf is refused and reported as an invalid example); a refused
+// example leaves no trace in the model, neither in its feature statistics
+// nor as a class it would have introduced; a snapshot never changes; a
+// prediction computes exactly the features learning computes. Encodings are
+// versioned: AppendState's output decodes with DecodeModel, and states of
+// older layouts still decode.
 //
 // # Concurrency
 //
-// An Engine and its Models are owned by one goroutine (the consumer's
-// processing loop): Process and Checkpoint must not be called concurrently.
-// A *Snapshot is immutable and safe for concurrent use by any number of
-// goroutines. A Store is safe for concurrent use. Promote, Rollback, Release,
-// Snapshots and Detections are safe to call from any goroutine.
+// A Model and a Monitor are owned by one goroutine; none of their methods
+// may run concurrently with another. A *Snapshot is immutable and safe for
+// concurrent use by any number of goroutines (its Score reads the model's
+// history under the history's own lock). The package has no global state.
 package learner

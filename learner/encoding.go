@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // ErrCorrupt is returned when stored state cannot be decoded.
@@ -18,7 +18,7 @@ var ErrCorrupt = errors.New("learner: corrupt state")
 // plain SGD) still loads.
 const stateVersion = 2
 
-// appendState appends the versioned binary encoding of m's state. Layout of
+// AppendState appends the versioned binary encoding of m's state. Layout of
 // version 2 (little endian; lengths and counters as uvarints; floats as 8
 // bytes; "vector" = length, non-zero count, then (index delta, value) pairs):
 //
@@ -32,16 +32,23 @@ const stateVersion = 2
 //
 // Version 1 was: version | task | transformer | intercept | w vector |
 // learned | snapshot version | metrics.
-func (m *Model) appendState(dst []byte) []byte {
+//
+// DecodeModel restores it.
+func (m *Model) AppendState(dst []byte) []byte { return m.AppendStateAs(dst, m.version) }
+
+// AppendStateAs is AppendState recording version as the version of the
+// model's newest snapshot: what a checkpoint that stores snapshot version
+// writes before the model records it (SetVersion), once stored.
+func (m *Model) AppendStateAs(dst []byte, version uint64) []byte {
 	dst = append(dst, stateVersion)
-	dst = appendString(dst, string(m.cfg.Task))
-	dst = appendString(dst, string(m.cfg.Loss))
-	dst = appendString(dst, string(m.cfg.Optimizer.Kind))
-	dst = m.tr.AppendBinary(dst)
+	dst = codec.AppendString(dst, string(m.cfg.Task))
+	dst = codec.AppendString(dst, string(m.cfg.Loss))
+	dst = codec.AppendString(dst, string(m.cfg.Optimizer.Kind))
+	dst = m.tr.AppendState(dst)
 	dst = binary.AppendUvarint(dst, m.lin.t)
-	dst = appendFloat(dst, m.lin.u)
-	dst = appendFloat(dst, m.lin.beta1T)
-	dst = appendFloat(dst, m.lin.beta2T)
+	dst = codec.AppendFloat(dst, m.lin.u)
+	dst = codec.AppendFloat(dst, m.lin.beta1T)
+	dst = codec.AppendFloat(dst, m.lin.beta2T)
 	dst = binary.AppendUvarint(dst, uint64(len(m.lin.out)))
 	if m.cfg.Task == Multiclass {
 		for _, c := range m.classes {
@@ -49,30 +56,25 @@ func (m *Model) appendState(dst []byte) []byte {
 		}
 	}
 	for _, o := range m.lin.out {
-		dst = appendFloat(dst, o.intercept)
+		dst = codec.AppendFloat(dst, o.intercept)
 		for c := range 3 {
 			dst = appendColumn(dst, o.p, m.lin.stride, c)
 		}
 	}
 	dst = binary.AppendUvarint(dst, m.learned)
-	dst = binary.AppendUvarint(dst, m.version)
-	return m.eval.appendBinary(dst)
+	dst = binary.AppendUvarint(dst, version)
+	return m.eval.appendState(dst)
 }
 
-func (e *prequential) appendBinary(dst []byte) []byte {
+func (e *prequential) appendState(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, e.n)
 	dst = binary.AppendUvarint(dst, e.correct)
-	dst = appendFloat(dst, e.logLoss)
-	dst = appendFloat(dst, e.absErr)
-	dst = appendFloat(dst, e.sqErr)
-	dst = binary.AppendUvarint(dst, uint64(len(e.window)))
-	dst = binary.AppendUvarint(dst, uint64(e.next))
-	dst = binary.AppendUvarint(dst, uint64(e.filled))
-	dst = appendFloat(dst, e.windowSum)
-	for _, x := range e.window {
-		dst = appendFloat(dst, x)
-	}
-	return dst
+	dst = codec.AppendFloat(dst, e.logLoss)
+	dst = codec.AppendFloat(dst, e.absErr)
+	dst = codec.AppendFloat(dst, e.sqErr)
+	dst = e.window.appendPositions(dst)
+	dst = codec.AppendFloat(dst, e.window.sum)
+	return e.window.appendValues(dst)
 }
 
 // appendColumn stores column c of interleaved coordinates p (stride floats
@@ -95,7 +97,7 @@ func appendColumn(dst []byte, p []float64, stride, c int) []byte {
 	for i := range n {
 		if x := p[i*stride+c]; x != 0 {
 			dst = binary.AppendUvarint(dst, uint64(i-last))
-			dst = appendFloat(dst, x)
+			dst = codec.AppendFloat(dst, x)
 			last = i
 		}
 	}
@@ -112,25 +114,41 @@ func interleave(p []float64, stride, c int, w []float64) []float64 {
 	return p
 }
 
-// decodeState restores a model from data into a new Model built from cfg. The
-// stored layout (task, loss, optimizer, feature layout) must match cfg:
-// changing them would misread the weights.
+// DecodeModel restores a model that AppendState encoded from the start of
+// data into a new Model of cfg (defaults applied), keeping rolling metrics
+// over the last rollingWindow examples (0: the default), and returns the
+// bytes after it. The stored layout (task, loss, optimizer, feature layout)
+// must match cfg: changing them would misread the weights, so a mismatch is
+// an error that names the setting. Corrupt input is an error wrapping
+// ErrCorrupt or features.ErrCorrupt; DecodeModel never panics.
+func DecodeModel(cfg ModelConfig, rollingWindow int, data []byte) (*Model, []byte, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if rollingWindow == 0 {
+		rollingWindow = DefaultRollingWindow
+	}
+	return decodeState(cfg, rollingWindow, data)
+}
+
+// decodeState is DecodeModel for a cfg with defaults applied.
 func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, error) {
-	r := reader{buf: data}
-	version := r.byte()
-	if r.err == nil && version != 1 && version != 2 {
+	r := codec.NewReader(data, ErrCorrupt)
+	version := r.Byte()
+	if r.Err() == nil && version != 1 && version != 2 {
 		return nil, nil, fmt.Errorf("%w: unknown model state version %d", ErrCorrupt, version)
 	}
-	task := Task(r.string())
+	task := Task(r.String())
 	loss, kind := LossLog, SGD
 	if task == Regression {
 		loss = LossSquared
 	}
 	if version >= 2 {
-		loss, kind = Loss(r.string()), OptimizerKind(r.string())
+		loss, kind = Loss(r.String()), OptimizerKind(r.String())
 	}
-	if r.err != nil {
-		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, r.err)
+	if r.Err() != nil {
+		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, r.Err())
 	}
 	mismatch := ""
 	switch {
@@ -144,7 +162,7 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	if mismatch != "" {
 		return nil, nil, fmt.Errorf("learner: model %s is stored with %s; use another name or data dir", cfg.Name, mismatch)
 	}
-	tr, rest, err := features.DecodeTransformer(r.buf)
+	tr, rest, err := features.DecodeTransformer(r.Rest())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: model %s: %w", ErrCorrupt, cfg.Name, err)
 	}
@@ -155,44 +173,44 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	m := newModel(cfg, window)
 	m.tr = tr
 	m.lin.dim = tr.Dim()
-	r.buf = rest
+	r = codec.NewReader(rest, ErrCorrupt)
 	if version == 1 {
-		m.lin.out[0].intercept = r.float()
-		m.lin.out[0].p = interleave(nil, m.lin.stride, 0, r.weights(tr.Dim()))
+		m.lin.out[0].intercept = r.Float()
+		m.lin.out[0].p = interleave(nil, m.lin.stride, 0, readWeights(&r, tr.Dim()))
 	} else {
 		m.decodeOutputs(&r, tr.Dim())
 	}
-	m.learned = r.uvarint()
-	m.version = r.uvarint()
+	m.learned = r.Uvarint()
+	m.version = r.Uvarint()
 	m.eval.decode(&r)
-	if r.err != nil {
-		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.err)
+	if r.Err() != nil {
+		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.Err())
 	}
-	return m, r.buf, nil
+	return m, r.Rest(), nil
 }
 
-func (m *Model) decodeOutputs(r *reader, dim int) {
-	m.lin.t = r.uvarint()
-	m.lin.u = r.float()
-	m.lin.beta1T, m.lin.beta2T = r.float(), r.float()
+func (m *Model) decodeOutputs(r *codec.Reader, dim int) {
+	m.lin.t = r.Uvarint()
+	m.lin.u = r.Float()
+	m.lin.beta1T, m.lin.beta2T = r.Float(), r.Float()
 	m.lin.powersValid = m.cfg.Optimizer.Kind == Adam && m.lin.t > 0
-	n := r.count()
+	n := r.Count()
 	if m.cfg.Task != Multiclass && n != 1 || n > m.cfg.MaxClasses {
-		r.fail("output count")
+		r.Fail("truncated output count")
 		return
 	}
 	if m.cfg.Task == Multiclass {
 		m.lin.out, m.lin.raw, m.lin.probs, m.lin.grads = nil, nil, nil, nil
 		for range n {
-			m.classes = append(m.classes, int(r.uvarint()))
+			m.classes = append(m.classes, int(r.Uvarint()))
 			m.lin.addOutput()
 		}
 	}
 	for k := range m.lin.out {
 		o := &m.lin.out[k]
-		o.intercept = r.float()
+		o.intercept = r.Float()
 		for c := range 3 {
-			col := r.weights(dim)
+			col := readWeights(r, dim)
 			// A column beyond the stride is SGD's L1 history of a model
 			// now configured without L1: it no longer matters.
 			if c < m.lin.stride {
@@ -202,29 +220,17 @@ func (m *Model) decodeOutputs(r *reader, dim int) {
 	}
 }
 
-func (e *prequential) decode(r *reader) {
-	e.n, e.correct = r.uvarint(), r.uvarint()
-	e.logLoss, e.absErr, e.sqErr = r.float(), r.float(), r.float()
-	storedWindow := r.count()
-	next, filled := r.uvarint(), r.uvarint()
-	windowSum := r.float()
-	stored := make([]float64, 0, storedWindow)
-	for range storedWindow {
-		stored = append(stored, r.float())
+func (e *prequential) decode(r *codec.Reader) {
+	e.n, e.correct = r.Uvarint(), r.Uvarint()
+	e.logLoss, e.absErr, e.sqErr = r.Float(), r.Float(), r.Float()
+	var s storedRing
+	n := r.Count()
+	s.next, s.filled = r.Uvarint(), r.Uvarint()
+	s.sum = r.Float()
+	s.values = readValues(r, n)
+	if r.Err() == nil {
+		e.window.restore(s) // else, or if the rolling window size changed: start the window afresh
 	}
-	if r.err == nil && storedWindow == len(e.window) && next < uint64(storedWindow) && filled <= uint64(storedWindow) {
-		copy(e.window, stored)
-		e.next, e.filled, e.windowSum = int(next), int(filled), windowSum
-	} // else: the rolling window size changed; start the window afresh
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-func appendFloat(dst []byte, x float64) []byte {
-	return binary.LittleEndian.AppendUint64(dst, math.Float64bits(x))
 }
 
 // snapshotMeta is what a snapshot records besides the model state.
@@ -240,154 +246,68 @@ type snapshotMeta struct {
 const snapshotVersion = 2
 
 func appendSnapshot(dst []byte, meta snapshotMeta, m *Model) []byte {
+	return appendSnapshotAs(dst, meta, m, m.version)
+}
+
+func appendSnapshotAs(dst []byte, meta snapshotMeta, m *Model, version uint64) []byte {
 	dst = append(dst, snapshotVersion)
 	dst = binary.AppendVarint(dst, meta.created.UnixNano())
-	dst = appendString(dst, meta.reason)
-	return m.appendState(dst)
+	dst = codec.AppendString(dst, meta.reason)
+	return m.AppendStateAs(dst, version)
+}
+
+// AppendSnapshot appends the stored form of snapshot s, which m has just
+// taken (Model.Snapshot) and has not learned since: its envelope (time,
+// reason) and m's whole state as of version s.Version(), optimizer state
+// included, so that a stored snapshot can also become a live model again.
+// DecodeSnapshot restores it.
+func (m *Model) AppendSnapshot(dst []byte, s *Snapshot) []byte {
+	return appendSnapshotAs(dst, snapshotMeta{created: s.created, reason: s.reason}, m, s.version)
+}
+
+// DecodeSnapshot restores a snapshot of m that AppendSnapshot stored. The
+// snapshot derives its history features from m's live history.
+func (m *Model) DecodeSnapshot(data []byte) (*Snapshot, error) {
+	s, err := decodeSnapshot(m.cfg, m.window, data)
+	if err != nil {
+		return nil, err
+	}
+	s.hist = m.hist
+	return s, nil
 }
 
 func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error) {
-	r := reader{buf: data}
-	if v := r.byte(); r.err == nil && v != 1 && v != 2 {
+	r := codec.NewReader(data, ErrCorrupt)
+	if v := r.Byte(); r.Err() == nil && v != 1 && v != 2 {
 		return nil, fmt.Errorf("%w: unknown snapshot version %d", ErrCorrupt, v)
 	}
-	created := r.varint()
-	reason := r.string()
-	if r.err != nil {
-		return nil, r.err
+	created := r.Varint()
+	reason := r.String()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	m, _, err := decodeState(cfg, window, r.buf)
+	m, _, err := decodeState(cfg, window, r.Rest())
 	if err != nil {
 		return nil, err
 	}
 	return newSnapshot(m, snapshotMeta{created: time.Unix(0, created).UTC(), reason: reason}), nil
 }
 
-// snapshotInfoVersion is the first byte of an encoded SnapshotInfo, stored
-// beside each snapshot so that listing snapshots reads no weights. Layout:
-// version u8 | created (Unix nanoseconds, varint) | reason string | learned
-// uvarint | metrics: n uvarint, accuracy, log loss, MAE, RMSE, rolling (8
-// bytes each). Snapshots stored before infos existed get theirs when the
-// Engine opens the store.
-const snapshotInfoVersion = 1
-
-func appendSnapshotInfo(dst []byte, in SnapshotInfo) []byte {
-	dst = append(dst, snapshotInfoVersion)
-	dst = binary.AppendVarint(dst, in.Created.UnixNano())
-	dst = appendString(dst, in.Reason)
-	dst = binary.AppendUvarint(dst, in.Learned)
-	dst = binary.AppendUvarint(dst, in.Metrics.N)
-	for _, x := range []float64{in.Metrics.Accuracy, in.Metrics.LogLoss, in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling} {
-		dst = appendFloat(dst, x)
-	}
-	return dst
-}
-
-func decodeSnapshotInfo(version uint64, data []byte) (SnapshotInfo, error) {
-	r := reader{buf: data}
-	if v := r.byte(); r.err == nil && v != snapshotInfoVersion {
-		return SnapshotInfo{}, fmt.Errorf("%w: unknown snapshot info version %d", ErrCorrupt, v)
-	}
-	in := SnapshotInfo{Version: version}
-	in.Created = time.Unix(0, r.varint()).UTC()
-	in.Reason = r.string()
-	in.Learned = r.uvarint()
-	in.Metrics.N = r.uvarint()
-	in.Metrics.Accuracy, in.Metrics.LogLoss = r.float(), r.float()
-	in.Metrics.MAE, in.Metrics.RMSE, in.Metrics.Rolling = r.float(), r.float(), r.float()
-	if r.err != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot info of version %d: %w", version, r.err)
-	}
-	return in, nil
-}
-
-// reader decodes the primitives above, remembering the first error.
-type reader struct {
-	buf []byte
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
-	}
-	r.buf = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.buf) < 1 {
-		r.fail("byte")
-		return 0
-	}
-	b := r.buf[0]
-	r.buf = r.buf[1:]
-	return b
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.buf)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.buf)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.buf = r.buf[n:]
-	return v
-}
-
-// count reads a length that cannot exceed the bytes left, so corrupt input
-// cannot make the decoder allocate without bound.
-func (r *reader) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.buf)) {
-		r.fail("count")
-		return 0
-	}
-	return int(n)
-}
-
-func (r *reader) string() string {
-	n := r.count()
-	if r.err != nil {
-		return ""
-	}
-	s := string(r.buf[:n])
-	r.buf = r.buf[n:]
-	return s
-}
-
-func (r *reader) float() float64 {
-	if len(r.buf) < 8 {
-		r.fail("float")
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(r.buf))
-	r.buf = r.buf[8:]
-	return v
-}
-
-func (r *reader) weights(dim int) []float64 {
-	n := r.uvarint()
+// readWeights reads a vector written by appendColumn of at most dim
+// coordinates.
+func readWeights(r *codec.Reader, dim int) []float64 {
+	n := r.Uvarint()
 	if n > uint64(dim) {
-		r.fail("weights")
+		r.Fail("truncated weights")
 		return nil
 	}
 	w := make([]float64, n)
 	idx := 0
-	for k := r.count(); k > 0 && r.err == nil; k-- {
-		delta := r.uvarint()
-		x := r.float()
+	for k := r.Count(); k > 0 && r.Err() == nil; k-- {
+		delta := r.Uvarint()
+		x := r.Float()
 		if delta >= uint64(len(w)) || idx+int(delta) >= len(w) {
-			r.fail("weight index")
+			r.Fail("truncated weight index")
 			return nil
 		}
 		idx += int(delta)

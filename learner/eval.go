@@ -24,18 +24,13 @@ type prequential struct {
 	logLoss float64 // sum
 	absErr  float64 // sum
 	sqErr   float64 // sum
-	// window holds the last len(window) per-example errors (0/1 loss or
-	// absolute error) as a ring; windowSum is their running sum,
-	// recomputed from the ring at every wrap so that rounding never
-	// accumulates (one huge error would otherwise skew it for good).
-	window    []float64
-	next      int
-	filled    int
-	windowSum float64
+	// window holds the last per-example errors (0/1 loss or absolute
+	// error).
+	window ring
 }
 
 func newPrequential(task Task, window int) prequential {
-	return prequential{task: task, window: make([]float64, window)}
+	return prequential{task: task, window: newRing(window)}
 }
 
 // classify scores a classification: whether it was right and the
@@ -61,31 +56,7 @@ func (e *prequential) regress(y, p float64) {
 }
 
 // observe adds one example's error to the rolling window.
-func (e *prequential) observe(loss float64) {
-	if len(e.window) == 0 {
-		return
-	}
-	if e.filled == len(e.window) {
-		e.windowSum -= e.window[e.next]
-	} else {
-		e.filled++
-	}
-	e.window[e.next] = loss
-	e.windowSum += loss
-	e.next = (e.next + 1) % len(e.window)
-	if e.next == 0 {
-		e.windowSum = sum(e.window)
-	}
-}
-
-// sum adds xs; the running sums of the rolling windows are reset to it.
-func sum(xs []float64) float64 {
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s
-}
+func (e *prequential) observe(loss float64) { e.window.add(loss) }
 
 func (e *prequential) metrics() Metrics {
 	m := Metrics{N: e.n}
@@ -93,10 +64,7 @@ func (e *prequential) metrics() Metrics {
 		return m
 	}
 	n := float64(e.n)
-	var rollingErr float64
-	if e.filled > 0 {
-		rollingErr = e.windowSum / float64(e.filled)
-	}
+	rollingErr := e.window.mean()
 	if e.task != Regression {
 		m.Accuracy = float64(e.correct) / n
 		m.LogLoss = e.logLoss / n

@@ -261,12 +261,12 @@ func TestStateRoundTripsExactlyForEveryOptimizer(t *testing.T) {
 				}
 			}
 			learn(m, 300)
-			data := m.appendState(nil)
+			data := m.AppendState(nil)
 			got, rest, err := decodeState(m.cfg, 50, data)
 			if err != nil || len(rest) != 0 {
 				t.Fatalf("decode: %v", err)
 			}
-			if string(got.appendState(nil)) != string(data) {
+			if string(got.AppendState(nil)) != string(data) {
 				t.Fatal("re-encoding the decoded state gives different bytes")
 			}
 			// Both continue identically, optimizer state included.
@@ -275,7 +275,7 @@ func TestStateRoundTripsExactlyForEveryOptimizer(t *testing.T) {
 			learn(m, 100)
 			rng = rand.New(rand.NewPCG(seed, 1))
 			learn(got, 100)
-			if string(got.appendState(nil)) != string(m.appendState(nil)) {
+			if string(got.AppendState(nil)) != string(m.AppendState(nil)) {
 				t.Fatal("the decoded model learns differently from the original")
 			}
 		})

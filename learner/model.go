@@ -39,6 +39,10 @@ const (
 	ReasonTooManyClasses    = "too_many_classes"
 	ReasonNonFiniteGradient = "non_finite_step"
 	ReasonOutOfRange        = "out_of_range"
+	// ReasonUnknownID is the reject reason of a delayed label whose event
+	// is not waiting: never seen, already learned (a duplicate label) or
+	// expired.
+	ReasonUnknownID = "unknown_id"
 )
 
 func reject(reason, format string, args ...any) error {
@@ -46,9 +50,11 @@ func reject(reason, format string, args ...any) error {
 }
 
 // Model is the live, learning state of one model: its feature pipeline, its
-// linear core and optimizer state, and its prequential metrics.
+// linear core and optimizer state, its prequential metrics and, when its
+// features use windows, lags or targets, its per-entity history.
 type Model struct {
 	cfg     ModelConfig
+	window  int // examples the rolling metrics cover
 	tr      *features.Transformer
 	lin     *linear
 	classes []int // Multiclass: the label of each output, in order of first sight
@@ -56,45 +62,74 @@ type Model struct {
 	learned uint64 // examples learned over the model's whole life
 	version uint64 // version of the newest snapshot
 	vec     features.Vector
-	lastErr float64  // prequential error of the last example learned
-	mon     *monitor // champion/challenger state; nil for a challenger itself
+	lastErr float64 // prequential error of the last example learned
 
 	hist    *features.History // per-entity history (windows, lags, targets); nil when unused; shared with challengers and snapshots
 	derived []features.Field  // scratch: an event's fields plus its derived features
-	pending *pendingSet       // events waiting for a delayed label; nil without a labels topic
+	entity  []byte            // scratch: the entity key of an event (owned: never the event's bytes)
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
-	return &Model{cfg: cfg, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window), hist: features.NewHistory(cfg.Features)}
+	return &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window), hist: features.NewHistory(cfg.Features)}
 }
 
-// withHistory returns fields plus the features derived from the history of
-// entity key before this event (fields itself when the model derives
-// nothing). The result is valid until the next call.
-func (m *Model) withHistory(key []byte, at time.Time, fields []features.Field) []features.Field {
+// EntityKey returns the entity an event of message key key with fields
+// belongs to: the value of the model's key field (features.Config.Key)
+// when it has one, else key. The result is m's own copy, valid until the
+// next call; it never aliases key or fields.
+func (m *Model) EntityKey(key []byte, fields []features.Field) []byte {
+	m.entity = features.EntityKey(m.cfg.Features.Key, fields, key, m.entity)
+	return m.entity
+}
+
+// Derive returns fields plus the features derived from the history of
+// entity (as EntityKey returns it) before an event at time at (fields
+// itself when the model derives nothing). The result is valid until the
+// next call of Derive, Predict, LearnEvent or PredictEvent.
+func (m *Model) Derive(entity []byte, at time.Time, fields []features.Field) []features.Field {
 	if m.hist == nil {
 		return fields
 	}
 	m.derived = append(m.derived[:0], fields...)
-	m.derived = m.hist.Derive(key, at, fields, m.derived)
+	m.derived = m.hist.Derive(entity, at, fields, m.derived)
 	return m.derived
 }
 
-// LearnEvent is LearnOne for an event of entity key at event time at (zero:
-// none; time windows then see nothing): derived features come
-// from the entity's history, which then records the event. Use it for
-// models with windows, lags or targets (it is LearnOne for the others).
+// LearnEvent is LearnOne for an event of message key key at event time at
+// (zero: none; time windows then see nothing): derived features come from
+// the history of its entity (EntityKey), which then records the event. Use
+// it for models with windows, lags or targets (it is LearnOne for the
+// others).
 func (m *Model) LearnEvent(key []byte, at time.Time, fields []features.Field, y float64) (float64, error) {
-	p, err := m.LearnOne(m.withHistory(key, at, fields), y)
-	if err == nil && m.hist != nil {
-		m.hist.Observe(key, at, fields, y, true)
+	if m.hist == nil {
+		return m.LearnOne(fields, y)
+	}
+	entity := m.EntityKey(key, fields)
+	p, err := m.LearnOne(m.Derive(entity, at, fields), y)
+	if err == nil {
+		m.hist.Observe(entity, at, fields, y, true)
 	}
 	return p, err
 }
 
 // History returns the model's per-entity history, or nil.
 func (m *Model) History() *features.History { return m.hist }
+
+// Config returns the model's configuration, defaults applied.
+func (m *Model) Config() ModelConfig { return m.cfg }
+
+// Version returns the version of the model's newest snapshot (0: none).
+// The engine numbers snapshots with it; it is part of the model's state.
+func (m *Model) Version() uint64 { return m.version }
+
+// SetVersion records v as the version of the model's newest snapshot, once
+// that snapshot is stored.
+func (m *Model) SetVersion(v uint64) { m.version = v }
+
+// LastError returns the prequential error of the last example learned: 0/1
+// loss for classifiers, absolute error for regression.
+func (m *Model) LastError() float64 { return m.lastErr }
 
 // NewModel returns an untrained model for cfg (defaults applied), keeping
 // rolling metrics over the last rollingWindow examples (0: the default).
@@ -141,13 +176,39 @@ func (m *Model) Weights() ([]float64, float64) {
 	return w, o.intercept
 }
 
-// Predict returns the model's current score for fields: the probability of
-// label 1 (Binary), the value (Regression), or the probability of the most
-// likely class (Multiclass).
-func (m *Model) Predict(fields []features.Field) float64 {
+// Predict returns the model's current score for the raw fields of an event
+// of message key key (nil when there is none): the probability of label 1
+// (Binary), the value (Regression), or the probability of the most likely
+// class (Multiclass). Features derived from the entity's history are
+// computed as learning computes them, for an event happening now by the
+// history's clock (features.History.Now), as Snapshot.Score does.
+func (m *Model) Predict(key []byte, fields []features.Field) float64 {
+	if m.hist != nil {
+		fields = m.Derive(m.EntityKey(key, fields), m.hist.Now(), fields)
+	}
+	return m.PredictDerived(fields).Score
+}
+
+// Prediction is a model's prediction for one event.
+type Prediction struct {
+	// Score is the probability of label 1 (Binary), the value
+	// (Regression), or the probability of the most likely class
+	// (Multiclass).
+	Score float64
+	// Output is the predicted output: the label for Binary (0 or 1), 0 for
+	// Regression, the index of the class in the model's order of first
+	// sight for Multiclass (-1 while it knows none). LearnDelayed takes it
+	// back.
+	Output int
+}
+
+// PredictDerived predicts for fields that already include the derived
+// features (Derive), without learning: what the engine stores for an event
+// waiting for its label.
+func (m *Model) PredictDerived(fields []features.Field) Prediction {
 	m.tr.Transform(fields, &m.vec)
-	score, _ := m.lin.predict(&m.vec)
-	return score
+	score, output := m.lin.predict(&m.vec)
+	return Prediction{Score: score, Output: output}
 }
 
 // LearnOne scores the current prediction for fields against label y, then
@@ -164,10 +225,12 @@ func (m *Model) LearnOne(fields []features.Field, y float64) (float64, error) {
 	return m.learnScored(fields, y, class, score, predicted, m.probabilityOf(class, score, predicted))
 }
 
-// learnDelayed learns an example whose label arrived after the event: the
-// prediction made at event time (score, predicted) is what prequential
-// evaluation scores.
-func (m *Model) learnDelayed(fields []features.Field, y, score float64, predicted int) error {
+// LearnDelayed learns an example whose label y arrived after the event:
+// fields (derived features included) and the prediction p made at event time
+// (PredictDerived) are what is learned and what prequential evaluation
+// scores. On error nothing was learned.
+func (m *Model) LearnDelayed(fields []features.Field, y float64, p Prediction) error {
+	score, predicted := p.Score, p.Output
 	class, err := m.checkLabel(y)
 	if err != nil {
 		return err

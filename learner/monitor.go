@@ -8,11 +8,12 @@ import (
 
 	"github.com/eddyhq/eddy/drift"
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
 )
 
 // DriftConfig configures drift monitoring and champion/challenger promotion
 // of one model. The zero value means no drift detector: the live model is
-// promoted periodically (EngineConfig.PromoteInterval).
+// promoted periodically (engine.Config.PromoteInterval).
 type DriftConfig struct {
 	// Detector watches the champion's prequential error (0/1 loss for
 	// classifiers, absolute error for regression): adwin, page-hinkley,
@@ -77,12 +78,16 @@ const (
 	ReasonRelease    = "release"    // an admin released a pin: the newest snapshot serves
 )
 
-// monitor is the champion/challenger state of one model: the champion (the
-// served snapshot) scored on every labeled event, the drift detector fed
-// with its error, and the challengers compared with it. Owned by the
-// engine's goroutine.
-type monitor struct {
+// Monitor is the champion/challenger state of one model: the champion (the
+// served snapshot) scored on every labeled example, the drift detector fed
+// with its error, the comparison of the live model with the champion, and
+// after a detection the post-drift challenger, a fresh model that learns
+// only from what follows and replaces the live model once it beats both.
+// The engine wires a Monitor to its model; a Go program may too. The zero
+// value is not usable: create one with NewMonitor.
+type Monitor struct {
 	cfg      DriftConfig
+	window   int            // rolling window of the models it creates
 	det      drift.Detector // nil: no drift detection
 	champion *Snapshot      // nil until the first promotion
 	champ    prequential    // the champion's prequential metrics
@@ -98,19 +103,16 @@ type monitor struct {
 
 	detections    uint64
 	lastDetection time.Time // zero when none is waiting for its promotion
-	pending       []detection
 }
 
-// detection is one drift detection, recorded in Pebble.
-type detection struct {
-	at        time.Time
-	partition int
-	offset    int64
-	summary   string
-}
-
-func newMonitor(cfg ModelConfig, window int) (*monitor, error) {
-	mon := &monitor{cfg: cfg.Drift, champ: newPrequential(cfg.Task, window)}
+// NewMonitor returns the monitor of a model of cfg (defaults applied, as a
+// Model's Config returns it) whose challengers keep rolling metrics over
+// rollingWindow examples (0: the default).
+func NewMonitor(cfg ModelConfig, rollingWindow int) (*Monitor, error) {
+	if rollingWindow == 0 {
+		rollingWindow = DefaultRollingWindow
+	}
+	mon := &Monitor{cfg: cfg.Drift, window: rollingWindow, champ: newPrequential(cfg.Task, rollingWindow)}
 	mon.live = newDiffWindow(cfg.Drift.Window)
 	mon.freshDiff = newDiffWindow(cfg.Drift.Window)
 	mon.freshLive = newDiffWindow(cfg.Drift.Window)
@@ -124,54 +126,113 @@ func newMonitor(cfg ModelConfig, window int) (*monitor, error) {
 	return mon, nil
 }
 
-// challengers reports whether the model uses champion/challenger promotion
+// Challengers reports whether the model uses champion/challenger promotion
 // (a detector is configured) rather than the periodic policy.
-func (mon *monitor) challengers() bool { return mon.det != nil }
+func (mon *Monitor) Challengers() bool { return mon.det != nil }
+
+// Detector returns the drift detector, nil without one. It belongs to the
+// monitor: read it (Width, Estimation), do not feed it.
+func (mon *Monitor) Detector() drift.Detector { return mon.det }
+
+// Champion returns the served snapshot, nil before the first promotion.
+func (mon *Monitor) Champion() *Snapshot { return mon.champion }
+
+// ChampionMetrics returns the prequential metrics of the champions, scored
+// on every labeled example since the first one served.
+func (mon *Monitor) ChampionMetrics() Metrics { return mon.champ.metrics() }
+
+// Pinned reports whether an operator chose the champion: automatic
+// promotion then creates snapshots but serves none until released.
+func (mon *Monitor) Pinned() bool { return mon.pinned }
+
+// SetPinned pins (or releases) the champion.
+func (mon *Monitor) SetPinned(pinned bool) { mon.pinned = pinned }
+
+// ChallengerActive reports whether a post-drift challenger is learning.
+func (mon *Monitor) ChallengerActive() bool { return mon.fresh != nil }
+
+// Detections returns how many drifts the detector has found over the
+// model's whole life.
+func (mon *Monitor) Detections() uint64 { return mon.detections }
+
+// LastDetection returns when the newest detection whose challenger is not
+// served yet happened (zero: none waits).
+func (mon *Monitor) LastDetection() time.Time { return mon.lastDetection }
+
+// SetLastDetection records when a detection happened, or with the zero time
+// that none waits any more.
+func (mon *Monitor) SetLastDetection(at time.Time) { mon.lastDetection = at }
 
 // diffWindow is a ring of per-example error differences (challenger −
-// champion) with their running sum, recomputed from the ring at every wrap
-// so that rounding never accumulates.
+// champion) and how many have been added since the last reset.
 type diffWindow struct {
-	ring   []float64
-	next   int
-	filled int
-	sum    float64
-	seen   uint64 // examples observed since the last reset
+	ring
+	seen uint64 // examples observed since the last reset
 }
 
-func newDiffWindow(n int) diffWindow { return diffWindow{ring: make([]float64, max(n, 1))} }
+func newDiffWindow(n int) diffWindow { return diffWindow{ring: newRing(max(n, 1))} }
 
 func (w *diffWindow) add(d float64) {
-	if w.filled == len(w.ring) {
-		w.sum -= w.ring[w.next]
-	} else {
-		w.filled++
-	}
-	w.ring[w.next] = d
-	w.sum += d
-	w.next = (w.next + 1) % len(w.ring)
-	if w.next == 0 {
-		w.sum = sum(w.ring)
-	}
+	w.ring.add(d)
 	w.seen++
 }
 
-func (w *diffWindow) mean() float64 {
-	if w.filled == 0 {
-		return 0
-	}
-	return w.sum / float64(w.filled)
-}
-
 func (w *diffWindow) reset() {
-	clear(w.ring)
-	w.next, w.filled, w.sum, w.seen = 0, 0, 0, 0
+	w.ring.reset()
+	w.seen = 0
 }
 
 // beats reports whether the challenger of w has been compared long enough
 // and has a lower mean error than the champion by more than the margin.
-func (mon *monitor) beats(w *diffWindow) bool {
+func (mon *Monitor) beats(w *diffWindow) bool {
 	return w.seen >= uint64(mon.cfg.MinExamples) && w.mean() < -mon.cfg.Margin
+}
+
+// LiveWins reports whether the live model has been compared with the
+// champion long enough and beats it by more than the margin.
+func (mon *Monitor) LiveWins() bool { return mon.beats(&mon.live) }
+
+// ChallengerWins reports whether the post-drift challenger beats both the
+// champion and the live model (it replaces both: AdoptChallenger).
+func (mon *Monitor) ChallengerWins() bool {
+	return mon.det != nil && mon.champion != nil && mon.fresh != nil && mon.beats(&mon.freshDiff) && mon.beats(&mon.freshLive)
+}
+
+// AdoptChallenger makes the post-drift challenger m's live model: its
+// features and weights replace m's, which keeps its identity, life-long
+// learned count and prequential record.
+func (mon *Monitor) AdoptChallenger(m *Model) {
+	m.adopt(mon.fresh)
+	mon.fresh = nil
+}
+
+// Observe scores the champion and the challengers on a labeled example that
+// m, the live model, has just learned (fields include the derived
+// features, as m learned them), feeds the drift detector with the
+// champion's error, and reports whether it detected a drift. A detection
+// is counted and starts a fresh post-drift challenger. Without a champion
+// it does nothing.
+func (mon *Monitor) Observe(m *Model, fields []features.Field, y float64) (detected bool) {
+	champErr, ok := mon.scoreChampion(m.cfg.Task, fields, y)
+	if !ok {
+		return false
+	}
+	mon.live.add(m.lastErr - champErr)
+	if mon.fresh != nil {
+		if _, err := mon.fresh.LearnOne(fields, y); err == nil {
+			mon.freshDiff.add(mon.fresh.lastErr - champErr)
+			mon.freshLive.add(mon.fresh.lastErr - m.lastErr)
+		}
+	}
+	if mon.det == nil || !mon.det.Update(champErr) {
+		return false
+	}
+	mon.detections++
+	mon.fresh = newModel(m.cfg, mon.window)
+	mon.fresh.hist = m.hist // the entities' history is data, not model: shared
+	mon.freshDiff.reset()
+	mon.freshLive.reset()
+	return true
 }
 
 // errorOf is the prequential error of one prediction: 0/1 loss for
@@ -188,7 +249,7 @@ func errorOf(task Task, y, score float64, label int32) float64 {
 
 // scoreChampion scores the champion on a labeled example before anything
 // learns from it and returns its error (ok false without a champion).
-func (mon *monitor) scoreChampion(task Task, fields []features.Field, y float64) (float64, bool) {
+func (mon *Monitor) scoreChampion(task Task, fields []features.Field, y float64) (float64, bool) {
 	if mon.champion == nil {
 		return 0, false
 	}
@@ -213,12 +274,12 @@ func (mon *monitor) scoreChampion(task Task, fields []features.Field, y float64)
 	return e, true
 }
 
-// setChampion makes snap the champion and restarts the comparisons. The
+// SetChampion makes snap the champion and restarts the comparisons. The
 // detector restarts too when the new champion is not a continuation of the
 // old one (a post-drift challenger, an admin's choice): its error is a new
 // stream. A later snapshot of the same live model continues the stream, so
 // the detector keeps its window and can still see a drift in progress.
-func (mon *monitor) setChampion(snap *Snapshot, continuation bool) {
+func (mon *Monitor) SetChampion(snap *Snapshot, continuation bool) {
 	mon.champion = snap
 	if mon.det != nil && !continuation {
 		mon.det.Reset()
@@ -228,44 +289,55 @@ func (mon *monitor) setChampion(snap *Snapshot, continuation bool) {
 	mon.freshLive.reset()
 }
 
+// RestoreChampion makes snap the champion as a restored monitor served it:
+// the detector and the comparisons continue as they were stored.
+func (mon *Monitor) RestoreChampion(snap *Snapshot) { mon.champion = snap }
+
 // monitorVersion is the first byte of an encoded monitor. Version 1 had no
 // pinned byte (nothing was pinned) and still loads.
 const monitorVersion = 2
 
-// appendBinary encodes what must survive a restart: the champion's version
+// AppendState appends what must survive a restart: the champion's version
 // and whether it is pinned, its metrics, the detector, the comparison
 // windows and the post-drift challenger (the champion itself is a stored
 // snapshot). Layout: version u8 | champion version uvarint | pinned u8 |
 // champion metrics | detector | detections | last detection | windows |
 // challenger. The header (up to pinned) is read alone when listing
-// snapshots.
-func (mon *monitor) appendBinary(dst []byte) []byte {
-	dst = append(dst, monitorVersion)
+// snapshots (MonitorChampion). Decode restores it.
+func (mon *Monitor) AppendState(dst []byte) []byte {
 	version := uint64(0)
 	if mon.champion != nil {
 		version = mon.champion.version
 	}
-	dst = binary.AppendUvarint(dst, version)
+	return mon.AppendStateAs(dst, version)
+}
+
+// AppendStateAs is AppendState recording champion as the champion's
+// version: what a checkpoint that stores a new champion writes before the
+// monitor serves it (SetChampion), once stored.
+func (mon *Monitor) AppendStateAs(dst []byte, champion uint64) []byte {
+	dst = append(dst, monitorVersion)
+	dst = binary.AppendUvarint(dst, champion)
 	pinned := byte(0)
 	if mon.pinned {
 		pinned = 1
 	}
 	dst = append(dst, pinned)
-	dst = mon.champ.appendBinary(dst)
-	if enc, ok := mon.det.(interface{ AppendBinary([]byte) []byte }); ok && mon.det != nil {
+	dst = mon.champ.appendState(dst)
+	if mon.det != nil {
 		dst = append(dst, 1)
-		dst = appendBytes(dst, enc.AppendBinary(nil))
+		dst = codec.AppendBytes(dst, mon.det.AppendState(nil))
 	} else {
 		dst = append(dst, 0)
 	}
 	dst = binary.AppendUvarint(dst, mon.detections)
 	dst = binary.AppendVarint(dst, unixNanos(mon.lastDetection))
-	dst = mon.live.appendBinary(dst)
-	dst = mon.freshDiff.appendBinary(dst)
-	dst = mon.freshLive.appendBinary(dst)
+	dst = mon.live.appendState(dst)
+	dst = mon.freshDiff.appendState(dst)
+	dst = mon.freshLive.appendState(dst)
 	if mon.fresh != nil {
 		dst = append(dst, 1)
-		dst = appendBytes(dst, mon.fresh.appendState(nil))
+		dst = codec.AppendBytes(dst, mon.fresh.AppendState(nil))
 	} else {
 		dst = append(dst, 0)
 	}
@@ -279,64 +351,65 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func appendBytes(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
-}
-
-func (w *diffWindow) appendBinary(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(w.ring)))
-	dst = binary.AppendUvarint(dst, uint64(w.next))
-	dst = binary.AppendUvarint(dst, uint64(w.filled))
+// appendState encodes w: length, next, filled, seen (uvarints), sum, then
+// the ring's values.
+func (w *diffWindow) appendState(dst []byte) []byte {
+	dst = w.appendPositions(dst)
 	dst = binary.AppendUvarint(dst, w.seen)
-	dst = appendFloat(dst, w.sum)
-	for _, x := range w.ring {
-		dst = appendFloat(dst, x)
-	}
-	return dst
+	dst = codec.AppendFloat(dst, w.sum)
+	return w.appendValues(dst)
 }
 
-func (w *diffWindow) decode(r *reader) {
-	n := r.count()
-	next, filled, seen := r.uvarint(), r.uvarint(), r.uvarint()
-	sum := r.float()
-	ring := make([]float64, 0, n)
-	for range n {
-		ring = append(ring, r.float())
-	}
-	if r.err == nil && n == len(w.ring) && next < uint64(n) && filled <= uint64(n) {
-		copy(w.ring, ring)
-		w.next, w.filled, w.seen, w.sum = int(next), int(filled), seen, sum
+func (w *diffWindow) decode(r *codec.Reader) {
+	var s storedRing
+	n := r.Count()
+	s.next, s.filled = r.Uvarint(), r.Uvarint()
+	seen := r.Uvarint()
+	s.sum = r.Float()
+	s.values = readValues(r, n)
+	if r.Err() == nil && w.restore(s) {
+		w.seen = seen
 	} // else: the window size changed; compare afresh
+}
+
+// MonitorChampion reads the champion's version (0: none) and whether it is
+// pinned from the start of an encoded monitor, without decoding the rest.
+func MonitorChampion(data []byte) (champion uint64, pinned bool, err error) {
+	r := codec.NewReader(data, ErrCorrupt)
+	return decodeMonitorHeader(&r)
 }
 
 // decodeMonitorHeader reads the champion's version (0: none) and whether it
 // is pinned from an encoded monitor, leaving r at the champion's metrics.
-func decodeMonitorHeader(r *reader) (champion uint64, pinned bool, err error) {
-	v := r.byte()
-	if r.err == nil && v != 1 && v != 2 {
+func decodeMonitorHeader(r *codec.Reader) (champion uint64, pinned bool, err error) {
+	v := r.Byte()
+	if r.Err() == nil && v != 1 && v != 2 {
 		return 0, false, fmt.Errorf("%w: unknown monitor version %d", ErrCorrupt, v)
 	}
-	champion = r.uvarint()
+	champion = r.Uvarint()
 	if v >= 2 {
-		pinned = r.byte() == 1
+		pinned = r.Byte() == 1
 	}
-	return champion, pinned, r.err
+	return champion, pinned, r.Err()
 }
 
-// decode restores mon from data; it returns the champion's version (0:
-// none) for the engine to load.
-func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, error) {
-	r := reader{buf: data}
+// Decode restores the monitor of m from data (what AppendState wrote, or an
+// older version of it) and returns the champion's version (0: none), for the
+// caller to load the champion's snapshot and RestoreChampion it. A stored
+// detector of a kind other than the configured one is dropped: the
+// configured one starts afresh.
+func (mon *Monitor) Decode(m *Model, data []byte) (uint64, error) {
+	cfg, window := m.cfg, mon.window
+	r := codec.NewReader(data, ErrCorrupt)
 	version, pinned, err := decodeMonitorHeader(&r)
 	if err != nil {
 		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, err)
 	}
 	mon.pinned = pinned
 	mon.champ.decode(&r)
-	if r.byte() == 1 {
-		enc := r.bytes()
-		if r.err == nil && mon.det != nil {
+	if r.Byte() == 1 {
+		enc := r.Bytes()
+		if r.Err() == nil && mon.det != nil {
 			det, _, err := drift.Decode(enc)
 			if err != nil {
 				return 0, fmt.Errorf("%w: model %s detector: %w", ErrCorrupt, cfg.Name, err)
@@ -346,43 +419,34 @@ func (mon *monitor) decode(cfg ModelConfig, window int, data []byte) (uint64, er
 			}
 		}
 	}
-	mon.detections = r.uvarint()
-	if ns := r.varint(); ns != 0 {
+	mon.detections = r.Uvarint()
+	if ns := r.Varint(); ns != 0 {
 		mon.lastDetection = time.Unix(0, ns)
 	}
 	mon.live.decode(&r)
 	mon.freshDiff.decode(&r)
 	mon.freshLive.decode(&r)
-	if r.byte() == 1 {
-		enc := r.bytes()
-		if r.err == nil {
+	if r.Byte() == 1 {
+		enc := r.Bytes()
+		if r.Err() == nil {
 			fresh, _, err := decodeState(cfg, window, enc)
 			if err != nil {
 				return 0, err
 			}
+			fresh.hist = m.hist
 			mon.fresh = fresh
 		}
 	}
-	if r.err != nil {
-		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, r.err)
+	if r.Err() != nil {
+		return 0, fmt.Errorf("learner: model %s monitor: %w", cfg.Name, r.Err())
 	}
 	return version, nil
 }
 
 func kindOf(d drift.Detector) string { return fmt.Sprintf("%T", d) }
 
-func (r *reader) bytes() []byte {
-	n := r.count()
-	if r.err != nil {
-		return nil
-	}
-	b := r.buf[:n]
-	r.buf = r.buf[n:]
-	return b
-}
-
-// summary describes the detector's state for a detection record.
-func (mon *monitor) summary() string {
+// Summary describes the detector's state, for detection records and logs.
+func (mon *Monitor) Summary() string {
 	type adwin interface {
 		Width() int
 		Estimation() float64

@@ -1,7 +1,6 @@
 package learner
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -91,7 +90,7 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 				served := sortedEntries(&sc.vec)
 				// Training: what LearnEvent would compute for this event now.
 				var trained features.Vector
-				m.tr.Transform(m.withHistory(key, now, fields), &trained)
+				m.tr.Transform(m.Derive(key, now, fields), &trained)
 				if want := sortedEntries(&trained); !slices.Equal(served, want) {
 					t.Fatalf("event %d of entity %s at %v: serving computed %v, training %v", i, key, now, served, want)
 				}
@@ -108,7 +107,9 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 					}
 				}
 				p, _ := snap.Score(key, reversed)
-				if live := m.Predict(m.withHistory(key, now, fields)); math.Abs(p-live) > 1e-12 {
+				// The live model's Predict derives the history features
+				// itself, for an event now, as the snapshot does.
+				if live := m.Predict(key, fields); math.Abs(p-live) > 1e-12 {
 					t.Fatalf("event %d at %v: served score %v, live %v", i, now, p, live)
 				}
 				checked++
@@ -130,44 +131,4 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 // has reports whether fields include one named name.
 func has(fields []features.Field, name string) bool {
 	return slices.ContainsFunc(fields, func(f features.Field) bool { return string(f.Name) == name })
-}
-
-// BenchmarkRestartWithAMillionEntities measures NewEngine on a store holding
-// the history of 1,000,000 entities (run with -benchtime 1x).
-func BenchmarkRestartWithAMillionEntities(b *testing.B) {
-	const entities = 1_000_000
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
-		Windows: []features.WindowConfig{{Field: "x", Size: 10, Aggs: []string{"mean", "std", "min", "max"}}},
-		Lags:    []features.LagConfig{{Field: "x", Lags: []int{1}, Diff: true}},
-		Targets: []features.TargetConfig{{Size: 1}, {Size: 10}},
-	}}}}
-	dir := b.TempDir()
-	store, closeStore := openTestStore(b, dir)
-	e, _ := newTestEngine(b, store, cfg, nil)
-	key := make([]byte, 0, 16)
-	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
-	for i := range entities {
-		key = fmt.Appendf(key[:0], "user-%d", i)
-		e.At(0, int64(i), key)
-		if err := e.Process("events", fields, float64(i%2), true); err != nil {
-			b.Fatal(err)
-		}
-		if i%100_000 == 99_999 {
-			if err := e.Checkpoint([]Offset{{TopicPartition{"events", 0}, int64(i + 1)}}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	closeStore()
-	b.ResetTimer()
-	for b.Loop() {
-		reopened, closeAgain := openTestStore(b, dir)
-		restarted, _ := newTestEngine(b, reopened, cfg, nil)
-		if n := restarted.models[0].hist.Entities(); n != entities {
-			b.Fatalf("restored %d entities, want %d", n, entities)
-		}
-		b.StopTimer()
-		closeAgain()
-		b.StartTimer()
-	}
 }

@@ -22,8 +22,8 @@ func TestARefusedMulticlassStepAddsNoClass(t *testing.T) {
 		t.Fatal(err)
 	}
 	learnAll(t, m, []example{
-		{[]features.Field{numField("z", 1e-160)}, 0},
-		{[]features.Field{numField("z", 2e-160)}, 1},
+		{Fields: []features.Field{numField("z", 1e-160)}, Y: 0},
+		{Fields: []features.Field{numField("z", 2e-160)}, Y: 1},
 	})
 	before := stateOf(m)
 	classes := slices.Clone(m.classes)
@@ -60,7 +60,7 @@ type modelState struct {
 }
 
 func stateOf(m *Model) modelState {
-	s := modelState{features: m.tr.AppendBinary(nil), classes: slices.Clone(m.classes), steps: m.lin.t, learned: m.learned, metrics: m.Metrics()}
+	s := modelState{features: m.tr.AppendState(nil), classes: slices.Clone(m.classes), steps: m.lin.t, learned: m.learned, metrics: m.Metrics()}
 	for _, o := range m.lin.out {
 		w := make([]float64, len(o.p)/m.lin.stride)
 		for i := range w {
@@ -83,4 +83,115 @@ func (s modelState) same(o modelState) bool {
 		}
 	}
 	return true
+}
+
+// withFields returns a copy of fields with each of extra replacing the field
+// of the same name or, absent one, appended.
+func withFields(fields []features.Field, extra ...features.Field) []features.Field {
+	out := slices.Clone(fields)
+	for _, f := range extra {
+		i := slices.IndexFunc(out, func(g features.Field) bool { return string(g.Name) == string(f.Name) })
+		if i < 0 {
+			out = append(out, f)
+		} else {
+			out[i] = f
+		}
+	}
+	return out
+}
+
+type rejectionCase struct {
+	name   string
+	model  ModelConfig
+	before []example // learned first, all valid
+	bad    example
+	reason string
+}
+
+func rejectionCases() []rejectionCase {
+	payments := paymentEvents(15, 50)
+	// An absurd learning rate is the only way left to overflow a step once
+	// inputs are bounded by features.MaxAbs.
+	regression := ModelConfig{Name: "fraud", Task: Regression, Features: features.Config{Scaler: features.ScalerNone},
+		Optimizer: OptimizerConfig{LR: 1e160}}
+	return []rejectionCase{
+		{
+			name:   "a binary label other than 0 or 1 is an invalid label",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{Fields: payments[0].Fields, Y: 2},
+			reason: ReasonInvalidLabel,
+		},
+		{
+			name:   "a NaN label is non-finite",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{Fields: payments[0].Fields, Y: math.NaN()},
+			reason: ReasonNonFinite,
+		},
+		{
+			name:   "an infinite regression label is non-finite",
+			model:  ModelConfig{Name: "fraud", Task: Regression},
+			before: payments,
+			bad:    example{Fields: payments[0].Fields, Y: math.Inf(1)},
+			reason: ReasonNonFinite,
+		},
+		{
+			// Squaring it in the variance would overflow.
+			name:   "a value beyond ±1e150 is out of range",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: payments,
+			bad:    example{Fields: withFields(payments[0].Fields, numField("amount", 1e200)), Y: 1},
+			reason: ReasonOutOfRange,
+		},
+		{
+			name:   "a value beyond ±1e150 in a new feature is out of range and takes no slot",
+			model:  ModelConfig{Name: "fraud", Task: Binary},
+			before: []example{{Fields: []features.Field{numField("x", 1)}, Y: 1}},
+			bad:    example{Fields: []features.Field{numField("x", 2), numField("y", -1e151)}, Y: 0},
+			reason: ReasonOutOfRange,
+		},
+		{
+			name:  "an unscaled value that would step a weight to infinity is refused",
+			model: regression,
+			before: []example{
+				{Fields: []features.Field{numField("z", 1)}, Y: 2},
+				{Fields: []features.Field{numField("z", 2)}, Y: 4},
+				{Fields: []features.Field{numField("z", 3)}, Y: 6},
+			},
+			// lr 1e160 × |gradient| clipped at 1e12 × 1e150 overflows.
+			bad:    example{Fields: []features.Field{numField("z", 1), numField("x", 1e150)}, Y: 1000},
+			reason: ReasonNonFiniteGradient,
+		},
+		{
+			name:   "a numeric feature beyond max_numeric_features is too many",
+			model:  ModelConfig{Name: "fraud", Task: Binary, Features: features.Config{MaxNumeric: 2}},
+			before: []example{{Fields: []features.Field{numField("a", 1), numField("b", 2), strField("c", "x")}, Y: 1}},
+			bad:    example{Fields: []features.Field{numField("a", 1), numField("b", 2), numField("c", 3)}, Y: 0},
+			reason: ReasonTooManyFeatures,
+		},
+	}
+}
+
+// The package promises that a rejected example leaves the model unchanged;
+// that includes the feature state (scaler statistics and numeric slots),
+// which decides how every later example is scaled and how many new numeric
+// features the model may still accept.
+func TestARejectedExampleLeavesTheFeatureStateUnchanged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range rejectionCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.model
+			cfg.EnsureDefaults()
+			m := newModel(cfg, DefaultRollingWindow)
+			learnAll(t, m, tc.before)
+			state := m.tr.AppendState(nil)
+			if _, err := m.LearnOne(tc.bad.Fields, tc.bad.Y); err == nil {
+				t.Fatal("the example was learned")
+			}
+			if string(m.tr.AppendState(nil)) != string(state) {
+				t.Errorf("the rejected example changed the feature state: now %d numeric slots %v", m.tr.NumericSlots(), m.tr.NumericNames())
+			}
+		})
+	}
 }

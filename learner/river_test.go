@@ -1,41 +1,11 @@
 package learner
 
 import (
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
-	"encoding/csv"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
-
-	"github.com/eddyhq/eddy/features"
 )
-
-// dataset returns the contents of one of the data sets shipped gzipped in
-// testdata (see testdata/README.md), e.g. "elec2.csv".
-func dataset(t testing.TB, name string) []byte {
-	t.Helper()
-	path := filepath.Join("testdata", name+".gz")
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("data set %s: %v (it ships in learner/testdata; see its README)", name, err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return data
-}
 
 // TestTheShippedDataSetsAreTheSharedOnes checks every data set in testdata
 // against the SHA-256 of the CSV it was made from (testdata/README.md), so
@@ -54,44 +24,13 @@ func TestTheShippedDataSetsAreTheSharedOnes(t *testing.T) {
 	}
 }
 
-type example struct {
-	fields []features.Field
-	y      float64
-}
-
-func readCSV(t testing.TB, name, target string) []example {
-	t.Helper()
-	rows, err := csv.NewReader(bytes.NewReader(dataset(t, name))).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	header := rows[0]
-	var out []example
-	for _, row := range rows[1:] {
-		var ex example
-		for i, cell := range row {
-			v, err := strconv.ParseFloat(cell, 64)
-			if err != nil {
-				t.Fatalf("%s: %q is not a number", name, cell)
-			}
-			if header[i] == target {
-				ex.y = v
-				continue
-			}
-			ex.fields = append(ex.fields, features.Field{Name: []byte(header[i]), Kind: features.Number, Num: v})
-		}
-		out = append(out, ex)
-	}
-	return out
-}
-
 func runPrequential(t testing.TB, cfg ModelConfig, data []example) *Model {
 	t.Helper()
 	cfg.Name = "m"
 	cfg.EnsureDefaults()
 	m := newModel(cfg, DefaultRollingWindow)
 	for i, ex := range data {
-		if _, err := m.LearnOne(ex.fields, ex.y); err != nil {
+		if _, err := m.LearnOne(ex.Fields, ex.Y); err != nil {
 			t.Fatalf("example %d: %v", i, err)
 		}
 	}

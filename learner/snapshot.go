@@ -52,6 +52,18 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 	}
 }
 
+// Snapshot returns an immutable copy of m as its snapshot version, taken at
+// created for reason (a Reason constant, or any short word). It shares
+// nothing with m but the per-entity history, which it only reads (Score
+// derives features from the live history). m does not change: recording
+// version as m's newest (SetVersion) is the caller's, once the snapshot is
+// stored.
+func (m *Model) Snapshot(version uint64, created time.Time, reason string) *Snapshot {
+	s := newSnapshot(m, snapshotMeta{created: created, reason: reason})
+	s.version = version
+	return s
+}
+
 // Model returns the name of the model.
 func (s *Snapshot) Model() string { return s.model }
 
@@ -123,8 +135,3 @@ func (s *Snapshot) score(sc *scoreScratch, fields []features.Field) (float64, in
 
 // TaskName returns "binary", "regression" or "multiclass".
 func (s *Snapshot) TaskName() string { return string(s.task) }
-
-// info describes the snapshot as listings show it.
-func (s *Snapshot) info() SnapshotInfo {
-	return SnapshotInfo{Version: s.version, Created: s.created, Reason: s.reason, Learned: s.learned, Metrics: s.metrics}
-}

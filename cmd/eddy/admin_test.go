@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
@@ -269,8 +270,8 @@ func TestRetainForComesFromTheConfigFileOrTheFlag(t *testing.T) {
 	if err := parseFlags(fs, env, nil); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != learner.DefaultRetainFor {
-		t.Fatalf("without a config file retain_for = %v, %v; want the flag's default %v", cfg.RetainFor, err, learner.DefaultRetainFor)
+	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != engine.DefaultRetainFor {
+		t.Fatalf("without a config file retain_for = %v, %v; want the flag's default %v", cfg.RetainFor, err, engine.DefaultRetainFor)
 	}
 	o.configFile = path
 	if cfg, err := o.engineConfig(); err != nil || cfg.RetainFor != 24*time.Hour {

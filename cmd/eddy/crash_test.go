@@ -31,6 +31,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/learner/store"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -214,12 +216,12 @@ func scrape(addr, series string) float64 {
 // storedModel reads the model "default" from a stopped eddy's data dir.
 func storedModel(t *testing.T, dataDir string) ([]float64, float64, uint64) {
 	t.Helper()
-	store, err := learner.OpenStore(filepath.Join(dataDir, "pebble"), slog.New(slog.DiscardHandler))
+	db, err := store.Open(filepath.Join(dataDir, "pebble"), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	e, err := learner.NewEngine(learner.EngineConfig{Models: []learner.ModelConfig{{Name: "default"}}}, store, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	defer db.Close()
+	e, err := engine.New(engine.Config{Models: []learner.ModelConfig{{Name: "default"}}}, db, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
@@ -86,9 +87,9 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every", stream.DefaultCheckpointEvery, "checkpoint after this many events")
 	fs.DurationVar(&o.checkpointInterval, "checkpoint-interval", stream.DefaultCheckpointInterval, "checkpoint at least this often while events flow")
-	fs.DurationVar(&o.promoteInterval, "promote-interval", learner.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
-	fs.IntVar(&o.retainSnapshots, "retain-snapshots", learner.DefaultRetain, "newest snapshots kept per model whatever their age")
-	fs.DurationVar(&o.retainFor, "retain-for", learner.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", learner.MaxRetained))
+	fs.DurationVar(&o.promoteInterval, "promote-interval", engine.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
+	fs.IntVar(&o.retainSnapshots, "retain-snapshots", engine.DefaultRetain, "newest snapshots kept per model whatever their age")
+	fs.DurationVar(&o.retainFor, "retain-for", engine.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", engine.MaxRetained))
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
@@ -119,8 +120,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 // engineConfig builds the learner configuration from the options: the
 // --config file's, with the promotion and retention flags for what the file
 // leaves out, or the single model of the --model-* flags.
-func (o *serveOptions) engineConfig() (learner.EngineConfig, error) {
-	cfg := learner.EngineConfig{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
+func (o *serveOptions) engineConfig() (engine.Config, error) {
+	cfg := engine.Config{Models: []learner.ModelConfig{o.model}, PromoteInterval: o.promoteInterval, Retain: o.retainSnapshots, RetainFor: o.retainFor}
 	if o.configFile != "" {
 		var err error
 		if cfg, err = eddy.LoadConfigFile(o.configFile); err != nil {
@@ -219,7 +220,7 @@ func newRegistry() *prometheus.Registry {
 
 // loadConfigFile reads a model configuration file (eddy.LoadConfigFile),
 // for evaluate.
-func loadConfigFile(path string) (*learner.EngineConfig, error) {
+func loadConfigFile(path string) (*engine.Config, error) {
 	cfg, err := eddy.LoadConfigFile(path)
 	if err != nil {
 		return nil, err

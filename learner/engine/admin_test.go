@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/eddyhq/eddy/learner"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,8 +78,8 @@ func TestARollbackHoldsThroughPeriodicPromotionsAndARestartUntilReleased(t *test
 		t.Fatalf("the rollback published %d snapshots, want v2 alone", len(got))
 	}
 	promoteEvery(t, e, 3)
-	if e.models[0].version != 6 {
-		t.Fatalf("newest version %d after three more periodic checkpoints, want 6 (promotion keeps creating snapshots)", e.models[0].version)
+	if e.units[0].model.Version() != 6 {
+		t.Fatalf("newest version %d after three more periodic checkpoints, want 6 (promotion keeps creating snapshots)", e.units[0].model.Version())
 	}
 	for _, s := range rec.take() {
 		t.Errorf("v%d was published while the operator's v2 is pinned", s.Version())
@@ -117,8 +117,8 @@ func TestARollbackHoldsThroughPeriodicPromotionsAndARestartUntilReleased(t *test
 // version pinned (0: nothing pinned).
 func assertPinned(t *testing.T, e *Engine, pinned uint64) {
 	t.Helper()
-	if pinned != 0 && e.models[0].mon.champion.Version() != pinned {
-		t.Errorf("champion v%d, want the pinned v%d", e.models[0].mon.champion.Version(), pinned)
+	if pinned != 0 && e.units[0].mon.Champion().Version() != pinned {
+		t.Errorf("champion v%d, want the pinned v%d", e.units[0].mon.Champion().Version(), pinned)
 	}
 	infos, err := e.Snapshots("fraud")
 	if err != nil {
@@ -184,7 +184,7 @@ func TestAnAdminRequestWhoseContextEndedBeforePickupIsNeverRun(t *testing.T) {
 	}
 	// The engine's goroutine comes back (the broker returned, say).
 	checkpoint(t, e)
-	if champ := e.models[0].mon.champion.Version(); champ != 3 {
+	if champ := e.units[0].mon.Champion().Version(); champ != 3 {
 		t.Fatalf("champion v%d: a rollback the client was told had failed ran later", champ)
 	}
 }
@@ -256,7 +256,7 @@ func storedVersions(t *testing.T, e *Engine) []uint64 {
 	for _, in := range infos {
 		out = append(out, in.Version)
 	}
-	stored, err := e.store.SnapshotVersions("fraud")
+	stored, err := snapshotVersions(e.store, "fraud")
 	if err != nil || !slices.Equal(stored, out) {
 		t.Fatalf("stored snapshots %v, %v; listed %v: infos and snapshots must go together", stored, err, out)
 	}
@@ -347,23 +347,23 @@ func TestSnapshotsStoredByAnOlderEddyAreListedAndItsMonitorLoads(t *testing.T) {
 	}
 	// Turn the store into what the previous release wrote: no snapshot
 	// infos, a version-1 monitor (no pinned byte).
-	batch := store.db.NewBatch()
+	batch := store.NewBatch()
 	for _, in := range before {
-		if err := batch.Delete(snapshotInfoKey("fraud", in.Version), nil); err != nil {
+		if err := batch.Delete(snapshotInfoKey("fraud", in.Version)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	monitor, _, err := store.get(monitorKey("fraud"))
+	monitor, _, err := store.Get(monitorKey("fraud"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, n := binary.Uvarint(monitor[1:])
 	old := append([]byte{1}, monitor[1:1+n]...)
 	old = append(old, monitor[2+n:]...)
-	if err := batch.Set(monitorKey("fraud"), old, nil); err != nil {
+	if err := batch.Set(monitorKey("fraud"), old); err != nil {
 		t.Fatal(err)
 	}
-	if err := batch.Commit(pebble.Sync); err != nil {
+	if err := batch.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	closeStore()
@@ -381,7 +381,7 @@ func TestSnapshotsStoredByAnOlderEddyAreListedAndItsMonitorLoads(t *testing.T) {
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("listed from an older store:\n%+v\nwant\n%+v", after, before)
 	}
-	if e.models[0].mon.pinned {
+	if e.units[0].mon.Pinned() {
 		t.Fatal("an older store's champion came back pinned")
 	}
 }
@@ -392,14 +392,14 @@ func TestRoutinePromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T) 
 	cfg := fraudConfig
 	cfg.PromoteInterval = time.Nanosecond
 	var logged bytes.Buffer
-	e, err := NewEngine(cfg, store, func(*Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logged, nil)))
+	e, err := New(cfg, store, func(*learner.Snapshot) {}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tickingClock(e)
 	promoteEvery(t, e, 40)
 	for range 10 { // as a model with a drift detector whose live model keeps beating the champion
-		e.pendings[e.models[0]] = ReasonChallenger
+		e.units[0].promotion = learner.ReasonChallenger
 		promoteEvery(t, e, 1)
 	}
 	if _, err := runCommand(t, e, func(ctx context.Context) (uint64, error) { return e.Rollback(ctx, "fraud") }); err != nil {

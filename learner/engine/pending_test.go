@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
 )
 
 // waitForLabels makes e's model score n events without labels, ids
@@ -14,9 +15,7 @@ func waitForLabels(tb testing.TB, e *Engine, clock *time.Time, prefix string, n 
 	tb.Helper()
 	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
 	for i := range n {
-		e.At(0, int64(i), nil)
-		e.WithEvent(fmt.Appendf(nil, "%s%d", prefix, i), time.Time{})
-		if err := e.Process("events", fields, 0, false); err != nil {
+		if err := e.Process("events", &Example{Offset: int64(i), ID: fmt.Appendf(nil, "%s%d", prefix, i), Fields: fields}); err != nil {
 			tb.Fatal(err)
 		}
 		*clock = clock.Add(step)
@@ -30,22 +29,22 @@ func BenchmarkExpiryOfWaitingLabels(b *testing.B) {
 	for _, waiting := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("waiting=%d", waiting), func(b *testing.B) {
 			store, _ := openTestStore(b, b.TempDir())
-			cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Hour}}}
+			cfg := Config{Models: []learner.ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Hour}}}
 			e, _ := newTestEngine(b, store, cfg, nil)
 			clock := time.Unix(1000, 0)
 			e.now = func() time.Time { return clock }
 			waitForLabels(b, e, &clock, "e", waiting, time.Millisecond)
 			checkpoint(b, e, eventsOffset(0, int64(waiting)))
-			m := e.models[0]
-			batch := store.db.NewBatch()
+			u := e.units[0]
+			batch := store.NewBatch()
 			defer batch.Close()
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := e.writePending(batch, m, clock); err != nil {
+				if _, err := e.writePending(batch, u, clock); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if n := len(m.pending.events); n != waiting {
+			if n := len(u.pending.events); n != waiting {
 				b.Fatalf("%d events waiting, want %d", n, waiting)
 			}
 		})
@@ -58,7 +57,7 @@ func BenchmarkExpiryOfWaitingLabels(b *testing.B) {
 func TestEventsWaitingAcrossARestartExpireOldestFirst(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
+	cfg := Config{Models: []learner.ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
 	e, _ := newTestEngine(t, store, cfg, nil)
 	clock := time.Unix(1000, 0)
 	e.now = func() time.Time { return clock }
@@ -86,11 +85,11 @@ func TestEventsWaitingAcrossARestartExpireOldestFirst(t *testing.T) {
 		// The oldest still waiting (z<expired>) can be labeled; the newest
 		// expired one cannot.
 		if n := int(step.expired); n < 12 {
-			if p := e2.models[0].pending.events[fmt.Sprintf("z%d", n)]; p == nil {
+			if p := e2.units[0].pending.events[fmt.Sprintf("z%d", n)]; p == nil {
 				t.Fatalf("at %v: z%d no longer waits", step.at, n)
 			}
 		}
-		if p := e2.models[0].pending.events[fmt.Sprintf("z%d", int(step.expired)-1)]; p != nil {
+		if p := e2.units[0].pending.events[fmt.Sprintf("z%d", int(step.expired)-1)]; p != nil {
 			t.Fatalf("at %v: z%d still waits", step.at, int(step.expired)-1)
 		}
 	}
@@ -104,7 +103,7 @@ func TestEventsWaitingAcrossARestartExpireOldestFirst(t *testing.T) {
 // expire the waiting events (they used to wait until the next event).
 func TestWaitingEventsExpireWhenNothingElseHappens(t *testing.T) {
 	store, _ := openTestStore(t, t.TempDir())
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
+	cfg := Config{Models: []learner.ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
 	e, reg := newTestEngine(t, store, cfg, nil)
 	clock := time.Unix(1000, 0)
 	e.now = func() time.Time { return clock }

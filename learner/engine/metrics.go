@@ -1,6 +1,10 @@
-package learner
+package engine
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eddyhq/eddy/learner"
+)
 
 // engineMetrics are the Prometheus metrics of an Engine. Label values are
 // model names from the configuration and bounded reason codes only.
@@ -166,15 +170,15 @@ func advance(c prometheus.Counter, seen map[string]uint64, model string, count u
 }
 
 // observe publishes a model's metrics; called at each checkpoint.
-func (m *engineMetrics) observe(model *Model) {
-	name := model.cfg.Name
-	s := model.Metrics()
-	m.examples.WithLabelValues(name).Set(float64(model.learned))
+func (m *engineMetrics) observe(u *unit) {
+	name := u.cfg.Name
+	s := u.model.Metrics()
+	m.examples.WithLabelValues(name).Set(float64(u.model.Learned()))
 	if s.N == 0 {
 		return
 	}
-	m.observeMonitor(model)
-	if model.cfg.Task != Regression {
+	m.observeMonitor(u)
+	if u.cfg.Task != learner.Regression {
 		m.accuracy.WithLabelValues(name, "cumulative").Set(s.Accuracy)
 		m.accuracy.WithLabelValues(name, "rolling").Set(s.Rolling)
 		m.logLoss.WithLabelValues(name).Set(s.LogLoss)
@@ -184,24 +188,21 @@ func (m *engineMetrics) observe(model *Model) {
 	}
 }
 
-func (m *engineMetrics) observeMonitor(model *Model) {
-	mon := model.mon
-	if mon == nil {
-		return
-	}
-	name := model.cfg.Name
-	if c := mon.champ.metrics(); c.N > 0 {
-		if model.cfg.Task == Regression {
+func (m *engineMetrics) observeMonitor(u *unit) {
+	mon := u.mon
+	name := u.cfg.Name
+	if c := mon.ChampionMetrics(); c.N > 0 {
+		if u.cfg.Task == learner.Regression {
 			m.championMAE.WithLabelValues(name).Set(c.MAE)
 		} else {
 			m.championAccuracy.WithLabelValues(name).Set(c.Accuracy)
 		}
 	}
-	if mon.det == nil {
+	if !mon.Challengers() {
 		return
 	}
 	active := 0.0
-	if mon.fresh != nil {
+	if mon.ChallengerActive() {
 		active = 1
 	}
 	m.challenger.WithLabelValues(name).Set(active)
@@ -209,7 +210,7 @@ func (m *engineMetrics) observeMonitor(model *Model) {
 		Width() int
 		Estimation() float64
 	}
-	if a, ok := mon.det.(adwin); ok {
+	if a, ok := mon.Detector().(adwin); ok {
 		m.adwinWidth.WithLabelValues(name).Set(float64(a.Width()))
 		m.adwinEstimate.WithLabelValues(name).Set(a.Estimation())
 	}

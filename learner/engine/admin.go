@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"context"
@@ -7,34 +7,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/eddyhq/eddy/learner"
 )
 
 // ErrNoPreviousVersion is returned by Rollback when the champion is the
 // oldest stored snapshot.
 var ErrNoPreviousVersion = errors.New("learner: no earlier snapshot to roll back to")
-
-// SnapshotInfo describes a stored snapshot.
-type SnapshotInfo struct {
-	Version uint64
-	Created time.Time
-	Reason  string
-	Learned uint64
-	Metrics Metrics
-	// Pinned is true for the champion an operator chose (Promote,
-	// Rollback): it serves until Release, whatever automatic promotion
-	// decides meanwhile.
-	Pinned bool
-}
-
-// Snapshots lists the stored snapshots of a model, oldest first. It reads
-// one point-in-time view of the store (so it never fails or mixes states
-// while checkpoints promote and retire snapshots), reads no weights, and is
-// safe to call from any goroutine. What it shows is durable: admin commands
-// answer only once stored.
-func (e *Engine) Snapshots(model string) ([]SnapshotInfo, error) {
-	return e.store.snapshotInfos(model)
-}
 
 // adminOp is what an admin command does.
 type adminOp uint8
@@ -62,7 +41,7 @@ type adminResult struct {
 // adminAnswer is a command that ran and waits for the checkpoint that makes
 // it durable.
 type adminAnswer struct {
-	m    *Model
+	u    *unit
 	done chan adminResult
 }
 
@@ -135,95 +114,96 @@ func (e *Engine) runAdmin() {
 				req.done <- adminResult{err: err} // its caller is gone: never run it
 				continue
 			}
-			m := e.model(req.model)
-			if m == nil {
+			u := e.unit(req.model)
+			if u == nil {
 				req.done <- adminResult{err: fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, req.model)}
 				continue
 			}
-			if err := e.runCommand(m, req); err != nil {
+			if err := e.runCommand(u, req); err != nil {
 				req.done <- adminResult{err: err}
 				continue
 			}
 			e.dirty = true
-			e.answers = append(e.answers, adminAnswer{m: m, done: req.done})
+			e.answers = append(e.answers, adminAnswer{u: u, done: req.done})
 		default:
 			return
 		}
 	}
 }
 
-// runCommand applies one admin command to m's monitor.
-func (e *Engine) runCommand(m *Model, req adminRequest) error {
+// runCommand applies one admin command to u's monitor.
+func (e *Engine) runCommand(u *unit, req adminRequest) error {
 	switch req.op {
 	case opRelease:
-		return e.release(m)
+		return e.release(u)
 	case opRollback:
-		version, err := e.previousVersion(m)
+		version, err := e.previousVersion(u)
 		if err != nil {
 			return err
 		}
-		return e.pin(m, version, ReasonRollback)
+		return e.pin(u, version, learner.ReasonRollback)
 	}
-	return e.pin(m, req.version, ReasonManual)
+	return e.pin(u, req.version, learner.ReasonManual)
 }
 
-// pin makes a stored version m's champion until released. Pinning the
+// pin makes a stored version u's champion until released. Pinning the
 // champion itself keeps its detector and comparisons running.
-func (e *Engine) pin(m *Model, version uint64, reason string) error {
+func (e *Engine) pin(u *unit, version uint64, reason string) error {
+	mon := u.mon
 	from := uint64(0)
-	if m.mon.champion != nil {
-		from = m.mon.champion.version
+	if mon.Champion() != nil {
+		from = mon.Champion().Version()
 	}
 	if version != from {
-		snap, err := e.Snapshot(m.cfg.Name, version)
+		snap, err := loadSnapshot(e.store, u.model, version)
 		if err != nil {
 			return err
 		}
-		m.mon.setChampion(snap, false)
+		mon.SetChampion(snap, false)
 	}
-	m.mon.pinned = true
-	e.metrics.promotions.WithLabelValues(m.cfg.Name, reason).Inc()
-	e.log.Info("champion pinned by an operator; automatic promotion paused until release", "model", m.cfg.Name,
-		"version", version, "previous", from, "reason", reason, "newest", m.version)
+	mon.SetPinned(true)
+	e.metrics.promotions.WithLabelValues(u.cfg.Name, reason).Inc()
+	e.log.Info("champion pinned by an operator; automatic promotion paused until release", "model", u.cfg.Name,
+		"version", version, "previous", from, "reason", reason, "newest", u.model.Version())
 	return nil
 }
 
-// release ends m's pin and serves its newest snapshot.
-func (e *Engine) release(m *Model) error {
-	if !m.mon.pinned {
+// release ends u's pin and serves its newest snapshot.
+func (e *Engine) release(u *unit) error {
+	mon := u.mon
+	if !mon.Pinned() {
 		return nil
 	}
-	from := m.mon.champion.version
-	if m.version != from {
-		snap, err := e.Snapshot(m.cfg.Name, m.version)
+	from, newest := mon.Champion().Version(), u.model.Version()
+	if newest != from {
+		snap, err := loadSnapshot(e.store, u.model, newest)
 		if err != nil {
 			return err
 		}
-		m.mon.setChampion(snap, false)
-		e.metrics.promotions.WithLabelValues(m.cfg.Name, ReasonRelease).Inc()
+		mon.SetChampion(snap, false)
+		e.metrics.promotions.WithLabelValues(u.cfg.Name, learner.ReasonRelease).Inc()
 	}
-	m.mon.pinned = false
-	e.log.Info("champion released by an operator; automatic promotion resumes", "model", m.cfg.Name,
-		"version", m.mon.champion.version, "previous", from)
+	mon.SetPinned(false)
+	e.log.Info("champion released by an operator; automatic promotion resumes", "model", u.cfg.Name,
+		"version", mon.Champion().Version(), "previous", from)
 	return nil
 }
 
-// answerAdmin answers the commands run since the last checkpoint once err,
-// that checkpoint's outcome, is known: on success each model's champion is
-// published (after any automatic promotion, so the final choice serves)
-// and the served version returned.
-func (e *Engine) answerAdmin(err error) {
-	published := make(map[*Model]bool)
+// answerAdmin answers the commands run since the last checkpoint that
+// committed, once a checkpoint that stores them has: each model's champion
+// is published (after any automatic promotion, so the final choice serves)
+// and the served version returned. A checkpoint that fails answers nothing:
+// the commands' effect stays in memory, to be stored by the next
+// checkpoint, which then answers them (a caller whose context ends first
+// hears that instead).
+func (e *Engine) answerAdmin() {
+	published := make(map[*unit]bool)
 	for _, a := range e.answers {
-		if err != nil {
-			a.done <- adminResult{err: fmt.Errorf("learner: admin command not stored: %w", err)}
-			continue
+		if !published[a.u] {
+			published[a.u] = true
+			e.publish(a.u.mon.Champion())
 		}
-		if !published[a.m] {
-			published[a.m] = true
-			e.publish(a.m.mon.champion)
-		}
-		a.done <- adminResult{version: a.m.mon.champion.version}
+		a.done <- adminResult{version: a.u.mon.Champion().Version()}
 	}
 	e.answers = e.answers[:0]
 }
@@ -239,10 +219,10 @@ type Detection struct {
 // It reads the store only and is safe to call from any goroutine.
 func (e *Engine) Detections(model string) ([]Detection, error) {
 	var out []Detection
-	prefix := []byte("detection/" + model + "/")
-	err := e.store.scan(prefix, func(key, value []byte) error {
+	prefix := detectionPrefix(model)
+	err := e.store.Scan(prefix, func(key, value []byte) error {
 		if len(key) != len(prefix)+8 {
-			return fmt.Errorf("%w: detection key %q", ErrCorrupt, key)
+			return fmt.Errorf("%w: detection key %q", learner.ErrCorrupt, key)
 		}
 		d := Detection{Sequence: binary.BigEndian.Uint64(key[len(prefix):]), Record: string(value), Offset: -1}
 		if _, rest, ok := strings.Cut(d.Record, " offset="); ok {

@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"context"
@@ -10,26 +10,26 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
 )
 
 // runEngineOnCSV learns a data set through an Engine (no Kafka), with a
 // checkpoint every 100 examples and a fake clock advancing 1ms per example,
 // and returns the engine, the published snapshots and the example index of
 // every drift detection.
-func runEngineOnCSV(t *testing.T, file, target string, mc ModelConfig) (*Engine, []*Snapshot, []int64) {
+func runEngineOnCSV(t *testing.T, file, target string, mc learner.ModelConfig) (*Engine, []*learner.Snapshot, []int64) {
 	t.Helper()
 	data := readCSV(t, file, target)
 	store, _ := openTestStore(t, t.TempDir())
 	rec := &snapshotRecorder{}
 	mc.Name, mc.Topic = "m", "events"
-	e, _ := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{mc}, PromoteInterval: time.Second}, rec)
+	e, _ := newTestEngine(t, store, Config{Models: []learner.ModelConfig{mc}, PromoteInterval: time.Second}, rec)
 	clock := time.Unix(0, 0)
 	e.now = func() time.Time { return clock }
 	e.promoted = clock
 	for i, ex := range data {
 		clock = clock.Add(time.Millisecond)
-		e.At(0, int64(i), nil)
-		if err := e.Process("events", ex.fields, ex.y, true); err != nil {
+		if err := e.Process("events", &Example{Offset: int64(i), Fields: ex.Fields, Label: ex.Y, HasLabel: true}); err != nil {
 			t.Fatalf("example %d: %v", i, err)
 		}
 		if i%100 == 99 {
@@ -39,7 +39,7 @@ func runEngineOnCSV(t *testing.T, file, target string, mc ModelConfig) (*Engine,
 		}
 	}
 	var detections []int64
-	err := store.scan([]byte("detection/m/"), func(_, value []byte) error {
+	err := store.Scan([]byte("detection/m/"), func(_, value []byte) error {
 		var at string
 		var partition int
 		var offset int64
@@ -62,8 +62,8 @@ func runEngineOnCSV(t *testing.T, file, target string, mc ModelConfig) (*Engine,
 // the served models must be more accurate over the stream than the periodic
 // policy's.
 func TestDriftHandlingFindsEveryDriftOfSEAAndServesBetterModels(t *testing.T) {
-	_, _, none := runEngineOnCSV(t, "sea.csv", "label", ModelConfig{Task: Binary})
-	periodic, _, _ := runEngineOnCSV(t, "sea.csv", "label", ModelConfig{Task: Binary})
+	_, _, none := runEngineOnCSV(t, "sea.csv", "label", learner.ModelConfig{Task: learner.Binary})
+	periodic, _, _ := runEngineOnCSV(t, "sea.csv", "label", learner.ModelConfig{Task: learner.Binary})
 	handled, snaps, detections := runEngineOnCSV(t, "sea.csv", "label", seaDriftConfig)
 	if len(none) != 0 {
 		t.Fatalf("the periodic policy recorded detections %v", none)
@@ -75,19 +75,21 @@ func TestDriftHandlingFindsEveryDriftOfSEAAndServesBetterModels(t *testing.T) {
 			t.Errorf("drift at row %d: detections %v, none within 1,500 rows", drift, detections)
 			continue
 		}
-		j := slices.IndexFunc(snaps, func(s *Snapshot) bool { return s.reason == ReasonDrift && s.learned > uint64(detections[i]) })
-		if j < 0 || snaps[j].learned > uint64(drifts[k+1]) {
+		j := slices.IndexFunc(snaps, func(s *learner.Snapshot) bool {
+			return s.Reason() == learner.ReasonDrift && s.Learned() > uint64(detections[i])
+		})
+		if j < 0 || snaps[j].Learned() > uint64(drifts[k+1]) {
 			t.Errorf("drift at row %d detected at %d: no post-drift challenger served before the next drift", drift, detections[i])
 			continue
 		}
 		t.Logf("drift at row %d: detected at row %d (+%d), challenger served as v%d after row %d",
-			drift, detections[i], detections[i]-drift, snaps[j].version, snaps[j].learned)
+			drift, detections[i], detections[i]-drift, snaps[j].Version(), snaps[j].Learned())
 	}
 	if len(detections) > 3 {
 		t.Errorf("detections %v: more than the three drifts", detections)
 	}
-	with := handled.models[0].mon.champ.metrics().Accuracy
-	without := periodic.models[0].mon.champ.metrics().Accuracy
+	with := handled.units[0].mon.ChampionMetrics().Accuracy
+	without := periodic.units[0].mon.ChampionMetrics().Accuracy
 	t.Logf("prequential accuracy of the served models: %.4f with drift handling, %.4f with periodic promotion", with, without)
 	if with <= without {
 		t.Errorf("drift handling served models with accuracy %.4f, no better than periodic promotion's %.4f", with, without)
@@ -98,28 +100,28 @@ func TestDriftHandlingFindsEveryDriftOfSEAAndServesBetterModels(t *testing.T) {
 // default delta (0.002) misses SEA's mildest drift (θ 8 → 9, about 8% of
 // points change label): the live model, promoted as a challenger every
 // second or so, keeps the champion's error close to the new concept's.
-var seaDriftConfig = ModelConfig{Task: Binary, Drift: DriftConfig{Detector: "adwin", Params: map[string]float64{"delta": 0.02}}}
+var seaDriftConfig = learner.ModelConfig{Task: learner.Binary, Drift: learner.DriftConfig{Detector: "adwin", Params: map[string]float64{"delta": 0.02}}}
 
 // TestDriftHandlingOnElec2ScoresTheDocumentedFigures checks the elec2
 // figures of BENCHMARKS.md ("sea.csv and elec2.csv with drift handling"):
-// SGD(0.005), promotion checks every 1,000 events, the engine alone. The run
+// learner.SGD(0.005), promotion checks every 1,000 events, the engine alone. The run
 // is deterministic (fake clock), so the accuracies must match to the
 // hundredth of a percent they are stated with and the detections exactly.
 func TestDriftHandlingOnElec2ScoresTheDocumentedFigures(t *testing.T) {
 	const tolerance = 0.0001
 	for _, tc := range []struct {
 		name           string
-		mc             ModelConfig
+		mc             learner.ModelConfig
 		live, served   float64
 		wantDetections int
 	}{
-		{"periodic promotion", ModelConfig{Task: Binary, Optimizer: OptimizerConfig{LR: 0.005}}, 0.8221, 0.7681, 0},
-		{"ADWIN", ModelConfig{Task: Binary, Optimizer: OptimizerConfig{LR: 0.005}, Drift: DriftConfig{Detector: "adwin"}}, 0.8043, 0.7059, 76},
+		{"periodic promotion", learner.ModelConfig{Task: learner.Binary, Optimizer: learner.OptimizerConfig{LR: 0.005}}, 0.8221, 0.7681, 0},
+		{"ADWIN", learner.ModelConfig{Task: learner.Binary, Optimizer: learner.OptimizerConfig{LR: 0.005}, Drift: learner.DriftConfig{Detector: "adwin"}}, 0.8043, 0.7059, 76},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, detections := runEngineOnCSV(t, "elec2.csv", "up", tc.mc)
 			m := e.models[0]
-			live, served := m.Metrics().Accuracy, m.mon.champ.metrics().Accuracy
+			live, served := m.Metrics().Accuracy, e.units[0].mon.ChampionMetrics().Accuracy
 			t.Logf("elec2 %s: live %.4f, served %.4f, %d detections", tc.name, live, served, len(detections))
 			if math.Abs(live-tc.live) > tolerance {
 				t.Errorf("live model's accuracy %.4f, BENCHMARKS.md states %.4f", live, tc.live)
@@ -137,7 +139,7 @@ func TestDriftHandlingOnElec2ScoresTheDocumentedFigures(t *testing.T) {
 func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "fraud", Topic: "events", Drift: DriftConfig{Detector: "adwin"}}}, PromoteInterval: time.Nanosecond}
+	cfg := Config{Models: []learner.ModelConfig{{Name: "fraud", Topic: "events", Drift: learner.DriftConfig{Detector: "adwin"}}}, PromoteInterval: time.Nanosecond}
 	rec := &snapshotRecorder{}
 	e, _ := newTestEngine(t, store, cfg, rec)
 	data := paymentEvents(3, 600)
@@ -148,13 +150,13 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 		}
 	}
 	// Make sure there are two versions to roll back between.
-	if e.models[0].version < 2 {
-		e.pendings[e.models[0]] = ReasonChallenger
+	if e.units[0].model.Version() < 2 {
+		e.units[0].promotion = learner.ReasonChallenger
 		if err := e.Checkpoint(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	newest := e.models[0].version
+	newest := e.units[0].model.Version()
 	done := make(chan error, 1)
 	go func() {
 		v, err := e.Rollback(context.Background(), "fraud")
@@ -170,7 +172,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	detectorState := e.models[0].mon.appendBinary(nil)
+	detectorState := e.units[0].mon.AppendState(nil)
 	closeStore()
 
 	reopened, _ := openTestStore(t, dir)
@@ -180,7 +182,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if len(got) != 1 || got[0].Version() != newest-1 {
 		t.Fatalf("after a restart the engine published %d snapshots (first v%d), want the rolled-back v%d", len(got), got[0].Version(), newest-1)
 	}
-	if string(e2.models[0].mon.appendBinary(nil)) != string(detectorState) {
+	if string(e2.units[0].mon.AppendState(nil)) != string(detectorState) {
 		t.Fatal("the monitor (champion, detector, windows) differs after a restart")
 	}
 }
@@ -188,15 +190,13 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
+	cfg := Config{Models: []learner.ModelConfig{{Name: "late", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Minute}}}
 	e, reg := newTestEngine(t, store, cfg, nil)
 	clock := time.Unix(1000, 0)
 	e.now = func() time.Time { return clock }
 	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
 	for i := range 4 {
-		e.At(0, int64(i), nil)
-		e.WithEvent([]byte(fmt.Sprintf("e%d", i)), time.Time{})
-		if err := e.Process("events", fields, 0, false); err != nil {
+		if err := e.Process("events", &Example{Offset: int64(i), ID: []byte(fmt.Sprintf("e%d", i)), Fields: fields}); err != nil {
 			t.Fatal(err)
 		}
 		clock = clock.Add(30 * time.Second) // e0 at 0s, e1 at 30s, e2 at 60s, e3 at 90s
@@ -207,7 +207,7 @@ func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_labels_expired_total", map[string]string{"model": "late"}); got != 2 {
 		t.Fatalf("%v events expired, want 2", got)
 	}
-	if err := e.Label("labels", []byte("e0"), 1); !errors.Is(err, ErrInvalidExample) {
+	if err := e.Label("labels", []byte("e0"), 1); !errors.Is(err, learner.ErrInvalidExample) {
 		t.Fatalf("the label of an expired event: %v, want a rejection", err)
 	}
 	closeStore()
@@ -227,14 +227,14 @@ func TestUnlabeledEventsExpireAfterTheirTTLAndSurviveARestart(t *testing.T) {
 func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
 		Lags: []features.LagConfig{{Field: "x", Lags: []int{1}}}, EntityTTL: time.Minute}}}}
 	e, reg := newTestEngine(t, store, cfg, nil)
 	clock := time.Unix(1000, 0)
 	e.now = func() time.Time { return clock }
 	send := func(key string) {
-		e.At(0, 0, []byte(key))
-		if err := e.Process("events", []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, 1, true); err != nil {
+		ex := &Example{Key: []byte(key), Fields: []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, Label: 1, HasLabel: true}
+		if err := e.Process("events", ex); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -249,13 +249,13 @@ func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_evicted_total", map[string]string{"model": "m"}); got != 1 {
 		t.Fatalf("%v entities evicted, want 1", got)
 	}
-	if n := e.models[0].hist.Entities(); n != 1 {
+	if n := e.units[0].hist.Entities(); n != 1 {
 		t.Fatalf("%d entities in memory, want 1", n)
 	}
 	closeStore()
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
-	h := e2.models[0].hist
+	h := e2.units[0].hist
 	if h.Entities() != 1 || len(h.Derive([]byte("busy"), time.Time{}, nil, nil)) != 1 || len(h.Derive([]byte("idle"), time.Time{}, nil, nil)) != 0 {
 		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), time.Time{}, nil, nil), h.Derive([]byte("idle"), time.Time{}, nil, nil))
 	}
@@ -263,20 +263,19 @@ func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 
 func TestTheEntityKeyCanComeFromAField(t *testing.T) {
 	store, _ := openTestStore(t, t.TempDir())
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
 		Key: "user", Lags: []features.LagConfig{{Field: "x", Lags: []int{1}}}}}}}
 	e, _ := newTestEngine(t, store, cfg, nil)
 	for _, ev := range []struct {
 		user string
 		x    float64
 	}{{"u1", 1}, {"u2", 5}, {"u1", 2}} {
-		e.At(0, 0, []byte("ignored-message-key"))
 		fields := []features.Field{{Name: []byte("user"), Kind: features.String, Str: []byte(ev.user)}, {Name: []byte("x"), Kind: features.Number, Num: ev.x}}
-		if err := e.Process("events", fields, 1, true); err != nil {
+		if err := e.Process("events", &Example{Key: []byte("ignored-message-key"), Fields: fields, Label: 1, HasLabel: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	h := e.models[0].hist
+	h := e.units[0].hist
 	for key, want := range map[string]float64{"u1": 2, "u2": 5} {
 		got := h.Derive([]byte(key), time.Time{}, nil, nil)
 		if len(got) != 1 || got[0].Num != want {

@@ -1,13 +1,16 @@
-package learner
+package engine
 
 import (
 	"bytes"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
 )
 
 // TestAKeyFieldModelNeverWritesIntoTheMessageKey runs three history models
@@ -19,7 +22,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	dir := t.TempDir()
 	store, closeStore := openTestStore(t, dir)
 	lag := []features.LagConfig{{Field: "x", Lags: []int{1}}}
-	cfg := EngineConfig{Models: []ModelConfig{
+	cfg := Config{Models: []learner.ModelConfig{
 		{Name: "by-message-1", Topic: "events", Features: features.Config{Lags: lag}},
 		{Name: "by-user", Topic: "events", Features: features.Config{Key: "user", Lags: lag}},
 		{Name: "by-message-2", Topic: "events", Features: features.Config{Lags: lag}},
@@ -32,8 +35,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 		{Name: value[15:16], Kind: features.Number, Num: 7},
 	}
 	keyBefore, valueBefore := bytes.Clone(messageKey), bytes.Clone(value)
-	e.At(0, 0, messageKey)
-	if err := e.Process("events", fields, 1, true); err != nil {
+	if err := e.Process("events", &Example{Key: messageKey, Fields: fields, Label: 1, HasLabel: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(messageKey, keyBefore) || !bytes.Equal(value, valueBefore) {
@@ -45,7 +47,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	for i, want := range []string{"AAAAAAAA", "bob", "AAAAAAAA"} {
-		h := e2.models[i].hist
+		h := e2.units[i].hist
 		got := h.Derive([]byte(want), time.Time{}, nil, nil)
 		if h.Entities() != 1 || len(got) != 1 || got[0].Num != 7 {
 			t.Errorf("model %s after a restart: %d entities, entity %q derives %v; want exactly that entity with x_lag1 = 7",
@@ -74,7 +76,7 @@ func metricType(tb testing.TB, reg *prometheus.Registry, name string) string {
 func timeWindowEngine(t *testing.T, now *time.Time) (*Engine, *prometheus.Registry) {
 	t.Helper()
 	store, _ := openTestStore(t, t.TempDir())
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
 		Windows: []features.WindowConfig{{Field: "x", Duration: time.Minute, Aggs: []string{"count"}}}}}}}
 	e, reg := newTestEngine(t, store, cfg, nil)
 	e.now = func() time.Time { return *now }
@@ -83,9 +85,8 @@ func timeWindowEngine(t *testing.T, now *time.Time) (*Engine, *prometheus.Regist
 
 func sendAt(t *testing.T, e *Engine, at time.Time, offset int64) {
 	t.Helper()
-	e.At(0, offset, []byte("k"))
-	e.WithEvent([]byte("id"), at)
-	if err := e.Process("events", []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, 1, true); err != nil {
+	ex := &Example{Offset: offset, Key: []byte("k"), ID: []byte("id"), Time: at, Fields: []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}, Label: 1, HasLabel: true}
+	if err := e.Process("events", ex); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -131,8 +132,58 @@ func TestAFarFutureEventIsCountedAndLeavesTheEntityOnTime(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_late_events_total", labels); got != 0 {
 		t.Errorf("eddy_history_late_events_total = %v, want 0: the future event made on-time events late", got)
 	}
-	got := e.models[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
+	got := e.units[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
 	if len(got) != 1 || got[0].Num != 2 {
 		t.Errorf("the entity's window: %v, want x_t1m0s_count = 2 (the two on-time events)", got)
+	}
+}
+
+// TestTheLiveModelPredictsWhatTheServedSnapshotScores: for a model whose
+// features include windows and lags of the entity named by a field, the
+// live model's Predict (what a Go program embedding the model calls) and
+// the published snapshot's Score (what the serving endpoint answers) agree
+// for every entity, right after the checkpoint that took the snapshot:
+// both derive the history features as learning does, from the same
+// history, at the same time.
+func TestTheLiveModelPredictsWhatTheServedSnapshotScores(t *testing.T) {
+	store, _ := openTestStore(t, t.TempDir())
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Key: "user",
+		Windows: []features.WindowConfig{
+			{Field: "amount", Size: 3, Aggs: []string{"mean", "max"}},
+			{Field: "amount", Duration: time.Minute, Aggs: []string{"count", "sum"}},
+		},
+		Lags: []features.LagConfig{{Field: "age", Lags: []int{1}, Diff: true}},
+	}}}}
+	rec := &snapshotRecorder{}
+	e, _ := newTestEngine(t, store, cfg, rec)
+	clock := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return clock }
+	users := []string{"ann", "bob", "cem", "dan"}
+	for i, ex := range paymentEvents(43, 800) {
+		clock = clock.Add(time.Second)
+		fields := append([]features.Field{strField("user", users[i%len(users)])}, ex.Fields...)
+		if err := e.Process("events", &Example{Time: clock, Fields: fields, Label: ex.Y, HasLabel: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint(t, e, eventsOffset(0, 800))
+	published := rec.take()
+	if len(published) != 1 {
+		t.Fatalf("%d snapshots published, want 1", len(published))
+	}
+	served, live := published[0], e.Models()[0]
+	clock = clock.Add(30 * time.Second)
+	var scores []float64
+	for _, user := range users {
+		probe := []features.Field{strField("user", user), numField("amount", 40), numField("age", 30), strField("country", "de")}
+		want, _ := served.Score(nil, probe)
+		if got := live.Predict(nil, probe); math.Abs(got-want) > 1e-12 {
+			t.Errorf("user %s: Predict %v, the served snapshot's Score %v", user, got, want)
+		}
+		scores = append(scores, want)
+	}
+	if slices.Min(scores) == slices.Max(scores) {
+		t.Errorf("every user scores %v on the same fields: the history features were not derived", scores[0])
 	}
 }

@@ -1,4 +1,4 @@
-package learner
+package engine
 
 import (
 	"cmp"
@@ -10,19 +10,16 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
+	"github.com/eddyhq/eddy/learner"
 )
-
-// ReasonUnknownID is the reject reason of a delayed label whose event is not
-// waiting: never seen, already learned (a duplicate label) or expired.
-const ReasonUnknownID = "unknown_id"
 
 // pendingEvent is an event scored without a label, waiting for it.
 type pendingEvent struct {
-	key       []byte
-	fields    []features.Field // the event's fields and derived features at event time
-	score     float64
-	predicted int
-	at        time.Time // when it was scored
+	key        []byte
+	fields     []features.Field   // the event's fields and derived features at event time
+	prediction learner.Prediction // made when the event arrived
+	at         time.Time          // when it was scored
 
 	// The arrival order of the set's events, oldest first.
 	id         string
@@ -69,18 +66,28 @@ func (s *pendingSet) take(id string) *pendingEvent {
 	return p
 }
 
-// expire takes every event scored more than ttl before now and returns how
-// many there were. It visits only those and the oldest one left.
-func (s *pendingSet) expire(now time.Time, ttl time.Duration) int {
-	expired := 0
+// dueToExpire returns the ids of the events scored more than ttl before
+// now, oldest first, without taking them (nil when none is). It visits only
+// those and the oldest one left.
+func (s *pendingSet) dueToExpire(now time.Time, ttl time.Duration) []string {
 	if !s.expiryDue(now, ttl) {
-		return 0
+		return nil
 	}
-	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = s.oldest {
-		s.take(p.id)
-		expired++
+	var ids []string
+	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = p.next {
+		ids = append(ids, p.id)
 	}
-	return expired
+	return ids
+}
+
+// stored records that a checkpoint stored the set's changes and removed
+// the expired events: they are taken, and nothing is left to write.
+func (s *pendingSet) stored(expired []string) {
+	for _, id := range expired {
+		s.take(id)
+	}
+	clear(s.added)
+	clear(s.removed)
 }
 
 // expiryDue reports whether an event has waited more than ttl at now.
@@ -145,49 +152,49 @@ func copyFields(fields []features.Field) []features.Field {
 	return out
 }
 
-func pendingKey(model string, id []byte) []byte {
-	return append([]byte("pending/"+model+"/"), id...)
-}
-
+// pendingVersion is the first byte of an encoded waiting event. Layout:
+// version u8 | entity key bytes | scored at (Unix nanoseconds, varint) |
+// score float | predicted output varint | field count, per field: name
+// bytes, kind u8, number float, string bytes.
 const pendingVersion = 1
 
-func (p *pendingEvent) appendBinary(dst []byte) []byte {
+func (p *pendingEvent) appendState(dst []byte) []byte {
 	dst = append(dst, pendingVersion)
-	dst = appendBytes(dst, p.key)
+	dst = codec.AppendBytes(dst, p.key)
 	dst = binary.AppendVarint(dst, p.at.UnixNano())
-	dst = appendFloat(dst, p.score)
-	dst = binary.AppendVarint(dst, int64(p.predicted))
+	dst = codec.AppendFloat(dst, p.prediction.Score)
+	dst = binary.AppendVarint(dst, int64(p.prediction.Output))
 	dst = binary.AppendUvarint(dst, uint64(len(p.fields)))
 	for _, f := range p.fields {
-		dst = appendBytes(dst, f.Name)
+		dst = codec.AppendBytes(dst, f.Name)
 		dst = append(dst, byte(f.Kind))
-		dst = appendFloat(dst, f.Num)
-		dst = appendBytes(dst, f.Str)
+		dst = codec.AppendFloat(dst, f.Num)
+		dst = codec.AppendBytes(dst, f.Str)
 	}
 	return dst
 }
 
 func decodePending(data []byte) (*pendingEvent, error) {
-	r := reader{buf: data}
-	if r.byte() != pendingVersion {
-		return nil, errors.Join(ErrCorrupt, errors.New("unknown pending event version"))
+	r := codec.NewReader(data, learner.ErrCorrupt)
+	if r.Byte() != pendingVersion {
+		return nil, errors.Join(learner.ErrCorrupt, errors.New("unknown pending event version"))
 	}
-	p := &pendingEvent{key: append([]byte(nil), r.bytes()...)}
-	p.at = time.Unix(0, r.varint())
-	p.score = r.float()
-	p.predicted = int(r.varint())
-	for n := r.count(); n > 0 && r.err == nil; n-- {
-		f := features.Field{Name: append([]byte(nil), r.bytes()...)}
-		f.Kind = features.Kind(r.byte())
-		f.Num = r.float()
-		f.Str = append([]byte(nil), r.bytes()...)
+	p := &pendingEvent{key: append([]byte(nil), r.Bytes()...)}
+	p.at = time.Unix(0, r.Varint())
+	p.prediction.Score = r.Float()
+	p.prediction.Output = int(r.Varint())
+	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
+		f := features.Field{Name: append([]byte(nil), r.Bytes()...)}
+		f.Kind = features.Kind(r.Byte())
+		f.Num = r.Float()
+		f.Str = append([]byte(nil), r.Bytes()...)
 		if math.IsNaN(f.Num) || math.IsInf(f.Num, 0) {
-			return nil, fmt.Errorf("%w: non-finite pending field", ErrCorrupt)
+			return nil, fmt.Errorf("%w: non-finite pending field", learner.ErrCorrupt)
 		}
 		p.fields = append(p.fields, f)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	return p, nil
 }

@@ -1,10 +1,12 @@
-package learner
+package engine
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/store"
 )
 
 var discardLogger = slog.New(slog.DiscardHandler)
@@ -22,9 +26,15 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // openTestStore opens a real Pebble store in dir and closes it when the test
 // ends, unless the test closed it first with the returned function (to
 // reopen the same directory, as a restarted process would).
-func openTestStore(tb testing.TB, dir string) (*Store, func()) {
+func openTestStore(tb testing.TB, dir string) (*store.Store, func()) {
 	tb.Helper()
-	store, err := OpenStore(dir, discardLogger)
+	return openTestStoreWith(tb, dir, nil)
+}
+
+// openTestStoreWith is openTestStore with store options.
+func openTestStoreWith(tb testing.TB, dir string, opts *store.Options) (*store.Store, func()) {
+	tb.Helper()
+	store, err := store.Open(dir, discardLogger, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,12 +51,12 @@ func openTestStore(tb testing.TB, dir string) (*Store, func()) {
 }
 
 // snapshotRecorder collects the snapshots an Engine publishes.
-type snapshotRecorder struct{ published []*Snapshot }
+type snapshotRecorder struct{ published []*learner.Snapshot }
 
-func (r *snapshotRecorder) publish(s *Snapshot) { r.published = append(r.published, s) }
+func (r *snapshotRecorder) publish(s *learner.Snapshot) { r.published = append(r.published, s) }
 
 // take returns the snapshots published since the last call.
-func (r *snapshotRecorder) take() []*Snapshot {
+func (r *snapshotRecorder) take() []*learner.Snapshot {
 	out := r.published
 	r.published = nil
 	return out
@@ -54,13 +64,13 @@ func (r *snapshotRecorder) take() []*Snapshot {
 
 // newTestEngine builds an Engine on store with its own registry. A nil
 // recorder discards published snapshots.
-func newTestEngine(tb testing.TB, store *Store, cfg EngineConfig, rec *snapshotRecorder) (*Engine, *prometheus.Registry) {
+func newTestEngine(tb testing.TB, store *store.Store, cfg Config, rec *snapshotRecorder) (*Engine, *prometheus.Registry) {
 	tb.Helper()
 	if rec == nil {
 		rec = &snapshotRecorder{}
 	}
 	reg := prometheus.NewRegistry()
-	e, err := NewEngine(cfg, store, rec.publish, reg, discardLogger)
+	e, err := New(cfg, store, rec.publish, reg, discardLogger)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -80,7 +90,7 @@ func tickingClock(e *Engine) {
 func processAll(tb testing.TB, e *Engine, topic string, data []example) {
 	tb.Helper()
 	for i, ex := range data {
-		if err := e.Process(topic, ex.fields, ex.y, true); err != nil {
+		if err := e.Process(topic, labeled(ex.Fields, ex.Y)); err != nil {
 			tb.Fatalf("example %d: %v", i, err)
 		}
 	}
@@ -151,7 +161,7 @@ func scores(score func([]features.Field) (float64, int32)) []float64 {
 	return out
 }
 
-var fraudConfig = EngineConfig{Models: []ModelConfig{{Name: "fraud", Topic: "events", Task: Binary}}}
+var fraudConfig = Config{Models: []learner.ModelConfig{{Name: "fraud", Topic: "events", Task: learner.Binary}}}
 
 func TestCheckpointThenReopenRestoresTheModelExactly(t *testing.T) {
 	t.Parallel()
@@ -240,7 +250,7 @@ func TestTheFirstCheckpointAfterLearningPublishesVersionOne(t *testing.T) {
 	if got := rec.take(); len(got) != 0 {
 		t.Errorf("a checkpoint before the promote interval published version %d", got[0].Version())
 	}
-	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{1}) {
+	if versions, err := snapshotVersions(store, "fraud"); err != nil || !slices.Equal(versions, []uint64{1}) {
 		t.Errorf("SnapshotVersions = %v, %v; want [1]", versions, err)
 	}
 }
@@ -258,7 +268,7 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 	tickingClock(e)
 	events := paymentEvents(13, 240)
 
-	var newest *Snapshot
+	var newest *learner.Snapshot
 	for v := uint64(1); v <= 6; v++ {
 		processAll(t, e, "events", events[(v-1)*40:v*40])
 		checkpoint(t, e, eventsOffset(0, int64(v*40)))
@@ -278,7 +288,7 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 		// Unlabeled events move the offset (so this checkpoint is written)
 		// but teach the model nothing.
 		for _, ex := range events[:5] {
-			if err := e.Process("events", ex.fields, 0, false); err != nil {
+			if err := e.Process("events", unlabeled(ex.Fields)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -288,7 +298,7 @@ func TestEachPromotionPublishesTheNextVersionAndRetiresTheOldest(t *testing.T) {
 		}
 	}
 
-	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{4, 5, 6}) {
+	if versions, err := snapshotVersions(store, "fraud"); err != nil || !slices.Equal(versions, []uint64{4, 5, 6}) {
 		t.Errorf("SnapshotVersions with retain 3 = %v, %v; want [4 5 6]", versions, err)
 	}
 	for _, tc := range []struct {
@@ -364,7 +374,7 @@ func TestAnIdleCheckpointPromotesWhatWasLearnedBeforeIt(t *testing.T) {
 	if len(got) != 1 || got[0].Version() != 2 || got[0].Learned() != 100 {
 		t.Fatalf("the idle tick after the interval published %d snapshots, want version 2 having learned 100", len(got))
 	}
-	if versions, err := store.SnapshotVersions("fraud"); err != nil || !slices.Equal(versions, []uint64{1, 2}) {
+	if versions, err := snapshotVersions(store, "fraud"); err != nil || !slices.Equal(versions, []uint64{1, 2}) {
 		t.Errorf("SnapshotVersions = %v, %v; want [1 2]", versions, err)
 	}
 	now = now.Add(time.Hour)
@@ -415,7 +425,7 @@ func TestAPublishedSnapshotNeverChanges(t *testing.T) {
 	if published.Learned() != learned || published.Metrics() != metrics {
 		t.Errorf("version 1 learned/metrics changed from %d/%+v to %d/%+v", learned, metrics, published.Learned(), published.Metrics())
 	}
-	if live := scores(func(f []features.Field) (float64, int32) { return e.Models()[0].Predict(f), 0 }); sameBits(live, before) {
+	if live := scores(func(f []features.Field) (float64, int32) { return e.Models()[0].Predict(nil, f), 0 }); sameBits(live, before) {
 		t.Errorf("the live model scores %v like version 1: it did not keep learning, so this test proves nothing", live)
 	}
 }
@@ -437,7 +447,7 @@ func withFields(fields []features.Field, extra ...features.Field) []features.Fie
 
 type rejectionCase struct {
 	name   string
-	model  ModelConfig
+	model  learner.ModelConfig
 	before []example // learned first, all valid
 	bad    example
 	reason string
@@ -447,63 +457,63 @@ func rejectionCases() []rejectionCase {
 	payments := paymentEvents(15, 50)
 	// An absurd learning rate is the only way left to overflow a step once
 	// inputs are bounded by features.MaxAbs.
-	regression := ModelConfig{Name: "fraud", Task: Regression, Features: features.Config{Scaler: features.ScalerNone},
-		Optimizer: OptimizerConfig{LR: 1e160}}
+	regression := learner.ModelConfig{Name: "fraud", Task: learner.Regression, Features: features.Config{Scaler: features.ScalerNone},
+		Optimizer: learner.OptimizerConfig{LR: 1e160}}
 	return []rejectionCase{
 		{
 			name:   "a binary label other than 0 or 1 is an invalid label",
-			model:  ModelConfig{Name: "fraud", Task: Binary},
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Binary},
 			before: payments,
-			bad:    example{payments[0].fields, 2},
-			reason: ReasonInvalidLabel,
+			bad:    example{Fields: payments[0].Fields, Y: 2},
+			reason: learner.ReasonInvalidLabel,
 		},
 		{
 			name:   "a NaN label is non-finite",
-			model:  ModelConfig{Name: "fraud", Task: Binary},
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Binary},
 			before: payments,
-			bad:    example{payments[0].fields, math.NaN()},
-			reason: ReasonNonFinite,
+			bad:    example{Fields: payments[0].Fields, Y: math.NaN()},
+			reason: learner.ReasonNonFinite,
 		},
 		{
 			name:   "an infinite regression label is non-finite",
-			model:  ModelConfig{Name: "fraud", Task: Regression},
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Regression},
 			before: payments,
-			bad:    example{payments[0].fields, math.Inf(1)},
-			reason: ReasonNonFinite,
+			bad:    example{Fields: payments[0].Fields, Y: math.Inf(1)},
+			reason: learner.ReasonNonFinite,
 		},
 		{
 			// Squaring it in the variance would overflow.
 			name:   "a value beyond ±1e150 is out of range",
-			model:  ModelConfig{Name: "fraud", Task: Binary},
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Binary},
 			before: payments,
-			bad:    example{withFields(payments[0].fields, numField("amount", 1e200)), 1},
-			reason: ReasonOutOfRange,
+			bad:    example{Fields: withFields(payments[0].Fields, numField("amount", 1e200)), Y: 1},
+			reason: learner.ReasonOutOfRange,
 		},
 		{
 			name:   "a value beyond ±1e150 in a new feature is out of range and takes no slot",
-			model:  ModelConfig{Name: "fraud", Task: Binary},
-			before: []example{{[]features.Field{numField("x", 1)}, 1}},
-			bad:    example{[]features.Field{numField("x", 2), numField("y", -1e151)}, 0},
-			reason: ReasonOutOfRange,
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Binary},
+			before: []example{{Fields: []features.Field{numField("x", 1)}, Y: 1}},
+			bad:    example{Fields: []features.Field{numField("x", 2), numField("y", -1e151)}, Y: 0},
+			reason: learner.ReasonOutOfRange,
 		},
 		{
 			name:  "an unscaled value that would step a weight to infinity is refused",
 			model: regression,
 			before: []example{
-				{[]features.Field{numField("z", 1)}, 2},
-				{[]features.Field{numField("z", 2)}, 4},
-				{[]features.Field{numField("z", 3)}, 6},
+				{Fields: []features.Field{numField("z", 1)}, Y: 2},
+				{Fields: []features.Field{numField("z", 2)}, Y: 4},
+				{Fields: []features.Field{numField("z", 3)}, Y: 6},
 			},
 			// lr 1e160 × |gradient| clipped at 1e12 × 1e150 overflows.
-			bad:    example{[]features.Field{numField("z", 1), numField("x", 1e150)}, 1000},
-			reason: ReasonNonFiniteGradient,
+			bad:    example{Fields: []features.Field{numField("z", 1), numField("x", 1e150)}, Y: 1000},
+			reason: learner.ReasonNonFiniteGradient,
 		},
 		{
 			name:   "a numeric feature beyond max_numeric_features is too many",
-			model:  ModelConfig{Name: "fraud", Task: Binary, Features: features.Config{MaxNumeric: 2}},
-			before: []example{{[]features.Field{numField("a", 1), numField("b", 2), strField("c", "x")}, 1}},
-			bad:    example{[]features.Field{numField("a", 1), numField("b", 2), numField("c", 3)}, 0},
-			reason: ReasonTooManyFeatures,
+			model:  learner.ModelConfig{Name: "fraud", Task: learner.Binary, Features: features.Config{MaxNumeric: 2}},
+			before: []example{{Fields: []features.Field{numField("a", 1), numField("b", 2), strField("c", "x")}, Y: 1}},
+			bad:    example{Fields: []features.Field{numField("a", 1), numField("b", 2), numField("c", 3)}, Y: 0},
+			reason: learner.ReasonTooManyFeatures,
 		},
 	}
 }
@@ -513,19 +523,19 @@ func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.
 	for _, tc := range rejectionCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			store, _ := openTestStore(t, t.TempDir())
-			e, reg := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{tc.model}}, nil)
+			e, reg := newTestEngine(t, store, Config{Models: []learner.ModelConfig{tc.model}}, nil)
 			processAll(t, e, "events", tc.before)
 			m := e.Models()[0]
 			weights, intercept := m.Weights()
 			metrics := m.Metrics()
 
-			err := e.Process("events", tc.bad.fields, tc.bad.y, true)
-			var rej *RejectError
+			err := e.Process("events", labeled(tc.bad.Fields, tc.bad.Y))
+			var rej *learner.RejectError
 			if !errors.As(err, &rej) || rej.Reason != tc.reason {
-				t.Fatalf("Process = %v, want a *RejectError with reason %s", err, tc.reason)
+				t.Fatalf("Process = %v, want a *learner.RejectError with reason %s", err, tc.reason)
 			}
-			if !errors.Is(err, ErrInvalidExample) || !strings.Contains(err.Error(), "fraud") {
-				t.Errorf("error %q does not match ErrInvalidExample or does not name the model", err)
+			if !errors.Is(err, learner.ErrInvalidExample) || !strings.Contains(err.Error(), "fraud") {
+				t.Errorf("error %q does not match learner.ErrInvalidExample or does not name the model", err)
 			}
 			if got := m.Metrics(); got != metrics || m.Learned() != uint64(len(tc.before)) {
 				t.Errorf("after the rejection: %d learned, metrics %+v; want %d learned, metrics %+v", m.Learned(), got, len(tc.before), metrics)
@@ -548,29 +558,6 @@ func TestInvalidExamplesAreRejectedAndCountedWithoutChangingTheModel(t *testing.
 	}
 }
 
-// The package promises that a rejected example leaves the model unchanged;
-// that includes the feature state (scaler statistics and numeric slots),
-// which decides how every later example is scaled and how many new numeric
-// features the model may still accept.
-func TestARejectedExampleLeavesTheFeatureStateUnchanged(t *testing.T) {
-	t.Parallel()
-	for _, tc := range rejectionCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := tc.model
-			cfg.EnsureDefaults()
-			m := newModel(cfg, DefaultRollingWindow)
-			learnAll(t, m, tc.before)
-			state := m.tr.AppendBinary(nil)
-			if _, err := m.LearnOne(tc.bad.fields, tc.bad.y); err == nil {
-				t.Fatal("the example was learned")
-			}
-			if string(m.tr.AppendBinary(nil)) != string(state) {
-				t.Errorf("the rejected example changed the feature state: now %d numeric slots %v", m.tr.NumericSlots(), m.tr.NumericNames())
-			}
-		})
-	}
-}
-
 func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -582,19 +569,19 @@ func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		change  func(*ModelConfig)
+		change  func(*learner.ModelConfig)
 		setting string
 	}{
-		{"another task", func(c *ModelConfig) { c.Task = Regression }, "task"},
-		{"other hash_bits", func(c *ModelConfig) { c.Features.HashBits = 12 }, "hash_bits"},
-		{"other max_numeric_features", func(c *ModelConfig) { c.Features.MaxNumeric = 16 }, "max_numeric_features"},
-		{"another scaler", func(c *ModelConfig) { c.Features.Scaler = features.ScalerNone }, "scaler"},
+		{"another task", func(c *learner.ModelConfig) { c.Task = learner.Regression }, "task"},
+		{"other hash_bits", func(c *learner.ModelConfig) { c.Features.HashBits = 12 }, "hash_bits"},
+		{"other max_numeric_features", func(c *learner.ModelConfig) { c.Features.MaxNumeric = 16 }, "max_numeric_features"},
+		{"another scaler", func(c *learner.ModelConfig) { c.Features.Scaler = features.ScalerNone }, "scaler"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store, _ := openTestStore(t, dir)
-			cfg := EngineConfig{Models: slices.Clone(fraudConfig.Models)}
+			cfg := Config{Models: slices.Clone(fraudConfig.Models)}
 			tc.change(&cfg.Models[0])
-			_, err := NewEngine(cfg, store, func(*Snapshot) {}, prometheus.NewRegistry(), discardLogger)
+			_, err := New(cfg, store, func(*learner.Snapshot) {}, prometheus.NewRegistry(), discardLogger)
 			if err == nil {
 				t.Fatal("NewEngine restored a model stored with another layout")
 			}
@@ -608,10 +595,10 @@ func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
 func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
 	t.Parallel()
 	store, _ := openTestStore(t, t.TempDir())
-	e, reg := newTestEngine(t, store, EngineConfig{Models: []ModelConfig{
-		{Name: "fraud", Topic: "events", Task: Binary},
-		{Name: "clicks", Topic: "clicks", Task: Binary},
-		{Name: "spend", Topic: "events", Task: Regression},
+	e, reg := newTestEngine(t, store, Config{Models: []learner.ModelConfig{
+		{Name: "fraud", Topic: "events", Task: learner.Binary},
+		{Name: "clicks", Topic: "clicks", Task: learner.Binary},
+		{Name: "spend", Topic: "events", Task: learner.Regression},
 	}}, nil)
 	if got := e.Topics(); !slices.Equal(got, []string{"events", "clicks"}) {
 		t.Errorf("Topics = %v, want [events clicks]", got)
@@ -619,7 +606,7 @@ func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
 	events := paymentEvents(17, 200)
 	processAll(t, e, "events", events)
 	for _, ex := range events[:10] {
-		if err := e.Process("events", ex.fields, 0, false); err != nil {
+		if err := e.Process("events", unlabeled(ex.Fields)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -633,7 +620,7 @@ func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
 		{"clicks", 0, 0},
 		{"spend", 200, 10},
 	} {
-		i := slices.IndexFunc(e.Models(), func(m *Model) bool { return m.Name() == tc.model })
+		i := slices.IndexFunc(e.Models(), func(m *learner.Model) bool { return m.Name() == tc.model })
 		m := e.Models()[i]
 		if m.Learned() != tc.learned || m.Metrics().N != tc.learned {
 			t.Errorf("%s learned %d and scored %d examples, want %d", tc.model, m.Learned(), m.Metrics().N, tc.learned)
@@ -655,7 +642,7 @@ func TestModelsLearnOnlyFromTheirTopic(t *testing.T) {
 
 func BenchmarkCheckpoint(b *testing.B) {
 	store, _ := openTestStore(b, b.TempDir())
-	cfg := EngineConfig{Models: []ModelConfig{{Name: "bench", Topic: "events", Task: Binary}}, PromoteInterval: time.Hour}
+	cfg := Config{Models: []learner.ModelConfig{{Name: "bench", Topic: "events", Task: learner.Binary}}, PromoteInterval: time.Hour}
 	e, _ := newTestEngine(b, store, cfg, nil)
 	data := wideEvents(6, 1024, 8, 0)
 	processAll(b, e, "events", data)
@@ -664,12 +651,80 @@ func BenchmarkCheckpoint(b *testing.B) {
 	next := int64(len(data))
 	for b.Loop() {
 		ex := &data[next%int64(len(data))]
-		if err := e.Process("events", ex.fields, ex.y, true); err != nil {
+		if err := e.Process("events", labeled(ex.Fields, ex.Y)); err != nil {
 			b.Fatal(err)
 		}
 		next++
 		if err := e.Checkpoint([]Offset{eventsOffset(0, next)}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRegressionLearnsALinearTargetWithinNoise(t *testing.T) {
+	t.Parallel()
+	// y = 3*x1 - 2*x2 + 5 plus Gaussian noise of standard deviation 0.05,
+	// whose own mean absolute error is about 0.04. Tolerance: the rolling
+	// MAE over the last 1000 examples must be below 0.2.
+	const tolerance = 0.2
+	store, _ := openTestStore(t, t.TempDir())
+	e, _ := newTestEngine(t, store, Config{
+		Models: []learner.ModelConfig{{Name: "price", Task: learner.Regression}},
+	}, nil)
+	rng := rand.New(rand.NewPCG(42, 42))
+	fields := []features.Field{numField("x1", 0), numField("x2", 0)}
+	for i := range 20000 {
+		x1, x2 := rng.NormFloat64(), rng.Float64()*4-2
+		fields[0].Num, fields[1].Num = x1, x2
+		y := 3*x1 - 2*x2 + 5 + 0.05*rng.NormFloat64()
+		if err := e.Process("events", labeled(fields, y)); err != nil {
+			t.Fatalf("example %d: %v", i, err)
+		}
+	}
+	m := e.Models()[0]
+	if got := m.Metrics().Rolling; !(got < tolerance) {
+		t.Fatalf("rolling MAE after 20000 examples = %.4f, want < %.1f", got, tolerance)
+	}
+	if got := m.Intercept(); math.Abs(got-5) > 0.2 {
+		t.Errorf("intercept = %.4f, want 5 ± 0.2 (both features are centred by the scaler)", got)
+	}
+}
+
+// BenchmarkRestartWithAMillionEntities measures NewEngine on a store holding
+// the history of 1,000,000 entities (run with -benchtime 1x).
+func BenchmarkRestartWithAMillionEntities(b *testing.B) {
+	const entities = 1_000_000
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events", Features: features.Config{
+		Windows: []features.WindowConfig{{Field: "x", Size: 10, Aggs: []string{"mean", "std", "min", "max"}}},
+		Lags:    []features.LagConfig{{Field: "x", Lags: []int{1}, Diff: true}},
+		Targets: []features.TargetConfig{{Size: 1}, {Size: 10}},
+	}}}}
+	dir := b.TempDir()
+	store, closeStore := openTestStore(b, dir)
+	e, _ := newTestEngine(b, store, cfg, nil)
+	key := make([]byte, 0, 16)
+	fields := []features.Field{{Name: []byte("x"), Kind: features.Number, Num: 1}}
+	for i := range entities {
+		key = fmt.Appendf(key[:0], "user-%d", i)
+		if err := e.Process("events", &Example{Offset: int64(i), Key: key, Fields: fields, Label: float64(i % 2), HasLabel: true}); err != nil {
+			b.Fatal(err)
+		}
+		if i%100_000 == 99_999 {
+			if err := e.Checkpoint([]Offset{{TopicPartition{"events", 0}, int64(i + 1)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	closeStore()
+	b.ResetTimer()
+	for b.Loop() {
+		reopened, closeAgain := openTestStore(b, dir)
+		restarted, _ := newTestEngine(b, reopened, cfg, nil)
+		if n := restarted.units[0].hist.Entities(); n != entities {
+			b.Fatalf("restored %d entities, want %d", n, entities)
+		}
+		b.StopTimer()
+		closeAgain()
+		b.StartTimer()
 	}
 }

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/eddyhq/eddy/learner"
+)
+
+// restore loads one model, its monitor, history, waiting events and
+// retention index, and publishes its champion (the snapshot it served when
+// it stopped), if any. A model the store does not hold starts untrained.
+func (e *Engine) restore(mc learner.ModelConfig) (*unit, error) {
+	u := &unit{cfg: mc, handles: e.metrics.forModel(mc.Name)}
+	mon, err := learner.NewMonitor(mc, e.cfg.RollingWindow)
+	if err != nil {
+		return nil, err
+	}
+	u.mon = mon
+	data, ok, err := e.store.Get(modelKey(mc.Name))
+	if err != nil {
+		return nil, fmt.Errorf("learner: %w", err)
+	}
+	if !ok {
+		e.log.Info("new model", "model", mc.Name, "task", mc.Task, "topic", mc.Topic, "drift_detector", mc.Drift.Detector)
+		if u.model, err = learner.NewModel(mc, e.cfg.RollingWindow); err != nil {
+			return nil, err
+		}
+		u.hist = u.model.History()
+		if mc.LabelsTopic != "" {
+			u.pending = newPendingSet()
+		}
+		return u, nil
+	}
+	if u.model, _, err = learner.DecodeModel(mc, e.cfg.RollingWindow, data); err != nil {
+		return nil, err
+	}
+	m := u.model
+	u.hist = m.History()
+	if err := e.loadHistory(u); err != nil {
+		return nil, err
+	}
+	if err := e.loadPending(u); err != nil {
+		return nil, err
+	}
+	champion := m.Version()
+	if blob, ok, err := e.store.Get(monitorKey(mc.Name)); err != nil {
+		return nil, fmt.Errorf("learner: %w", err)
+	} else if ok {
+		if champion, err = mon.Decode(m, blob); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.loadRetained(u); err != nil {
+		return nil, err
+	}
+	e.log.Info("model restored", "model", mc.Name, "learned", m.Learned(), "newest_version", m.Version(), "champion", champion, "pinned", mon.Pinned())
+	if m.Version() > 0 {
+		newest, err := loadSnapshot(e.store, m, m.Version())
+		if err != nil {
+			return nil, err
+		}
+		u.snapped = newest.Learned()
+	}
+	if champion > 0 {
+		snap, err := loadSnapshot(e.store, m, champion)
+		if err != nil {
+			return nil, err
+		}
+		mon.RestoreChampion(snap) // not SetChampion: the detector state is restored as it was
+		e.publish(snap)
+	}
+	return u, nil
+}
+
+// loadHistory restores the stored per-entity history of u's model.
+func (e *Engine) loadHistory(u *unit) error {
+	if u.hist == nil {
+		return nil
+	}
+	prefix := historyKey(u.cfg.Name, nil)
+	start := e.now()
+	err := e.store.Scan(prefix, func(key, value []byte) error { return u.hist.Load(key[len(prefix):], value) })
+	if err != nil {
+		return fmt.Errorf("learner: model %s history: %w", u.cfg.Name, err)
+	}
+	e.log.Info("history restored", "model", u.cfg.Name, "entities", u.hist.Entities(), "seconds", e.now().Sub(start).Seconds())
+	return nil
+}

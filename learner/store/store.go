@@ -1,0 +1,204 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store is one Pebble database. It is safe for concurrent use.
+type Store struct {
+	db         *pebble.DB
+	dir        string
+	failCommit func() error
+}
+
+// Options configure a Store. The zero value (or nil) means the defaults.
+type Options struct {
+	// FailCommit, if set, is called by every Batch.Commit before it
+	// writes; an error it returns fails that commit, which then writes
+	// nothing and returns the error. It is the seam through which tests
+	// make a real store fail a commit, to check what a failed checkpoint
+	// leaves behind. The default, nil, never fails.
+	FailCommit func() error
+}
+
+// Open opens (creating if needed) the store in dir. Pebble's own log lines
+// go to log, Pebble's informational ones at debug level.
+func Open(dir string, log *slog.Logger, opts *Options) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.With("component", "pebble")}})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, dir: dir}
+	if opts != nil {
+		s.failCommit = opts.FailCommit
+	}
+	return s, nil
+}
+
+// Dir returns the directory the store lives in.
+func (s *Store) Dir() string { return s.dir }
+
+// Close flushes and closes the store. Nothing may use it afterwards.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Get returns a copy of the value of key, or ok false if it is absent.
+func (s *Store) Get(key []byte) (value []byte, ok bool, err error) { return get(s.db, key) }
+
+// Scan calls fn with every key starting with prefix and its value, in key
+// order, from one consistent view of the store. fn must not keep key or
+// value, which are valid during the call only; an error from fn stops the
+// scan and is returned. prefix must end with '/' (see PrefixEnd).
+func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return scanRange(s.db, prefix, PrefixEnd(prefix), fn)
+}
+
+// ScanRange is Scan over the keys in [lower, upper).
+func (s *Store) ScanRange(lower, upper []byte, fn func(key, value []byte) error) error {
+	return scanRange(s.db, lower, upper, fn)
+}
+
+// NewView returns a point-in-time view of the store: it reads what was
+// committed when it was created, whatever commits afterwards. Close it when
+// done; until then it pins the data it may read.
+func (s *Store) NewView() *View { return &View{snap: s.db.NewSnapshot()} }
+
+// View is a consistent, read-only, point-in-time view of a Store, safe for
+// concurrent use.
+type View struct{ snap *pebble.Snapshot }
+
+// Get is Store.Get as of the view.
+func (v *View) Get(key []byte) ([]byte, bool, error) { return get(v.snap, key) }
+
+// Scan is Store.Scan as of the view.
+func (v *View) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	return scanRange(v.snap, prefix, PrefixEnd(prefix), fn)
+}
+
+// Close releases the view.
+func (v *View) Close() error {
+	if err := v.snap.Close(); err != nil {
+		return fmt.Errorf("store: close view: %w", err)
+	}
+	return nil
+}
+
+// NewBatch returns an empty batch of writes to s. Close it when done,
+// committed or not.
+func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch(), s: s} }
+
+// Batch is a set of writes that Commit applies atomically and durably: all
+// of them or none. A Batch is owned by one goroutine.
+type Batch struct {
+	b *pebble.Batch
+	s *Store
+}
+
+// Set adds the write of value under key. Both are copied: the caller may
+// reuse them at once.
+func (b *Batch) Set(key, value []byte) error {
+	if err := b.b.Set(key, value, nil); err != nil {
+		return fmt.Errorf("store: set %q: %w", string(key), err) // string(): a copy, so that key does not escape
+	}
+	return nil
+}
+
+// Delete adds the deletion of key (absent or not).
+func (b *Batch) Delete(key []byte) error {
+	if err := b.b.Delete(key, nil); err != nil {
+		return fmt.Errorf("store: delete %q: %w", string(key), err)
+	}
+	return nil
+}
+
+// DeleteRange adds the deletion of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) error {
+	if err := b.b.DeleteRange(start, end, nil); err != nil {
+		return fmt.Errorf("store: delete range %q-%q: %w", string(start), string(end), err)
+	}
+	return nil
+}
+
+// Len returns the number of writes in the batch.
+func (b *Batch) Len() int { return int(b.b.Count()) }
+
+// Commit applies every write of the batch atomically and syncs them to
+// disk before it returns. On error nothing was applied.
+func (b *Batch) Commit() error {
+	if b.s.failCommit != nil {
+		if err := b.s.failCommit(); err != nil {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+	}
+	if err := b.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Close releases the batch.
+func (b *Batch) Close() error { return b.b.Close() }
+
+// PrefixEnd returns the first key after every key starting with prefix,
+// whose last byte must be '/' (so it can be incremented).
+func PrefixEnd(prefix []byte) []byte {
+	return append(append([]byte(nil), prefix[:len(prefix)-1]...), prefix[len(prefix)-1]+1)
+}
+
+func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: read %q: %w", string(key), err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// scanRange calls fn with every key in [lower, upper) of r, in order, with
+// one iterator: fn sees one consistent view.
+func scanRange(r pebble.Reader, lower, upper []byte, fn func(key, value []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("store: scan %q: %w", string(lower), err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store: scan %q: %w", string(lower), err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's log lines to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble on unrecoverable corruption; Pebble's contract
+// is that it does not return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "fatal", true)
+	panic("pebble: " + msg)
+}
