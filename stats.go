@@ -36,6 +36,13 @@ type ModelStats struct {
 	ServedVersion uint64
 	// ServedLearned is the number of examples that snapshot had learned.
 	ServedLearned uint64
+	// Pinned reports whether an operator chose the served version.
+	Pinned bool
+	// Metrics are the live model's prequential metrics and ChampionMetrics
+	// the served snapshots', as of the newest checkpoint.
+	Metrics, ChampionMetrics learner.Metrics
+	// Detections counts the drifts the model's detector found.
+	Detections uint64
 }
 
 // Model returns the stats of the named model, and false if it is not
@@ -54,9 +61,10 @@ func (s Stats) Model(name string) (ModelStats, bool) {
 func (s *Service) Stats() Stats {
 	st := Stats{Consumer: s.consumer.Stats(), BrokerDownSince: s.consumer.BrokerDownSince()}
 	st.BrokerUp = st.BrokerDownSince.IsZero()
-	learned := s.engine.Stats().Models
+	learned := s.engine.Stats().Models // in configuration order, like s.cfg.Learner.Models
 	for i, mc := range s.cfg.Learner.Models {
-		m := ModelStats{Name: mc.Name, Learned: learned[i].Learned}
+		e := learned[i]
+		m := ModelStats{Name: mc.Name, Learned: e.Learned, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
 		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
 			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
 		}

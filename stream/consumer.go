@@ -137,6 +137,7 @@ type Stats struct {
 	Consumed     uint64 // messages handled or dead-lettered
 	DeadLettered uint64
 	Checkpoints  uint64
+	Assigned     int // partitions owned in the current generation; 0 between generations
 }
 
 // Consumer consumes topics as a group member and feeds a Handler. Create it
@@ -150,6 +151,7 @@ type Consumer struct {
 	dlq     *kafka.Writer
 
 	consumed, deadLettered, checkpoints atomic.Uint64
+	assigned                            atomic.Int64
 	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
 	downSince                           atomic.Int64 // unix nanoseconds the brokers became unreachable; 0 while reachable
 }
@@ -223,7 +225,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, reg prometheus.Registerer,
 
 // Stats returns the Consumer's counters. Safe for concurrent use.
 func (c *Consumer) Stats() Stats {
-	return Stats{Consumed: c.consumed.Load(), DeadLettered: c.deadLettered.Load(), Checkpoints: c.checkpoints.Load()}
+	return Stats{Consumed: c.consumed.Load(), DeadLettered: c.deadLettered.Load(), Checkpoints: c.checkpoints.Load(), Assigned: int(c.assigned.Load())}
 }
 
 // Run joins the group and processes events until ctx is done or a Handler
@@ -402,6 +404,7 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation, wak
 		}
 	}
 	c.metrics.assigned.Set(float64(assigned))
+	c.assigned.Store(int64(assigned))
 	c.metrics.rebalances.Inc()
 	result := make(chan error, 1)
 	gen.Start(func(gctx context.Context) { result <- c.consume(ctx, gctx, g, msgs, wake) })
@@ -415,6 +418,7 @@ func (c *Consumer) releaseGauges(g *generation) {
 		c.metrics.lag.DeleteLabelValues(key.topic, strconv.Itoa(key.partition))
 	}
 	c.metrics.assigned.Set(0)
+	c.assigned.Store(0)
 }
 
 // consume is the processing loop of one generation; gctx ends with it.

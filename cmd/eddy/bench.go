@@ -79,7 +79,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	go func() { done <- svc.Run(sctx) }()
 	defer func() { stop(); <-done }()
 	// Wait until the group has its partition, so joining is not measured.
-	for metricValue(reg, "eddy_consumer_partitions_assigned", map[string]string{}) < 1 {
+	for svc.Stats().Consumer.Assigned < 1 {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy"
@@ -167,7 +165,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 			st := svc.Stats()
 			rateNow := float64(st.Consumer.Consumed-lastEvents) / now.Sub(last).Seconds()
 			lastEvents, last = st.Consumer.Consumed, now
-			fmt.Fprintln(out, demoSummary(reg, st, o.serve.model.Name, rateNow))
+			fmt.Fprintln(out, demoSummary(st, o.serve.model.Name, rateNow))
 		}
 	}
 }
@@ -213,55 +211,16 @@ func printDemoHelp(out io.Writer, svc *eddy.Service) {
 `, svc.GRPCAddr(), "http://"+svc.MetricsAddr(), svc.Brokers()[0])
 }
 
-// demoSummary reads the counts from the service's stats and the accuracy
-// figures from the metrics registry, which is safe to read concurrently
-// with learning.
-func demoSummary(reg prometheus.Gatherer, st eddy.Stats, model string, rate float64) string {
-	acc := metricValue(reg, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "cumulative"})
-	rolling := metricValue(reg, "eddy_prequential_accuracy", map[string]string{"model": model, "window": "rolling"})
-	served := metricValue(reg, "eddy_champion_accuracy", map[string]string{"model": model})
-	drifts := 0.0
-	for _, detector := range []string{"adwin", "page-hinkley", "ddm", "eddm", "kswin"} {
-		drifts += metricValue(reg, "eddy_drift_detections_total", map[string]string{"model": model, "detector": detector})
-	}
+// demoSummary formats one summary line from the service's stats.
+func demoSummary(st eddy.Stats, model string, rate float64) string {
 	m, _ := st.Model(model)
-	return fmt.Sprintf("%s  %6.0f events/s  learned %d  dead-lettered %d  accuracy %.2f%% (last %d: %.2f%%, served models: %.2f%%)  drifts detected %.0f  serving %s v%d",
-		time.Now().Format("15:04:05"), rate, m.Learned, st.Consumer.DeadLettered, 100*acc, learner.DefaultRollingWindow, 100*rolling, 100*served, drifts, model, m.ServedVersion)
-}
-
-// metricValue returns the value of the gauge (or counter) name with exactly
-// labels, or 0.
-func metricValue(g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	families, err := g.Gather()
-	if err != nil {
-		return 0
+	pinned := ""
+	if m.Pinned {
+		pinned = " (pinned)"
 	}
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if labelsMatch(m, labels) {
-				if m.GetGauge() != nil {
-					return m.GetGauge().GetValue()
-				}
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	if len(m.GetLabel()) != len(want) {
-		return false
-	}
-	for _, l := range m.GetLabel() {
-		if want[l.GetName()] != l.GetValue() {
-			return false
-		}
-	}
-	return true
+	return fmt.Sprintf("%s  %6.0f events/s  learned %d  dead-lettered %d  accuracy %.2f%% (last %d: %.2f%%, served models: %.2f%%)  drifts detected %d  serving %s v%d%s",
+		time.Now().Format("15:04:05"), rate, m.Learned, st.Consumer.DeadLettered, 100*m.Metrics.Accuracy, learner.DefaultRollingWindow,
+		100*m.Metrics.Rolling, 100*m.ChampionMetrics.Accuracy, m.Detections, model, m.ServedVersion, pinned)
 }
 
 // produceSEA writes SEA events to the model's topic at about o.rate
