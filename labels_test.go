@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/stream"
 )
 
 // TestDelayedLabelsAreLearnedExactlyOnce sends events without labels, then
@@ -35,7 +36,12 @@ func TestDelayedLabelsAreLearnedExactlyOnce(t *testing.T) {
 		if f1+f2 <= 9 {
 			truth[i] = 1
 		}
-		evs = append(evs, kafka.Message{Value: fmt.Appendf(nil, `{"id":"ev-%d","features":{"f1":%g,"f2":%g}}`, i, f1, f2)})
+		value, err := stream.AppendEvent(nil, &stream.Event{ID: fmt.Appendf(nil, "ev-%d", i), Fields: []stream.Field{
+			{Name: []byte("f1"), Kind: stream.KindNumber, Num: f1}, {Name: []byte("f2"), Kind: stream.KindNumber, Num: f2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, kafka.Message{Value: value})
 		labels = append(labels, kafka.Message{Value: fmt.Appendf(nil, `{"id":"ev-%d","label":%d}`, i, truth[i])})
 	}
 	rng.Shuffle(len(labels), func(i, j int) { labels[i], labels[j] = labels[j], labels[i] })

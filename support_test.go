@@ -61,10 +61,25 @@ func (g *seaEvents) next(idPrefix string) []byte {
 	if g.rng.Float64() < g.noise {
 		label = 1 - label
 	}
-	ev := fmt.Appendf(nil, `{"id":"%s%d","features":{"f1":%s,"f2":%s,"f3":%s},"label":%d}`, idPrefix, g.n,
-		strconv.FormatFloat(f1, 'g', 6, 64), strconv.FormatFloat(f2, 'g', 6, 64), strconv.FormatFloat(f3, 'g', 6, 64), label)
+	ev := stream.Event{ID: fmt.Appendf(nil, "%s%d", idPrefix, g.n), Label: float64(label), HasLabel: true,
+		Fields: []stream.Field{
+			{Name: []byte("f1"), Kind: stream.KindNumber, Num: sixDigits(f1)},
+			{Name: []byte("f2"), Kind: stream.KindNumber, Num: sixDigits(f2)},
+			{Name: []byte("f3"), Kind: stream.KindNumber, Num: sixDigits(f3)},
+		}}
 	g.n++
-	return ev
+	out, err := stream.AppendEvent(nil, &ev)
+	if err != nil {
+		panic(err) // unreachable: a non-empty id and finite features
+	}
+	return out
+}
+
+// sixDigits rounds x to 6 significant digits, as the generator writes its
+// features (cmd/eddy does the same, faster).
+func sixDigits(x float64) float64 {
+	y, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 6, 64), 64)
+	return y
 }
 
 // produceN writes n SEA events (seed 1, a drift every 25,000, 10% noise)
