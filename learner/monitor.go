@@ -305,17 +305,10 @@ const monitorVersion = 2
 // challenger. The header (up to pinned) is read alone when listing
 // snapshots (MonitorChampion). Decode restores it.
 func (mon *Monitor) AppendState(dst []byte) []byte {
-	version := uint64(0)
+	champion := uint64(0)
 	if mon.champion != nil {
-		version = mon.champion.version
+		champion = mon.champion.version
 	}
-	return mon.AppendStateAs(dst, version)
-}
-
-// AppendStateAs is AppendState recording champion as the champion's
-// version: what a checkpoint that stores a new champion writes before the
-// monitor serves it (SetChampion), once stored.
-func (mon *Monitor) AppendStateAs(dst []byte, champion uint64) []byte {
 	dst = append(dst, monitorVersion)
 	dst = binary.AppendUvarint(dst, champion)
 	pinned := byte(0)

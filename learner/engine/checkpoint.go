@@ -85,10 +85,9 @@ type unitPlan struct {
 // once the batch commits. It changes nothing in u.
 func (e *Engine) plan(batch *store.Batch, u *unit, p *unitPlan, now time.Time, reason string) error {
 	m := u.model
-	version, champion := m.Version(), uint64(0)
-	if c := u.mon.Champion(); c != nil {
-		champion = c.Version()
-	}
+	version := m.Version()
+	var served *learner.Snapshot // the snapshot this checkpoint serves once it commits
+
 	if reason != "" {
 		snap, kept, err := e.planSnapshot(batch, u, now, reason)
 		if err != nil {
@@ -97,14 +96,14 @@ func (e *Engine) plan(batch *store.Batch, u *unit, p *unitPlan, now time.Time, r
 		p.snap, p.kept = snap, kept
 		version = snap.Version()
 		if !u.mon.Pinned() {
-			champion = version
+			served = snap
 		}
 	}
 	e.buf = m.AppendStateAs(e.buf[:0], version)
 	if err := batch.Set(modelKey(u.cfg.Name), e.buf); err != nil {
 		return fmt.Errorf("learner: checkpoint: %w", err)
 	}
-	if err := e.writeMonitor(batch, u, champion); err != nil {
+	if err := e.writeMonitor(batch, u, served); err != nil {
 		return err
 	}
 	if u.hist != nil {

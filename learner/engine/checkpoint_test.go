@@ -215,3 +215,41 @@ func TestAnAdminCommandWhoseCheckpointFailsIsAnsweredByTheRetry(t *testing.T) {
 	}
 	assertPinned(t, e, 2)
 }
+
+// TestTheStoredMonitorIsTheOneInMemoryAfterEveryCheckpoint: a promotion
+// restarts the champion/challenger comparisons in memory once it commits;
+// the monitor the same checkpoint stored must already be the restarted one,
+// or a crash right after a promotion restores comparisons against the old
+// champion.
+func TestTheStoredMonitorIsTheOneInMemoryAfterEveryCheckpoint(t *testing.T) {
+	s, _ := openTestStore(t, t.TempDir())
+	cfg := Config{PromoteInterval: time.Nanosecond, Models: []learner.ModelConfig{{
+		Name: "m", Topic: "events", Drift: learner.DriftConfig{Detector: "adwin", Window: 50, MinExamples: 10},
+	}}}
+	e, _ := newTestEngine(t, s, cfg, nil)
+	tickingClock(e)
+	next := int64(0)
+	for round := range 6 {
+		n := 300
+		if round == 0 {
+			n = 3 // the first champion knows little: the live model soon beats it
+		}
+		for i := range n {
+			x := float64((i*7+round)%10) / 10
+			y := 0.0
+			if x > 0.45 {
+				y = 1
+			}
+			if err := e.Process("events", labeled([]features.Field{numField("x", x)}, y)); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		checkpoint(t, e, eventsOffset(0, next))
+		t.Logf("checkpoint %d: champion v%d", round+1, e.units[0].mon.Champion().Version())
+		stored := contents(t, s)[string(monitorKey("m"))]
+		if inMemory := e.units[0].mon.AppendState(nil); stored != string(inMemory) {
+			t.Fatalf("after checkpoint %d (champion v%d) the stored monitor differs from the one in memory", round+1, e.units[0].mon.Champion().Version())
+		}
+	}
+}

@@ -48,10 +48,24 @@ func (e *Engine) detected(u *unit, ex *Example) {
 }
 
 // writeMonitor adds u's monitor and its new detection records to batch.
-// champion is the version the stored monitor must name: the snapshot this
-// checkpoint serves once it commits, or the current champion's.
-func (e *Engine) writeMonitor(batch *store.Batch, u *unit, champion uint64) error {
-	e.buf = u.mon.AppendStateAs(e.buf[:0], champion)
+// served is the snapshot this checkpoint serves once it commits (nil: the
+// champion stays): the stored monitor is then the one promotion leaves in
+// memory, comparisons restarted, so that a crash right after it restores
+// exactly what ran.
+func (e *Engine) writeMonitor(batch *store.Batch, u *unit, served *learner.Snapshot) error {
+	if served == nil {
+		e.buf = u.mon.AppendState(e.buf[:0])
+	} else {
+		after, err := learner.NewMonitor(u.cfg, e.cfg.RollingWindow)
+		if err != nil {
+			return err
+		}
+		if _, err := after.Decode(u.model, u.mon.AppendState(e.buf[:0])); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+		promote(after, served)
+		e.buf = after.AppendState(e.buf[:0])
+	}
 	if err := batch.Set(monitorKey(u.cfg.Name), e.buf); err != nil {
 		return fmt.Errorf("learner: checkpoint: %w", err)
 	}

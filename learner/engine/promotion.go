@@ -54,9 +54,8 @@ func (e *Engine) champion(s *learner.Snapshot, now time.Time) {
 	}
 	if s.Reason() == learner.ReasonDrift && !mon.LastDetection().IsZero() {
 		e.metrics.detectionToServing.WithLabelValues(s.Model()).Observe(now.Sub(mon.LastDetection()).Seconds())
-		mon.SetLastDetection(time.Time{})
 	}
-	mon.SetChampion(s, s.Reason() == learner.ReasonChallenger || s.Reason() == learner.ReasonPeriodic)
+	promote(mon, s)
 	e.metrics.promotions.WithLabelValues(s.Model(), s.Reason()).Inc()
 	level := slog.LevelInfo
 	if s.Reason() == learner.ReasonPeriodic || s.Reason() == learner.ReasonChallenger {
@@ -64,4 +63,16 @@ func (e *Engine) champion(s *learner.Snapshot, now time.Time) {
 	}
 	e.log.Log(context.Background(), level, "snapshot promoted", "model", s.Model(), "version", s.Version(), "reason", s.Reason(), "learned", s.Learned())
 	e.publish(s)
+}
+
+// promote makes s the champion of mon, as a checkpoint that serves it does:
+// a drift promotion answers the waiting detection, and only a later
+// snapshot of the same live model (periodic, challenger) continues the
+// detector's stream. The checkpoint stores a monitor promoted this way
+// before the one in memory is.
+func promote(mon *learner.Monitor, s *learner.Snapshot) {
+	if s.Reason() == learner.ReasonDrift {
+		mon.SetLastDetection(time.Time{})
+	}
+	mon.SetChampion(s, s.Reason() == learner.ReasonChallenger || s.Reason() == learner.ReasonPeriodic)
 }
