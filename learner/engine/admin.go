@@ -41,7 +41,7 @@ type adminResult struct {
 // adminAnswer is a command that ran and waits for the checkpoint that makes
 // it durable.
 type adminAnswer struct {
-	u    *unit
+	u    *modelState
 	done chan adminResult
 }
 
@@ -114,7 +114,7 @@ func (e *Engine) runAdmin() {
 				req.done <- adminResult{err: err} // its caller is gone: never run it
 				continue
 			}
-			u := e.unit(req.model)
+			u := e.byName(req.model)
 			if u == nil {
 				req.done <- adminResult{err: fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, req.model)}
 				continue
@@ -132,7 +132,7 @@ func (e *Engine) runAdmin() {
 }
 
 // runCommand applies one admin command to u's monitor.
-func (e *Engine) runCommand(u *unit, req adminRequest) error {
+func (e *Engine) runCommand(u *modelState, req adminRequest) error {
 	switch req.op {
 	case opRelease:
 		return e.release(u)
@@ -148,7 +148,7 @@ func (e *Engine) runCommand(u *unit, req adminRequest) error {
 
 // pin makes a stored version u's champion until released. Pinning the
 // champion itself keeps its detector and comparisons running.
-func (e *Engine) pin(u *unit, version uint64, reason string) error {
+func (e *Engine) pin(u *modelState, version uint64, reason string) error {
 	mon := u.mon
 	from := uint64(0)
 	if mon.Champion() != nil {
@@ -169,7 +169,7 @@ func (e *Engine) pin(u *unit, version uint64, reason string) error {
 }
 
 // release ends u's pin and serves its newest snapshot.
-func (e *Engine) release(u *unit) error {
+func (e *Engine) release(u *modelState) error {
 	mon := u.mon
 	if !mon.Pinned() {
 		return nil
@@ -197,7 +197,7 @@ func (e *Engine) release(u *unit) error {
 // checkpoint, which then answers them (a caller whose context ends first
 // hears that instead).
 func (e *Engine) answerAdmin() {
-	published := make(map[*unit]bool)
+	published := make(map[*modelState]bool)
 	for _, a := range e.answers {
 		if !published[a.u] {
 			published[a.u] = true

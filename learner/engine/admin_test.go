@@ -78,8 +78,8 @@ func TestARollbackHoldsThroughPeriodicPromotionsAndARestartUntilReleased(t *test
 		t.Fatalf("the rollback published %d snapshots, want v2 alone", len(got))
 	}
 	promoteEvery(t, e, 3)
-	if e.units[0].model.Version() != 6 {
-		t.Fatalf("newest version %d after three more periodic checkpoints, want 6 (promotion keeps creating snapshots)", e.units[0].model.Version())
+	if e.states[0].model.Version() != 6 {
+		t.Fatalf("newest version %d after three more periodic checkpoints, want 6 (promotion keeps creating snapshots)", e.states[0].model.Version())
 	}
 	for _, s := range rec.take() {
 		t.Errorf("v%d was published while the operator's v2 is pinned", s.Version())
@@ -117,8 +117,8 @@ func TestARollbackHoldsThroughPeriodicPromotionsAndARestartUntilReleased(t *test
 // version pinned (0: nothing pinned).
 func assertPinned(t *testing.T, e *Engine, pinned uint64) {
 	t.Helper()
-	if pinned != 0 && e.units[0].mon.Champion().Version() != pinned {
-		t.Errorf("champion v%d, want the pinned v%d", e.units[0].mon.Champion().Version(), pinned)
+	if pinned != 0 && e.states[0].mon.Champion().Version() != pinned {
+		t.Errorf("champion v%d, want the pinned v%d", e.states[0].mon.Champion().Version(), pinned)
 	}
 	infos, err := e.Snapshots("fraud")
 	if err != nil {
@@ -184,7 +184,7 @@ func TestAnAdminRequestWhoseContextEndedBeforePickupIsNeverRun(t *testing.T) {
 	}
 	// The engine's goroutine comes back (the broker returned, say).
 	checkpoint(t, e)
-	if champ := e.units[0].mon.Champion().Version(); champ != 3 {
+	if champ := e.states[0].mon.Champion().Version(); champ != 3 {
 		t.Fatalf("champion v%d: a rollback the client was told had failed ran later", champ)
 	}
 }
@@ -381,7 +381,7 @@ func TestSnapshotsStoredByAnOlderEddyAreListedAndItsMonitorLoads(t *testing.T) {
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("listed from an older store:\n%+v\nwant\n%+v", after, before)
 	}
-	if e.units[0].mon.Pinned() {
+	if e.states[0].mon.Pinned() {
 		t.Fatal("an older store's champion came back pinned")
 	}
 }
@@ -399,7 +399,7 @@ func TestRoutinePromotionsAreNotLoggedAtInfoButOperatorActionsAre(t *testing.T) 
 	tickingClock(e)
 	promoteEvery(t, e, 40)
 	for range 10 { // as a model with a drift detector whose live model keeps beating the champion
-		e.units[0].promotion = learner.ReasonChallenger
+		e.states[0].promotion = learner.ReasonChallenger
 		promoteEvery(t, e, 1)
 	}
 	if _, err := runCommand(t, e, func(ctx context.Context) (uint64, error) { return e.Rollback(ctx, "fraud") }); err != nil {

@@ -47,13 +47,20 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	batch := e.store.NewBatch()
 	defer batch.Close()
 	plans := e.plans[:0]
-	for range e.units {
-		plans = append(plans, unitPlan{})
+	for range e.states {
+		plans = append(plans, modelPlan{})
 	}
 	e.plans = plans
-	for i, u := range e.units {
+	for i, u := range e.states {
 		if err := e.plan(batch, u, &plans[i], start, reasons[u]); err != nil {
 			return err
+		}
+	}
+	for _, p := range e.parts {
+		if p.held {
+			if err := batch.Set(unitKey(p.Name), appendPosition(nil, p.epoch, p.seq+1)); err != nil {
+				return fmt.Errorf("learner: checkpoint: %w", err)
+			}
 		}
 	}
 	for _, o := range offsets {
@@ -70,9 +77,9 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	return nil
 }
 
-// unitPlan is what a checkpoint writes for one unit and applies to it once
+// modelPlan is what a checkpoint writes for one model and applies to it once
 // the batch is durable.
-type unitPlan struct {
+type modelPlan struct {
 	snap    *learner.Snapshot       // the new snapshot, nil when none
 	kept    []keptSnapshot          // the retention index with snap, when snap is not nil
 	history features.HistoryChanges // entities written and evicted
@@ -83,7 +90,7 @@ type unitPlan struct {
 // its model, monitor and detection records, changed and evicted entities,
 // waiting events added, learned and expired) and records in p what to apply
 // once the batch commits. It changes nothing in u.
-func (e *Engine) plan(batch *store.Batch, u *unit, p *unitPlan, now time.Time, reason string) error {
+func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.Time, reason string) error {
 	m := u.model
 	version := m.Version()
 	var served *learner.Snapshot // the snapshot this checkpoint serves once it commits
@@ -128,7 +135,7 @@ func (e *Engine) plan(batch *store.Batch, u *unit, p *unitPlan, now time.Time, r
 // planSnapshot adds to batch the next snapshot of u's model and its info,
 // and the deletion of the versions retention no longer keeps once it is
 // stored; it returns the snapshot and the retention index with it.
-func (e *Engine) planSnapshot(batch *store.Batch, u *unit, now time.Time, reason string) (*learner.Snapshot, []keptSnapshot, error) {
+func (e *Engine) planSnapshot(batch *store.Batch, u *modelState, now time.Time, reason string) (*learner.Snapshot, []keptSnapshot, error) {
 	m := u.model
 	snap := m.Snapshot(m.Version()+1, now.UTC(), reason)
 	if err := batch.Set(snapshotKey(u.cfg.Name, snap.Version()), m.AppendSnapshot(nil, snap)); err != nil {
@@ -149,8 +156,8 @@ func (e *Engine) planSnapshot(batch *store.Batch, u *unit, now time.Time, reason
 // the entities and waiting events it wrote, evicted and expired, the
 // detections it stored, the offsets; then it serves the new snapshots and
 // refreshes the metrics.
-func (e *Engine) apply(plans []unitPlan, offsets []Offset, start time.Time, periodic bool) {
-	for i, u := range e.units {
+func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, periodic bool) {
+	for i, u := range e.states {
 		p := &plans[i]
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
@@ -178,6 +185,11 @@ func (e *Engine) apply(plans []unitPlan, offsets []Offset, start time.Time, peri
 	for _, o := range offsets {
 		e.offsets[o.TopicPartition] = o.Next
 	}
+	for _, p := range e.parts {
+		if p.held {
+			p.seq++
+		}
+	}
 	e.dirty = false
 	if periodic {
 		e.promoted = start
@@ -187,7 +199,7 @@ func (e *Engine) apply(plans []unitPlan, offsets []Offset, start time.Time, peri
 			e.champion(s, start)
 		}
 	}
-	for _, u := range e.units {
+	for _, u := range e.states {
 		e.metrics.observe(u)
 	}
 	e.checkpoints++

@@ -109,7 +109,7 @@ func TestAFailedCheckpointLeavesTheEngineAsStoredAndARetryStoresEverything(t *te
 	if err := failing.Checkpoint(offsets); !errors.Is(err, errDiskFull) {
 		t.Fatalf("Checkpoint on a failing store = %v, want the store's error", err)
 	}
-	u, stored := failing.units[0], contents(t, failing.store)
+	u, stored := failing.states[0], contents(t, failing.store)
 	if got := failingRec.take(); len(got) != 0 {
 		t.Errorf("the failed checkpoint published v%d", got[0].Version())
 	}
@@ -171,8 +171,8 @@ func TestAFailedCheckpointLeavesTheEngineAsStoredAndARetryStoresEverything(t *te
 	if len(got) != 1 || len(want) != 1 || got[0].Version() != 2 || want[0].Version() != 2 {
 		t.Fatalf("the retry published %d snapshots, the twin %d; want v2 from each", len(got), len(want))
 	}
-	if !bytes.Equal(u.model.AppendState(nil), twin.units[0].model.AppendState(nil)) ||
-		!bytes.Equal(u.mon.AppendState(nil), twin.units[0].mon.AppendState(nil)) ||
+	if !bytes.Equal(u.model.AppendState(nil), twin.states[0].model.AppendState(nil)) ||
+		!bytes.Equal(u.mon.AppendState(nil), twin.states[0].mon.AppendState(nil)) ||
 		u.hist.Entities() != 1 || len(u.pending.events) != 1 || !maps.Equal(failing.NextOffsets("events"), map[int]int64{0: 6}) {
 		t.Errorf("after the retry the engine differs from one whose checkpoint never failed")
 	}
@@ -246,10 +246,10 @@ func TestTheStoredMonitorIsTheOneInMemoryAfterEveryCheckpoint(t *testing.T) {
 			next++
 		}
 		checkpoint(t, e, eventsOffset(0, next))
-		t.Logf("checkpoint %d: champion v%d", round+1, e.units[0].mon.Champion().Version())
+		t.Logf("checkpoint %d: champion v%d", round+1, e.states[0].mon.Champion().Version())
 		stored := contents(t, s)[string(monitorKey("m"))]
-		if inMemory := e.units[0].mon.AppendState(nil); stored != string(inMemory) {
-			t.Fatalf("after checkpoint %d (champion v%d) the stored monitor differs from the one in memory", round+1, e.units[0].mon.Champion().Version())
+		if inMemory := e.states[0].mon.AppendState(nil); stored != string(inMemory) {
+			t.Fatalf("after checkpoint %d (champion v%d) the stored monitor differs from the one in memory", round+1, e.states[0].mon.Champion().Version())
 		}
 	}
 }

@@ -88,8 +88,8 @@ func TestDriftHandlingFindsEveryDriftOfSEAAndServesBetterModels(t *testing.T) {
 	if len(detections) > 3 {
 		t.Errorf("detections %v: more than the three drifts", detections)
 	}
-	with := handled.units[0].mon.ChampionMetrics().Accuracy
-	without := periodic.units[0].mon.ChampionMetrics().Accuracy
+	with := handled.states[0].mon.ChampionMetrics().Accuracy
+	without := periodic.states[0].mon.ChampionMetrics().Accuracy
 	t.Logf("prequential accuracy of the served models: %.4f with drift handling, %.4f with periodic promotion", with, without)
 	if with <= without {
 		t.Errorf("drift handling served models with accuracy %.4f, no better than periodic promotion's %.4f", with, without)
@@ -121,7 +121,7 @@ func TestDriftHandlingOnElec2ScoresTheDocumentedFigures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, detections := runEngineOnCSV(t, "elec2.csv", "up", tc.mc)
 			m := e.models[0]
-			live, served := m.Metrics().Accuracy, e.units[0].mon.ChampionMetrics().Accuracy
+			live, served := m.Metrics().Accuracy, e.states[0].mon.ChampionMetrics().Accuracy
 			t.Logf("elec2 %s: live %.4f, served %.4f, %d detections", tc.name, live, served, len(detections))
 			if math.Abs(live-tc.live) > tolerance {
 				t.Errorf("live model's accuracy %.4f, BENCHMARKS.md states %.4f", live, tc.live)
@@ -150,13 +150,13 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 		}
 	}
 	// Make sure there are two versions to roll back between.
-	if e.units[0].model.Version() < 2 {
-		e.units[0].promotion = learner.ReasonChallenger
+	if e.states[0].model.Version() < 2 {
+		e.states[0].promotion = learner.ReasonChallenger
 		if err := e.Checkpoint(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	newest := e.units[0].model.Version()
+	newest := e.states[0].model.Version()
 	done := make(chan error, 1)
 	go func() {
 		v, err := e.Rollback(context.Background(), "fraud")
@@ -172,7 +172,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	detectorState := e.units[0].mon.AppendState(nil)
+	detectorState := e.states[0].mon.AppendState(nil)
 	closeStore()
 
 	reopened, _ := openTestStore(t, dir)
@@ -182,7 +182,7 @@ func TestARolledBackChampionAndTheDetectorSurviveARestart(t *testing.T) {
 	if len(got) != 1 || got[0].Version() != newest-1 {
 		t.Fatalf("after a restart the engine published %d snapshots (first v%d), want the rolled-back v%d", len(got), got[0].Version(), newest-1)
 	}
-	if string(e2.units[0].mon.AppendState(nil)) != string(detectorState) {
+	if string(e2.states[0].mon.AppendState(nil)) != string(detectorState) {
 		t.Fatal("the monitor (champion, detector, windows) differs after a restart")
 	}
 }
@@ -249,13 +249,13 @@ func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_evicted_total", map[string]string{"model": "m"}); got != 1 {
 		t.Fatalf("%v entities evicted, want 1", got)
 	}
-	if n := e.units[0].hist.Entities(); n != 1 {
+	if n := e.states[0].hist.Entities(); n != 1 {
 		t.Fatalf("%d entities in memory, want 1", n)
 	}
 	closeStore()
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
-	h := e2.units[0].hist
+	h := e2.states[0].hist
 	if h.Entities() != 1 || len(h.Derive([]byte("busy"), time.Time{}, nil, nil)) != 1 || len(h.Derive([]byte("idle"), time.Time{}, nil, nil)) != 0 {
 		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), time.Time{}, nil, nil), h.Derive([]byte("idle"), time.Time{}, nil, nil))
 	}
@@ -275,7 +275,7 @@ func TestTheEntityKeyCanComeFromAField(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := e.units[0].hist
+	h := e.states[0].hist
 	for key, want := range map[string]float64{"u1": 2, "u2": 5} {
 		got := h.Derive([]byte(key), time.Time{}, nil, nil)
 		if len(got) != 1 || got[0].Num != want {

@@ -60,9 +60,10 @@ var ErrSnapshotNotFound = errors.New("learner: snapshot not found")
 type Engine struct {
 	cfg      Config
 	store    *store.Store
-	units    []*unit // one per model, in configuration order
+	states   []*modelState // one per held model, in configuration order
+	parts    []*part       // units of ownership, in configuration order
 	models   []*learner.Model
-	byTopic  map[string][]*unit
+	byTopic  map[string][]*modelState
 	offsets  map[TopicPartition]int64
 	publish  func(*learner.Snapshot)
 	metrics  *engineMetrics
@@ -71,7 +72,7 @@ type Engine struct {
 	promoted time.Time
 	dirty    bool // some model changed since the last checkpoint
 	buf      []byte
-	plans    []unitPlan // scratch of Checkpoint, one per unit
+	plans    []modelPlan // scratch of Checkpoint, one per model
 
 	admin   chan adminRequest // admin commands, run on the engine's goroutine
 	wake    chan struct{}     // signals the consumer that admin commands wait
@@ -82,8 +83,8 @@ type Engine struct {
 	maxRetained int                   // MaxRetained; lowered by tests
 }
 
-// unit is one model and everything the engine keeps about it.
-type unit struct {
+// modelState is one model and everything the engine keeps about it.
+type modelState struct {
 	cfg     learner.ModelConfig // defaults applied
 	model   *learner.Model
 	mon     *learner.Monitor
@@ -113,7 +114,7 @@ func New(cfg Config, store *store.Store, publish func(*learner.Snapshot), reg pr
 	e := &Engine{
 		cfg:     cfg,
 		store:   store,
-		byTopic: make(map[string][]*unit),
+		byTopic: make(map[string][]*modelState),
 		admin:   make(chan adminRequest, 16),
 		wake:    make(chan struct{}, 1),
 		publish: publish,
@@ -123,19 +124,25 @@ func New(cfg Config, store *store.Store, publish func(*learner.Snapshot), reg pr
 
 		maxRetained: MaxRetained,
 	}
+	parts, err := unitsOf(cfg.Models)
+	if err != nil {
+		return nil, err
+	}
+	e.parts = parts
+	for _, p := range parts {
+		if err := e.readPosition(p); err != nil {
+			return nil, err
+		}
+		p.held = true // until a consumer that assigns units says otherwise
+	}
 	for _, mc := range cfg.Models {
 		u, err := e.restore(mc)
 		if err != nil {
 			return nil, err
 		}
-		e.units = append(e.units, u)
-		e.models = append(e.models, u.model)
-		e.byTopic[mc.Topic] = append(e.byTopic[mc.Topic], u)
-		if u.hist != nil {
-			u.hist.SetClock(func() time.Time { return e.now() })
-		}
-		e.metrics.observe(u)
+		e.states = append(e.states, u)
 	}
+	e.index()
 	offsets, err := readOffsets(store)
 	if err != nil {
 		return nil, err
@@ -203,7 +210,7 @@ func (e *Engine) Process(topic string, ex *Example) error {
 	return first
 }
 
-func (e *Engine) process(u *unit, ex *Example) error {
+func (e *Engine) process(u *modelState, ex *Example) error {
 	m := u.model
 	entity := ex.Key
 	if u.hist != nil {
@@ -239,7 +246,7 @@ func (e *Engine) process(u *unit, ex *Example) error {
 }
 
 // rejected counts a rejection of an example by u's model.
-func (e *Engine) rejected(u *unit, err error) {
+func (e *Engine) rejected(u *modelState, err error) {
 	var rej *learner.RejectError
 	if errors.As(err, &rej) {
 		e.metrics.rejected.WithLabelValues(u.cfg.Name, rej.Reason).Inc()
@@ -247,9 +254,9 @@ func (e *Engine) rejected(u *unit, err error) {
 	u.rejected++
 }
 
-// unit returns the unit of the model named name, or nil.
-func (e *Engine) unit(name string) *unit {
-	for _, u := range e.units {
+// byName returns the state of the model named name, or nil.
+func (e *Engine) byName(name string) *modelState {
+	for _, u := range e.states {
 		if u.cfg.Name == name {
 			return u
 		}
@@ -260,7 +267,7 @@ func (e *Engine) unit(name string) *unit {
 // Snapshot loads a stored snapshot of a configured model. It reads the
 // store only and may be called from any goroutine.
 func (e *Engine) Snapshot(model string, version uint64) (*learner.Snapshot, error) {
-	u := e.unit(model)
+	u := e.byName(model)
 	if u == nil {
 		return nil, fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, model)
 	}

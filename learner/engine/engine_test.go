@@ -720,7 +720,7 @@ func BenchmarkRestartWithAMillionEntities(b *testing.B) {
 	for b.Loop() {
 		reopened, closeAgain := openTestStore(b, dir)
 		restarted, _ := newTestEngine(b, reopened, cfg, nil)
-		if n := restarted.units[0].hist.Entities(); n != entities {
+		if n := restarted.states[0].hist.Entities(); n != entities {
 			b.Fatalf("restored %d entities, want %d", n, entities)
 		}
 		b.StopTimer()

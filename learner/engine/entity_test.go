@@ -47,7 +47,7 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	for i, want := range []string{"AAAAAAAA", "bob", "AAAAAAAA"} {
-		h := e2.units[i].hist
+		h := e2.states[i].hist
 		got := h.Derive([]byte(want), time.Time{}, nil, nil)
 		if h.Entities() != 1 || len(got) != 1 || got[0].Num != 7 {
 			t.Errorf("model %s after a restart: %d entities, entity %q derives %v; want exactly that entity with x_lag1 = 7",
@@ -132,7 +132,7 @@ func TestAFarFutureEventIsCountedAndLeavesTheEntityOnTime(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_late_events_total", labels); got != 0 {
 		t.Errorf("eddy_history_late_events_total = %v, want 0: the future event made on-time events late", got)
 	}
-	got := e.units[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
+	got := e.states[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
 	if len(got) != 1 || got[0].Num != 2 {
 		t.Errorf("the entity's window: %v, want x_t1m0s_count = 2 (the two on-time events)", got)
 	}

@@ -16,7 +16,7 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 	e.runAdmin()
 	var first error
 	matched := false
-	for _, u := range e.units {
+	for _, u := range e.states {
 		if u.pending == nil || u.cfg.LabelsTopic != topic {
 			continue
 		}
@@ -51,7 +51,7 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 // expiryDue reports whether a model has an event waiting longer than its
 // label TTL: a quiet stream must still let waiting events expire.
 func (e *Engine) expiryDue(now time.Time) bool {
-	for _, u := range e.units {
+	for _, u := range e.states {
 		if u.pending != nil && u.pending.expiryDue(now, u.cfg.LabelTTL) {
 			return true
 		}
@@ -66,7 +66,7 @@ func (e *Engine) expiryDue(now time.Time) bool {
 // pending set to forget once the batch is durable (pendingSet.stored), and
 // changes nothing itself. Expiry looks only at the events past their TTL
 // and the oldest one left, not at every event waiting.
-func (e *Engine) writePending(batch *store.Batch, u *unit, now time.Time) ([]string, error) {
+func (e *Engine) writePending(batch *store.Batch, u *modelState, now time.Time) ([]string, error) {
 	ps := u.pending
 	for id := range ps.added {
 		e.buf = ps.events[id].appendState(e.buf[:0])
@@ -89,7 +89,7 @@ func (e *Engine) writePending(batch *store.Batch, u *unit, now time.Time) ([]str
 }
 
 // loadPending restores u's waiting events.
-func (e *Engine) loadPending(u *unit) error {
+func (e *Engine) loadPending(u *modelState) error {
 	if u.cfg.LabelsTopic == "" {
 		return nil
 	}

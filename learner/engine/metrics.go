@@ -170,7 +170,7 @@ func advance(c prometheus.Counter, seen map[string]uint64, model string, count u
 }
 
 // observe publishes a model's metrics; called at each checkpoint.
-func (m *engineMetrics) observe(u *unit) {
+func (m *engineMetrics) observe(u *modelState) {
 	name := u.cfg.Name
 	s := u.model.Metrics()
 	m.examples.WithLabelValues(name).Set(float64(u.model.Learned()))
@@ -188,7 +188,7 @@ func (m *engineMetrics) observe(u *unit) {
 	}
 }
 
-func (m *engineMetrics) observeMonitor(u *unit) {
+func (m *engineMetrics) observeMonitor(u *modelState) {
 	mon := u.mon
 	name := u.cfg.Name
 	if c := mon.ChampionMetrics(); c.N > 0 {

@@ -21,7 +21,7 @@ type detection struct {
 // that u's model has just learned, feeds the drift detector, and decides
 // promotions of the post-drift challenger (made durable and published at the
 // next checkpoint).
-func (e *Engine) watch(u *unit, fields []features.Field, ex *Example) {
+func (e *Engine) watch(u *modelState, fields []features.Field, ex *Example) {
 	mon := u.mon
 	if mon.Observe(u.model, fields, ex.Label) {
 		e.detected(u, ex)
@@ -37,7 +37,7 @@ func (e *Engine) watch(u *unit, fields []features.Field, ex *Example) {
 // detected records a drift detection that ex's error triggered (the
 // monitor has started a fresh challenger that learns only from what
 // follows).
-func (e *Engine) detected(u *unit, ex *Example) {
+func (e *Engine) detected(u *modelState, ex *Example) {
 	mon := u.mon
 	now := e.now()
 	mon.SetLastDetection(now)
@@ -52,7 +52,7 @@ func (e *Engine) detected(u *unit, ex *Example) {
 // champion stays): the stored monitor is then the one promotion leaves in
 // memory, comparisons restarted, so that a crash right after it restores
 // exactly what ran.
-func (e *Engine) writeMonitor(batch *store.Batch, u *unit, served *learner.Snapshot) error {
+func (e *Engine) writeMonitor(batch *store.Batch, u *modelState, served *learner.Snapshot) error {
 	if served == nil {
 		e.buf = u.mon.AppendState(e.buf[:0])
 	} else {

@@ -35,7 +35,7 @@ func BenchmarkExpiryOfWaitingLabels(b *testing.B) {
 			e.now = func() time.Time { return clock }
 			waitForLabels(b, e, &clock, "e", waiting, time.Millisecond)
 			checkpoint(b, e, eventsOffset(0, int64(waiting)))
-			u := e.units[0]
+			u := e.states[0]
 			batch := store.NewBatch()
 			defer batch.Close()
 			b.ReportAllocs()
@@ -85,11 +85,11 @@ func TestEventsWaitingAcrossARestartExpireOldestFirst(t *testing.T) {
 		// The oldest still waiting (z<expired>) can be labeled; the newest
 		// expired one cannot.
 		if n := int(step.expired); n < 12 {
-			if p := e2.units[0].pending.events[fmt.Sprintf("z%d", n)]; p == nil {
+			if p := e2.states[0].pending.events[fmt.Sprintf("z%d", n)]; p == nil {
 				t.Fatalf("at %v: z%d no longer waits", step.at, n)
 			}
 		}
-		if p := e2.units[0].pending.events[fmt.Sprintf("z%d", int(step.expired)-1)]; p != nil {
+		if p := e2.states[0].pending.events[fmt.Sprintf("z%d", int(step.expired)-1)]; p != nil {
 			t.Fatalf("at %v: z%d still waits", step.at, int(step.expired)-1)
 		}
 	}

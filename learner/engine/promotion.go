@@ -17,9 +17,9 @@ func (e *Engine) promotionDue(now time.Time) bool {
 // why: a post-drift challenger that won, a model's first snapshot, and then
 // either the periodic policy or (with a drift detector) the live model
 // beating the champion, checked as often as the periodic policy would run.
-func (e *Engine) promotions(periodic bool) map[*unit]string {
-	reasons := make(map[*unit]string)
-	for _, u := range e.units {
+func (e *Engine) promotions(periodic bool) map[*modelState]string {
+	reasons := make(map[*modelState]string)
+	for _, u := range e.states {
 		learned, mon := u.model.Learned(), u.mon
 		switch {
 		case u.promotion != "":
@@ -43,7 +43,7 @@ func (e *Engine) promotions(periodic bool) map[*unit]string {
 // logged at debug level; the others change what serves and are logged at
 // info.
 func (e *Engine) champion(s *learner.Snapshot, now time.Time) {
-	u := e.unit(s.Model())
+	u := e.byName(s.Model())
 	mon := u.mon
 	u.promotion = ""
 	if mon.Pinned() {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/eddyhq/eddy/learner"
 )
@@ -9,8 +10,17 @@ import (
 // restore loads one model, its monitor, history, waiting events and
 // retention index, and publishes its champion (the snapshot it served when
 // it stopped), if any. A model the store does not hold starts untrained.
-func (e *Engine) restore(mc learner.ModelConfig) (*unit, error) {
-	u := &unit{cfg: mc, handles: e.metrics.forModel(mc.Name)}
+func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
+	u := &modelState{cfg: mc, handles: e.metrics.forModel(mc.Name)}
+	defer func() {
+		if err != nil {
+			return
+		}
+		if u.hist != nil {
+			u.hist.SetClock(func() time.Time { return e.now() })
+		}
+		e.metrics.observe(u)
+	}()
 	mon, err := learner.NewMonitor(mc, e.cfg.RollingWindow)
 	if err != nil {
 		return nil, err
@@ -73,7 +83,7 @@ func (e *Engine) restore(mc learner.ModelConfig) (*unit, error) {
 }
 
 // loadHistory restores the stored per-entity history of u's model.
-func (e *Engine) loadHistory(u *unit) error {
+func (e *Engine) loadHistory(u *modelState) error {
 	if u.hist == nil {
 		return nil
 	}

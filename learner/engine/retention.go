@@ -20,7 +20,7 @@ type keptSnapshot struct {
 // Snapshots stored before infos existed (all older than the first one with
 // an info) get theirs now, in one synced batch, so that listing never needs
 // their weights.
-func (e *Engine) loadRetained(u *unit) error {
+func (e *Engine) loadRetained(u *modelState) error {
 	name := u.cfg.Name
 	var kept []keptSnapshot
 	prefix := snapshotInfoPrefix(name)
@@ -82,7 +82,7 @@ func (e *Engine) loadRetained(u *unit) error {
 // while the model keeps at most MaxRetained (the oldest go first); the
 // served snapshot (pinned or not) is kept whatever its age, so that a
 // restart can always load it.
-func (e *Engine) retire(batch *store.Batch, u *unit, kept []keptSnapshot, now time.Time) ([]keptSnapshot, error) {
+func (e *Engine) retire(batch *store.Batch, u *modelState, kept []keptSnapshot, now time.Time) ([]keptSnapshot, error) {
 	champion := u.mon.Champion()
 	excess := len(kept) - e.maxRetained
 	survivors := kept[:0]
@@ -107,7 +107,7 @@ func (e *Engine) retire(batch *store.Batch, u *unit, kept []keptSnapshot, now ti
 
 // previousVersion returns the newest kept version of u's model older than
 // its champion.
-func (e *Engine) previousVersion(u *unit) (uint64, error) {
+func (e *Engine) previousVersion(u *modelState) (uint64, error) {
 	champion := u.mon.Champion()
 	if champion == nil {
 		return 0, fmt.Errorf("%w: model %s serves no snapshot", ErrNoPreviousVersion, u.cfg.Name)

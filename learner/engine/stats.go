@@ -65,8 +65,8 @@ func (e *Engine) Stats() Stats {
 
 // updateStats takes a new Stats; engine goroutine only.
 func (e *Engine) updateStats() {
-	s := &Stats{At: e.now(), Checkpoints: e.checkpoints, Models: make([]ModelStats, len(e.units))}
-	for i, u := range e.units {
+	s := &Stats{At: e.now(), Checkpoints: e.checkpoints, Models: make([]ModelStats, len(e.states))}
+	for i, u := range e.states {
 		m, mon := u.model, u.mon
 		ms := ModelStats{
 			Model:           u.cfg.Name,

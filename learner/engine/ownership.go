@@ -1,0 +1,475 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/store"
+)
+
+// Unit is a unit of ownership: the models that share a topic (an events or
+// a labels topic), with every topic they read. One instance of a group
+// learns a unit at a time; its state moves between instances as a whole
+// (see Export and Acquire).
+type Unit struct {
+	// Name is the names of its models joined by "+", in configuration
+	// order ('+' is not allowed in a model name).
+	Name string
+	// Models are its models' names, in configuration order.
+	Models []string
+	// Topics are the events and labels topics its models read.
+	Topics []string
+	// Hash identifies the models' configuration (defaults applied): two
+	// instances with different hashes for one unit run different models.
+	Hash string
+}
+
+// UnitState is a unit's complete state as of one checkpoint, as it moves
+// between instances: every model's state, monitor, histories, waiting
+// events, detections, its newest snapshots, and the next offset of each of
+// its partitions. Epoch and Seq order states: a higher Epoch is a later
+// owner, and a higher Seq a later checkpoint of the same owner.
+type UnitState struct {
+	Epoch, Seq uint64
+	Data       []byte
+}
+
+// Newer reports whether s is a later state than other (nil is older than
+// anything).
+func (s *UnitState) Newer(other *UnitState) bool {
+	if other == nil {
+		return s != nil
+	}
+	return s != nil && (s.Epoch > other.Epoch || s.Epoch == other.Epoch && s.Seq > other.Seq)
+}
+
+// ExportedSnapshots is how many of a model's newest snapshots, besides the
+// one it serves, its exported state carries: a new owner can roll back or
+// promote among them. Older ones stay in the store of the instance that
+// made them.
+const ExportedSnapshots = 16
+
+// part is one unit and whether this engine holds it.
+type part struct {
+	Unit
+	models []int // indices in Config.Models
+	held   bool  // its models are in memory and learn
+	epoch  uint64
+	seq    uint64 // of the newest checkpoint that stored it
+}
+
+// ErrNotHeld is returned for a model whose unit another instance learns.
+var ErrNotHeld = errors.New("learner: model not learned by this instance")
+
+// unitsOf groups models that share a topic into units, in configuration
+// order of their first model.
+func unitsOf(models []learner.ModelConfig) ([]*part, error) {
+	var parts []*part
+	owner := make(map[string]*part) // topic -> part
+	for i, mc := range models {
+		topics := []string{mc.Topic}
+		if mc.LabelsTopic != "" {
+			topics = append(topics, mc.LabelsTopic)
+		}
+		var p *part
+		for _, t := range topics {
+			q := owner[t]
+			switch {
+			case q == nil || q == p:
+			case p == nil:
+				p = q
+			default: // this model joins two units: merge q into p
+				p.models = append(p.models, q.models...)
+				for _, t := range q.Topics {
+					owner[t] = p
+				}
+				p.Topics = append(p.Topics, q.Topics...)
+				parts = slices.DeleteFunc(parts, func(r *part) bool { return r == q })
+			}
+		}
+		if p == nil {
+			p = &part{}
+			parts = append(parts, p)
+		}
+		p.models = append(p.models, i)
+		for _, t := range topics {
+			if owner[t] == nil {
+				owner[t] = p
+				p.Topics = append(p.Topics, t)
+			}
+		}
+	}
+	for _, p := range parts {
+		slices.Sort(p.models)
+		h := sha256.New()
+		for _, i := range p.models {
+			p.Models = append(p.Models, models[i].Name)
+			data, err := json.Marshal(models[i])
+			if err != nil {
+				return nil, fmt.Errorf("learner: model %s configuration: %w", models[i].Name, err)
+			}
+			h.Write(data)
+		}
+		p.Name = strings.Join(p.Models, "+")
+		p.Hash = hex.EncodeToString(h.Sum(nil))[:16]
+	}
+	return parts, nil
+}
+
+// Units returns the engine's units of ownership, in configuration order.
+func (e *Engine) Units() []Unit {
+	out := make([]Unit, len(e.parts))
+	for i, p := range e.parts {
+		out[i] = p.Unit
+		out[i].Models = slices.Clone(p.Models)
+		out[i].Topics = slices.Clone(p.Topics)
+	}
+	return out
+}
+
+func (e *Engine) part(name string) *part {
+	for _, p := range e.parts {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// partOf returns the unit of the configured model named model, or nil.
+func (e *Engine) partOf(model string) *part {
+	for _, p := range e.parts {
+		if slices.Contains(p.Models, model) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Epoch returns the owner epoch of the unit of model as this engine holds
+// it: 0 if it does not hold it or has not acquired it (a state restored
+// from the local store before its unit was assigned). Engine goroutine
+// only; the publish function of New may call it.
+func (e *Engine) Epoch(model string) uint64 {
+	if p := e.partOf(model); p != nil && p.held {
+		return p.epoch
+	}
+	return 0
+}
+
+// unitKey holds a unit's epoch and sequence as of the newest checkpoint.
+func unitKey(name string) []byte { return []byte("unit/" + name) }
+
+// readPosition reads the stored epoch and sequence of p.
+func (e *Engine) readPosition(p *part) error {
+	v, ok, err := e.store.Get(unitKey(p.Name))
+	switch {
+	case err != nil:
+		return fmt.Errorf("learner: %w", err)
+	case !ok:
+		p.epoch, p.seq = 0, 0
+	case len(v) != 16:
+		return fmt.Errorf("%w: unit key of %s", learner.ErrCorrupt, p.Name)
+	default:
+		p.epoch, p.seq = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	}
+	return nil
+}
+
+func appendPosition(dst []byte, epoch, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(dst, epoch), seq)
+}
+
+// prefixes returns the store prefixes that hold p's state, and the exact
+// keys (model, monitor, unit), each with a flag: true for a prefix.
+func (e *Engine) keyspace(p *part) (prefixes, exact [][]byte) {
+	for _, name := range p.Models {
+		exact = append(exact, modelKey(name), monitorKey(name))
+		prefixes = append(prefixes, historyKey(name, nil), pendingKey(name, nil), detectionPrefix(name),
+			snapshotPrefix(name), snapshotInfoPrefix(name))
+	}
+	for _, t := range p.Topics {
+		prefixes = append(prefixes, []byte(offsetPrefix+t+"/"))
+	}
+	return prefixes, append(exact, unitKey(p.Name))
+}
+
+// stateMagic starts an exported unit state; the byte after it is the
+// format version.
+const stateMagic = "eddy-unit"
+
+// Export returns the state of a held unit as of the last checkpoint that
+// committed, read from one consistent view of the store: call it right after
+// Checkpoint to move exactly what that checkpoint stored. Engine goroutine
+// only (it reads which snapshots the models keep).
+func (e *Engine) Export(unit string) (*UnitState, error) {
+	p := e.part(unit)
+	if p == nil {
+		return nil, fmt.Errorf("learner: no unit named %q", unit)
+	}
+	if !p.held {
+		return nil, fmt.Errorf("%w: unit %s", ErrNotHeld, unit)
+	}
+	view := e.store.NewView()
+	defer view.Close()
+	st := &UnitState{Epoch: p.epoch, Seq: p.seq}
+	data := append([]byte(stateMagic), 1)
+	data = binary.AppendUvarint(data, uint64(len(p.Hash)))
+	data = append(data, p.Hash...)
+	add := func(key, value []byte) error {
+		data = binary.AppendUvarint(data, uint64(len(key)))
+		data = append(data, key...)
+		data = binary.AppendUvarint(data, uint64(len(value)))
+		data = append(data, value...)
+		return nil
+	}
+	prefixes, exact := e.keyspace(p)
+	for _, key := range exact[:len(exact)-1] { // the unit key travels as Epoch and Seq
+		v, ok, err := view.Get(key)
+		if err != nil {
+			return nil, fmt.Errorf("learner: export %s: %w", unit, err)
+		}
+		if ok {
+			add(key, v)
+		}
+	}
+	keep := e.exportedVersions(p)
+	for _, prefix := range prefixes {
+		err := view.Scan(prefix, func(key, value []byte) error {
+			if v, isSnap := snapshotVersionOf(key); isSnap && !keep[string(key[:len(key)-8])][v] {
+				return nil
+			}
+			return add(key, value)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("learner: export %s: %w", unit, err)
+		}
+	}
+	st.Data = data
+	return st, nil
+}
+
+// exportedVersions returns, per snapshot and snapshot-info prefix of p's
+// models, the versions an export carries: the served one and the newest
+// ExportedSnapshots.
+func (e *Engine) exportedVersions(p *part) map[string]map[uint64]bool {
+	out := make(map[string]map[uint64]bool)
+	for _, name := range p.Models {
+		versions := make(map[uint64]bool)
+		if u := e.byName(name); u != nil {
+			for i, k := range u.kept {
+				if i >= len(u.kept)-ExportedSnapshots {
+					versions[k.version] = true
+				}
+			}
+			if c := u.mon.Champion(); c != nil {
+				versions[c.Version()] = true
+			}
+		}
+		out[string(snapshotPrefix(name))] = versions
+		out[string(snapshotInfoPrefix(name))] = versions
+	}
+	return out
+}
+
+// snapshotVersionOf returns the version of a snapshot or snapshot-info key.
+func snapshotVersionOf(key []byte) (uint64, bool) {
+	if (!bytes.HasPrefix(key, []byte("snapshot/")) && !bytes.HasPrefix(key, []byte("snapshot-info/"))) || len(key) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key[len(key)-8:]), true
+}
+
+// Acquire makes this engine the owner of unit, as a new owner in epoch
+// (which must be higher than any epoch the unit's states carry so far):
+// it keeps the newer of the unit's state in the local store and remote
+// (the newest state the previous owner exported; nil if none), replacing
+// the local one if remote is newer, loads it if it is not in memory, and
+// publishes each model's champion again under the new epoch. Consumption
+// resumes from the chosen state's own offsets (NextOffsets). Engine
+// goroutine only.
+func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
+	p := e.part(unit)
+	if p == nil {
+		return fmt.Errorf("learner: no unit named %q", unit)
+	}
+	if err := e.readPosition(p); err != nil {
+		return err
+	}
+	local := &UnitState{Epoch: p.epoch, Seq: p.seq}
+	source := "local store"
+	reload := !p.held
+	if remote.Newer(local) {
+		if err := e.importState(p, remote); err != nil {
+			return err
+		}
+		source, reload = "kafka checkpoint", true
+	}
+	if reload {
+		if err := e.load(p); err != nil {
+			return err
+		}
+	}
+	batch := e.store.NewBatch()
+	defer batch.Close()
+	if err := batch.Set(unitKey(p.Name), appendPosition(nil, epoch, p.seq)); err != nil {
+		return fmt.Errorf("learner: acquire %s: %w", unit, err)
+	}
+	if err := batch.Commit(); err != nil {
+		return fmt.Errorf("learner: acquire %s: %w", unit, err)
+	}
+	p.held, p.epoch = true, epoch
+	e.log.Info("unit acquired", "unit", unit, "epoch", epoch, "from", source, "state_epoch", max(local.Epoch, remoteEpoch(remote)), "seq", p.seq)
+	for _, name := range p.Models {
+		if c := e.byName(name).mon.Champion(); c != nil {
+			e.publish(c)
+		}
+	}
+	e.updateStats()
+	return nil
+}
+
+func remoteEpoch(s *UnitState) uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.Epoch
+}
+
+// Relinquish stops learning unit and frees its models' memory: another
+// instance owns it now. Its state stays in the local store (a later Acquire
+// compares it with the newest exported one). Call it after the checkpoint
+// and export that hand the unit over. Engine goroutine only.
+func (e *Engine) Relinquish(unit string) error {
+	p := e.part(unit)
+	if p == nil {
+		return fmt.Errorf("learner: no unit named %q", unit)
+	}
+	if !p.held {
+		return nil
+	}
+	p.held = false
+	e.states = slices.DeleteFunc(e.states, func(u *modelState) bool { return slices.Contains(p.Models, u.cfg.Name) })
+	e.index()
+	e.log.Info("unit released to another instance", "unit", unit, "epoch", p.epoch, "seq", p.seq)
+	e.updateStats()
+	return nil
+}
+
+// load (re)reads p's models and offsets from the store into memory.
+func (e *Engine) load(p *part) error {
+	e.states = slices.DeleteFunc(e.states, func(u *modelState) bool { return slices.Contains(p.Models, u.cfg.Name) })
+	for _, i := range p.models {
+		u, err := e.restore(e.cfg.Models[i])
+		if err != nil {
+			return err
+		}
+		e.states = append(e.states, u)
+	}
+	order := make(map[string]int)
+	for i, mc := range e.cfg.Models {
+		order[mc.Name] = i
+	}
+	slices.SortFunc(e.states, func(a, b *modelState) int { return order[a.cfg.Name] - order[b.cfg.Name] })
+	e.index()
+	offsets, err := readOffsets(e.store)
+	if err != nil {
+		return err
+	}
+	e.offsets = offsets
+	return nil
+}
+
+// index rebuilds byTopic and models from states.
+func (e *Engine) index() {
+	e.byTopic = make(map[string][]*modelState)
+	e.models = e.models[:0]
+	for _, u := range e.states {
+		e.byTopic[u.cfg.Topic] = append(e.byTopic[u.cfg.Topic], u)
+		e.models = append(e.models, u.model)
+	}
+}
+
+// importState replaces p's state in the store with st, in one synced batch.
+func (e *Engine) importState(p *part, st *UnitState) error {
+	rest, ok := bytes.CutPrefix(st.Data, []byte(stateMagic))
+	if !ok || len(rest) == 0 || rest[0] != 1 {
+		return fmt.Errorf("%w: unit %s: not an exported unit state", learner.ErrCorrupt, p.Name)
+	}
+	rest = rest[1:]
+	hash, rest, err := readChunk(rest)
+	if err != nil {
+		return fmt.Errorf("%w: unit %s state: %v", learner.ErrCorrupt, p.Name, err)
+	}
+	if string(hash) != p.Hash {
+		e.log.Warn("the unit's state was written with a different model configuration; restoring it under this one",
+			"unit", p.Name, "state_config", string(hash), "config", p.Hash)
+	}
+	batch := e.store.NewBatch()
+	defer batch.Close()
+	prefixes, exact := e.keyspace(p)
+	for _, prefix := range prefixes {
+		if err := batch.DeleteRange(prefix, store.PrefixEnd(prefix)); err != nil {
+			return fmt.Errorf("learner: import %s: %w", p.Name, err)
+		}
+	}
+	for _, key := range exact {
+		if err := batch.Delete(key); err != nil {
+			return fmt.Errorf("learner: import %s: %w", p.Name, err)
+		}
+	}
+	for len(rest) > 0 {
+		var key, value []byte
+		if key, rest, err = readChunk(rest); err == nil {
+			value, rest, err = readChunk(rest)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: unit %s state: %v", learner.ErrCorrupt, p.Name, err)
+		}
+		if !belongs(key, prefixes, exact) {
+			return fmt.Errorf("%w: unit %s state holds key %q of another unit", learner.ErrCorrupt, p.Name, key)
+		}
+		if err := batch.Set(key, value); err != nil {
+			return fmt.Errorf("learner: import %s: %w", p.Name, err)
+		}
+	}
+	if err := batch.Set(unitKey(p.Name), appendPosition(nil, st.Epoch, st.Seq)); err != nil {
+		return fmt.Errorf("learner: import %s: %w", p.Name, err)
+	}
+	if err := batch.Commit(); err != nil {
+		return fmt.Errorf("learner: import %s: %w", p.Name, err)
+	}
+	p.epoch, p.seq = st.Epoch, st.Seq
+	return nil
+}
+
+func belongs(key []byte, prefixes, exact [][]byte) bool {
+	for _, k := range exact {
+		if bytes.Equal(key, k) {
+			return true
+		}
+	}
+	for _, prefix := range prefixes {
+		if bytes.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// readChunk reads one uvarint-length-prefixed byte string.
+func readChunk(data []byte) (chunk, rest []byte, err error) {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || n > uint64(len(data)-k) {
+		return nil, nil, errors.New("truncated")
+	}
+	return data[k : k+int(n)], data[k+int(n):], nil
+}

@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
+)
+
+// handoffConfig has one model with an entity history (a lag) and a labels
+// topic, so that an exported state carries weights, history and waiting
+// events, and a second model on another topic: two units.
+func handoffConfig() Config {
+	return Config{Models: []learner.ModelConfig{
+		{Name: "fraud", Topic: "events", LabelsTopic: "labels", LabelTTL: time.Hour, Features: features.Config{
+			Key: "user", Lags: []features.LagConfig{{Field: "amount", Lags: []int{1}}}}},
+		{Name: "churn", Topic: "other"},
+	}, PromoteInterval: time.Nanosecond}
+}
+
+// feed processes events [from, to) of data on "events", each with a user
+// key; every tenth event has no label but an ID, and gets it on "labels"
+// five events later.
+func feed(t *testing.T, e *Engine, data []example, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		ex := &Example{Partition: 0, Offset: int64(i), Fields: append(data[i].Fields, strField("user", fmt.Sprint("u", i%7))),
+			Label: data[i].Y, HasLabel: i%10 != 3}
+		if !ex.HasLabel {
+			ex.ID = fmt.Appendf(nil, "e%d", i)
+		}
+		if err := e.Process("events", ex); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if j := i - 5; j >= 0 && j%10 == 3 {
+			if err := e.Label("labels", fmt.Appendf(nil, "e%d", j), data[j].Y); err != nil {
+				t.Fatalf("label %d: %v", j, err)
+			}
+		}
+	}
+}
+
+func TestAUnitMovesToAnotherEngineAndContinuesExactlyWhereItStood(t *testing.T) {
+	data := paymentEvents(11, 600)
+	cfg := handoffConfig()
+
+	// The reference: one engine learns all 600 events, checkpointing once
+	// on the way.
+	refStore, _ := openTestStore(t, t.TempDir())
+	ref, _ := newTestEngine(t, refStore, cfg, nil)
+	feed(t, ref, data, 0, 296)
+	checkpoint(t, ref, eventsOffset(0, 296)) // where A hands over: same snapshots
+	feed(t, ref, data, 296, 600)
+	checkpoint(t, ref, eventsOffset(0, 600))
+
+	// A learns the first 296 and hands the unit over; B, with its own empty
+	// disk, continues.
+	aStore, _ := openTestStore(t, t.TempDir())
+	a, _ := newTestEngine(t, aStore, cfg, nil)
+	if err := a.Acquire("fraud", nil, 3); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, a, data, 0, 296)
+	checkpoint(t, a, eventsOffset(0, 296))
+	st, err := a.Export("fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 3 || st.Seq == 0 {
+		t.Fatalf("exported epoch %d seq %d, want epoch 3 and a sequence above 0", st.Epoch, st.Seq)
+	}
+	if err := a.Relinquish("fraud"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Process("events", labeled(data[0].Fields, 1)); err != nil || a.Stats().Models[0].Model != "churn" {
+		t.Fatalf("after Relinquish the engine still holds fraud (stats %+v, err %v)", a.Stats().Models, err)
+	}
+	if _, err := a.Export("fraud"); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Export of a released unit: %v, want ErrNotHeld", err)
+	}
+
+	bStore, _ := openTestStore(t, t.TempDir())
+	b, _ := newTestEngine(t, bStore, cfg, nil)
+	if err := b.Acquire("fraud", st, 4); err != nil {
+		t.Fatal(err)
+	}
+	if next := b.NextOffsets("events")[0]; next != 296 {
+		t.Fatalf("the new owner resumes at offset %d, want 296 (the state's own offset)", next)
+	}
+	if n := len(b.states[0].pending.events); n == 0 {
+		t.Fatal("the waiting events did not move with the unit")
+	}
+	feed(t, b, data, 296, 600)
+	checkpoint(t, b, eventsOffset(0, 600))
+	requireSameModel(t, b.Models()[0], ref.Models()[0])
+	if got, want := b.states[0].mon.AppendState(nil), ref.states[0].mon.AppendState(nil); string(got) != string(want) {
+		t.Error("the monitor differs from the uninterrupted run's")
+	}
+	if b.Epoch("fraud") != 4 || b.Epoch("churn") != 0 {
+		t.Errorf("epochs fraud %d churn %d, want 4 (acquired) and 0 (never acquired)", b.Epoch("fraud"), b.Epoch("churn"))
+	}
+}
+
+func TestAcquireKeepsTheNewerOfTheLocalAndTheExportedState(t *testing.T) {
+	data := paymentEvents(12, 400)
+	cfg := handoffConfig()
+	dir := t.TempDir()
+	s, closeStore := openTestStore(t, dir)
+	e, _ := newTestEngine(t, s, cfg, nil)
+	if err := e.Acquire("fraud", nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, e, data, 0, 200)
+	checkpoint(t, e, eventsOffset(0, 200))
+	older, err := e.Export("fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, e, data, 200, 400)
+	checkpoint(t, e, eventsOffset(0, 400))
+	newer, err := e.Export("fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeStore()
+
+	// A restart whose local state is newer than the exported one keeps it.
+	s, closeStore = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	if err := e.Acquire("fraud", older, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.NextOffsets("events")[0]; got != 400 || e.Models()[0].Learned() != newer.learnedOf(t, cfg) {
+		t.Fatalf("with a newer local state: offset %d, learned %d; want 400 and the local state", got, e.Models()[0].Learned())
+	}
+	closeStore()
+
+	// A local state rolled back to an older copy loses to the export: the
+	// model resumes from the export's own offsets, nothing skipped.
+	rolled := t.TempDir()
+	rs, _ := openTestStore(t, rolled)
+	re, _ := newTestEngine(t, rs, cfg, nil)
+	if err := re.Acquire("fraud", older, 1); err != nil { // the "old copy" of the disk
+		t.Fatal(err)
+	}
+	if err := re.Acquire("fraud", newer, 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := re.NextOffsets("events")[0]; got != 400 {
+		t.Fatalf("after a rollback of local state the model resumes at %d, want the export's 400", got)
+	}
+	// An export of an older epoch never replaces a newer owner's state,
+	// however many checkpoints it made (a zombie's).
+	zombie := &UnitState{Epoch: 4, Seq: 1 << 40, Data: older.Data}
+	if err := re.Acquire("fraud", zombie, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got := re.NextOffsets("events")[0]; got != 400 {
+		t.Fatalf("a zombie's export of epoch 4 replaced the state of epoch 5: offset %d", got)
+	}
+}
+
+// learnedOf decodes the learned count of the first model in s.
+func (s *UnitState) learnedOf(t *testing.T, cfg Config) uint64 {
+	t.Helper()
+	st, _ := openTestStore(t, t.TempDir())
+	e, _ := newTestEngine(t, st, cfg, nil)
+	if err := e.Acquire("fraud", s, s.Epoch+1); err != nil {
+		t.Fatal(err)
+	}
+	return e.Models()[0].Learned()
+}
+
+func TestUnitsGroupModelsThatShareATopic(t *testing.T) {
+	models := []learner.ModelConfig{
+		{Name: "a", Topic: "t1"},
+		{Name: "b", Topic: "t2", LabelsTopic: "l"},
+		{Name: "c", Topic: "t3"},
+		{Name: "d", Topic: "t1", LabelsTopic: "l"}, // joins a and b
+	}
+	for i := range models {
+		models[i].EnsureDefaults()
+	}
+	parts, err := unitsOf(models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range parts {
+		names = append(names, fmt.Sprintf("%s%v", p.Name, p.Topics))
+	}
+	if got, want := fmt.Sprint(names), "[a+b+d[t1 t2 l] c[t3]]"; got != want {
+		t.Fatalf("units %s, want %s", got, want)
+	}
+	changed := append([]learner.ModelConfig(nil), models...)
+	changed[2].Epsilon = 0.5
+	again, _ := unitsOf(changed)
+	if again[0].Hash != parts[0].Hash || again[1].Hash == parts[1].Hash {
+		t.Errorf("hashes %s %s vs %s %s: want the first equal and the second changed with c's learning rate", again[0].Hash, again[1].Hash, parts[0].Hash, parts[1].Hash)
+	}
+}
+
+func TestAnExportCarriesTheServedAndTheNewestSnapshotsOnly(t *testing.T) {
+	cfg := Config{Models: []learner.ModelConfig{{Name: "m", Topic: "events"}}, PromoteInterval: time.Nanosecond, Retain: 100}
+	s, _ := openTestStore(t, t.TempDir())
+	e, _ := newTestEngine(t, s, cfg, nil)
+	tickingClock(e)
+	data := paymentEvents(13, 40*10)
+	for round := range 40 {
+		processAll(t, e, "events", data[round*10:round*10+10])
+		checkpoint(t, e, eventsOffset(0, int64(round*10+10)))
+	}
+	if _, err := runCommand(t, e, func(ctx context.Context) (uint64, error) { return e.Promote(ctx, "m", 3) }); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Export("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := openTestStore(t, t.TempDir())
+	b, _ := newTestEngine(t, other, cfg, nil)
+	if err := b.Acquire("m", st, st.Epoch+1); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := b.Snapshots("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, _ := snapshotVersions(other, "m")
+	if len(infos) != ExportedSnapshots+1 || len(versions) != len(infos) || versions[0] != 3 || versions[len(versions)-1] != 40 {
+		t.Fatalf("the new owner holds snapshots %v (infos %d), want the pinned v3 and the newest %d, up to v40", versions, len(infos), ExportedSnapshots)
+	}
+	if c := b.states[0].mon.Champion(); c == nil || c.Version() != 3 || !b.states[0].mon.Pinned() {
+		t.Fatalf("the new owner serves %v, want the pinned v3", c)
+	}
+}
