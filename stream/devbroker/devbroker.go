@@ -71,5 +71,12 @@ func (b *Broker) Port() int {
 	return n
 }
 
+// Compact compacts every topic whose cleanup.policy is compact, now: of
+// each key only the latest record stays, and tombstones older than the
+// topic's delete.retention.ms (a day by default) go. The last record batch
+// of each partition is kept as it is, as Kafka keeps the active segment.
+// Tests use it; on its own the broker compacts hourly.
+func (b *Broker) Compact() { b.cluster.Compact() }
+
 // Close stops the broker.
 func (b *Broker) Close() { b.cluster.Close() }
