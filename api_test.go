@@ -128,7 +128,8 @@ func TestAZeroConfigMeansTheDocumentedDefaults(t *testing.T) {
 	want := eddy.Config{
 		EmbeddedAddr: "127.0.0.1:9092", DataDir: "d", Group: "eddy", Partitions: 1, GRPCAddr: "127.0.0.1:50051",
 		MetricsIdleTimeout: 2 * time.Minute,
-		Consumer:           eddy.ConsumerConfig{CheckpointEvery: stream.DefaultCheckpointEvery, CheckpointInterval: time.Second, SessionTimeout: 10 * time.Second},
+		Consumer: eddy.ConsumerConfig{CheckpointEvery: stream.DefaultCheckpointEvery, CheckpointInterval: time.Second, SessionTimeout: 10 * time.Second,
+			StateInterval: 10 * time.Second, Start: "earliest"},
 	}
 	got := cfg
 	got.Learner, got.Serving = engine.Config{}, serving.Config{} // their own defaults, checked below

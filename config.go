@@ -75,7 +75,24 @@ type ConsumerConfig struct {
 	// SessionTimeout is the consumer group session timeout: how long a
 	// crashed member keeps its partitions. The default is 10s.
 	SessionTimeout time.Duration
+	// StateInterval is how often each unit's state is exported to the
+	// state topic (Config.StateTopic) while it learns, besides at every
+	// handover: it bounds what a new owner replays after a crash. The
+	// default is 10s.
+	StateInterval time.Duration
+	// Start is where a model with no state starts on its topic: "earliest"
+	// (the default) or "latest". A model's position comes only from its
+	// state, never from the group's committed offsets.
+	Start string
 }
+
+// StateTopic is the compacted topic that holds each unit's newest exported
+// state: the group's name with ".state".
+func (c *Config) StateTopic() string { return c.Group + ".state" }
+
+// SnapshotsTopic is the compacted topic that carries every model's
+// champions to every instance: the group's name with ".snapshots".
+func (c *Config) SnapshotsTopic() string { return c.Group + ".snapshots" }
 
 // Defaults of Config.
 const (
@@ -118,6 +135,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Consumer.SessionTimeout == 0 {
 		c.Consumer.SessionTimeout = stream.DefaultSessionTimeout
 	}
+	if c.Consumer.StateInterval == 0 {
+		c.Consumer.StateInterval = stream.DefaultStateInterval
+	}
+	if c.Consumer.Start == "" {
+		c.Consumer.Start = "earliest"
+	}
 	c.Serving.EnsureDefaults()
 }
 
@@ -129,8 +152,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
 	case c.Partitions < 0:
 		return fmt.Errorf("%w: Partitions is negative (%d)", ErrInvalidConfig, c.Partitions)
-	case c.Consumer.CheckpointEvery < 0 || c.Consumer.CheckpointInterval < 0 || c.Consumer.SessionTimeout < 0:
-		return fmt.Errorf("%w: checkpoint and session settings must not be negative", ErrInvalidConfig)
+	case c.Consumer.CheckpointEvery < 0 || c.Consumer.CheckpointInterval < 0 || c.Consumer.SessionTimeout < 0 || c.Consumer.StateInterval < 0:
+		return fmt.Errorf("%w: checkpoint, state and session settings must not be negative", ErrInvalidConfig)
+	case c.Consumer.Start != "" && c.Consumer.Start != "earliest" && c.Consumer.Start != "latest":
+		return fmt.Errorf("%w: start %q: want earliest or latest", ErrInvalidConfig, c.Consumer.Start)
 	}
 	if len(c.Brokers) == 0 && c.EmbeddedAddr != "" {
 		if _, err := loopbackPort(c.EmbeddedAddr); err != nil {

@@ -117,3 +117,31 @@ type classified struct{ kind, err error }
 
 func (c classified) Error() string   { return c.err.Error() }
 func (c classified) Unwrap() []error { return []error{c.kind, c.err} }
+
+// Units, Acquire, Export and Relinquish make the engine a stream.Owner:
+// its units of ownership move between the members of the group.
+func (h *engineHandler) Units() []stream.Unit {
+	var out []stream.Unit
+	for _, u := range h.engine.Units() {
+		out = append(out, stream.Unit{Name: u.Name, Topics: u.Topics, Hash: u.Hash})
+	}
+	return out
+}
+
+func (h *engineHandler) Acquire(unit string, remote *stream.Checkpoint, epoch uint64) error {
+	var st *engine.UnitState
+	if remote != nil {
+		st = &engine.UnitState{Epoch: remote.Epoch, Seq: remote.Seq, Data: remote.Data}
+	}
+	return h.engine.Acquire(unit, st, epoch)
+}
+
+func (h *engineHandler) Export(unit string) (*stream.Checkpoint, error) {
+	st, err := h.engine.Export(unit)
+	if err != nil {
+		return nil, err
+	}
+	return &stream.Checkpoint{Unit: unit, Epoch: st.Epoch, Seq: st.Seq, Data: st.Data}, nil
+}
+
+func (h *engineHandler) Relinquish(unit string) error { return h.engine.Relinquish(unit) }

@@ -41,6 +41,7 @@ type Service struct {
 	engine   *engine.Engine
 	consumer *stream.Consumer
 	server   *serving.Server
+	champs   *champions
 	grpcLis  net.Listener
 	httpLis  net.Listener // nil when metrics are disabled
 	started  atomic.Bool
@@ -96,14 +97,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if s.server, err = serving.New(cfg.Serving, names, reg, log); err != nil {
 		return nil, err
 	}
-	publish := func(snap *learner.Snapshot) {
-		if err := s.server.Publish(snap); err != nil {
-			log.Error("publish snapshot", "err", err)
-		}
-	}
-	if s.engine, err = engine.New(cfg.Learner, s.store, publish, reg, log); err != nil {
+	if s.champs, err = newChampions(cfg, s.brokers, s.server, log); err != nil {
 		return nil, err
 	}
+	if s.engine, err = engine.New(cfg.Learner, s.store, s.champs.publish, reg, log); err != nil {
+		return nil, err
+	}
+	s.champs.engine = s.engine
 	s.server.SetAdmin(engineAdmin{s.engine})
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,
@@ -113,6 +113,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		CheckpointEvery:    cfg.Consumer.CheckpointEvery,
 		CheckpointInterval: cfg.Consumer.CheckpointInterval,
 		SessionTimeout:     cfg.Consumer.SessionTimeout,
+		StateTopic:         cfg.StateTopic(),
+		StateInterval:      cfg.Consumer.StateInterval,
+		Start:              cfg.Consumer.Start,
 	}, newEngineHandler(s.engine), reg, log)
 	if err != nil {
 		return nil, err
@@ -170,7 +173,15 @@ func (s *Service) startBroker(ctx context.Context) error {
 	if err := stream.WaitForBroker(tctx, s.brokers[0]); err != nil {
 		return err
 	}
-	return stream.EnsureTopics(tctx, s.brokers, topics)
+	if err := stream.EnsureTopics(tctx, s.brokers, topics); err != nil {
+		return err
+	}
+	for _, name := range []string{s.cfg.StateTopic(), s.cfg.SnapshotsTopic()} {
+		if err := stream.EnsureStateTopic(tctx, s.brokers, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GRPCAddr returns the address the gRPC server listens on (with port 0 in
@@ -217,6 +228,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.httpLis != nil {
 		g.Go(func() error { return s.serveMetrics(gctx) })
 	}
+	g.Go(func() error { return s.champs.write(gctx) })
+	g.Go(func() error {
+		return s.champs.follow(gctx, func() { s.log.Info("caught up with the snapshots topic", "topic", s.cfg.SnapshotsTopic()) })
+	})
 	s.log.Info("eddy is running", "brokers", s.brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
 	err := g.Wait()
 	if err != nil {
@@ -263,6 +278,10 @@ func (s *Service) close() {
 	}
 	if s.httpLis != nil {
 		s.httpLis.Close()
+	}
+	if s.champs != nil {
+		s.champs.close()
+		s.champs = nil
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

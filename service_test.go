@@ -97,7 +97,7 @@ func startTestService(t *testing.T, cfg eddy.Config) *running {
 func newTestService(t *testing.T, cfg eddy.Config) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	svc, err := eddy.New(context.Background(), cfg, testLogger(), reg)
+	svc, err := eddy.New(context.Background(), cfg, testLogger().With("instance", filepath.Base(cfg.DataDir)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/engine"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -27,10 +28,17 @@ type Stats struct {
 // ModelStats is one model's part of Stats.
 type ModelStats struct {
 	Name string
+	// Learning reports whether this instance learns the model; when it does
+	// not (another member of the group owns its unit), the figures below
+	// but the served ones are zero.
+	Learning bool
 	// Learned is the number of examples the model has learned as of its
 	// newest checkpoint: what the store holds, and what a restart resumes
 	// from (the eddy_model_examples gauge).
 	Learned uint64
+	// LearnedHere is the number of examples this instance learned since
+	// New (replays after a takeover included).
+	LearnedHere uint64
 	// ServedVersion is the version of the snapshot Predict answers from; 0
 	// before the first.
 	ServedVersion uint64
@@ -61,10 +69,13 @@ func (s Stats) Model(name string) (ModelStats, bool) {
 func (s *Service) Stats() Stats {
 	st := Stats{Consumer: s.consumer.Stats(), BrokerDownSince: s.consumer.BrokerDownSince()}
 	st.BrokerUp = st.BrokerDownSince.IsZero()
-	learned := s.engine.Stats().Models // in configuration order, like s.cfg.Learner.Models
-	for i, mc := range s.cfg.Learner.Models {
-		e := learned[i]
-		m := ModelStats{Name: mc.Name, Learned: e.Learned, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
+	learned := make(map[string]engine.ModelStats)
+	for _, m := range s.engine.Stats().Models { // the models this instance learns
+		learned[m.Model] = m
+	}
+	for _, mc := range s.cfg.Learner.Models {
+		e, ok := learned[mc.Name]
+		m := ModelStats{Name: mc.Name, Learning: ok, Learned: e.Learned, LearnedHere: e.LearnedByEngine, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
 		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
 			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
 		}

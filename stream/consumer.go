@@ -85,6 +85,21 @@ type ConsumerConfig struct {
 	MaxWait time.Duration
 	// Decoder configures event decoding.
 	Decoder DecoderConfig
+	// StateTopic, with a Handler that is an Owner, is the compacted topic
+	// that holds each unit's newest exported state, so that any member can
+	// take a unit over, also after its last owner lost its disk. Empty: units
+	// are still assigned whole, but their state never leaves the instance.
+	StateTopic string
+	// StateInterval is how often each owned unit's state is exported to
+	// StateTopic while it changes; it is also exported whenever ownership
+	// ends (a rebalance, shutdown). It bounds what a new owner replays after
+	// a crash. The default is 10s.
+	StateInterval time.Duration
+	// Start is where a partition with no stored position starts, with an
+	// Owner handler: "earliest" (the default) or "latest". Positions come
+	// only from the handler's state then; the group's committed offsets are
+	// advisory (lag monitoring).
+	Start string
 }
 
 // Consumer defaults.
@@ -95,6 +110,7 @@ const (
 	DefaultCheckpointInterval = time.Second
 	DefaultSessionTimeout     = 10 * time.Second
 	DefaultMaxWait            = 250 * time.Millisecond
+	DefaultStateInterval      = 10 * time.Second
 )
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -117,6 +133,12 @@ func (c *ConsumerConfig) EnsureDefaults() {
 	if c.MaxWait == 0 {
 		c.MaxWait = DefaultMaxWait
 	}
+	if c.StateInterval == 0 {
+		c.StateInterval = DefaultStateInterval
+	}
+	if c.Start == "" {
+		c.Start = "earliest"
+	}
 }
 
 // Validate reports the first invalid setting.
@@ -126,8 +148,10 @@ func (c *ConsumerConfig) Validate() error {
 		return errors.New("stream: no brokers")
 	case len(c.Topics) == 0:
 		return errors.New("stream: no topics")
-	case c.CheckpointEvery < 0 || c.CheckpointInterval < 0 || c.SessionTimeout < 0 || c.MaxWait < 0:
+	case c.CheckpointEvery < 0 || c.CheckpointInterval < 0 || c.SessionTimeout < 0 || c.MaxWait < 0 || c.StateInterval < 0:
 		return errors.New("stream: checkpoint and timeout settings must not be negative")
+	case c.Start != "" && c.Start != "earliest" && c.Start != "latest":
+		return fmt.Errorf("stream: start %q: want earliest or latest", c.Start)
 	}
 	return nil
 }
@@ -149,6 +173,7 @@ type Consumer struct {
 	metrics *consumerMetrics
 	decoder *Decoder
 	dlq     *kafka.Writer
+	units   *ownership // nil unless the handler is an Owner
 
 	consumed, deadLettered, checkpoints atomic.Uint64
 	assigned                            atomic.Int64
@@ -207,7 +232,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, reg prometheus.Registerer,
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{
+	c := &Consumer{
 		cfg:     cfg,
 		handler: handler,
 		log:     log.With("component", "consumer", "group", cfg.GroupID),
@@ -220,7 +245,15 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, reg prometheus.Registerer,
 			BatchTimeout: time.Millisecond,
 			Transport:    &kafka.Transport{},
 		},
-	}, nil
+	}
+	if owner, ok := handler.(Owner); ok {
+		units, err := newOwnership(c, owner)
+		if err != nil {
+			return nil, err
+		}
+		c.units = units
+	}
+	return c, nil
 }
 
 // Stats returns the Consumer's counters. Safe for concurrent use.
@@ -234,12 +267,20 @@ func (c *Consumer) Stats() Stats {
 // outage) it still serves the Handler's Waker, with Checkpoint(nil).
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.dlq.Close()
+	if c.units != nil {
+		defer c.units.close()
+	}
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	var probing sync.WaitGroup
 	probing.Go(func() { c.probeBrokers(probeCtx, time.Second) })
 	defer probing.Wait()
 	defer stopProbe()
+	var balancers []kafka.GroupBalancer // nil: kafka-go's defaults
+	if c.units != nil {
+		balancers = []kafka.GroupBalancer{c.units.balancer}
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		GroupBalancers: balancers,
 		ID:             c.cfg.GroupID,
 		Brokers:        c.cfg.Brokers,
 		Topics:         append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
@@ -368,8 +409,9 @@ type generation struct {
 	gen      *kafka.Generation
 	next     map[partitionKey]int64
 	lag      map[partitionKey]prometheus.Gauge
-	pending  int  // events since the last checkpoint
-	uncommit bool // checkpointed offsets not yet committed to the group
+	pending  int      // events since the last checkpoint
+	uncommit bool     // checkpointed offsets not yet committed to the group
+	units    []string // the units this member owns in the generation (Owner handlers)
 	dlq      []kafka.Message
 	event    Event // reused for every message: decoding allocates nothing
 }
@@ -390,7 +432,20 @@ type partitionKey struct {
 func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation, wake <-chan struct{}) error {
 	g := &generation{gen: gen, next: make(map[partitionKey]int64), lag: make(map[partitionKey]prometheus.Gauge)}
 	defer c.releaseGauges(g)
+	if c.units != nil {
+		return c.runOwnedGeneration(ctx, g, wake)
+	}
 	msgs := make(chan kafka.Message, 4096)
+	c.startFetchers(g, msgs)
+	result := make(chan error, 1)
+	gen.Start(func(gctx context.Context) { result <- c.consume(ctx, gctx, g, msgs, wake) })
+	return <-result
+}
+
+// startFetchers starts one fetcher per partition of the generation, each
+// from the partition's start offset.
+func (c *Consumer) startFetchers(g *generation, msgs chan<- kafka.Message) {
+	gen := g.gen
 	assigned := 0
 	for topic, assignments := range gen.Assignments {
 		stored := c.handler.NextOffsets(topic)
@@ -406,9 +461,6 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation, wak
 	c.metrics.assigned.Set(float64(assigned))
 	c.assigned.Store(int64(assigned))
 	c.metrics.rebalances.Inc()
-	result := make(chan error, 1)
-	gen.Start(func(gctx context.Context) { result <- c.consume(ctx, gctx, g, msgs, wake) })
-	return <-result
 }
 
 // releaseGauges removes the lag series of a generation's partitions: once it
@@ -433,9 +485,9 @@ func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan
 		select {
 		case <-gctx.Done():
 			c.log.Info("generation ended; rebalancing", "generation", g.gen.ID)
-			return c.checkpoint(ctx, g)
+			return c.handOver(ctx, g)
 		case <-ctx.Done():
-			return c.checkpoint(ctx, g)
+			return c.handOver(ctx, g)
 		default:
 		}
 		select {
@@ -473,6 +525,15 @@ func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan
 // restart of the same instance the stored offset is never behind.
 func (c *Consumer) startOffset(stored map[int]int64, a kafka.PartitionAssignment) (int64, string) {
 	next, ok := stored[a.ID]
+	if c.units != nil { // positions come only from state
+		switch {
+		case ok:
+			return next, "state"
+		case c.cfg.Start == "latest":
+			return kafka.LastOffset, "latest (no state)"
+		}
+		return kafka.FirstOffset, "earliest (no state)"
+	}
 	switch {
 	case ok && a.Offset > next:
 		return a.Offset, "committed by another instance"
@@ -634,6 +695,12 @@ func (c *Consumer) deadLetter(g *generation, m *kafka.Message, reason, detail st
 // checkpoint flushes dead letters, then has the handler store its state with
 // the next offsets, then commits those offsets to Kafka (advisory).
 func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
+	return c.checkpointFinal(ctx, g, false)
+}
+
+// checkpointFinal is checkpoint; final (the generation or the consumer
+// ends) also exports every owned unit whatever StateInterval says.
+func (c *Consumer) checkpointFinal(ctx context.Context, g *generation, final bool) error {
 	// Shutdown cancels ctx, but the final checkpoint must still complete.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -649,6 +716,9 @@ func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
 	}
 	if err := c.handler.Checkpoint(offsets); err != nil {
 		return err
+	}
+	if c.units != nil {
+		c.units.export(wctx, g, final)
 	}
 	if g.pending > 0 {
 		c.checkpoints.Add(1)

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // consumerMetrics are the Prometheus metrics of a Consumer. Labels are topic
 // names, partition numbers and bounded reason codes only.
 type consumerMetrics struct {
+	reg            prometheus.Registerer
 	consumed       *prometheus.CounterVec
 	deadLettered   *prometheus.CounterVec
 	lag            *prometheus.GaugeVec
@@ -16,6 +17,7 @@ type consumerMetrics struct {
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	m := &consumerMetrics{
+		reg: reg,
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_events_consumed_total",
 			Help: "Kafka messages consumed (valid or not), by topic.",

@@ -289,7 +289,8 @@ func snapshotVersionOf(key []byte) (uint64, bool) {
 }
 
 // Acquire makes this engine the owner of unit, as a new owner in epoch
-// (which must be higher than any epoch the unit's states carry so far):
+// (raised above the epochs of the local and the remote state if it is not
+// already: an epoch is never used twice):
 // it keeps the newer of the unit's state in the local store and remote
 // (the newest state the previous owner exported; nil if none), replacing
 // the local one if remote is newer, loads it if it is not in memory, and
@@ -318,6 +319,7 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 			return err
 		}
 	}
+	epoch = max(epoch, local.Epoch+1, remoteEpoch(remote)+1)
 	batch := e.store.NewBatch()
 	defer batch.Close()
 	if err := batch.Set(unitKey(p.Name), appendPosition(nil, epoch, p.seq)); err != nil {
@@ -335,6 +337,17 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	}
 	e.updateStats()
 	return nil
+}
+
+// SnapshotData returns the stored encoding of a snapshot (what
+// learner.Model.DecodeSnapshot reads), and false if it is not stored. It
+// reads the store only and may be called from any goroutine.
+func (e *Engine) SnapshotData(model string, version uint64) ([]byte, bool, error) {
+	data, ok, err := e.store.Get(snapshotKey(model, version))
+	if err != nil {
+		return nil, false, fmt.Errorf("learner: %w", err)
+	}
+	return data, ok, nil
 }
 
 func remoteEpoch(s *UnitState) uint64 {

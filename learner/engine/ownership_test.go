@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -120,6 +121,18 @@ func TestAcquireKeepsTheNewerOfTheLocalAndTheExportedState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An operator's copy of the data directory, taken now (with the store
+	// closed, as a file copy needs).
+	closeStore()
+	copied := t.TempDir()
+	if err := os.CopyFS(copied, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	s, closeStore = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	if err := e.Acquire("fraud", older, 1); err != nil {
+		t.Fatal(err)
+	}
 	feed(t, e, data, 200, 400)
 	checkpoint(t, e, eventsOffset(0, 400))
 	newer, err := e.Export("fraud")
@@ -141,11 +154,10 @@ func TestAcquireKeepsTheNewerOfTheLocalAndTheExportedState(t *testing.T) {
 
 	// A local state rolled back to an older copy loses to the export: the
 	// model resumes from the export's own offsets, nothing skipped.
-	rolled := t.TempDir()
-	rs, _ := openTestStore(t, rolled)
+	rs, _ := openTestStore(t, copied)
 	re, _ := newTestEngine(t, rs, cfg, nil)
-	if err := re.Acquire("fraud", older, 1); err != nil { // the "old copy" of the disk
-		t.Fatal(err)
+	if got := re.NextOffsets("events")[0]; got != 200 {
+		t.Fatalf("the copy holds offset %d, want 200", got)
 	}
 	if err := re.Acquire("fraud", newer, 5); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,131 @@
+package eddy_test
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eddyhq/eddy/learner"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+// These tests run several services in one group on one broker, as several
+// machines would: each has its own data directory and ports.
+
+// owner returns which of the services learns model, or -1.
+func owner(svcs []*running, model string) int {
+	for i, s := range svcs {
+		if s != nil && s.model(model).Learning {
+			return i
+		}
+	}
+	return -1
+}
+
+func seaRequest(model string) *eddyv1.PredictRequest {
+	return &eddyv1.PredictRequest{Model: model, Features: map[string]*structpb.Value{
+		"f1": structpb.NewNumberValue(3.5), "f2": structpb.NewNumberValue(4.25), "f3": structpb.NewNumberValue(7)}}
+}
+
+func TestOneInstanceLearnsAModelAndEveryInstanceServesItsChampion(t *testing.T) {
+	broker := startBroker(t)
+	model := learner.ModelConfig{Name: "sea", Task: learner.Binary}
+	cfg := func() *running {
+		c := testConfig(broker, t.TempDir(), model)
+		c.Partitions = 2
+		c.Consumer.SessionTimeout = 2 * time.Second
+		c.Consumer.StateInterval = 200 * time.Millisecond
+		return startTestService(t, c)
+	}
+	svcs := []*running{cfg(), cfg(), cfg()}
+	produceSEAEvents(t, broker, "events", 4000)
+	waitFor(t, 60*time.Second, "one instance learned all 4,000 events, the others nothing", func() bool {
+		learning, learned := 0, uint64(0)
+		for _, s := range svcs {
+			m := s.model("sea")
+			if m.Learning {
+				learning++
+			}
+			learned += m.Learned
+		}
+		return learning == 1 && learned == 4000
+	})
+	first := owner(svcs, "sea")
+	for i, s := range svcs {
+		if m := s.model("sea"); i != first && m.LearnedHere != 0 {
+			t.Fatalf("instance %d learned %d events too: two copies of one model", i, m.LearnedHere)
+		}
+	}
+
+	// Both serve the owner's champion: same version, bitwise the same
+	// probability.
+	agree := func(what string) uint64 {
+		t.Helper()
+		var version uint64
+		waitFor(t, 20*time.Second, what, func() bool {
+			learner := svcs[owner(svcs, "sea")]
+			version = learner.model("sea").ServedVersion
+			if version == 0 || learner.model("sea").ServedLearned != learner.learned("sea") {
+				return false
+			}
+			for _, s := range svcs {
+				if s != nil && s.model("sea").ServedVersion != version {
+					return false
+				}
+			}
+			return true
+		})
+		var probs []float64
+		for _, s := range svcs {
+			if s == nil {
+				continue
+			}
+			resp, err := predictClient(t, s.GRPCAddr()).Predict(context.Background(), seaRequest("sea"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetModelVersion() != version {
+				t.Fatalf("an instance answers version %d, want %d", resp.GetModelVersion(), version)
+			}
+			probs = append(probs, resp.GetProbability())
+		}
+		for _, p := range probs[1:] {
+			if math.Float64bits(p) != math.Float64bits(probs[0]) {
+				t.Fatalf("instances answer %v for the same request and version %d: not one model", probs, version)
+			}
+		}
+		t.Logf("%s: every instance answers version %d, probability %v", what, version, probs[0])
+		return version
+	}
+	v := agree("after the first 4,000 events")
+
+	// The owner stops (a rolling restart): the other takes the model over
+	// from its exported state and continues, and versions continue.
+	if err := svcs[first].stop(); err != nil {
+		t.Fatal(err)
+	}
+	svcs[first] = nil
+	var survivor *running
+	waitFor(t, 30*time.Second, "another instance took the model over", func() bool {
+		i := owner(svcs, "sea")
+		if i >= 0 {
+			survivor = svcs[i]
+		}
+		return i >= 0
+	})
+	produceSEAEvents(t, broker, "events", 2000)
+	waitFor(t, 60*time.Second, "the survivor learned exactly 6,000", func() bool { return survivor.learned("sea") >= 6000 })
+	time.Sleep(500 * time.Millisecond)
+	if got := survivor.learned("sea"); got != 6000 {
+		t.Fatalf("after the handover the model learned %d, want exactly 6000", got)
+	}
+	if got := survivor.model("sea").LearnedHere; got != 2000 {
+		t.Fatalf("the new owner learned %d events itself, want the 2,000 new ones: the handover replayed %d", got, int(got)-2000)
+	}
+	if w := agree("after the handover"); w <= v {
+		t.Fatalf("the new owner serves version %d, not after the old owner's %d", w, v)
+	}
+}

@@ -1,0 +1,305 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+)
+
+// Owner is a Handler whose state is split into units that move between the
+// members of the group: the Consumer assigns every partition of a unit's
+// topics to one member (UnitBalancer), hands the unit's newest exported
+// state to the member that takes it over, and exports it again
+// periodically and whenever ownership ends. Positions then come only from
+// the handler's state (NextOffsets); the group's committed offsets are
+// advisory.
+//
+// The Consumer calls these methods from the goroutine that calls the
+// Handler's.
+type Owner interface {
+	Handler
+	// Units returns the handler's units. At the start every unit counts as
+	// held (in memory, restored from local state); the first generation
+	// acquires the assigned ones and relinquishes the others.
+	Units() []Unit
+	// Acquire makes the handler the owner of unit in epoch, a number above
+	// any epoch the unit's states carry so far (the handler may raise it
+	// further): it keeps the newer of its local state and remote (the
+	// newest exported state; nil if none), by (Epoch, Seq).
+	Acquire(unit string, remote *Checkpoint, epoch uint64) error
+	// Export returns the unit's state as of the last Checkpoint, with the
+	// epoch it holds it in and the sequence of that checkpoint.
+	Export(unit string) (*Checkpoint, error)
+	// Relinquish frees a unit another member owns now; it was checkpointed
+	// and exported when its generation ended.
+	Relinquish(unit string) error
+}
+
+// ownership is the Consumer's part for an Owner handler.
+type ownership struct {
+	c        *Consumer
+	owner    Owner
+	balancer *UnitBalancer
+	state    *StateLog // nil without ConsumerConfig.StateTopic
+	metrics  *ownershipMetrics
+
+	held       map[string]bool // units in the handler's memory
+	acquired   map[string]bool // units acquired since Run started
+	exported   map[string][2]uint64
+	lastExport time.Time
+	failing    bool // exports are failing; logged once per streak
+}
+
+func newOwnership(c *Consumer, owner Owner) (*ownership, error) {
+	units := owner.Units()
+	o := &ownership{
+		c:        c,
+		owner:    owner,
+		balancer: NewUnitBalancer(units, c.log),
+		metrics:  newOwnershipMetrics(c.metrics.reg),
+		held:     make(map[string]bool),
+		acquired: make(map[string]bool),
+		exported: make(map[string][2]uint64),
+	}
+	for _, u := range units {
+		o.held[u.Name] = true
+	}
+	if c.cfg.StateTopic != "" {
+		state, err := NewStateLog(StateLogConfig{Brokers: c.cfg.Brokers, Topic: c.cfg.StateTopic}, c.log)
+		if err != nil {
+			return nil, err
+		}
+		o.state = state
+	}
+	return o, nil
+}
+
+func (o *ownership) close() {
+	if o.state != nil {
+		o.state.Close()
+	}
+}
+
+// runOwnedGeneration takes over the units the generation assigns, then
+// consumes their partitions from the positions their state holds. All of
+// it runs inside the generation (gen.Start), so that it ends with it.
+func (c *Consumer) runOwnedGeneration(ctx context.Context, g *generation, wake <-chan struct{}) error {
+	result := make(chan error, 1)
+	g.gen.Start(func(gctx context.Context) {
+		if err := c.units.take(ctx, gctx, g); err != nil {
+			result <- err
+			return
+		}
+		if gctx.Err() != nil || ctx.Err() != nil {
+			result <- nil
+			return
+		}
+		msgs := make(chan kafka.Message, 4096)
+		c.startFetchers(g, msgs)
+		result <- c.consume(ctx, gctx, g, msgs, wake)
+	})
+	return <-result
+}
+
+// take relinquishes the units this member no longer owns and acquires the
+// ones it owns anew, each from the newer of its local state and the newest
+// exported one, and exports each acquired unit at once: that claims its
+// epoch, so that whatever an earlier owner still writes is older.
+func (o *ownership) take(ctx, gctx context.Context, g *generation) error {
+	g.units = o.balancer.Joined(g.gen)
+	owned := make(map[string]bool, len(g.units))
+	for _, u := range g.units {
+		owned[u] = true
+	}
+	for u := range o.held {
+		if owned[u] {
+			continue
+		}
+		if err := o.owner.Relinquish(u); err != nil {
+			return err
+		}
+		delete(o.held, u)
+		delete(o.acquired, u)
+		delete(o.exported, u)
+		o.metrics.owned.WithLabelValues(u).Set(0)
+	}
+	for _, u := range g.units {
+		if o.acquired[u] {
+			continue
+		}
+		start := time.Now()
+		remote, maxEpoch, err := o.read(ctx, gctx, u)
+		if err != nil || gctx.Err() != nil || ctx.Err() != nil {
+			return err
+		}
+		if err := o.owner.Acquire(u, remote, max(uint64(g.gen.ID), maxEpoch+1)); err != nil {
+			return err
+		}
+		o.held[u], o.acquired[u] = true, true
+		o.metrics.owned.WithLabelValues(u).Set(1)
+		if o.state != nil {
+			o.exportUnit(gctx, u)
+		}
+		source := "no exported state"
+		if remote != nil {
+			source = fmt.Sprintf("exported state epoch %d seq %d (%d bytes)", remote.Epoch, remote.Seq, len(remote.Data))
+		}
+		o.c.log.Info("unit taken over", "unit", u, "generation", g.gen.ID, "remote", source, "seconds", time.Since(start).Seconds())
+		o.metrics.takeover.Observe(time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// read returns the newest exported state of unit, retrying every second
+// while the broker fails; nil without a state topic.
+func (o *ownership) read(ctx, gctx context.Context, unit string) (*Checkpoint, uint64, error) {
+	if o.state == nil {
+		return nil, 0, nil
+	}
+	for {
+		cp, maxEpoch, err := o.state.Read(gctx, unit)
+		if err == nil {
+			return cp, maxEpoch, nil
+		}
+		if gctx.Err() != nil || ctx.Err() != nil {
+			return nil, 0, nil
+		}
+		o.c.log.Warn("reading the unit's exported state failed; retrying", "unit", unit, "err", err)
+		select {
+		case <-gctx.Done():
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// export writes the state of every unit the generation owns to the state
+// topic, if StateInterval has passed since the last export or final is
+// set (ownership ends), and the unit changed since its last export.
+// Failures are logged and counted, never fatal: the local state stands, and
+// a new owner replays from the older exported state's own offsets.
+func (o *ownership) export(ctx context.Context, g *generation, final bool) {
+	if o.state == nil || !final && time.Since(o.lastExport) < o.c.cfg.StateInterval {
+		return
+	}
+	if !o.c.BrokerDownSince().IsZero() {
+		// No broker: the write could only time out, holding up the
+		// consumer (and the admin commands it serves). The local state
+		// stands; the next checkpoint after the outage exports.
+		return
+	}
+	o.lastExport = time.Now()
+	timeout := exportTimeout
+	if final {
+		timeout = finalExportTimeout
+	}
+	ectx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, u := range g.units {
+		o.exportUnit(ectx, u)
+	}
+}
+
+// Bounds on exports: a periodic one may take its time; the one that hands
+// a unit over runs while the group waits and shutdown must stay within 5s.
+const (
+	exportTimeout      = 10 * time.Second
+	finalExportTimeout = 3 * time.Second
+)
+
+func (o *ownership) exportUnit(ctx context.Context, unit string) {
+	cp, err := o.owner.Export(unit)
+	if err != nil {
+		o.exportFailed(unit, err)
+		return
+	}
+	position := [2]uint64{cp.Epoch, cp.Seq}
+	if o.exported[unit] == position {
+		return // unchanged since its last export
+	}
+	start := time.Now()
+	cp.Unit = unit
+	if err := o.state.Write(ctx, *cp); err != nil {
+		o.exportFailed(unit, err)
+		return
+	}
+	o.exported[unit] = position
+	o.metrics.exports.WithLabelValues("ok").Inc()
+	o.metrics.exportBytes.WithLabelValues(unit).Set(float64(len(cp.Data)))
+	o.metrics.exportSeconds.Observe(time.Since(start).Seconds())
+	if o.failing {
+		o.failing = false
+		o.c.log.Info("exporting unit state works again", "unit", unit)
+	}
+}
+
+func (o *ownership) exportFailed(unit string, err error) {
+	o.metrics.exports.WithLabelValues("failed").Inc()
+	if errors.Is(err, context.Canceled) || o.failing {
+		o.c.log.Debug("export of unit state failed", "unit", unit, "err", err)
+		return
+	}
+	o.failing = true
+	o.c.log.Warn("export of unit state to the state topic failed; the local state stands, the export is retried at the next interval",
+		"unit", unit, "topic", o.c.cfg.StateTopic, "err", err)
+}
+
+// handOver writes the final checkpoint of a generation and, for an Owner,
+// exports every owned unit, so that the next owner continues exactly where
+// this one stopped; then it commits the offsets (advisory).
+func (c *Consumer) handOver(ctx context.Context, g *generation) error {
+	return c.checkpointFinal(ctx, g, true)
+}
+
+type ownershipMetrics struct {
+	owned         *prometheus.GaugeVec
+	exports       *prometheus.CounterVec
+	exportBytes   *prometheus.GaugeVec
+	exportSeconds prometheus.Histogram
+	takeover      prometheus.Histogram
+}
+
+func newOwnershipMetrics(reg prometheus.Registerer) *ownershipMetrics {
+	m := &ownershipMetrics{
+		owned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_unit_owned",
+			Help: "1 for each unit (models sharing topics) this instance learns, 0 for one it learned and handed over.",
+		}, []string{"unit"}),
+		exports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_state_exports_total",
+			Help: "Exports of a unit's state to the state topic, by result (ok, failed).",
+		}, []string{"result"}),
+		exportBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_state_export_bytes",
+			Help: "Size of the newest exported state of each unit this instance learns.",
+		}, []string{"unit"}),
+		exportSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "eddy_state_export_seconds",
+			Help:    "Time to write one unit's state to the state topic.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		takeover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "eddy_unit_takeover_seconds",
+			Help:    "Time to take a unit over: read its exported state, restore it, export the claim.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+	}
+	reg.MustRegister(m.owned, m.exports, m.exportBytes, m.exportSeconds, m.takeover)
+	return m
+}
+
+// EnsureStateTopic creates topic, as a StateLog with the default chunk size
+// needs it, if it does not exist.
+func EnsureStateTopic(ctx context.Context, brokers []string, topic string) error {
+	l, err := NewStateLog(StateLogConfig{Brokers: brokers, Topic: topic}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return l.EnsureTopic(ctx)
+}
