@@ -238,7 +238,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error("eddy stopped", "err", err)
 		return err
 	}
-	s.log.Info("eddy stopped cleanly")
+	s.log.Info("eddy stopped cleanly", "learned_here", s.engine.Stats().Learned)
 	return nil
 }
 

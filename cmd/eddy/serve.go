@@ -50,6 +50,8 @@ type serveOptions struct {
 	retainSnapshots    int
 	retainFor          time.Duration
 	sessionTimeout     time.Duration
+	stateInterval      time.Duration
+	start              string
 
 	model learner.ModelConfig // single model from flags, when no --config
 }
@@ -90,7 +92,9 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.promoteInterval, "promote-interval", engine.DefaultPromoteInterval, "snapshot and promote each model this often (if it learned)")
 	fs.IntVar(&o.retainSnapshots, "retain-snapshots", engine.DefaultRetain, "newest snapshots kept per model whatever their age")
 	fs.DurationVar(&o.retainFor, "retain-for", engine.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", engine.MaxRetained))
-	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout")
+	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout: how long a crashed instance keeps its models before another takes them over")
+	fs.DurationVar(&o.stateInterval, "state-interval", stream.DefaultStateInterval, "export each model's state to the group's state topic this often (and at every handover): bounds what a new owner replays after a crash")
+	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
 	fs.StringVar((*string)(&o.model.Task), "model-task", string(learner.Binary), "task of the single model: binary, regression or multiclass")
@@ -162,6 +166,8 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 			CheckpointEvery:    o.checkpointEvery,
 			CheckpointInterval: o.checkpointInterval,
 			SessionTimeout:     o.sessionTimeout,
+			StateInterval:      o.stateInterval,
+			Start:              o.start,
 		},
 		Serving: serving.Config{AdminToken: o.adminToken, MaxConnectionIdle: o.grpcIdleTimeout, MaxRequestBytes: o.grpcMaxRequestBytes},
 	}

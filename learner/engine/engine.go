@@ -80,6 +80,7 @@ type Engine struct {
 
 	stats       atomic.Pointer[Stats] // as of the last checkpoint
 	checkpoints uint64                // checkpoints written by this engine
+	learned     uint64                // examples this engine learned, of every model it held
 	maxRetained int                   // MaxRetained; lowered by tests
 }
 
@@ -237,6 +238,7 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	}
 	u.handles.learned.Inc()
 	u.learned++
+	e.learned++
 	e.dirty = true
 	e.watch(u, all, ex)
 	if u.hist != nil { // after everything that reads the history of this event

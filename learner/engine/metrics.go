@@ -215,3 +215,13 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 		m.adwinEstimate.WithLabelValues(name).Set(a.Estimation())
 	}
 }
+
+// forget deletes the gauges of a model this engine stopped learning: their
+// values would be stale, and the model's new owner exports its own.
+// Counters stay: they count what this process did.
+func (m *engineMetrics) forget(name string) {
+	for _, g := range []*prometheus.GaugeVec{m.accuracy, m.logLoss, m.mae, m.examples, m.adwinWidth, m.adwinEstimate,
+		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities} {
+		g.DeletePartialMatch(prometheus.Labels{"model": name})
+	}
+}

@@ -370,6 +370,9 @@ func (e *Engine) Relinquish(unit string) error {
 		return nil
 	}
 	p.held = false
+	for _, name := range p.Models {
+		e.metrics.forget(name)
+	}
 	e.states = slices.DeleteFunc(e.states, func(u *modelState) bool { return slices.Contains(p.Models, u.cfg.Name) })
 	e.index()
 	e.log.Info("unit released to another instance", "unit", unit, "epoch", p.epoch, "seq", p.seq)

@@ -16,6 +16,9 @@ type Stats struct {
 	At time.Time
 	// Checkpoints is how many checkpoints this Engine has written.
 	Checkpoints uint64
+	// Learned is how many examples this Engine has learned, of every
+	// model, also of those it has relinquished since.
+	Learned uint64
 	// Models has one entry per model, in configuration order.
 	Models []ModelStats
 }
@@ -65,7 +68,7 @@ func (e *Engine) Stats() Stats {
 
 // updateStats takes a new Stats; engine goroutine only.
 func (e *Engine) updateStats() {
-	s := &Stats{At: e.now(), Checkpoints: e.checkpoints, Models: make([]ModelStats, len(e.states))}
+	s := &Stats{At: e.now(), Checkpoints: e.checkpoints, Learned: e.learned, Models: make([]ModelStats, len(e.states))}
 	for i, u := range e.states {
 		m, mon := u.model, u.mon
 		ms := ModelStats{
