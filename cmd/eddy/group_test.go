@@ -260,6 +260,12 @@ func TestChurnOfThreeInstancesLearnsEveryEventExactlyOnce(t *testing.T) {
 			}
 			g := newGroup(t, "churn", 3, 6, args...)
 			g.logDir = t.TempDir()
+			if dir := os.Getenv("EDDY_KEEP_LOGS"); dir != "" { // to look into a failure
+				g.logDir = filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+				if err := os.MkdirAll(g.logDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for i := range 3 {
 				g.start(i)
 			}
@@ -282,7 +288,7 @@ func TestChurnOfThreeInstancesLearnsEveryEventExactlyOnce(t *testing.T) {
 			if n := prod.wait(t); n != events {
 				t.Fatalf("produced %d", n)
 			}
-			waitFor(t, 180*time.Second, "every event learned", func() bool { return g.learned() >= float64(events) })
+			waitFor(t, envDuration(t, "EDDY_CHURN_SETTLE", 180*time.Second), "every event learned", func() bool { return g.learned() >= float64(events) })
 			time.Sleep(2 * time.Second)
 			if got := g.learned(); got != float64(events) {
 				t.Fatalf("the owner reports %v examples learned, want exactly %d", got, events)
@@ -298,6 +304,18 @@ func TestChurnOfThreeInstancesLearnsEveryEventExactlyOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
 }
 
 // learnedByEachRun adds up what every run of the group's members reported,
@@ -326,4 +344,105 @@ func (g *group) learnedByEachRun() (total int, runs int) {
 		}
 	}
 	return total, runs
+}
+
+// TestAZombieOwnerCannotOverwriteItsSuccessor stops the owner with SIGSTOP
+// for longer than the session timeout (what a long GC pause or a frozen VM
+// looks like), lets another instance take the model over and learn, then
+// resumes it with SIGCONT: whatever it still writes (its handover export,
+// snapshots, commits) carries its old epoch, so no restorer and no
+// instance uses it. The model ends having learned exactly every event, and
+// every instance serves the same version.
+func TestAZombieOwnerCannotOverwriteItsSuccessor(t *testing.T) {
+	events := envInt(t, "EDDY_ZOMBIE_EVENTS", 30000)
+	g := newGroup(t, "zombie", 3, 3, "--session-timeout", "2s", "--state-interval", "500ms", "--promote-interval", "200ms")
+	for i := range 3 {
+		g.start(i)
+	}
+	prod := newPacedProducer(g.broker, events)
+	prod.every = 25 * time.Millisecond
+	go prod.run()
+	waitFor(t, 60*time.Second, "a quarter of the events learned", func() bool { return g.learned() >= float64(events/4) })
+	zombie := g.owner()
+	frozenAt := scrape(g.metrics[zombie], `eddy_model_examples{model="default"}`)
+	exportsBefore := scrape(g.metrics[zombie], `eddy_state_exports_total{result="ok"}`)
+	if err := g.member(zombie).cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var successor int
+	waitFor(t, 60*time.Second, "another instance learning past the frozen owner", func() bool {
+		for i, m := range g.metrics {
+			if i != zombie && scrape(m, `eddy_unit_owned{unit="default"}`) == 1 && scrape(m, `eddy_model_examples{model="default"}`) > frozenAt+1000 {
+				successor = i
+				return true
+			}
+		}
+		return false
+	})
+	if err := g.member(zombie).cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	t.Logf("owner %d frozen at %v examples; member %d took over; the zombie resumed and wrote %v exports with its old epoch since",
+		zombie, frozenAt, successor, scrape(g.metrics[zombie], `eddy_state_exports_total{result="ok"}`)-exportsBefore)
+	if n := prod.wait(t); n != events {
+		t.Fatalf("produced %d", n)
+	}
+	waitFor(t, 120*time.Second, "every event learned", func() bool {
+		return scrape(g.metrics[successor], `eddy_model_examples{model="default"}`) >= float64(events) || g.learned() >= float64(events)
+	})
+	time.Sleep(3 * time.Second)
+	versions := map[float64]bool{}
+	for _, m := range g.metrics {
+		versions[scrape(m, `eddy_served_model_version{model="default"}`)] = true
+	}
+	g.stopAll()
+	requireExactlyOnce(t, exportedModel(t, g.broker, "zombie"), events)
+	if len(versions) != 1 {
+		t.Fatalf("the instances serve versions %v: the zombie's snapshots reached some", versions)
+	}
+}
+
+// TestALocalStateRolledBackToAnOldCopySkipsNothing restarts the only
+// instance on a copy of its data directory taken earlier (as a restore
+// from a backup or a file system snapshot would): the model continues from
+// the newer exported state, or from the old copy's own positions, and in
+// the end has learned exactly every event.
+func TestALocalStateRolledBackToAnOldCopySkipsNothing(t *testing.T) {
+	const first, second = 8000, 6000
+	g := newGroup(t, "rollback", 1, 2)
+	g.start(0)
+	prod := newPacedProducer(g.broker, first)
+	prod.every = 10 * time.Millisecond
+	go prod.run()
+	prod.wait(t)
+	waitFor(t, 60*time.Second, "the first events learned", func() bool { return g.learned() == first })
+	g.stopAll()
+	old := t.TempDir()
+	if err := os.CopyFS(old, os.DirFS(g.dirs[0])); err != nil {
+		t.Fatal(err)
+	}
+	g.start(0)
+	prod = newPacedProducer(g.broker, second)
+	prod.every = 10 * time.Millisecond
+	go prod.run()
+	prod.wait(t)
+	waitFor(t, 60*time.Second, "every event learned", func() bool { return g.learned() == first+second })
+	g.stopAll()
+	// The disk goes back to the old copy.
+	if err := os.RemoveAll(g.dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	g.dirs[0] = old
+	g.start(0)
+	prod = newPacedProducer(g.broker, 1000)
+	go prod.run()
+	prod.wait(t)
+	waitFor(t, 60*time.Second, "the restarted instance learned the new events", func() bool { return g.learned() >= first+second+1000 })
+	time.Sleep(time.Second)
+	if got := g.learned(); got != first+second+1000 {
+		t.Fatalf("after the rollback of the local state the model learned %v, want exactly %d", got, first+second+1000)
+	}
+	g.stopAll()
+	requireExactlyOnce(t, exportedModel(t, g.broker, "rollback"), first+second+1000)
 }
