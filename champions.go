@@ -32,10 +32,12 @@ type champions struct {
 	topic  *stream.StateLog
 	models map[string]*learner.Model // one per model, only to decode its snapshots
 
-	mu     sync.Mutex
-	served map[string]position // what each model serves
-	outbox map[string]outgoing // newest champion per model not written yet
-	kick   chan struct{}
+	mu      sync.Mutex
+	served  map[string]position // what each model serves
+	fromLog map[string][]byte   // the encoding of what it serves, when it came from the topic
+	highest map[string]uint64   // the highest version served, from here or the topic
+	outbox  map[string]outgoing // newest champion per model not written yet
+	kick    chan struct{}
 }
 
 type position struct{ epoch, seq uint64 }
@@ -57,6 +59,7 @@ func newChampions(cfg Config, brokers []string, server *serving.Server, log *slo
 	c := &champions{
 		log: log.With("component", "champions"), server: server, topic: topic,
 		models: make(map[string]*learner.Model), served: make(map[string]position),
+		fromLog: make(map[string][]byte), highest: make(map[string]uint64),
 		outbox: make(map[string]outgoing), kick: make(chan struct{}, 1),
 	}
 	for _, mc := range cfg.Learner.Models {
@@ -72,6 +75,9 @@ func newChampions(cfg Config, brokers []string, server *serving.Server, log *slo
 // publish serves snap here and, once the model's unit is acquired, queues
 // it for the topic. Engine goroutine only (it reads the unit's epoch).
 func (c *champions) publish(snap *learner.Snapshot) {
+	if c.engine != nil && c.engine.Following(snap.Model()) {
+		return // a standby's: the owner's champion serves
+	}
 	if err := c.server.Publish(snap); err != nil {
 		c.log.Error("publish snapshot", "err", err)
 		return
@@ -90,6 +96,8 @@ func (c *champions) publish(snap *learner.Snapshot) {
 		at.seq = last.seq + 1
 	}
 	c.served[snap.Model()] = at
+	delete(c.fromLog, snap.Model())
+	c.highest[snap.Model()] = max(c.highest[snap.Model()], snap.Version())
 	c.outbox[snap.Model()] = outgoing{at: at, version: snap.Version()}
 	select {
 	case c.kick <- struct{}{}:
@@ -174,8 +182,7 @@ func (c *champions) follow(ctx context.Context, caughtUp func()) error {
 }
 
 func (c *champions) receive(cp *stream.Checkpoint) {
-	m := c.models[cp.Unit]
-	if m == nil {
+	if c.models[cp.Unit] == nil {
 		return // a model this instance is not configured with
 	}
 	at := position{cp.Epoch, cp.Seq}
@@ -184,17 +191,57 @@ func (c *champions) receive(cp *stream.Checkpoint) {
 	if !at.after(c.served[cp.Unit]) {
 		return
 	}
-	snap, err := m.DecodeSnapshot(cp.Data)
-	if err != nil {
-		c.log.Error("a champion on the snapshots topic cannot be decoded; still serving the previous one", "model", cp.Unit, "err", err)
-		return
-	}
-	if err := c.server.Publish(snap); err != nil {
-		c.log.Error("publish snapshot", "err", err)
+	snap, ok := c.serve(cp.Unit, cp.Data)
+	if !ok {
 		return
 	}
 	c.served[cp.Unit] = at
+	c.fromLog[cp.Unit] = cp.Data
+	c.highest[cp.Unit] = max(c.highest[cp.Unit], snap.Version())
 	c.log.Debug("champion from the snapshots topic", "model", cp.Unit, "version", snap.Version(), "epoch", cp.Epoch, "seq", cp.Seq)
+}
+
+// serve decodes a champion of model and serves it. It decodes with the
+// engine's live model when the engine holds the model (as its owner or a
+// standby), so that the snapshot derives history features from the live
+// histories; with a model of its own otherwise (one without histories).
+// c.mu must be held.
+func (c *champions) serve(model string, data []byte) (*learner.Snapshot, bool) {
+	m := c.models[model]
+	if c.engine != nil {
+		if live := c.engine.Live(model); live != nil {
+			m = live
+		}
+	}
+	snap, err := m.DecodeSnapshot(data)
+	if err != nil {
+		c.log.Error("a champion on the snapshots topic cannot be decoded; still serving the previous one", "model", model, "err", err)
+		return nil, false
+	}
+	if err := c.server.Publish(snap); err != nil {
+		c.log.Error("publish snapshot", "err", err)
+		return nil, false
+	}
+	return snap, true
+}
+
+// reloaded serves the topic's champion of model again, decoded with the
+// model the engine has just loaded (engine.SetOnLoad): the one served was
+// decoded with the model it replaced, whose histories no longer advance.
+func (c *champions) reloaded(model string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if data := c.fromLog[model]; data != nil {
+		c.serve(model, data)
+	}
+}
+
+// highestVersion returns the highest version of model served so far
+// (engine.SetVersionFloor).
+func (c *champions) highestVersion(model string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.highest[model]
 }
 
 func (c *champions) close() { c.topic.Close() }

@@ -3,6 +3,7 @@ package eddy_test
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -128,4 +129,50 @@ func TestOneInstanceLearnsAModelAndEveryInstanceServesItsChampion(t *testing.T) 
 	if w := agree("after the handover"); w <= v {
 		t.Fatalf("the new owner serves version %d, not after the old owner's %d", w, v)
 	}
+}
+
+// TestAStandbyServesTheOwnersPredictionsWithEntityHistories runs the shipped
+// elec2 pipeline (windows, lags and targets over the entity's history) on
+// two instances: the one that does not own the model follows its topic as a
+// standby, so that Predict, which reads the entity's history, answers the
+// same on both once it has caught up.
+func TestAStandbyServesTheOwnersPredictionsWithEntityHistories(t *testing.T) {
+	broker := startBroker(t)
+	if _, err := produceCSV(broker, "events", datasetPath(t, "elec2.csv"), "up"); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *running {
+		c := withConfigFile(t, testConfig(broker, t.TempDir(), learner.ModelConfig{}), filepath.Join(".deploy", "examples", "elec2.yaml"))
+		c.Consumer.SessionTimeout = 2 * time.Second
+		return startTestService(t, c)
+	}
+	svcs := []*running{start(), start()}
+	waitFor(t, 120*time.Second, "the owner and the standby through the stream", func() bool {
+		a, b := svcs[0].model("elec2"), svcs[1].model("elec2")
+		return a.Learning != b.Learning && a.Standby != b.Standby && a.Learned == 45312 && b.Learned == 45312 &&
+			a.ServedVersion != 0 && a.ServedVersion == b.ServedVersion && a.ServedLearned == 45312
+	})
+	standby := 0
+	if svcs[1].model("elec2").Standby {
+		standby = 1
+	}
+	if got := svcs[standby].model("elec2").LearnedHere; got != 0 {
+		t.Fatalf("the standby counts %d examples as learned by itself", got)
+	}
+	req := &eddyv1.PredictRequest{Model: "elec2", Features: map[string]*structpb.Value{
+		"day": structpb.NewNumberValue(3), "period": structpb.NewNumberValue(0.5), "nswprice": structpb.NewNumberValue(0.07),
+		"nswdemand": structpb.NewNumberValue(0.45), "vicprice": structpb.NewNumberValue(0.003), "vicdemand": structpb.NewNumberValue(0.42),
+		"transfer": structpb.NewNumberValue(0.41)}}
+	var probs []float64
+	for _, s := range svcs {
+		resp, err := predictClient(t, s.GRPCAddr()).Predict(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probs = append(probs, resp.GetProbability())
+	}
+	if math.Float64bits(probs[0]) != math.Float64bits(probs[1]) {
+		t.Fatalf("owner and standby answer %v for the same request: the standby's histories differ", probs)
+	}
+	t.Logf("owner and standby both answer %v", probs[0])
 }

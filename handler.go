@@ -123,7 +123,7 @@ func (c classified) Unwrap() []error { return []error{c.kind, c.err} }
 func (h *engineHandler) Units() []stream.Unit {
 	var out []stream.Unit
 	for _, u := range h.engine.Units() {
-		out = append(out, stream.Unit{Name: u.Name, Topics: u.Topics, Hash: u.Hash})
+		out = append(out, stream.Unit{Name: u.Name, Topics: u.Topics, Hash: u.Hash, Standby: u.Standby})
 	}
 	return out
 }
@@ -145,3 +145,11 @@ func (h *engineHandler) Export(unit string) (*stream.Checkpoint, error) {
 }
 
 func (h *engineHandler) Relinquish(unit string) error { return h.engine.Relinquish(unit) }
+
+func (h *engineHandler) Follow(unit string, remote *stream.Checkpoint) error {
+	var st *engine.UnitState
+	if remote != nil {
+		st = &engine.UnitState{Epoch: remote.Epoch, Seq: remote.Seq, Data: remote.Data}
+	}
+	return h.engine.Follow(unit, st)
+}

@@ -104,6 +104,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.champs.engine = s.engine
+	s.engine.SetOnLoad(s.champs.reloaded)
+	s.engine.SetVersionFloor(s.champs.highestVersion)
 	s.server.SetAdmin(engineAdmin{s.engine})
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,

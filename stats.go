@@ -32,6 +32,10 @@ type ModelStats struct {
 	// not (another member of the group owns its unit), the figures below
 	// but the served ones are zero.
 	Learning bool
+	// Standby reports whether this instance follows the model for its
+	// owner: it reads the model's events to keep the entity histories that
+	// Predict reads current, and serves the owner's champion.
+	Standby bool
 	// Learned is the number of examples the model has learned as of its
 	// newest checkpoint: what the store holds, and what a restart resumes
 	// from (the eddy_model_examples gauge).
@@ -75,7 +79,7 @@ func (s *Service) Stats() Stats {
 	}
 	for _, mc := range s.cfg.Learner.Models {
 		e, ok := learned[mc.Name]
-		m := ModelStats{Name: mc.Name, Learning: ok, Learned: e.Learned, LearnedHere: e.LearnedByEngine, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
+		m := ModelStats{Name: mc.Name, Learning: ok && !e.Standby, Standby: e.Standby, Learned: e.Learned, LearnedHere: e.LearnedByEngine, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
 		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
 			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
 		}

@@ -62,6 +62,11 @@ var windowAggs = []string{"count", "sum", "mean", "var", "std", "min", "max", "l
 
 const maxHistory = 10000 // largest window size, lag or target size
 
+// HasHistory reports whether the configuration derives features from
+// entity histories (windows, lags, targets): a model that does keeps per
+// entity state besides its weights.
+func (c *Config) HasHistory() bool { return c.historyEnabled() }
+
 func (c *Config) historyEnabled() bool {
 	return len(c.Windows) > 0 || len(c.Lags) > 0 || len(c.Targets) > 0
 }

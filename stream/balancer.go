@@ -25,6 +25,10 @@ type Unit struct {
 	// Hash identifies the unit's model configuration. Members whose Hash
 	// differs for the same Name run different models.
 	Hash string
+	// Standby asks every member that does not own the unit to follow it
+	// (Owner.Follow): its models keep entity histories that serving reads.
+	// The balancer itself ignores it.
+	Standby bool
 }
 
 // UnitProtocol is the group protocol name of a UnitBalancer. A breaking

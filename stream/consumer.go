@@ -409,9 +409,10 @@ type generation struct {
 	gen      *kafka.Generation
 	next     map[partitionKey]int64
 	lag      map[partitionKey]prometheus.Gauge
-	pending  int      // events since the last checkpoint
-	uncommit bool     // checkpointed offsets not yet committed to the group
-	units    []string // the units this member owns in the generation (Owner handlers)
+	pending  int            // events since the last checkpoint
+	uncommit bool           // checkpointed offsets not yet committed to the group
+	units    []string       // the units this member owns in the generation (Owner handlers)
+	followed []partitionKey // partitions of the units it follows as a standby
 	dlq      []kafka.Message
 	event    Event // reused for every message: decoding allocates nothing
 }
@@ -730,6 +731,9 @@ func (c *Consumer) checkpointFinal(ctx context.Context, g *generation, final boo
 	}
 	commit := make(map[string]map[int]int64)
 	for _, o := range offsets {
+		if slices.Contains(g.followed, partitionKey{o.Topic, o.Partition}) {
+			continue // its owner's to commit
+		}
 		if commit[o.Topic] == nil {
 			commit[o.Topic] = make(map[int]int64)
 		}

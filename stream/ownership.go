@@ -38,6 +38,11 @@ type Owner interface {
 	// Relinquish frees a unit another member owns now; it was checkpointed
 	// and exported when its generation ended.
 	Relinquish(unit string) error
+	// Follow holds a Standby unit this member does not own: the handler
+	// keeps the newer of its local state and remote, then gets the unit's
+	// events like its owner, from its own positions, to keep its entity
+	// histories current for serving.
+	Follow(unit string, remote *Checkpoint) error
 }
 
 // ownership is the Consumer's part for an Owner handler.
@@ -48,8 +53,11 @@ type ownership struct {
 	state    *StateLog // nil without ConsumerConfig.StateTopic
 	metrics  *ownershipMetrics
 
+	units      []Unit
 	held       map[string]bool // units in the handler's memory
 	acquired   map[string]bool // units acquired since Run started
+	following  map[string]bool // Standby units followed, not owned
+	client     *kafka.Client   // partition metadata of followed units
 	exported   map[string][2]uint64
 	lastExport time.Time
 	failing    bool // exports are failing; logged once per streak
@@ -58,13 +66,16 @@ type ownership struct {
 func newOwnership(c *Consumer, owner Owner) (*ownership, error) {
 	units := owner.Units()
 	o := &ownership{
-		c:        c,
-		owner:    owner,
-		balancer: NewUnitBalancer(units, c.log),
-		metrics:  newOwnershipMetrics(c.metrics.reg),
-		held:     make(map[string]bool),
-		acquired: make(map[string]bool),
-		exported: make(map[string][2]uint64),
+		c:         c,
+		owner:     owner,
+		balancer:  NewUnitBalancer(units, c.log),
+		metrics:   newOwnershipMetrics(c.metrics.reg),
+		units:     units,
+		held:      make(map[string]bool),
+		acquired:  make(map[string]bool),
+		following: make(map[string]bool),
+		exported:  make(map[string][2]uint64),
+		client:    &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}},
 	}
 	for _, u := range units {
 		o.held[u.Name] = true
@@ -101,9 +112,37 @@ func (c *Consumer) runOwnedGeneration(ctx context.Context, g *generation, wake <
 		}
 		msgs := make(chan kafka.Message, 4096)
 		c.startFetchers(g, msgs)
+		if err := c.startFollowers(gctx, g, msgs); err != nil {
+			c.log.Warn("cannot follow the standby units this generation; serving them from their last state", "err", err)
+		}
 		result <- c.consume(ctx, gctx, g, msgs, wake)
 	})
 	return <-result
+}
+
+// startFollowers starts a fetcher for every partition of the units this
+// member follows, from the handler's positions (the earliest offset
+// without one). They run within the generation, like the owned partitions'.
+func (c *Consumer) startFollowers(gctx context.Context, g *generation, msgs chan<- kafka.Message) error {
+	parts, err := c.units.followedPartitions(gctx)
+	if err != nil {
+		return err
+	}
+	for topic, ids := range parts {
+		stored := c.handler.NextOffsets(topic)
+		for _, id := range ids {
+			start, ok := stored[id]
+			if !ok {
+				start = kafka.FirstOffset
+			}
+			g.followed = append(g.followed, partitionKey{topic, id})
+			g.gen.Start(func(ctx context.Context) { c.fetch(ctx, topic, id, start, msgs) })
+		}
+	}
+	if len(g.followed) > 0 {
+		c.log.Info("following standby units", "partitions", len(g.followed), "generation", g.gen.ID)
+	}
+	return nil
 }
 
 // take relinquishes the units this member no longer owns and acquires the
@@ -117,16 +156,26 @@ func (o *ownership) take(ctx, gctx context.Context, g *generation) error {
 		owned[u] = true
 	}
 	for u := range o.held {
-		if owned[u] {
+		if owned[u] || o.following[u] {
+			continue
+		}
+		delete(o.acquired, u)
+		delete(o.exported, u)
+		o.metrics.owned.WithLabelValues(u).Set(0)
+		if o.standby(u) {
+			if err := o.owner.Follow(u, nil); err != nil { // its final checkpoint is local: keep it
+				return err
+			}
+			o.following[u] = true
 			continue
 		}
 		if err := o.owner.Relinquish(u); err != nil {
 			return err
 		}
 		delete(o.held, u)
-		delete(o.acquired, u)
-		delete(o.exported, u)
-		o.metrics.owned.WithLabelValues(u).Set(0)
+	}
+	if err := o.follow(ctx, gctx, owned); err != nil {
+		return err
 	}
 	for _, u := range g.units {
 		if o.acquired[u] {
@@ -141,6 +190,7 @@ func (o *ownership) take(ctx, gctx context.Context, g *generation) error {
 			return err
 		}
 		o.held[u], o.acquired[u] = true, true
+		delete(o.following, u)
 		o.metrics.owned.WithLabelValues(u).Set(1)
 		if o.state != nil {
 			o.exportUnit(gctx, u)
@@ -153,6 +203,63 @@ func (o *ownership) take(ctx, gctx context.Context, g *generation) error {
 		o.metrics.takeover.Observe(time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// standby reports whether unit is followed where it is not owned.
+func (o *ownership) standby(unit string) bool {
+	for _, u := range o.units {
+		if u.Name == unit {
+			return u.Standby
+		}
+	}
+	return false
+}
+
+// follow makes the handler follow every Standby unit not in owned that it
+// does not follow yet, from the newer of its local and its exported state.
+func (o *ownership) follow(ctx, gctx context.Context, owned map[string]bool) error {
+	for _, u := range o.units {
+		if !u.Standby || owned[u.Name] || o.following[u.Name] {
+			continue
+		}
+		remote, _, err := o.read(ctx, gctx, u.Name)
+		if err != nil || gctx.Err() != nil || ctx.Err() != nil {
+			return err
+		}
+		if err := o.owner.Follow(u.Name, remote); err != nil {
+			return err
+		}
+		o.held[u.Name], o.following[u.Name] = true, true
+	}
+	return nil
+}
+
+// followedPartitions returns the partitions of the topics of the units
+// followed, by topic.
+func (o *ownership) followedPartitions(ctx context.Context) (map[string][]int, error) {
+	var topics []string
+	for _, u := range o.units {
+		if o.following[u.Name] {
+			topics = append(topics, u.Topics...)
+		}
+	}
+	out := make(map[string][]int)
+	if len(topics) == 0 {
+		return out, nil
+	}
+	md, err := o.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, fmt.Errorf("stream: partitions of the followed topics: %w", err)
+	}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			continue // not created yet: followed once it exists and the group rebalances
+		}
+		for _, p := range t.Partitions {
+			out[t.Name] = append(out[t.Name], p.ID)
+		}
+	}
+	return out, nil
 }
 
 // read returns the newest exported state of unit, retrying every second

@@ -78,10 +78,13 @@ type Engine struct {
 	wake    chan struct{}     // signals the consumer that admin commands wait
 	answers []adminAnswer     // commands run, answered once the next checkpoint is durable
 
-	stats       atomic.Pointer[Stats] // as of the last checkpoint
-	checkpoints uint64                // checkpoints written by this engine
-	learned     uint64                // examples this engine learned, of every model it held
-	maxRetained int                   // MaxRetained; lowered by tests
+	stats       atomic.Pointer[Stats]                     // as of the last checkpoint
+	checkpoints uint64                                    // checkpoints written by this engine
+	learned     uint64                                    // examples this engine learned, of every model it held
+	floor       func(model string) uint64                 // SetVersionFloor; nil: none
+	onLoad      func(model string)                        // SetOnLoad; nil: none
+	live        atomic.Pointer[map[string]*learner.Model] // the held models, for Live
+	maxRetained int                                       // MaxRetained; lowered by tests
 }
 
 // modelState is one model and everything the engine keeps about it.
@@ -97,6 +100,7 @@ type modelState struct {
 	promotion string         // promotion reason decided between checkpoints ("" when none)
 	records   []detection    // drift detections not stored yet
 	kept      []keptSnapshot // stored snapshots, oldest first
+	standby   bool           // its unit is followed (Follow), not owned
 
 	// What this engine saw, for Stats.
 	learned, rejected, unlabeled, delayed, expired, evicted uint64
@@ -236,10 +240,12 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 		e.rejected(u, err)
 		return err
 	}
-	u.handles.learned.Inc()
-	u.learned++
-	e.learned++
 	e.dirty = true
+	if !u.standby { // a standby's learning only keeps its histories current
+		u.handles.learned.Inc()
+		u.learned++
+		e.learned++
+	}
 	e.watch(u, all, ex)
 	if u.hist != nil { // after everything that reads the history of this event
 		u.hist.Observe(entity, ex.Time, ex.Fields, ex.Label, true)

@@ -33,11 +33,13 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 			}
 			continue
 		}
-		u.handles.learned.Inc()
-		e.metrics.delayed.WithLabelValues(u.cfg.Name).Inc()
-		u.learned++
-		e.learned++
-		u.delayed++
+		if !u.standby {
+			u.handles.learned.Inc()
+			e.metrics.delayed.WithLabelValues(u.cfg.Name).Inc()
+			u.learned++
+			e.learned++
+			u.delayed++
+		}
 		if u.hist != nil {
 			u.hist.Observe(p.key, time.Time{}, nil, y, true)
 		}

@@ -30,6 +30,11 @@ type Unit struct {
 	// Hash identifies the models' configuration (defaults applied): two
 	// instances with different hashes for one unit run different models.
 	Hash string
+	// Standby is set when some model of the unit derives features from
+	// entity histories: an instance that serves the unit without owning it
+	// must then follow it (see Follow), so that Predict with an entity key
+	// reads the same histories everywhere.
+	Standby bool
 }
 
 // UnitState is a unit's complete state as of one checkpoint, as it moves
@@ -62,6 +67,7 @@ type part struct {
 	Unit
 	models []int // indices in Config.Models
 	held   bool  // its models are in memory and learn
+	follow bool  // held as a standby: learns, but neither snapshots nor publishes (another instance owns it)
 	epoch  uint64
 	seq    uint64 // of the newest checkpoint that stored it
 }
@@ -119,6 +125,9 @@ func unitsOf(models []learner.ModelConfig) ([]*part, error) {
 			h.Write(data)
 		}
 		p.Name = strings.Join(p.Models, "+")
+		for _, i := range p.models {
+			p.Standby = p.Standby || models[i].Features.HasHistory()
+		}
 		p.Hash = hex.EncodeToString(h.Sum(nil))[:16]
 	}
 	return parts, nil
@@ -159,10 +168,56 @@ func (e *Engine) partOf(model string) *part {
 // from the local store before its unit was assigned). Engine goroutine
 // only; the publish function of New may call it.
 func (e *Engine) Epoch(model string) uint64 {
-	if p := e.partOf(model); p != nil && p.held {
+	if p := e.partOf(model); p != nil && p.held && !p.follow {
 		return p.epoch
 	}
 	return 0
+}
+
+// Following reports whether the engine holds model's unit as a standby
+// (Follow): it learns it to keep its histories current, and whatever it
+// would promote is not served. Engine goroutine only; the publish function
+// of New may call it.
+func (e *Engine) Following(model string) bool {
+	p := e.partOf(model)
+	return p != nil && p.held && p.follow
+}
+
+// Follow holds unit as a standby of its owner elsewhere: it keeps the newer
+// of the local state and remote (the owner's newest export), and from then
+// on learns the unit's events like the owner (NextOffsets says where to
+// resume) but creates no snapshot and publishes nothing: the served
+// champion comes from the owner. Its state is then a consistent state of its
+// own, with its own positions, so a later Acquire may continue from it with
+// little to replay. Engine goroutine only.
+func (e *Engine) Follow(unit string, remote *UnitState) error {
+	p := e.part(unit)
+	if p == nil {
+		return fmt.Errorf("learner: no unit named %q", unit)
+	}
+	if p.held && p.follow {
+		return nil
+	}
+	if err := e.readPosition(p); err != nil {
+		return err
+	}
+	local := &UnitState{Epoch: p.epoch, Seq: p.seq}
+	source := "local store"
+	if remote.Newer(local) {
+		if err := e.importState(p, remote); err != nil {
+			return err
+		}
+		source = "kafka checkpoint"
+	}
+	p.follow = true // before load: restore publishes nothing for a follower
+	if err := e.load(p); err != nil {
+		p.follow = false
+		return err
+	}
+	p.held = true
+	e.log.Info("following unit as a standby", "unit", unit, "from", source, "state_epoch", p.epoch, "seq", p.seq)
+	e.updateStats()
+	return nil
 }
 
 // unitKey holds a unit's epoch and sequence as of the newest checkpoint.
@@ -307,8 +362,14 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	}
 	local := &UnitState{Epoch: p.epoch, Seq: p.seq}
 	source := "local store"
+	if p.follow {
+		source = "standby"
+	}
 	reload := !p.held
-	if remote.Newer(local) {
+	// A standby's own state is consistent but its own lineage: the
+	// owner's export, as new or newer by epoch, is what the owner served
+	// from, so it wins (a standby speeds up serving, not failover).
+	if remote.Newer(local) || p.follow && remote != nil && remote.Epoch >= local.Epoch {
 		if err := e.importState(p, remote); err != nil {
 			return err
 		}
@@ -328,7 +389,11 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	if err := batch.Commit(); err != nil {
 		return fmt.Errorf("learner: acquire %s: %w", unit, err)
 	}
-	p.held, p.epoch = true, epoch
+	p.held, p.follow, p.epoch = true, false, epoch
+	for _, name := range p.Models {
+		e.byName(name).standby = false
+	}
+	e.raiseVersions(p)
 	e.log.Info("unit acquired", "unit", unit, "epoch", epoch, "from", source, "state_epoch", max(local.Epoch, remoteEpoch(remote)), "seq", p.seq)
 	for _, name := range p.Models {
 		if c := e.byName(name).mon.Champion(); c != nil {
@@ -337,6 +402,28 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	}
 	e.updateStats()
 	return nil
+}
+
+// SetVersionFloor gives the engine, before the consumer runs, a function
+// that returns the highest version of a model served anywhere (from the
+// snapshots topic): a new owner numbers its snapshots above it, so that a
+// version number never names two snapshots, also when the previous owner
+// crashed after publishing versions its last exported state does not know.
+func (e *Engine) SetVersionFloor(floor func(model string) uint64) { e.floor = floor }
+
+// raiseVersions numbers p's next snapshots above every version served.
+func (e *Engine) raiseVersions(p *part) {
+	if e.floor == nil {
+		return
+	}
+	for _, name := range p.Models {
+		if u := e.byName(name); u != nil {
+			if f := e.floor(name); f > u.model.Version() {
+				e.log.Info("numbering snapshots after the newest version served", "model", name, "state_version", u.model.Version(), "served_version", f)
+				u.model.SetVersion(f)
+			}
+		}
+	}
 }
 
 // SnapshotData returns the stored encoding of a snapshot (what
@@ -369,12 +456,17 @@ func (e *Engine) Relinquish(unit string) error {
 	if !p.held {
 		return nil
 	}
-	p.held = false
+	p.held, p.follow = false, false
 	for _, name := range p.Models {
 		e.metrics.forget(name)
 	}
 	e.states = slices.DeleteFunc(e.states, func(u *modelState) bool { return slices.Contains(p.Models, u.cfg.Name) })
 	e.index()
+	if e.onLoad != nil {
+		for _, name := range p.Models {
+			e.onLoad(name)
+		}
+	}
 	e.log.Info("unit released to another instance", "unit", unit, "epoch", p.epoch, "seq", p.seq)
 	e.updateStats()
 	return nil
@@ -388,6 +480,7 @@ func (e *Engine) load(p *part) error {
 		if err != nil {
 			return err
 		}
+		u.standby = p.follow
 		e.states = append(e.states, u)
 	}
 	order := make(map[string]int)
@@ -396,6 +489,11 @@ func (e *Engine) load(p *part) error {
 	}
 	slices.SortFunc(e.states, func(a, b *modelState) int { return order[a.cfg.Name] - order[b.cfg.Name] })
 	e.index()
+	if e.onLoad != nil {
+		for _, name := range p.Models {
+			e.onLoad(name)
+		}
+	}
 	offsets, err := readOffsets(e.store)
 	if err != nil {
 		return err
@@ -404,15 +502,36 @@ func (e *Engine) load(p *part) error {
 	return nil
 }
 
-// index rebuilds byTopic and models from states.
+// index rebuilds byTopic, models and the live models from states.
 func (e *Engine) index() {
 	e.byTopic = make(map[string][]*modelState)
 	e.models = e.models[:0]
+	live := make(map[string]*learner.Model, len(e.states))
 	for _, u := range e.states {
 		e.byTopic[u.cfg.Topic] = append(e.byTopic[u.cfg.Topic], u)
 		e.models = append(e.models, u.model)
+		live[u.cfg.Name] = u.model
 	}
+	e.live.Store(&live)
 }
+
+// Live returns the live model named model if this engine holds it (as
+// owner or standby), else nil. It is safe for concurrent use; the model
+// itself belongs to the engine's goroutine, but decoding a snapshot with it
+// (learner.Model.DecodeSnapshot) is safe anywhere, and the snapshot then
+// derives its history features from the live histories.
+func (e *Engine) Live(model string) *learner.Model {
+	if m := e.live.Load(); m != nil {
+		return (*m)[model]
+	}
+	return nil
+}
+
+// SetOnLoad gives the engine a function it calls, on its goroutine, with
+// the name of every model it loads again from the store (Acquire, Follow):
+// a snapshot decoded with the model that was replaced reads stale
+// histories, so the caller decodes it again with Live.
+func (e *Engine) SetOnLoad(fn func(model string)) { e.onLoad = fn }
 
 // importState replaces p's state in the store with st, in one synced batch.
 func (e *Engine) importState(p *part, st *UnitState) error {

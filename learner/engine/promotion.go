@@ -20,6 +20,9 @@ func (e *Engine) promotionDue(now time.Time) bool {
 func (e *Engine) promotions(periodic bool) map[*modelState]string {
 	reasons := make(map[*modelState]string)
 	for _, u := range e.states {
+		if p := e.partOf(u.cfg.Name); p != nil && p.follow {
+			continue // a standby: its owner promotes
+		}
 		learned, mon := u.model.Learned(), u.mon
 		switch {
 		case u.promotion != "":

@@ -77,7 +77,9 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 			return nil, err
 		}
 		mon.RestoreChampion(snap) // not SetChampion: the detector state is restored as it was
-		e.publish(snap)
+		if p := e.partOf(mc.Name); p == nil || !p.follow {
+			e.publish(snap)
+		}
 	}
 	return u, nil
 }

@@ -50,6 +50,10 @@ type ModelStats struct {
 	// whether a post-drift challenger is learning.
 	Detections uint64
 	Challenger bool
+	// Standby is set while the engine follows the model's unit for its
+	// owner elsewhere (Engine.Follow): it learns to keep the histories
+	// current, counted in neither LearnedByEngine nor Stats.Learned.
+	Standby bool
 	// PendingLabels is how many events wait for a delayed label; Entities
 	// how many entities have a history in memory.
 	PendingLabels, Entities int
@@ -86,6 +90,7 @@ func (e *Engine) updateStats() {
 			ChampionMetrics: mon.ChampionMetrics(),
 			Detections:      mon.Detections(),
 			Challenger:      mon.ChallengerActive(),
+			Standby:         u.standby,
 		}
 		if c := mon.Champion(); c != nil {
 			ms.ServedVersion = c.Version()
