@@ -126,7 +126,7 @@ func TestAZeroConfigMeansTheDocumentedDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := eddy.Config{
-		EmbeddedAddr: "127.0.0.1:9092", DataDir: "d", Group: "eddy", Partitions: 1, GRPCAddr: "127.0.0.1:50051",
+		EmbeddedAddr: "127.0.0.1:9092", DataDir: "d", Group: "eddy", Role: eddy.RoleLearn, Partitions: 1, GRPCAddr: "127.0.0.1:50051",
 		MetricsIdleTimeout: 2 * time.Minute,
 		Consumer: eddy.ConsumerConfig{CheckpointEvery: stream.DefaultCheckpointEvery, CheckpointInterval: time.Second, SessionTimeout: 10 * time.Second,
 			StateInterval: 10 * time.Second, Start: "earliest"},

@@ -37,6 +37,13 @@ type Config struct {
 	DataDir string
 	// Group is the Kafka consumer group. The default is "eddy".
 	Group string
+	// Role is "learn" (the default): the instance joins the group and
+	// learns the models the group assigns it, serving every model; or
+	// "serve": a serve-only replica that joins no group, serves every
+	// model's champion from the group's snapshots topic, follows the topics
+	// of models with entity histories to keep them current, and reports
+	// NOT_SERVING on gRPC health until it has caught up.
+	Role string
 	// Partitions is the partition count of the topics the service creates
 	// (each model's topic, labels topic and their dead-letter topics);
 	// existing topics are left as they are. The default is 1.
@@ -94,6 +101,12 @@ func (c *Config) StateTopic() string { return c.Group + ".state" }
 // champions to every instance: the group's name with ".snapshots".
 func (c *Config) SnapshotsTopic() string { return c.Group + ".snapshots" }
 
+// Roles of an instance (Config.Role).
+const (
+	RoleLearn = "learn"
+	RoleServe = "serve"
+)
+
 // Defaults of Config.
 const (
 	DefaultEmbeddedAddr       = "127.0.0.1:9092"
@@ -115,6 +128,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Group == "" {
 		c.Group = stream.DefaultGroupID
+	}
+	if c.Role == "" {
+		c.Role = RoleLearn
 	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
@@ -154,6 +170,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: Partitions is negative (%d)", ErrInvalidConfig, c.Partitions)
 	case c.Consumer.CheckpointEvery < 0 || c.Consumer.CheckpointInterval < 0 || c.Consumer.SessionTimeout < 0 || c.Consumer.StateInterval < 0:
 		return fmt.Errorf("%w: checkpoint, state and session settings must not be negative", ErrInvalidConfig)
+	case c.Role != "" && c.Role != RoleLearn && c.Role != RoleServe:
+		return fmt.Errorf("%w: role %q: want %s or %s", ErrInvalidConfig, c.Role, RoleLearn, RoleServe)
 	case c.Consumer.Start != "" && c.Consumer.Start != "earliest" && c.Consumer.Start != "latest":
 		return fmt.Errorf("%w: start %q: want earliest or latest", ErrInvalidConfig, c.Consumer.Start)
 	}

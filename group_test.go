@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
@@ -34,14 +38,15 @@ func seaRequest(model string) *eddyv1.PredictRequest {
 func TestOneInstanceLearnsAModelAndEveryInstanceServesItsChampion(t *testing.T) {
 	broker := startBroker(t)
 	model := learner.ModelConfig{Name: "sea", Task: learner.Binary}
-	cfg := func() *running {
+	start := func(role string) *running {
 		c := testConfig(broker, t.TempDir(), model)
 		c.Partitions = 2
+		c.Role = role
 		c.Consumer.SessionTimeout = 2 * time.Second
 		c.Consumer.StateInterval = 200 * time.Millisecond
 		return startTestService(t, c)
 	}
-	svcs := []*running{cfg(), cfg(), cfg()}
+	svcs := []*running{start(""), start(""), start(""), start(eddy.RoleServe)}
 	produceSEAEvents(t, broker, "events", 4000)
 	waitFor(t, 60*time.Second, "one instance learned all 4,000 events, the others nothing", func() bool {
 		learning, learned := 0, uint64(0)
@@ -141,12 +146,14 @@ func TestAStandbyServesTheOwnersPredictionsWithEntityHistories(t *testing.T) {
 	if _, err := produceCSV(broker, "events", datasetPath(t, "elec2.csv"), "up"); err != nil {
 		t.Fatal(err)
 	}
-	start := func() *running {
+	start := func(role string) *running {
 		c := withConfigFile(t, testConfig(broker, t.TempDir(), learner.ModelConfig{}), filepath.Join(".deploy", "examples", "elec2.yaml"))
 		c.Consumer.SessionTimeout = 2 * time.Second
+		c.Role = role
 		return startTestService(t, c)
 	}
-	svcs := []*running{start(), start()}
+	svcs := []*running{start(""), start("")}
+	replica := start(eddy.RoleServe)
 	waitFor(t, 120*time.Second, "the owner and the standby through the stream", func() bool {
 		a, b := svcs[0].model("elec2"), svcs[1].model("elec2")
 		return a.Learning != b.Learning && a.Standby != b.Standby && a.Learned == 45312 && b.Learned == 45312 &&
@@ -163,16 +170,34 @@ func TestAStandbyServesTheOwnersPredictionsWithEntityHistories(t *testing.T) {
 		"day": structpb.NewNumberValue(3), "period": structpb.NewNumberValue(0.5), "nswprice": structpb.NewNumberValue(0.07),
 		"nswdemand": structpb.NewNumberValue(0.45), "vicprice": structpb.NewNumberValue(0.003), "vicdemand": structpb.NewNumberValue(0.42),
 		"transfer": structpb.NewNumberValue(0.41)}}
+	waitFor(t, 60*time.Second, "the replica serving the owner's version", func() bool {
+		return replica.model("elec2").ServedVersion == svcs[1-standby].model("elec2").ServedVersion
+	})
+	waitFor(t, 60*time.Second, "the replica caught up (gRPC health SERVING)", func() bool { return healthOf(t, replica.GRPCAddr()) == healthpb.HealthCheckResponse_SERVING })
 	var probs []float64
-	for _, s := range svcs {
+	for _, s := range append(svcs, replica) {
 		resp, err := predictClient(t, s.GRPCAddr()).Predict(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		probs = append(probs, resp.GetProbability())
 	}
-	if math.Float64bits(probs[0]) != math.Float64bits(probs[1]) {
-		t.Fatalf("owner and standby answer %v for the same request: the standby's histories differ", probs)
+	if math.Float64bits(probs[0]) != math.Float64bits(probs[1]) || math.Float64bits(probs[0]) != math.Float64bits(probs[2]) {
+		t.Fatalf("owner, standby and replica answer %v for the same request: their histories differ", probs)
 	}
-	t.Logf("owner and standby both answer %v", probs[0])
+	t.Logf("owner, standby and serve-only replica all answer %v", probs[0])
+}
+
+func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "eddy.v1.Inference"})
+	if err != nil {
+		return healthpb.HealthCheckResponse_UNKNOWN
+	}
+	return resp.GetStatus()
 }

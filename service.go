@@ -116,6 +116,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		CheckpointInterval: cfg.Consumer.CheckpointInterval,
 		SessionTimeout:     cfg.Consumer.SessionTimeout,
 		StateTopic:         cfg.StateTopic(),
+		FollowOnly:         cfg.Role == RoleServe,
 		StateInterval:      cfg.Consumer.StateInterval,
 		Start:              cfg.Consumer.Start,
 	}, newEngineHandler(s.engine), reg, log)
@@ -231,10 +232,35 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return s.serveMetrics(gctx) })
 	}
 	g.Go(func() error { return s.champs.write(gctx) })
+	var champsCaughtUp atomic.Bool
 	g.Go(func() error {
-		return s.champs.follow(gctx, func() { s.log.Info("caught up with the snapshots topic", "topic", s.cfg.SnapshotsTopic()) })
+		return s.champs.follow(gctx, func() {
+			champsCaughtUp.Store(true)
+			s.log.Info("caught up with the snapshots topic", "topic", s.cfg.SnapshotsTopic())
+		})
 	})
-	s.log.Info("eddy is running", "brokers", s.brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
+	if s.cfg.Role == RoleServe {
+		// A replica reports NOT_SERVING until it serves what the group
+		// serves: the snapshots topic read and the histories caught up.
+		s.server.SetServing(false)
+		g.Go(func() error {
+			ticker := time.NewTicker(50 * time.Millisecond)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-ticker.C:
+				}
+				if champsCaughtUp.Load() && s.consumer.CaughtUp() {
+					s.server.SetServing(true)
+					s.log.Info("replica caught up: serving")
+					return nil
+				}
+			}
+		})
+	}
+	s.log.Info("eddy is running", "role", s.cfg.Role, "brokers", s.brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
 	err := g.Wait()
 	if err != nil {
 		s.log.Error("eddy stopped", "err", err)

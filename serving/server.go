@@ -143,19 +143,36 @@ var ErrUnknownModel = errors.New("serving: unknown model")
 // Server serves predictions from published snapshots. Create it with New.
 type Server struct {
 	eddyv1.UnimplementedInferenceServer
-	cfg     Config
-	models  map[string]*slot // fixed at New; only the pointers change
-	names   string           // for error messages
-	metrics *serverMetrics
-	log     *slog.Logger
-	health  *health.Server
-	fields  sync.Pool // *[]features.Field scratch per request
-	admin   Admin     // nil: the Admin service is not registered
+	cfg      Config
+	models   map[string]*slot // fixed at New; only the pointers change
+	names    string           // for error messages
+	metrics  *serverMetrics
+	log      *slog.Logger
+	health   *health.Server
+	notReady atomic.Bool // SetServing(false)
+	fields   sync.Pool   // *[]features.Field scratch per request
+	admin    Admin       // nil: the Admin service is not registered
 }
 
 // SetAdmin registers the Admin service backed by a when Serve starts. Call
 // it before Serve.
 func (s *Server) SetAdmin(a Admin) { s.admin = a }
+
+// SetServing sets what the gRPC health service reports, for the server and
+// for the Inference service: SERVING, or NOT_SERVING (Predict still
+// answers, from what the server has). A replica that has not caught up with
+// its sources reports NOT_SERVING so that a load balancer keeps traffic
+// away. The default is SERVING. Safe for concurrent use, before and during
+// Serve.
+func (s *Server) SetServing(serving bool) {
+	s.notReady.Store(!serving)
+	status := healthpb.HealthCheckResponse_SERVING
+	if !serving {
+		status = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", status)
+	s.health.SetServingStatus(eddyv1.Inference_ServiceDesc.ServiceName, status)
+}
 
 type slot struct {
 	current atomic.Pointer[published]
@@ -245,8 +262,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(eddyv1.Inference_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.SetServing(!s.notReady.Load())
 	s.log.Info("gRPC listening", "addr", lis.Addr().String())
 
 	errc := make(chan error, 1)

@@ -95,6 +95,11 @@ type ConsumerConfig struct {
 	// ends (a rebalance, shutdown). It bounds what a new owner replays after
 	// a crash. The default is 10s.
 	StateInterval time.Duration
+	// FollowOnly, with an Owner handler, joins no group and owns nothing: it
+	// follows every Standby unit (Owner.Follow) from its state's positions,
+	// so that a serve-only replica keeps the entity histories its
+	// predictions read current; see Consumer.CaughtUp.
+	FollowOnly bool
 	// Start is where a partition with no stored position starts, with an
 	// Owner handler: "earliest" (the default) or "latest". Positions come
 	// only from the handler's state then; the group's committed offsets are
@@ -177,6 +182,7 @@ type Consumer struct {
 
 	consumed, deadLettered, checkpoints atomic.Uint64
 	assigned                            atomic.Int64
+	caughtUp                            atomic.Bool  // FollowOnly: every followed partition reached its end once
 	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
 	downSince                           atomic.Int64 // unix nanoseconds the brokers became unreachable; 0 while reachable
 }
@@ -269,6 +275,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.dlq.Close()
 	if c.units != nil {
 		defer c.units.close()
+	}
+	if c.cfg.FollowOnly {
+		if c.units == nil {
+			return errors.New("stream: FollowOnly needs a Handler that is an Owner")
+		}
+		return c.runFollower(ctx)
 	}
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	var probing sync.WaitGroup
@@ -409,10 +421,11 @@ type generation struct {
 	gen      *kafka.Generation
 	next     map[partitionKey]int64
 	lag      map[partitionKey]prometheus.Gauge
-	pending  int            // events since the last checkpoint
-	uncommit bool           // checkpointed offsets not yet committed to the group
-	units    []string       // the units this member owns in the generation (Owner handlers)
-	followed []partitionKey // partitions of the units it follows as a standby
+	pending  int                    // events since the last checkpoint
+	uncommit bool                   // checkpointed offsets not yet committed to the group
+	units    []string               // the units this member owns in the generation (Owner handlers)
+	followed []partitionKey         // partitions of the units it follows as a standby
+	ends     map[partitionKey]int64 // FollowOnly: where each followed partition ended at the start
 	dlq      []kafka.Message
 	event    Event // reused for every message: decoding allocates nothing
 }
@@ -485,7 +498,9 @@ func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan
 		// offsets were never recorded, so they are fetched again.
 		select {
 		case <-gctx.Done():
-			c.log.Info("generation ended; rebalancing", "generation", g.gen.ID)
+			if g.gen != nil {
+				c.log.Info("generation ended; rebalancing", "generation", g.gen.ID)
+			}
 			return c.handOver(ctx, g)
 		case <-ctx.Done():
 			return c.handOver(ctx, g)
@@ -639,6 +654,10 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 	}
 	g.next[key] = m.Offset + 1
 	g.pending++
+	if g.ends != nil && !c.caughtUp.Load() && g.reachedEnds() {
+		c.caughtUp.Store(true)
+		c.log.Info("caught up with the followed topics", "partitions", len(g.ends))
+	}
 	return nil
 }
 
@@ -726,8 +745,8 @@ func (c *Consumer) checkpointFinal(ctx context.Context, g *generation, final boo
 		g.pending = 0
 		g.uncommit = true
 	}
-	if !g.uncommit {
-		return nil // idle tick: nothing new to commit
+	if !g.uncommit || g.gen == nil {
+		return nil // idle tick, or no group: nothing to commit
 	}
 	commit := make(map[string]map[int]int64)
 	for _, o := range offsets {

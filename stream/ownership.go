@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -399,6 +401,111 @@ func newOwnershipMetrics(reg prometheus.Registerer) *ownershipMetrics {
 	reg.MustRegister(m.owned, m.exports, m.exportBytes, m.exportSeconds, m.takeover)
 	return m
 }
+
+// runFollower is Run with FollowOnly: it follows every Standby unit and
+// feeds its events to the handler until ctx ends, checkpointing locally.
+func (c *Consumer) runFollower(ctx context.Context) error {
+	o := c.units
+	for u := range o.held {
+		if !o.standby(u) {
+			if err := o.owner.Relinquish(u); err != nil {
+				return err
+			}
+			delete(o.held, u)
+		}
+	}
+	c.log.Info("following the models' topics for serving; joining no group", "units", len(o.units))
+	var parts map[string][]int
+	for {
+		err := o.follow(ctx, ctx, nil)
+		if err == nil {
+			parts, err = o.followedPartitions(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			break
+		}
+		c.log.Warn("cannot start following; retrying in a second", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	g := &generation{next: make(map[partitionKey]int64), lag: make(map[partitionKey]prometheus.Gauge), ends: make(map[partitionKey]int64)}
+	defer c.releaseGauges(g)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	msgs := make(chan kafka.Message, 4096)
+	var fetchers sync.WaitGroup
+	defer fetchers.Wait()
+	defer stop()
+	for topic, ids := range parts {
+		stored := c.handler.NextOffsets(topic)
+		ends, err := o.endOffsets(ctx, topic, ids)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			key := partitionKey{topic, id}
+			start, ok := stored[id]
+			if !ok {
+				start = kafka.FirstOffset
+			}
+			if ends[id] > max(start, 0) {
+				g.ends[key] = ends[id]
+			}
+			g.lag[key] = c.metrics.lag.WithLabelValues(topic, strconv.Itoa(id))
+			g.followed = append(g.followed, key)
+			fetchers.Go(func() { c.fetch(fctx, topic, id, start, msgs) })
+		}
+	}
+	if len(g.ends) == 0 {
+		c.caughtUp.Store(true)
+	}
+	var wake <-chan struct{}
+	if w, ok := c.handler.(Waker); ok {
+		wake = w.Wake()
+	}
+	return c.consume(ctx, fctx, g, msgs, wake)
+}
+
+// endOffsets returns the high watermark of each partition of topic.
+func (o *ownership) endOffsets(ctx context.Context, topic string, ids []int) (map[int]int64, error) {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, id := range ids {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(id))
+	}
+	resp, err := o.client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("stream: end offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]int64)
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("stream: end offset of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	return out, nil
+}
+
+// reachedEnds reports whether every partition with an end to reach has.
+func (g *generation) reachedEnds() bool {
+	for key, end := range g.ends {
+		if g.next[key] < end {
+			return false
+		}
+	}
+	return true
+}
+
+// CaughtUp reports, for a FollowOnly consumer, whether it has once handled
+// every event that was in the followed topics when it started (true at once
+// when there was none); for a group member, true. Safe for concurrent use.
+func (c *Consumer) CaughtUp() bool { return !c.cfg.FollowOnly || c.caughtUp.Load() }
 
 // EnsureStateTopic creates topic, as a StateLog with the default chunk size
 // needs it, if it does not exist.

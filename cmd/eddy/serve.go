@@ -52,6 +52,7 @@ type serveOptions struct {
 	sessionTimeout     time.Duration
 	stateInterval      time.Duration
 	start              string
+	role               string
 
 	model learner.ModelConfig // single model from flags, when no --config
 }
@@ -94,6 +95,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.retainFor, "retain-for", engine.DefaultRetainFor, fmt.Sprintf("snapshots younger than this are kept too: one is deleted only when beyond both --retain-snapshots and --retain-for (never the served one; at most %d per model)", engine.MaxRetained))
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", stream.DefaultSessionTimeout, "consumer group session timeout: how long a crashed instance keeps its models before another takes them over")
 	fs.DurationVar(&o.stateInterval, "state-interval", stream.DefaultStateInterval, "export each model's state to the group's state topic this often (and at every handover): bounds what a new owner replays after a crash")
+	fs.StringVar(&o.role, "role", eddy.RoleLearn, "learn: join the group and learn the models it assigns (serving all); serve: a serve-only replica that learns nothing, serves every model's champion from the snapshots topic and follows the topics of models with entity histories")
 	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
@@ -157,6 +159,7 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 		Ephemeral:          o.ephemeral,
 		DataDir:            o.dataDir,
 		Group:              o.group,
+		Role:               o.role,
 		Partitions:         o.partitions,
 		GRPCAddr:           o.grpcAddr,
 		MetricsAddr:        o.metricsAddr,
