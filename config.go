@@ -97,6 +97,10 @@ type ConsumerConfig struct {
 // state: the group's name with ".state".
 func (c *Config) StateTopic() string { return c.Group + ".state" }
 
+// CommandsTopic carries admin commands to the instance that learns the
+// model, and their answers: the group's name with ".commands".
+func (c *Config) CommandsTopic() string { return c.Group + ".commands" }
+
 // SnapshotsTopic is the compacted topic that carries every model's
 // champions to every instance: the group's name with ".snapshots".
 func (c *Config) SnapshotsTopic() string { return c.Group + ".snapshots" }

@@ -131,9 +131,34 @@ func TestOneInstanceLearnsAModelAndEveryInstanceServesItsChampion(t *testing.T) 
 	if got := survivor.model("sea").LearnedHere; got != 2000 {
 		t.Fatalf("the new owner learned %d events itself, want the 2,000 new ones: the handover replayed %d", got, int(got)-2000)
 	}
-	if w := agree("after the handover"); w <= v {
+	w := agree("after the handover")
+	if w <= v {
 		t.Fatalf("the new owner serves version %d, not after the old owner's %d", w, v)
 	}
+
+	// An operator rollback sent to the serve-only replica, which learns
+	// nothing: the owner runs it and every instance serves its answer.
+	replica := svcs[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rolled, err := adminOf(t, replica.GRPCAddr()).Rollback(ctx, &eddyv1.RollbackRequest{Model: "sea"})
+	if err != nil || !rolled.GetPinned() || rolled.GetServingVersion() >= w {
+		t.Fatalf("Rollback on the replica = %v, %v; want a pinned version before v%d", rolled, err, w)
+	}
+	back := rolled.GetServingVersion()
+	waitFor(t, 20*time.Second, "every instance serving the rolled-back version", func() bool {
+		for _, s := range svcs {
+			if s != nil && s.model("sea").ServedVersion != back {
+				return false
+			}
+		}
+		return true
+	})
+	list, err := adminOf(t, replica.GRPCAddr()).ListSnapshots(ctx, &eddyv1.ListSnapshotsRequest{Model: "sea"})
+	if err != nil || list.GetServingVersion() != back || !list.GetPinned() {
+		t.Fatalf("ListSnapshots on the replica = %v, %v; want v%d pinned", list, err, back)
+	}
+	t.Logf("a rollback sent to the replica: every instance serves v%d (was v%d)", back, w)
 }
 
 // TestAStandbyServesTheOwnersPredictionsWithEntityHistories runs the shipped

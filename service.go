@@ -42,6 +42,8 @@ type Service struct {
 	consumer *stream.Consumer
 	server   *serving.Server
 	champs   *champions
+	bus      *stream.Bus
+	admin    *groupAdmin
 	grpcLis  net.Listener
 	httpLis  net.Listener // nil when metrics are disabled
 	started  atomic.Bool
@@ -106,7 +108,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	s.champs.engine = s.engine
 	s.engine.SetOnLoad(s.champs.reloaded)
 	s.engine.SetVersionFloor(s.champs.highestVersion)
-	s.server.SetAdmin(engineAdmin{s.engine})
+	s.admin = newGroupAdmin(s.engine, s.server, s.bus, log)
+	s.server.SetAdmin(s.admin)
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:            s.brokers,
 		Topics:             s.engine.Topics(),
@@ -184,7 +187,8 @@ func (s *Service) startBroker(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	s.bus = stream.NewBus(s.brokers, s.cfg.CommandsTopic(), s.log)
+	return s.bus.EnsureTopic(tctx)
 }
 
 // GRPCAddr returns the address the gRPC server listens on (with port 0 in
@@ -232,6 +236,7 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return s.serveMetrics(gctx) })
 	}
 	g.Go(func() error { return s.champs.write(gctx) })
+	g.Go(func() error { return s.admin.listen(gctx) })
 	var champsCaughtUp atomic.Bool
 	g.Go(func() error {
 		return s.champs.follow(gctx, func() {
@@ -310,6 +315,10 @@ func (s *Service) close() {
 	if s.champs != nil {
 		s.champs.close()
 		s.champs = nil
+	}
+	if s.bus != nil {
+		s.bus.Close()
+		s.bus = nil
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

@@ -84,6 +84,7 @@ type Engine struct {
 	floor       func(model string) uint64                 // SetVersionFloor; nil: none
 	onLoad      func(model string)                        // SetOnLoad; nil: none
 	live        atomic.Pointer[map[string]*learner.Model] // the held models, for Live
+	owns        atomic.Pointer[map[string]Holding]        // for Holds
 	maxRetained int                                       // MaxRetained; lowered by tests
 }
 
@@ -148,6 +149,7 @@ func New(cfg Config, store *store.Store, publish func(*learner.Snapshot), reg pr
 		e.states = append(e.states, u)
 	}
 	e.index()
+	e.noteOwnership()
 	offsets, err := readOffsets(store)
 	if err != nil {
 		return nil, err

@@ -68,6 +68,7 @@ type part struct {
 	models []int // indices in Config.Models
 	held   bool  // its models are in memory and learn
 	follow bool  // held as a standby: learns, but neither snapshots nor publishes (another instance owns it)
+	owned  bool  // acquired (Acquire) and not relinquished or followed since
 	epoch  uint64
 	seq    uint64 // of the newest checkpoint that stored it
 }
@@ -209,7 +210,8 @@ func (e *Engine) Follow(unit string, remote *UnitState) error {
 		}
 		source = "kafka checkpoint"
 	}
-	p.follow = true // before load: restore publishes nothing for a follower
+	p.follow, p.owned = true, false // before load: restore publishes nothing for a follower
+	e.noteOwnership()
 	if err := e.load(p); err != nil {
 		p.follow = false
 		return err
@@ -389,7 +391,8 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	if err := batch.Commit(); err != nil {
 		return fmt.Errorf("learner: acquire %s: %w", unit, err)
 	}
-	p.held, p.follow, p.epoch = true, false, epoch
+	p.held, p.follow, p.owned, p.epoch = true, false, true, epoch
+	e.noteOwnership()
 	for _, name := range p.Models {
 		e.byName(name).standby = false
 	}
@@ -456,7 +459,8 @@ func (e *Engine) Relinquish(unit string) error {
 	if !p.held {
 		return nil
 	}
-	p.held, p.follow = false, false
+	p.held, p.follow, p.owned = false, false, false
+	e.noteOwnership()
 	for _, name := range p.Models {
 		e.metrics.forget(name)
 	}
@@ -525,6 +529,49 @@ func (e *Engine) Live(model string) *learner.Model {
 		return (*m)[model]
 	}
 	return nil
+}
+
+// Holding says how an engine holds a model's unit.
+type Holding uint8
+
+const (
+	NotHeld   Holding = iota // another instance learns it (Relinquish), or nothing does yet
+	Restored                 // in memory from the local store; no consumer has assigned it yet
+	Owned                    // acquired: this engine learns it for the group
+	Following                // held as a standby (Follow)
+)
+
+// Holds reports how this engine holds the unit of model. Safe for
+// concurrent use.
+func (e *Engine) Holds(model string) Holding {
+	if m := e.owns.Load(); m != nil {
+		return (*m)[model]
+	}
+	return NotHeld
+}
+
+// Owns reports whether this engine has acquired the unit of model and
+// learns it as its owner. Safe for concurrent use.
+func (e *Engine) Owns(model string) bool { return e.Holds(model) == Owned }
+
+// noteOwnership refreshes what Holds reports.
+func (e *Engine) noteOwnership() {
+	owns := make(map[string]Holding)
+	for _, p := range e.parts {
+		h := NotHeld
+		switch {
+		case p.owned:
+			h = Owned
+		case p.held && p.follow:
+			h = Following
+		case p.held:
+			h = Restored
+		}
+		for _, name := range p.Models {
+			owns[name] = h
+		}
+	}
+	e.owns.Store(&owns)
 }
 
 // SetOnLoad gives the engine a function it calls, on its goroutine, with

@@ -1,0 +1,223 @@
+package eddy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/serving"
+	"github.com/eddyhq/eddy/stream"
+)
+
+// groupAdmin answers the Admin RPCs on any instance: for a model this
+// instance learns, the engine runs them; for any other, the command goes
+// through the group's commands topic (stream.Bus) to the instance that
+// learns it, which runs it and answers on the same topic. Its effect
+// reaches every instance as a champion on the snapshots topic; the issuing
+// instance answers once it serves it.
+type groupAdmin struct {
+	local  engineAdmin
+	engine *engine.Engine
+	server *serving.Server
+	bus    *stream.Bus
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	waiting map[string]chan commandResult
+}
+
+// command is a request on the commands topic.
+type command struct {
+	Kind    string `json:"kind"` // "command"
+	ID      string `json:"id"`
+	Op      string `json:"op"` // promote, rollback, release, list
+	Model   string `json:"model"`
+	Version uint64 `json:"version,omitempty"`
+}
+
+// commandResult is its answer.
+type commandResult struct {
+	Kind      string                 `json:"kind"` // "result"
+	ID        string                 `json:"id"`
+	Version   uint64                 `json:"version,omitempty"`
+	Snapshots []serving.SnapshotInfo `json:"snapshots,omitempty"`
+	Error     string                 `json:"error,omitempty"`
+	Code      string                 `json:"code,omitempty"` // not_found, precondition
+}
+
+func newGroupAdmin(e *engine.Engine, server *serving.Server, bus *stream.Bus, log *slog.Logger) *groupAdmin {
+	return &groupAdmin{local: engineAdmin{e}, engine: e, server: server, bus: bus, log: log.With("component", "admin"),
+		waiting: make(map[string]chan commandResult)}
+}
+
+func (a *groupAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored {
+		return a.local.Snapshots(model) // read-only: what the local store holds serves until the group says
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.remote(ctx, command{Op: "list", Model: model})
+	return res.Snapshots, err
+}
+
+func (a *groupAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
+	if a.here(ctx, model) {
+		return a.local.Promote(ctx, model, version)
+	}
+	return a.served(ctx, command{Op: "promote", Model: model, Version: version})
+}
+
+func (a *groupAdmin) Rollback(ctx context.Context, model string) (uint64, error) {
+	if a.here(ctx, model) {
+		return a.local.Rollback(ctx, model)
+	}
+	return a.served(ctx, command{Op: "rollback", Model: model})
+}
+
+func (a *groupAdmin) Release(ctx context.Context, model string) (uint64, error) {
+	if a.here(ctx, model) {
+		return a.local.Release(ctx, model)
+	}
+	return a.served(ctx, command{Op: "release", Model: model})
+}
+
+// here reports whether a command for model runs on this instance: it owns
+// the model. While the unit is only restored (the instance has just
+// started and the group has not assigned it yet) it waits for the group's
+// decision, so that a command never runs on two instances.
+func (a *groupAdmin) here(ctx context.Context, model string) bool {
+	for a.engine.Holds(model) == engine.Restored {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return a.engine.Owns(model)
+}
+
+// served sends cmd to the model's owner and returns once this instance
+// serves the version it answered.
+func (a *groupAdmin) served(ctx context.Context, cmd command) (uint64, error) {
+	res, err := a.remote(ctx, cmd)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		if snap := a.server.Current(cmd.Model); snap != nil && snap.Version() == res.Version {
+			return res.Version, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the instance that learns model %s served version %d, not visible here yet: %w", cmd.Model, res.Version, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// remote sends cmd on the commands topic and waits for its answer.
+func (a *groupAdmin) remote(ctx context.Context, cmd command) (commandResult, error) {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	cmd.Kind, cmd.ID = "command", hex.EncodeToString(id[:])
+	answer := make(chan commandResult, 1)
+	a.mu.Lock()
+	a.waiting[cmd.ID] = answer
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.waiting, cmd.ID)
+		a.mu.Unlock()
+	}()
+	value, _ := json.Marshal(cmd)
+	if err := a.bus.Send(ctx, []byte(cmd.Model), value); err != nil {
+		return commandResult{}, err
+	}
+	select {
+	case res := <-answer:
+		switch {
+		case res.Error == "":
+			return res, nil
+		case res.Code == "not_found":
+			return res, classified{serving.ErrNotFound, errors.New(res.Error)}
+		case res.Code == "precondition":
+			return res, classified{serving.ErrPrecondition, errors.New(res.Error)}
+		}
+		return res, errors.New(res.Error)
+	case <-ctx.Done():
+		return commandResult{}, fmt.Errorf("no instance that learns model %s answered (is one running in the group?): %w", cmd.Model, ctx.Err())
+	}
+}
+
+// listen runs the commands of models this instance learns and hands
+// answers to the commands it sent, until ctx ends.
+func (a *groupAdmin) listen(ctx context.Context) error {
+	return a.bus.Listen(ctx, func(_, value []byte) {
+		var head struct {
+			Kind string `json:"kind"`
+		}
+		if json.Unmarshal(value, &head) != nil {
+			return
+		}
+		switch head.Kind {
+		case "result":
+			var res commandResult
+			if json.Unmarshal(value, &res) != nil {
+				return
+			}
+			a.mu.Lock()
+			answer := a.waiting[res.ID]
+			a.mu.Unlock()
+			if answer != nil {
+				answer <- res
+			}
+		case "command":
+			var cmd command
+			if json.Unmarshal(value, &cmd) != nil || !a.engine.Owns(cmd.Model) {
+				return
+			}
+			go a.run(ctx, cmd) // the engine answers after a checkpoint: never hold up the listener
+		}
+	}, func() {})
+}
+
+// run runs a command of a model this instance learns and sends the answer.
+func (a *groupAdmin) run(ctx context.Context, cmd command) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res := commandResult{Kind: "result", ID: cmd.ID}
+	var err error
+	switch cmd.Op {
+	case "promote":
+		res.Version, err = a.local.Promote(cctx, cmd.Model, cmd.Version)
+	case "rollback":
+		res.Version, err = a.local.Rollback(cctx, cmd.Model)
+	case "release":
+		res.Version, err = a.local.Release(cctx, cmd.Model)
+	case "list":
+		res.Snapshots, err = a.local.Snapshots(cmd.Model)
+	default:
+		err = fmt.Errorf("unknown admin command %q", cmd.Op)
+	}
+	if err != nil {
+		res.Error = err.Error()
+		switch {
+		case errors.Is(err, serving.ErrNotFound):
+			res.Code = "not_found"
+		case errors.Is(err, serving.ErrPrecondition):
+			res.Code = "precondition"
+		}
+	}
+	a.log.Info("admin command from another instance", "op", cmd.Op, "model", cmd.Model, "version", res.Version, "err", res.Error)
+	value, _ := json.Marshal(res)
+	if err := a.bus.Send(ctx, []byte(cmd.Model), value); err != nil {
+		a.log.Warn("cannot answer an admin command from another instance", "op", cmd.Op, "model", cmd.Model, "err", err)
+	}
+}
