@@ -50,7 +50,7 @@ func keepProducing(t *testing.T, broker, topic string) {
 }
 
 // adminOf returns an Admin client of the service at addr.
-func adminOf(t *testing.T, addr string) eddyv1.AdminClient {
+func adminOf(t testing.TB, addr string) eddyv1.AdminClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -30,7 +30,7 @@ import (
 // These tests run the real service: kfake broker over TCP, kafka-go consumer
 // group, Pebble in a temporary directory, gRPC on loopback.
 
-func startBroker(t *testing.T) string {
+func startBroker(t testing.TB) string {
 	t.Helper()
 	b, err := devbroker.Start(devbroker.Config{})
 	if err != nil {
@@ -88,13 +88,13 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startTestService(t *testing.T, cfg eddy.Config) *running {
+func startTestService(t testing.TB, cfg eddy.Config) *running {
 	t.Helper()
 	return runTestService(t, newTestService(t, cfg))
 }
 
 // newTestService builds a service without running it.
-func newTestService(t *testing.T, cfg eddy.Config) *running {
+func newTestService(t testing.TB, cfg eddy.Config) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	svc, err := eddy.New(context.Background(), cfg, testLogger().With("instance", filepath.Base(cfg.DataDir)), reg)
@@ -105,7 +105,7 @@ func newTestService(t *testing.T, cfg eddy.Config) *running {
 }
 
 // runTestService runs r until the test ends or r.stop is called.
-func runTestService(t *testing.T, r *running) *running {
+func runTestService(t testing.TB, r *running) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -192,7 +192,7 @@ func datasetPath(t testing.TB, name string) string {
 	return p
 }
 
-func predictClient(t *testing.T, addr string) eddyv1.InferenceClient {
+func predictClient(t testing.TB, addr string) eddyv1.InferenceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -245,7 +245,7 @@ func TestServiceReproducesRiverOnPhishingThroughKafka(t *testing.T) {
 }
 
 // produceSEAEvents writes n SEA events (ids sea-0..sea-n-1) to topic.
-func produceSEAEvents(t *testing.T, broker, topic string, n int) {
+func produceSEAEvents(t testing.TB, broker, topic string, n int) {
 	t.Helper()
 	if err := stream.EnsureTopics(context.Background(), []string{broker}, []stream.TopicSpec{{Name: topic, Partitions: 1}}); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,9 +24,12 @@ Measures, in one run on one embedded broker (kfake, over TCP on 127.0.0.1):
   2. raw:      a plain kafka-go Reader reading them all back (no decoding)
   3. eddy:     "eddy serve" (consumer group, decode, predict+learn, Pebble
                checkpoints every --checkpoint-every events) from the first
-               event produced to the last one learned, producing concurrently
+               event produced to the last one learned, producing concurrently,
+               twice each, paired A B A B: with the model's state exported to
+               the state topic every second (A) and, as if off, every hour (B:
+               only the handover at the end)
 
-and prints events/s for each. Use it to fill BENCHMARKS.md.
+and prints events/s for each and the ratio A/B. Use it to fill BENCHMARKS.md.
 `
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -63,16 +67,45 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	}
 	report(env.stdout, "raw kafka-go Reader, 1 partition", *events, time.Since(start))
 
-	o := serveOptions{
-		brokers: broker.Addr(), group: "bench", dataDir: dir, grpcAddr: "127.0.0.1:0", partitions: 1,
-		checkpointEvery: *checkpointEvery, checkpointInterval: time.Second, promoteInterval: 5 * time.Second,
-		sessionTimeout: 6 * time.Second, logLevel: "warn", logFormat: "text",
+	rates := map[time.Duration][]float64{}
+	for round := range 2 {
+		for _, interval := range []time.Duration{time.Second, time.Hour} {
+			group := fmt.Sprintf("bench-%d-%s", round, interval)
+			rate, err := measureEddy(ctx, broker.Addr(), filepath.Join(dir, group), group, interval, *checkpointEvery, *events)
+			if err != nil {
+				return err
+			}
+			rates[interval] = append(rates[interval], rate)
+			fmt.Fprintf(env.stdout, "  %-46s %9.0f events/s\n", fmt.Sprintf("eddy serve, state exported every %s", interval), rate)
+		}
 	}
-	o.model.Name, o.model.Topic = "sea", "events"
+	a, b := mean(rates[time.Second]), mean(rates[time.Hour])
+	fmt.Fprintf(env.stdout, "  state export every 1s vs off: %.0f vs %.0f events/s, ratio %.3f\n", a, b, a/b)
+	return nil
+}
+
+func mean(xs []float64) float64 {
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// measureEddy runs eddy serve in group on its own topic and returns the
+// events/s from the first event produced to the last one learned.
+func measureEddy(ctx context.Context, broker, dir, group string, stateInterval time.Duration, checkpointEvery, events int) (float64, error) {
+	topic := group + "-events"
+	o := serveOptions{
+		brokers: broker, group: group, dataDir: dir, grpcAddr: "127.0.0.1:0", partitions: 1,
+		checkpointEvery: checkpointEvery, checkpointInterval: time.Second, promoteInterval: 5 * time.Second,
+		sessionTimeout: 6 * time.Second, stateInterval: stateInterval, start: "earliest", role: "learn", logLevel: "warn", logFormat: "text",
+	}
+	o.model.Name, o.model.Topic = "sea", topic
 	reg := prometheus.NewRegistry()
 	svc, err := startService(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -81,25 +114,24 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	// Wait until the group has its partition, so joining is not measured.
 	for svc.Stats().Consumer.Assigned < 1 {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	start = time.Now()
+	start := time.Now()
 	perr := make(chan error, 1)
-	go func() { perr <- produceN(ctx, brokers, "events", *events) }()
-	for svc.Stats().Consumer.Consumed < uint64(*events) {
+	go func() { perr <- produceN(ctx, []string{broker}, topic, events) }()
+	for svc.Stats().Consumer.Consumed < uint64(events) {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	if err := <-perr; err != nil {
-		return err
+		return 0, err
 	}
-	report(env.stdout, "eddy serve, produce -> learned (concurrent)", *events, elapsed)
-	return nil
+	return float64(events) / elapsed.Seconds(), nil
 }
 
 func report(w io.Writer, what string, n int, d time.Duration) {
