@@ -291,11 +291,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.units != nil {
 		balancers = []kafka.GroupBalancer{c.units.balancer}
 	}
+	dialer := &abortableDialer{}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		GroupBalancers: balancers,
 		ID:             c.cfg.GroupID,
 		Brokers:        c.cfg.Brokers,
 		Topics:         append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
+		Dialer:         dialer.kafkaDialer(),
 		SessionTimeout: c.cfg.SessionTimeout,
 		// Heartbeats well inside the session: kafka-go's default (3s) is
 		// longer than a short session, and a member whose heartbeats come
@@ -310,7 +312,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stream: consumer group: %w", err)
 	}
-	defer group.Close()
+	var memberID string // of the latest generation, to leave the group with
+	defer func() { c.closeGroup(group, dialer, memberID) }()
 	var wake <-chan struct{} // nil blocks forever: no waker
 	if w, ok := c.handler.(Waker); ok {
 		wake = w.Wake()
@@ -344,6 +347,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Info("consumer group joined again", "failing_for", time.Since(failingSince).Round(time.Millisecond))
 			failingSince = time.Time{}
 		}
+		memberID = gen.MemberID
 		if err := c.runGeneration(ctx, gen, wake); err != nil {
 			return err
 		}
@@ -351,6 +355,117 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// Bounds on stopping the consumer group; see closeGroup.
+const (
+	groupCloseGrace = 1500 * time.Millisecond
+	groupAbortWait  = time.Second
+	groupLeaveWait  = time.Second
+)
+
+// closeGroup closes the consumer group within about 3.5 s (groupCloseGrace
+// + groupAbortWait + groupLeaveWait), whatever the group is doing: SIGTERM
+// must not wait for a rebalance. kafka-go's Close waits for the group's
+// goroutine, which does not look at Close while a JoinGroup or a SyncGroup
+// waits at the coordinator for the rebalance to end (up to Timeout +
+// RebalanceTimeout, 15 s by default, and Timeout + SessionTimeout), and
+// leaves the group only after that. So if Close has not returned after the
+// grace, the group's connections are closed, which fails that request at
+// once and lets the goroutine return, and the member then leaves the group
+// itself, so that the others need not wait a session timeout for it.
+func (c *Consumer) closeGroup(group *kafka.ConsumerGroup, dialer *abortableDialer, memberID string) {
+	closed := make(chan struct{})
+	go func() {
+		group.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		return
+	case <-time.After(groupCloseGrace):
+	}
+	c.log.Info("stopping during a rebalance: cutting the consumer group's wait at the coordinator short", "waited", groupCloseGrace)
+	dialer.abort()
+	select {
+	case <-closed:
+	case <-time.After(groupAbortWait):
+		c.log.Warn("consumer group close still blocked after its connections were closed; not waiting for it")
+	}
+	if memberID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupLeaveWait)
+	defer cancel()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: groupLeaveWait, Transport: transport}
+	resp, err := client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: memberID}}})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil && !errors.Is(err, kafka.UnknownMemberId) {
+		c.log.Warn("leaving the consumer group failed; the others wait a session timeout for this instance", "err", err)
+	}
+}
+
+// errGroupAborted fails the dials of a consumer group whose connections were
+// closed by closeGroup.
+var errGroupAborted = errors.New("stream: consumer group stopped")
+
+// abortableDialer dials a consumer group's connections and can close them
+// all, to cut short a request waiting at the coordinator.
+type abortableDialer struct {
+	mu      sync.Mutex
+	conns   map[*abortableConn]struct{}
+	aborted bool
+}
+
+// kafkaDialer is kafka.DefaultDialer dialing through d.
+func (d *abortableDialer) kafkaDialer() *kafka.Dialer {
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, DialFunc: d.dial}
+}
+
+func (d *abortableDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.aborted {
+		conn.Close()
+		return nil, errGroupAborted
+	}
+	if d.conns == nil {
+		d.conns = make(map[*abortableConn]struct{})
+	}
+	ac := &abortableConn{Conn: conn, d: d}
+	d.conns[ac] = struct{}{}
+	return ac, nil
+}
+
+// abort closes every open connection and fails later dials.
+func (d *abortableDialer) abort() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.aborted = true
+	for ac := range d.conns {
+		ac.Conn.Close()
+	}
+	d.conns = nil
+}
+
+type abortableConn struct {
+	net.Conn
+	d *abortableDialer
+}
+
+func (ac *abortableConn) Close() error {
+	ac.d.mu.Lock()
+	delete(ac.d.conns, ac)
+	ac.d.mu.Unlock()
+	return ac.Conn.Close()
 }
 
 // handlerError marks an error of the Handler, which stops the Consumer, as
