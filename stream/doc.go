@@ -6,23 +6,33 @@
 // stream knows nothing about models. It calls a Handler, defined here, from a
 // single goroutine: Handle for every valid event and Checkpoint with the next
 // offsets that exactly reflect the events handled so far. The Handler stores
-// those offsets with its state; on assignment the Consumer resumes each
-// partition from Handler.NextOffsets, unless the group's committed offset is
-// further along (another instance consumed the partition meanwhile and
-// learned those events), falling back to the committed offset and then to
-// the earliest. Offsets are committed to Kafka right after each checkpoint,
-// so for the instance's own restarts its store is the source of truth.
+// those offsets with its state.
+//
+// A Handler that is an Owner splits its state into units (Unit: models and
+// every topic they read). The group then uses a UnitBalancer, which gives
+// every partition of a unit to one member and keeps units where they are
+// across rebalances; positions come only from the handler's state
+// (NextOffsets), never from the group's committed offsets (advisory, for
+// lag), and a partition without one starts at ConsumerConfig.Start. When a
+// member takes a unit over it reads the unit's newest exported state from
+// ConsumerConfig.StateTopic (a StateLog: chunked, fenced by owner epoch,
+// safe under compaction), lets the handler keep the newer of that and its
+// local state (Owner.Acquire), and exports it at once under its new epoch;
+// it exports every StateInterval and whenever ownership ends. A member
+// follows, as a standby (Owner.Follow), the units it does not own whose
+// Unit.Standby is set; with ConsumerConfig.FollowOnly it joins no group and
+// follows them all (a serve-only replica).
 //
 // A rebalance hands partitions over exactly: the processing loop runs inside
-// the generation (kafka-go's Generation.Start), so the final checkpoint and
-// its commit finish before this member rejoins and before the group can
-// complete the rebalance; a revoked partition's buffered messages are
-// dropped at once, unhandled. Across instances, two can learn the same
-// events only after a crash between a checkpoint and its commit, or when a
-// checkpoint outlasts the group's rebalance timeout (the session timeout):
-// the group then goes on without this member, its commit is refused, and
-// the refusal is logged as a warning and counted in
-// eddy_kafka_commit_failures_total.
+// the generation (kafka-go's Generation.Start), so the final checkpoint, the
+// export and the commit finish before this member rejoins and before the
+// group can complete the rebalance; a revoked partition's buffered messages
+// are dropped at once, unhandled. A handler that is not an Owner keeps the
+// old rule: its stored offset, unless the group's committed offset is further
+// along.
+//
+// Bus is a single-partition topic through which instances send each other
+// small messages (admin commands for a model another instance learns).
 //
 // Between generations (during a rebalance or a broker outage) the Consumer
 // still serves the Handler's Waker, calling Checkpoint(nil): admin commands
@@ -57,10 +67,12 @@
 //
 // # Concurrency
 //
-// A Consumer runs one fetch goroutine per assigned partition, a broker
-// prober, and one processing goroutine at a time that owns the Decoder and
+// A Consumer runs one fetch goroutine per assigned or followed partition, a
+// broker prober, and one processing goroutine at a time that owns the Decoder and
 // calls the Handler (inside a generation the generation's loop, between
 // generations Run itself); the Handler therefore needs no locks. Run returns
-// only after every goroutine it started has stopped. Stats may be called
-// from any goroutine.
+// only after every goroutine it started has stopped, and closes its group
+// within about 3.5 s whatever the group is doing. Stats, CaughtUp and
+// BrokerDownSince may be called from any goroutine; a StateLog, a Bus and a
+// UnitBalancer are safe for concurrent use as their docs say.
 package stream

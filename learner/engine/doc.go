@@ -31,7 +31,19 @@
 // promotion. Snapshots lists snapshot metadata from one point-in-time view
 // of the store without reading weights.
 //
-// The files follow the concerns: engine.go (events), checkpoint.go,
+// Units of ownership (Unit: the models that share a topic) let several
+// instances share the models: Export returns a unit's whole state (models,
+// histories, waiting events, monitors, detections, the served and newest
+// snapshots, offsets) as of the last checkpoint; Acquire makes the engine
+// its owner in a new epoch, keeping the newer, by (epoch, sequence), of the
+// local and an exported state; Relinquish frees it; Follow holds it as a
+// standby that learns without snapshotting or publishing, to keep its
+// histories current for serving. Holds, Owns, Epoch and Following say how
+// a unit is held. An engine that no consumer drives holds every unit
+// (restored from its store) and learns them all.
+//
+// The files follow the concerns: ownership.go (units, export, acquire,
+// follow), engine.go (events), checkpoint.go,
 // promotion.go (the policy and serving), monitor.go (drift monitor wiring
 // and detection records), labels.go and pending.go (delayed labels),
 // admin.go, snapshots.go (listing, snapshot infos), retention.go,
@@ -53,7 +65,8 @@
 // An Engine and its models are owned by one goroutine (the consumer's
 // processing loop): Process, Label and Checkpoint must not be called
 // concurrently, and the models Models returns are read there only.
-// Promote, Rollback, Release, Snapshots, Snapshot, Detections, Stats and
-// Wake are safe to call from any goroutine. A published *learner.Snapshot is
+// Promote, Rollback, Release, Snapshots, Snapshot, SnapshotData,
+// Detections, Stats, Wake, Live, Holds and Owns are safe to call from any
+// goroutine; Acquire, Relinquish, Follow and Export are the consumer's. A published *learner.Snapshot is
 // immutable and safe for any number of goroutines.
 package engine
