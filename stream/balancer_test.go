@@ -51,14 +51,6 @@ func partitionsOfUnits(count int, units []Unit) []kafka.Partition {
 	return testPartitions(count, topics...)
 }
 
-func unitNames(units []Unit) []string {
-	names := make([]string, len(units))
-	for i, u := range units {
-		names[i] = u.Name
-	}
-	return names
-}
-
 // testMember is a group member as the unit tests simulate it.
 type testMember struct {
 	id       string

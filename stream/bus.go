@@ -91,13 +91,14 @@ func (b *Bus) end(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, p := range resp.Topics[b.topic] {
-		if p.Error != nil {
-			return 0, p.Error
-		}
-		return p.LastOffset, nil
+	parts := resp.Topics[b.topic]
+	switch {
+	case len(parts) == 0:
+		return 0, fmt.Errorf("stream: bus %s: no partition 0", b.topic)
+	case parts[0].Error != nil:
+		return 0, parts[0].Error
 	}
-	return 0, fmt.Errorf("stream: bus %s: no partition 0", b.topic)
+	return parts[0].LastOffset, nil
 }
 
 // Close flushes and closes the writer.

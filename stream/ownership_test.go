@@ -18,7 +18,9 @@ type ownerHandler struct {
 	epoch, seq uint64
 }
 
-func (h *ownerHandler) Units() []Unit { return []Unit{{Name: "u", Topics: []string{"events"}, Hash: "h"}} }
+func (h *ownerHandler) Units() []Unit {
+	return []Unit{{Name: "u", Topics: []string{"events"}, Hash: "h"}}
+}
 
 func (h *ownerHandler) Acquire(_ string, remote *Checkpoint, epoch uint64) error {
 	h.epoch = epoch
@@ -33,7 +35,7 @@ func (h *ownerHandler) Export(string) (*Checkpoint, error) {
 	return &Checkpoint{Unit: "u", Epoch: h.epoch, Seq: h.seq, Data: data}, nil
 }
 
-func (h *ownerHandler) Relinquish(string) error         { return nil }
+func (h *ownerHandler) Relinquish(string) error          { return nil }
 func (h *ownerHandler) Follow(string, *Checkpoint) error { return nil }
 
 // commitGroupOffsets sets the committed offsets of an empty group, as a
