@@ -226,3 +226,29 @@ func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingSta
 	}
 	return resp.GetStatus()
 }
+
+// TestMembersWithAnotherConfigurationOfAModelAreReportedNotMixed starts a
+// second instance whose model of the same name differs (another learning
+// rate): the group keeps the model with the instance that runs the
+// reference configuration, never gives it to the other, and the leader
+// reports the conflict (eddy_group_config_mismatches).
+func TestMembersWithAnotherConfigurationOfAModelAreReportedNotMixed(t *testing.T) {
+	broker := startBroker(t)
+	start := func(lr float64) *running {
+		c := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "sea", Optimizer: learner.OptimizerConfig{LR: lr}})
+		c.Consumer.SessionTimeout = 2 * time.Second
+		return startTestService(t, c)
+	}
+	a := start(0.01)
+	produceSEAEvents(t, broker, "events", 1000)
+	waitFor(t, 30*time.Second, "the first instance learning", func() bool { return a.learned("sea") == 1000 })
+	b := start(0.5)
+	waitFor(t, 30*time.Second, "the conflict reported", func() bool {
+		return a.gauge("eddy_group_config_mismatches", nil)+b.gauge("eddy_group_config_mismatches", nil) >= 1
+	})
+	produceSEAEvents(t, broker, "events", 1000)
+	waitFor(t, 30*time.Second, "the reference instance learning on", func() bool { return a.learned("sea") == 2000 })
+	if m := b.model("sea"); m.Learning || m.LearnedHere != 0 {
+		t.Fatalf("the instance with another configuration learns the model (%+v)", m)
+	}
+}

@@ -153,6 +153,8 @@ func (c *Consumer) startFollowers(gctx context.Context, g *generation, msgs chan
 // epoch, so that whatever an earlier owner still writes is older.
 func (o *ownership) take(ctx, gctx context.Context, g *generation) error {
 	g.units = o.balancer.Joined(g.gen)
+	// What this member found when it last led the group's assignment.
+	o.metrics.mismatches.Set(float64(len(o.balancer.Mismatches())))
 	owned := make(map[string]bool, len(g.units))
 	for _, u := range g.units {
 		owned[u] = true
@@ -366,6 +368,7 @@ func (c *Consumer) handOver(ctx context.Context, g *generation) error {
 }
 
 type ownershipMetrics struct {
+	mismatches    prometheus.Gauge
 	owned         *prometheus.GaugeVec
 	exports       *prometheus.CounterVec
 	exportBytes   *prometheus.GaugeVec
@@ -375,6 +378,10 @@ type ownershipMetrics struct {
 
 func newOwnershipMetrics(reg prometheus.Registerer) *ownershipMetrics {
 	m := &ownershipMetrics{
+		mismatches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_group_config_mismatches",
+			Help: "Conflicts this instance found when it last assigned the group's units as leader: units whose members declare different model configurations (such members are given none of them; the log names them).",
+		}),
 		owned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_unit_owned",
 			Help: "1 for each unit (models sharing topics) this instance learns, 0 for one it learned and handed over.",
@@ -398,7 +405,7 @@ func newOwnershipMetrics(reg prometheus.Registerer) *ownershipMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 	}
-	reg.MustRegister(m.owned, m.exports, m.exportBytes, m.exportSeconds, m.takeover)
+	reg.MustRegister(m.mismatches, m.owned, m.exports, m.exportBytes, m.exportSeconds, m.takeover)
 	return m
 }
 
