@@ -397,6 +397,11 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 		e.byName(name).standby = false
 	}
 	e.raiseVersions(p)
+	if remote == nil && local.Epoch == 0 && local.Seq == 0 {
+		e.log.Warn("unit has no state, neither in the local store nor exported to the state topic: its models start untrained, "+
+			"at the start position of their topics (--start, earliest by default); if they learned before, restore the data directory "+
+			"or check that --group names the group whose state topic holds them", "unit", unit, "topics", p.Topics)
+	}
 	e.log.Info("unit acquired", "unit", unit, "epoch", epoch, "from", source, "state_epoch", max(local.Epoch, remoteEpoch(remote)), "seq", p.seq)
 	for _, name := range p.Models {
 		if c := e.byName(name).mon.Champion(); c != nil {
