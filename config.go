@@ -35,6 +35,12 @@ type Config struct {
 	// DataDir/pebble and the embedded broker's data in DataDir/kafka.
 	// Required.
 	DataDir string
+	// MinFreeBytes is the free space a checkpoint leaves on the file system
+	// of DataDir: with less, checkpoints fail and learning pauses
+	// (predictions go on, /healthz answers 503 naming the cause) until an
+	// operator frees space, and resumes by itself. The default, 0, is 64
+	// MiB; negative disables the check.
+	MinFreeBytes int64
 	// Group is the Kafka consumer group. The default is "eddy".
 	Group string
 	// Role is "learn" (the default): the instance joins the group and

@@ -146,6 +146,9 @@ func (h *engineHandler) Export(unit string) (*stream.Checkpoint, error) {
 
 func (h *engineHandler) Relinquish(unit string) error { return h.engine.Relinquish(unit) }
 
+// Discard makes the engine a stream.Discarder.
+func (h *engineHandler) Discard() error { return h.engine.Discard() }
+
 func (h *engineHandler) Follow(unit string, remote *stream.Checkpoint) error {
 	var st *engine.UnitState
 	if remote != nil {

@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if err := s.startBroker(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, nil); err != nil {
+	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, &store.Options{MinFreeBytes: cfg.MinFreeBytes}); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -279,6 +279,11 @@ func (s *Service) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if since, cause := s.consumer.PausedSince(); !since.IsZero() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "state store: checkpoints failing since %s: learning paused (predictions still served): %s\n", since.UTC().Format(time.RFC3339), cause)
+			return
+		}
 		if since := s.consumer.BrokerDownSince(); !since.IsZero() {
 			// Predictions are still served from snapshots; learning waits.
 			w.WriteHeader(http.StatusServiceUnavailable)

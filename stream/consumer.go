@@ -183,6 +183,8 @@ type Consumer struct {
 	consumed, deadLettered, checkpoints atomic.Uint64
 	assigned                            atomic.Int64
 	caughtUp                            atomic.Bool  // FollowOnly: every followed partition reached its end once
+	pausedSince                         atomic.Int64 // unix nanoseconds a failing checkpoint paused learning; 0 while it runs
+	pauseCause                          atomic.Value // string: the failing checkpoint's error
 	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
 	downSince                           atomic.Int64 // unix nanoseconds the brokers became unreachable; 0 while reachable
 }
@@ -604,6 +606,14 @@ func (c *Consumer) releaseGauges(g *generation) {
 
 // consume is the processing loop of one generation; gctx ends with it.
 func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan kafka.Message, wake <-chan struct{}) error {
+	err := c.consumeLoop(ctx, gctx, g, msgs, wake)
+	if errors.Is(err, errPausedOut) || temporary(err) { // the final checkpoint may fail too
+		return c.endPaused(ctx, g)
+	}
+	return err
+}
+
+func (c *Consumer) consumeLoop(ctx, gctx context.Context, g *generation, msgs <-chan kafka.Message, wake <-chan struct{}) error {
 	ticker := time.NewTicker(c.cfg.CheckpointInterval)
 	defer ticker.Stop()
 	for {
@@ -625,7 +635,7 @@ func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan
 		case <-gctx.Done():
 		case <-ctx.Done():
 		case <-wake:
-			if err := c.checkpoint(ctx, g); err != nil {
+			if err := c.checkpointOrPause(ctx, gctx, g, wake); err != nil {
 				return err
 			}
 		case m := <-msgs:
@@ -633,14 +643,14 @@ func (c *Consumer) consume(ctx, gctx context.Context, g *generation, msgs <-chan
 				return err
 			}
 			if g.pending >= c.cfg.CheckpointEvery {
-				if err := c.checkpoint(ctx, g); err != nil {
+				if err := c.checkpointOrPause(ctx, gctx, g, wake); err != nil {
 					return err
 				}
 			}
 		case <-ticker.C:
 			// Also when idle: the handler may have time-based work (snapshot
 			// promotion) and skips the write when nothing changed.
-			if err := c.checkpoint(ctx, g); err != nil {
+			if err := c.checkpointOrPause(ctx, gctx, g, wake); err != nil {
 				return err
 			}
 		}

@@ -13,6 +13,7 @@ type consumerMetrics struct {
 	rebalances     prometheus.Counter
 	brokerUp       prometheus.Gauge
 	commitFailures prometheus.Counter
+	paused         prometheus.Gauge
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -47,6 +48,11 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		Name: "eddy_kafka_commit_failures_total",
 		Help: "Offset commits to the consumer group that failed (the checkpoint in the store stands; the next checkpoint commits again).",
 	})
+	m.paused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "eddy_learning_paused",
+		Help: "1 while learning is paused because a checkpoint cannot be written (a full disk, say); predictions are still served.",
+	})
+	reg.MustRegister(m.paused)
 	reg.MustRegister(m.consumed, m.deadLettered, m.lag, m.assigned, m.rebalances, m.brokerUp, m.commitFailures)
 	return m
 }

@@ -412,6 +412,35 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	return nil
 }
 
+// Discard drops everything learned since the last checkpoint that
+// committed: every held unit is read again from the store, so that the
+// engine's state matches its stored offsets (NextOffsets) again. The
+// consumer calls it when a generation ends while checkpoints fail (a full
+// disk): the events are then learned again from the stored offsets, never
+// twice. Admin commands run since are answered with an error. Engine
+// goroutine only.
+func (e *Engine) Discard() error {
+	for _, a := range e.answers {
+		a.done <- adminResult{err: errors.New("learner: the checkpoint that would store this command could not be written; it was discarded, try again")}
+	}
+	e.answers = e.answers[:0]
+	for _, p := range e.parts {
+		if !p.held {
+			continue
+		}
+		if err := e.readPosition(p); err != nil {
+			return err
+		}
+		if err := e.load(p); err != nil {
+			return err
+		}
+	}
+	e.dirty = false
+	e.log.Warn("learning since the last checkpoint discarded; the models continue from the stored state")
+	e.updateStats()
+	return nil
+}
+
 // SetVersionFloor gives the engine, before the consumer runs, a function
 // that returns the highest version of a model served anywhere (from the
 // snapshots topic): a new owner numbers its snapshots above it, so that a

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -13,6 +15,7 @@ type Store struct {
 	db         *pebble.DB
 	dir        string
 	failCommit func() error
+	minFree    int64
 }
 
 // Options configure a Store. The zero value (or nil) means the defaults.
@@ -23,18 +26,47 @@ type Options struct {
 	// make a real store fail a commit, to check what a failed checkpoint
 	// leaves behind. The default, nil, never fails.
 	FailCommit func() error
+	// MinFreeBytes is the free space a commit leaves untouched on the
+	// store's file system: a commit that finds less fails with a
+	// *NoSpaceError (Temporary) and writes nothing, so that the store never
+	// runs out of room in the middle of a write (Pebble treats a failed log
+	// write as fatal). The default, 0, means DefaultMinFreeBytes; negative
+	// disables the check.
+	MinFreeBytes int64
 }
+
+// DefaultMinFreeBytes is the default Options.MinFreeBytes.
+const DefaultMinFreeBytes = 64 << 20
+
+// NoSpaceError is returned by a Commit that found less free space than
+// Options.MinFreeBytes. It is temporary: the commit succeeds once an
+// operator frees space.
+type NoSpaceError struct {
+	Dir        string
+	Free, Need int64
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("store: no space left on the device of %s: %d MiB free, %d MiB kept in reserve; free space there and learning resumes by itself",
+		e.Dir, e.Free>>20, e.Need>>20)
+}
+
+// Temporary reports true: freeing space cures it.
+func (e *NoSpaceError) Temporary() bool { return true }
 
 // Open opens (creating if needed) the store in dir. Pebble's own log lines
 // go to log, Pebble's informational ones at debug level.
 func Open(dir string, log *slog.Logger, opts *Options) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.With("component", "pebble")}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}}})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir}
+	s := &Store{db: db, dir: dir, minFree: DefaultMinFreeBytes}
 	if opts != nil {
 		s.failCommit = opts.FailCommit
+		if opts.MinFreeBytes != 0 {
+			s.minFree = opts.MinFreeBytes
+		}
 	}
 	return s, nil
 }
@@ -138,6 +170,9 @@ func (b *Batch) Commit() error {
 			return fmt.Errorf("store: commit: %w", err)
 		}
 	}
+	if err := b.s.checkFree(); err != nil {
+		return err
+	}
 	if err := b.b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
@@ -184,15 +219,62 @@ func scanRange(r pebble.Reader, lower, upper []byte, fn func(key, value []byte) 
 	return nil
 }
 
-// pebbleLogger routes Pebble's log lines to slog.
-type pebbleLogger struct{ log *slog.Logger }
+// checkFree returns a *NoSpaceError when the store's file system has less
+// free space than the reserve.
+func (s *Store) checkFree() error {
+	if s.minFree <= 0 {
+		return nil
+	}
+	free, err := freeBytes(s.dir)
+	if err != nil {
+		return nil // cannot tell: let Pebble try
+	}
+	if free < s.minFree {
+		return &NoSpaceError{Dir: s.dir, Free: free, Need: s.minFree}
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's log lines to slog. Errors are rate-limited:
+// a background error Pebble retries (a flush to a full disk) would
+// otherwise be logged thousands of times a second.
+type pebbleLogger struct {
+	log     *slog.Logger
+	limiter *errorLimiter
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...))
 }
 
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
+	if suppressed, ok := l.limiter.allow(time.Now()); ok {
+		if suppressed > 0 {
+			l.log.Error(fmt.Sprintf(format, args...), "suppressed_since_last", suppressed)
+			return
+		}
+		l.log.Error(fmt.Sprintf(format, args...))
+	}
+}
+
+// errorLimiter lets one error line through every errorEvery.
+type errorLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const errorEvery = 10 * time.Second
+
+func (r *errorLimiter) allow(now time.Time) (suppressed int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < errorEvery {
+		r.suppressed++
+		return 0, false
+	}
+	suppressed, r.suppressed, r.last = r.suppressed, 0, now
+	return suppressed, true
 }
 
 // Fatalf is called by Pebble on unrecoverable corruption; Pebble's contract
