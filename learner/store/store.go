@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -55,19 +56,40 @@ func (e *NoSpaceError) Error() string {
 func (e *NoSpaceError) Temporary() bool { return true }
 
 // Open opens (creating if needed) the store in dir. Pebble's own log lines
-// go to log, Pebble's informational ones at debug level.
-func Open(dir string, log *slog.Logger, opts *Options) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}}})
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
-	}
-	s := &Store{db: db, dir: dir, minFree: DefaultMinFreeBytes}
+// go to log, Pebble's informational ones at debug level. A file system with
+// less free space than the reserve, or an error Pebble declares fatal while
+// opening (a MANIFEST it cannot write, say), is an error naming dir and what
+// to do, not a panic.
+func Open(dir string, log *slog.Logger, opts *Options) (_ *Store, err error) {
+	s := &Store{dir: dir, minFree: DefaultMinFreeBytes}
 	if opts != nil {
 		s.failCommit = opts.FailCommit
 		if opts.MinFreeBytes != 0 {
 			s.minFree = opts.MinFreeBytes
 		}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
+	if err := s.checkFree(); err != nil {
+		var ns *NoSpaceError
+		errors.As(err, &ns)
+		return nil, fmt.Errorf("store: cannot open %s: only %d MiB free on its file system, %d MiB needed in reserve: free space there (or point --data-dir elsewhere), then start eddy again", dir, ns.Free>>20, ns.Need>>20)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("store: cannot open %s: %s: free space or repair the file system; if its files are damaged, move the directory aside: each model restores from its group's state topic", dir, string(f))
+		}
+	}()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}}})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s.db = db
 	return s, nil
 }
 
@@ -277,10 +299,15 @@ func (r *errorLimiter) allow(now time.Time) (suppressed int, ok bool) {
 	return suppressed, true
 }
 
+// fatalError is what Fatalf panics with, so that Open can tell it apart.
+type fatalError string
+
+func (f fatalError) Error() string { return "pebble: " + string(f) }
+
 // Fatalf is called by Pebble on unrecoverable corruption; Pebble's contract
 // is that it does not return.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.Error(msg, "fatal", true)
-	panic("pebble: " + msg)
+	panic(fatalError(msg))
 }
