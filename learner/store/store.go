@@ -87,7 +87,7 @@ func Open(dir string, log *slog.Logger, opts *Options) (_ *Store, err error) {
 	}()
 	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}}})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+		return nil, fmt.Errorf("store: cannot open %s (damaged or not a Pebble store?): %w; to recover, move the directory aside and start again: each model restores from its group's state topic, or starts afresh if it has none", dir, err)
 	}
 	s.db = db
 	return s, nil
