@@ -129,11 +129,15 @@ func (h *engineHandler) Units() []stream.Unit {
 }
 
 func (h *engineHandler) Acquire(unit string, remote *stream.Checkpoint, epoch uint64) error {
-	var st *engine.UnitState
-	if remote != nil {
-		st = &engine.UnitState{Epoch: remote.Epoch, Seq: remote.Seq, Data: remote.Data}
+	return h.engine.Acquire(unit, unitState(remote), epoch)
+}
+
+// unitState is the engine's view of an exported state; nil stays nil.
+func unitState(cp *stream.Checkpoint) *engine.UnitState {
+	if cp == nil {
+		return nil
 	}
-	return h.engine.Acquire(unit, st, epoch)
+	return &engine.UnitState{Epoch: cp.Epoch, Seq: cp.Seq, Data: cp.Data}
 }
 
 func (h *engineHandler) Export(unit string) (*stream.Checkpoint, error) {
@@ -150,9 +154,5 @@ func (h *engineHandler) Relinquish(unit string) error { return h.engine.Relinqui
 func (h *engineHandler) Discard() error { return h.engine.Discard() }
 
 func (h *engineHandler) Follow(unit string, remote *stream.Checkpoint) error {
-	var st *engine.UnitState
-	if remote != nil {
-		st = &engine.UnitState{Epoch: remote.Epoch, Seq: remote.Seq, Data: remote.Data}
-	}
-	return h.engine.Follow(unit, st)
+	return h.engine.Follow(unit, unitState(remote))
 }

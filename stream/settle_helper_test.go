@@ -4,10 +4,8 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -33,7 +31,7 @@ const (
 	envHeart   = "EDDY_SETTLE_HEARTBEAT"
 	envRebal   = "EDDY_SETTLE_REBALANCE"
 	envBackoff = "EDDY_SETTLE_BACKOFF"
-	envBounded = "EDDY_SETTLE_BOUNDED_CLOSE" // group mode: "1" closes the group as closeHelperGroup does
+	envBounded = "EDDY_SETTLE_BOUNDED_CLOSE" // group mode: "1" closes the group as Consumer.Run does
 )
 
 const (
@@ -101,7 +99,7 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // kafka-go ConsumerGroup.
 func runHelperGroup(ctx context.Context, t *testing.T, log *slog.Logger, broker string) {
 	session := envDuration(t, envSession, DefaultSessionTimeout)
-	dialer := &helperDialer{}
+	dialer := &abortableDialer{}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                settleGroup,
 		Brokers:           []string{broker},
@@ -150,116 +148,10 @@ func runHelperGroup(ctx context.Context, t *testing.T, log *slog.Logger, broker 
 		ended.Wait()
 	}
 	if os.Getenv(envBounded) == "1" {
-		closeHelperGroup(group, dialer, broker, memberID, log)
+		// The Consumer's own bounded close, over this bare group.
+		c := &Consumer{cfg: ConsumerConfig{Brokers: []string{broker}, GroupID: settleGroup}, log: log}
+		c.closeGroup(group, dialer, memberID)
 	} else {
 		group.Close()
 	}
-}
-
-// The bounded close, as proposed for Consumer.Run: kafka-go's
-// ConsumerGroup.Close waits for its run goroutine, which does not look at
-// Close while a JoinGroup (deadline Timeout + RebalanceTimeout, 15 s) or a
-// SyncGroup (Timeout + SessionTimeout) is parked at the coordinator, and
-// leaves the group only after that. So Close is given helperCloseGrace; then
-// the group's connections are closed, which fails the parked request at
-// once and lets the run goroutine return; then the member leaves the group
-// itself, so that the others need not wait a session timeout for it.
-const (
-	helperCloseGrace = 1500 * time.Millisecond
-	helperAbortWait  = time.Second
-	helperLeaveWait  = time.Second
-)
-
-func closeHelperGroup(group *kafka.ConsumerGroup, dialer *helperDialer, broker, memberID string, log *slog.Logger) {
-	closed := make(chan struct{})
-	go func() {
-		group.Close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-		return
-	case <-time.After(helperCloseGrace):
-	}
-	dialer.abort()
-	select {
-	case <-closed:
-	case <-time.After(helperAbortWait):
-		log.Warn("consumer group close still blocked after its connections were closed; not waiting for it")
-	}
-	if memberID == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), helperLeaveWait)
-	defer cancel()
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: helperLeaveWait, Transport: transport}
-	resp, err := client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: settleGroup, Members: []kafka.LeaveGroupRequestMember{{ID: memberID}}})
-	if err == nil {
-		err = resp.Error
-	}
-	if err != nil && !errors.Is(err, kafka.UnknownMemberId) {
-		log.Warn("leaving the consumer group failed; the others wait a session timeout for this member", "err", err)
-	} else {
-		log.Info("left the consumer group after cutting its close short")
-	}
-}
-
-// errHelperAborted fails the dials of a group whose connections were
-// aborted.
-var errHelperAborted = errors.New("consumer group closed")
-
-// helperDialer dials a ConsumerGroup's connections and can close them
-// all, to cut short a request parked at the coordinator.
-type helperDialer struct {
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	aborted bool
-}
-
-// kafkaDialer is kafka.DefaultDialer dialing through d.
-func (d *helperDialer) kafkaDialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, DialFunc: d.dial}
-}
-
-func (d *helperDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, network, address)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.aborted {
-		c.Close()
-		return nil, errHelperAborted
-	}
-	if d.conns == nil {
-		d.conns = make(map[net.Conn]struct{})
-	}
-	tc := &helperConn{Conn: c, d: d}
-	d.conns[tc] = struct{}{}
-	return tc, nil
-}
-
-func (d *helperDialer) abort() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.aborted = true
-	for c := range d.conns {
-		c.(*helperConn).Conn.Close()
-	}
-	d.conns = nil
-}
-
-type helperConn struct {
-	net.Conn
-	d *helperDialer
-}
-
-func (c *helperConn) Close() error {
-	c.d.mu.Lock()
-	delete(c.d.conns, c)
-	c.d.mu.Unlock()
-	return c.Conn.Close()
 }
