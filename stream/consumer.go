@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -837,6 +838,50 @@ func (c *Consumer) deadLetter(g *generation, m *kafka.Message, reason, detail st
 	})
 }
 
+// writeDeadLetters writes the dead letters of a checkpoint before it
+// stores anything: a failure is a *DeadLetterError, Temporary, so the
+// consumer pauses (nothing is stored, nothing lost) and tries again. While
+// running, a write waits at most 10 s and ends with ctx; at shutdown (ctx
+// done) it still gets 2 s, so that a dead-letter topic that cannot be
+// written does not hold up a stop.
+func (c *Consumer) writeDeadLetters(ctx context.Context, msgs []kafka.Message) error {
+	var dctx context.Context
+	var cancel context.CancelFunc
+	if ctx.Err() == nil {
+		dctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	} else {
+		dctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	}
+	defer cancel()
+	if err := c.dlq.WriteMessages(dctx, msgs...); err != nil {
+		topics := make([]string, 0, 1)
+		for _, m := range msgs {
+			if !slices.Contains(topics, m.Topic) {
+				topics = append(topics, m.Topic)
+			}
+		}
+		return &DeadLetterError{Count: len(msgs), Topics: topics, Err: err}
+	}
+	return nil
+}
+
+// DeadLetterError is a checkpoint that could not write its dead letters.
+// It is Temporary: the consumer pauses and retries, and stores nothing
+// until they are written.
+type DeadLetterError struct {
+	Count  int
+	Topics []string
+	Err    error
+}
+
+func (e *DeadLetterError) Error() string {
+	return fmt.Sprintf("stream: cannot write %d dead letters to %s: %v; learning waits until they are written (check that the topic exists and that eddy may write to it)",
+		e.Count, strings.Join(e.Topics, ", "), e.Err)
+}
+
+func (e *DeadLetterError) Unwrap() error   { return e.Err }
+func (e *DeadLetterError) Temporary() bool { return true }
+
 // checkpoint flushes dead letters, then has the handler store its state with
 // the next offsets, then commits those offsets to Kafka (advisory).
 func (c *Consumer) checkpoint(ctx context.Context, g *generation) error {
@@ -850,8 +895,8 @@ func (c *Consumer) checkpointFinal(ctx context.Context, g *generation, final boo
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if len(g.dlq) > 0 {
-		if err := c.dlq.WriteMessages(wctx, g.dlq...); err != nil {
-			return fmt.Errorf("stream: write %d dead letters: %w", len(g.dlq), err)
+		if err := c.writeDeadLetters(ctx, g.dlq); err != nil {
+			return err
 		}
 		g.dlq = g.dlq[:0]
 	}
