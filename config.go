@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"gopkg.in/yaml.v3"
 
 	"github.com/eddyhq/eddy/learner"
@@ -41,6 +42,16 @@ type Config struct {
 	// operator frees space, and resumes by itself. The default, 0, is 64
 	// MiB; negative disables the check.
 	MinFreeBytes int64
+	// ResetModels names models to start afresh on purpose (eddy serve
+	// --reset-model): their local state is deleted before the service
+	// starts, and once this instance acquires them their fresh state
+	// replaces the one in the group's state topic (see engine.Reset).
+	// Models that share a topic are one unit and must be named together.
+	// Needs the learn role.
+	ResetModels []string
+	// storeFS, if set, is the file system Pebble uses (tests inject I/O
+	// errors through it; see export_test.go).
+	storeFS vfs.FS
 	// Group is the Kafka consumer group. The default is "eddy".
 	Group string
 	// Role is "learn" (the default): the instance joins the group and
@@ -182,6 +193,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: checkpoint, state and session settings must not be negative", ErrInvalidConfig)
 	case c.Role != "" && c.Role != RoleLearn && c.Role != RoleServe:
 		return fmt.Errorf("%w: role %q: want %s or %s", ErrInvalidConfig, c.Role, RoleLearn, RoleServe)
+	case len(c.ResetModels) > 0 && c.Role == RoleServe:
+		return fmt.Errorf("%w: a serve-only replica learns nothing and cannot reset a model: reset it on a learning instance (role learn)", ErrInvalidConfig)
 	case c.Consumer.Start != "" && c.Consumer.Start != "earliest" && c.Consumer.Start != "latest":
 		return fmt.Errorf("%w: start %q: want earliest or latest", ErrInvalidConfig, c.Consumer.Start)
 	}

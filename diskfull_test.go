@@ -2,6 +2,8 @@ package eddy_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,7 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/store"
 )
 
 // TestAFullDiskPausesLearningAndNothingIsLost runs the service with its
@@ -95,4 +102,51 @@ func get(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// TestAStoreFailingWhileRunningStopsTheServiceAndTheRestartIsExact fails
+// every write of Pebble's write-ahead log while the service learns (an
+// injected EIO through Pebble's vfs, as a failing disk would): Pebble
+// declares it fatal, and Run returns an error naming the directory, within
+// seconds, without a panic. A restart on the same files (a new process
+// would see them as a copy does) continues from the last checkpoint and
+// ends with every event learned exactly once.
+func TestAStoreFailingWhileRunningStopsTheServiceAndTheRestartIsExact(t *testing.T) {
+	broker := startBroker(t)
+	dataDir := t.TempDir()
+	eio := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) {
+			return fmt.Errorf("injected: %w", syscall.EIO)
+		}
+		return nil
+	})}
+	cfg := testConfig(broker, dataDir, learner.ModelConfig{Name: "sea"})
+	svc := startTestService(t, eddy.WithStoreFS(cfg, errorfs.Wrap(vfs.Default, eio)))
+	produceSEAEvents(t, broker, "events", 2000)
+	waitFor(t, 30*time.Second, "2,000 learned", func() bool { return svc.learned("sea") == 2000 })
+	eio.On()
+	produceSEAEvents(t, broker, "events", 1000)
+	select {
+	case <-svc.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the service did not stop by itself after its store failed")
+	}
+	err := svc.runErr
+	var fatal *store.FatalError
+	if !errors.As(err, &fatal) || !strings.Contains(err.Error(), filepath.Join(dataDir, "pebble")) {
+		t.Fatalf("Run returned %v, want the store's fatal error naming its directory", err)
+	}
+	// The failed store's lock is this process's; a new process sees the
+	// files as a copy does.
+	again := t.TempDir()
+	if err := os.CopyFS(again, os.DirFS(dataDir)); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(again, "pebble", "LOCK"))
+	svc = startTestService(t, testConfig(broker, again, learner.ModelConfig{Name: "sea"}))
+	waitFor(t, 30*time.Second, "every event learned after the restart", func() bool { return svc.learned("sea") >= 3000 })
+	time.Sleep(500 * time.Millisecond)
+	if got := svc.learned("sea"); got != 3000 {
+		t.Fatalf("learned %d after the restart, want exactly 3000", got)
+	}
 }

@@ -3,6 +3,8 @@ package eddy
 import (
 	"net"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/eddyhq/eddy/learner/engine"
 )
 
@@ -17,4 +19,11 @@ func (s *Service) Engine() *engine.Engine { return s.engine }
 // so that a test can watch the connections the server keeps.
 func (s *Service) WrapMetricsListener(wrap func(net.Listener) net.Listener) {
 	s.httpLis = wrap(s.httpLis)
+}
+
+// WithStoreFS returns cfg with Pebble on fs, through which a test injects
+// I/O errors (Pebble's vfs/errorfs).
+func WithStoreFS(cfg Config, fs vfs.FS) Config {
+	cfg.storeFS = fs
+	return cfg
 }

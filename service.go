@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if err := s.startBroker(ctx); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, &store.Options{MinFreeBytes: cfg.MinFreeBytes}); err != nil {
+	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, &store.Options{MinFreeBytes: cfg.MinFreeBytes, FS: cfg.storeFS}); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -104,6 +104,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	}
 	if s.engine, err = engine.New(cfg.Learner, s.store, s.champs.publish, reg, log); err != nil {
 		return nil, err
+	}
+	if len(cfg.ResetModels) > 0 {
+		if err := s.engine.Reset(cfg.ResetModels); err != nil {
+			return nil, err
+		}
 	}
 	s.champs.engine = s.engine
 	s.engine.SetOnLoad(s.champs.reloaded)
@@ -237,6 +242,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.champs.write(gctx) })
 	g.Go(func() error { return s.admin.listen(gctx) })
+	g.Go(func() error {
+		// Pebble declared an error fatal (corruption a compaction found,
+		// a failed log write): stop, naming the directory and the way out;
+		// the restart continues from the last checkpoint.
+		select {
+		case <-s.store.Failed():
+			return s.store.Err()
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	var champsCaughtUp atomic.Bool
 	g.Go(func() error {
 		return s.champs.follow(gctx, func() {
@@ -326,7 +342,8 @@ func (s *Service) close() {
 		s.bus = nil
 	}
 	if s.store != nil {
-		if err := s.store.Close(); err != nil {
+		var fatal *store.FatalError
+		if err := s.store.Close(); err != nil && !errors.As(err, &fatal) { // a fatal error was reported already
 			s.log.Error("close store", "err", err)
 		}
 		s.store = nil

@@ -78,7 +78,9 @@ func withConfigFile(t *testing.T, cfg eddy.Config, path string) eddy.Config {
 type running struct {
 	*eddy.Service
 	registry *prometheus.Registry
-	stop     func() error // graceful stop; returns Run's error
+	stop     func() error  // graceful stop; returns Run's error
+	exited   chan struct{} // closed when Run has returned, with runErr
+	runErr   error
 }
 
 func testLogger() *slog.Logger {
@@ -108,21 +110,20 @@ func newTestService(t testing.TB, cfg eddy.Config) *running {
 func runTestService(t testing.TB, r *running) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	r.exited = make(chan struct{})
+	go func() { r.runErr = r.Run(ctx); close(r.exited) }()
 	stopped := false
-	var runErr error
 	r.stop = func() error {
 		if !stopped {
 			stopped = true
 			cancel()
 			select {
-			case runErr = <-done:
+			case <-r.exited:
 			case <-time.After(30 * time.Second):
 				t.Fatal("service did not stop within 30s")
 			}
 		}
-		return runErr
+		return r.runErr
 	}
 	t.Cleanup(func() { _ = r.stop() })
 	return r

@@ -53,6 +53,8 @@ type serveOptions struct {
 	stateInterval      time.Duration
 	start              string
 	role               string
+	minFreeMiB         int64
+	resetModels        []string
 
 	model learner.ModelConfig // single model from flags, when no --config
 }
@@ -97,6 +99,15 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.stateInterval, "state-interval", stream.DefaultStateInterval, "export each model's state to the group's state topic this often (and at every handover): bounds what a new owner replays after a crash")
 	fs.StringVar(&o.role, "role", eddy.RoleLearn, "learn: join the group and learn the models it assigns (serving all); serve: a serve-only replica that learns nothing, serves every model's champion from the snapshots topic and follows the topics of models with entity histories")
 	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
+	fs.Int64Var(&o.minFreeMiB, "min-free-mib", 64, "free space (MiB) checkpoints leave on the file system of --data-dir: with less, learning pauses (predictions go on, /healthz answers 503) until space is freed, and resumes by itself; 0 disables the check")
+	fs.Func("reset-model", "start this model afresh on purpose (comma-separated or repeated): its local state is deleted, it learns again from the start of its topic (--start), and its fresh state replaces the group's checkpoint once this instance owns it; models sharing a topic are reset together", func(s string) error {
+		for _, name := range strings.Split(s, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				o.resetModels = append(o.resetModels, name)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&o.model.Name, "model-name", "default", "name of the single model (without --config)")
 	fs.StringVar(&o.model.Topic, "model-topic", learner.DefaultTopic, "topic the single model learns from")
 	fs.StringVar((*string)(&o.model.Task), "model-task", string(learner.Binary), "task of the single model: binary, regression or multiclass")
@@ -158,6 +169,8 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 		EmbeddedAddr:       o.embeddedAddr,
 		Ephemeral:          o.ephemeral,
 		DataDir:            o.dataDir,
+		MinFreeBytes:       minFreeBytes(o.minFreeMiB),
+		ResetModels:        o.resetModels,
 		Group:              o.group,
 		Role:               o.role,
 		Partitions:         o.partitions,
@@ -190,6 +203,15 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 		cfg.Serving.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return cfg, nil
+}
+
+// minFreeBytes maps --min-free-mib onto Config.MinFreeBytes, where 0 is
+// the default and negative disables the check.
+func minFreeBytes(mib int64) int64 {
+	if mib <= 0 {
+		return -1
+	}
+	return mib << 20
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {

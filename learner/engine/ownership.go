@@ -204,6 +204,17 @@ func (e *Engine) Follow(unit string, remote *UnitState) error {
 	}
 	local := &UnitState{Epoch: p.epoch, Seq: p.seq}
 	source := "local store"
+	if reset, err := e.resetPending(p); err != nil {
+		return err
+	} else if reset {
+		// Another instance owns the unit: resetting it here would make
+		// this standby's state differ from what the group serves.
+		if err := e.cancelReset(p); err != nil {
+			return err
+		}
+		e.log.Warn("the reset of these models did not happen: another instance of the group owns them; to reset them, "+
+			"stop the other instances or start the one that owns them with --reset-model", "unit", unit, "models", p.Models)
+	}
 	if remote.Newer(local) {
 		if err := e.importState(p, remote); err != nil {
 			return err
@@ -368,10 +379,19 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 		source = "standby"
 	}
 	reload := !p.held
+	reset, err := e.resetPending(p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case reset:
+		// Reset on purpose: the fresh local state wins, under an epoch
+		// above the exported one (below).
+		source = "reset"
 	// A standby's own state is consistent but its own lineage: the
 	// owner's export, as new or newer by epoch, is what the owner served
 	// from, so it wins (a standby speeds up serving, not failover).
-	if remote.Newer(local) || p.follow && remote != nil && remote.Epoch >= local.Epoch {
+	case remote.Newer(local) || p.follow && remote != nil && remote.Epoch >= local.Epoch:
 		if err := e.importState(p, remote); err != nil {
 			return err
 		}
@@ -388,6 +408,11 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	if err := batch.Set(unitKey(p.Name), appendPosition(nil, epoch, p.seq)); err != nil {
 		return fmt.Errorf("learner: acquire %s: %w", unit, err)
 	}
+	if reset {
+		if err := batch.Delete(resetKey(p.Name)); err != nil {
+			return fmt.Errorf("learner: acquire %s: %w", unit, err)
+		}
+	}
 	if err := batch.Commit(); err != nil {
 		return fmt.Errorf("learner: acquire %s: %w", unit, err)
 	}
@@ -397,7 +422,7 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 		e.byName(name).standby = false
 	}
 	e.raiseVersions(p)
-	if remote == nil && local.Epoch == 0 && local.Seq == 0 {
+	if remote == nil && local.Epoch == 0 && local.Seq == 0 && !reset {
 		e.log.Warn("unit has no state, neither in the local store nor exported to the state topic: its models start untrained, "+
 			"at the start position of their topics (--start, earliest by default); if they learned before, restore the data directory "+
 			"or check that --group names the group whose state topic holds them", "unit", unit, "topics", p.Topics)
@@ -410,6 +435,115 @@ func (e *Engine) Acquire(unit string, remote *UnitState, epoch uint64) error {
 	}
 	e.updateStats()
 	return nil
+}
+
+// resetKey marks a unit reset on purpose (Reset) whose reset the next
+// Acquire completes.
+func resetKey(unit string) []byte { return []byte("reset/" + unit) }
+
+// Reset starts the named models afresh on purpose: their unit's state
+// (weights, histories, snapshots, detections, offsets) is deleted from the
+// local store, and the unit is marked so that the next Acquire keeps the
+// fresh state instead of the newer one exported to the state topic, under
+// an epoch above it, so that the fresh state supersedes the old one in the
+// whole group. The models then start untrained at their topics' start
+// position. The models of one unit share their state and must all be
+// named. If another instance owns the unit and this one follows it
+// (Follow) before acquiring it, the reset does not happen and the engine
+// says so. Call it after New and before the consumer runs. Engine
+// goroutine only.
+func (e *Engine) Reset(models []string) error {
+	var parts []*part
+	for _, name := range models {
+		p := e.partOf(name)
+		if p == nil {
+			return fmt.Errorf("learner: cannot reset model %q: no model of that name is configured", name)
+		}
+		if !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	for _, p := range parts {
+		var missing []string
+		for _, m := range p.Models {
+			if !slices.Contains(models, m) {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("learner: cannot reset %s alone: the models %s share topics (%s) and so one state; reset them together (%s)",
+				strings.Join(namedIn(models, p), ", "), strings.Join(p.Models, ", "), strings.Join(p.Topics, ", "), strings.Join(p.Models, ","))
+		}
+	}
+	for _, p := range parts {
+		batch := e.store.NewBatch()
+		prefixes, exact := e.keyspace(p)
+		for _, prefix := range prefixes {
+			if err := batch.DeleteRange(prefix, store.PrefixEnd(prefix)); err != nil {
+				batch.Close()
+				return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+			}
+		}
+		for _, key := range exact {
+			if err := batch.Delete(key); err != nil {
+				batch.Close()
+				return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+			}
+		}
+		if err := batch.Set(resetKey(p.Name), []byte{1}); err != nil {
+			batch.Close()
+			return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+		}
+		err := batch.Commit()
+		batch.Close()
+		if err != nil {
+			return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+		}
+		p.epoch, p.seq = 0, 0
+		if p.held {
+			if err := e.load(p); err != nil {
+				return err
+			}
+		}
+		e.log.Warn("models reset on purpose: their local state is deleted; they start untrained at the start position of their topics, "+
+			"and replace the state in the group's state topic once this instance acquires them",
+			"unit", p.Name, "models", p.Models, "topics", p.Topics)
+	}
+	e.updateStats()
+	return nil
+}
+
+// cancelReset drops p's pending reset.
+func (e *Engine) cancelReset(p *part) error {
+	batch := e.store.NewBatch()
+	defer batch.Close()
+	if err := batch.Delete(resetKey(p.Name)); err != nil {
+		return fmt.Errorf("learner: %w", err)
+	}
+	if err := batch.Commit(); err != nil {
+		return fmt.Errorf("learner: %w", err)
+	}
+	return nil
+}
+
+// namedIn returns those of models that are p's.
+func namedIn(models []string, p *part) []string {
+	var out []string
+	for _, m := range models {
+		if slices.Contains(p.Models, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// resetPending reports whether p was reset (Reset) and not yet acquired.
+func (e *Engine) resetPending(p *part) (bool, error) {
+	_, ok, err := e.store.Get(resetKey(p.Name))
+	if err != nil {
+		return false, fmt.Errorf("learner: %w", err)
+	}
+	return ok, nil
 }
 
 // Discard drops everything learned since the last checkpoint that

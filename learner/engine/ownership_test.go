@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,5 +249,97 @@ func TestAnExportCarriesTheServedAndTheNewestSnapshotsOnly(t *testing.T) {
 	}
 	if c := b.states[0].mon.Champion(); c == nil || c.Version() != 3 || !b.states[0].mon.Pinned() {
 		t.Fatalf("the new owner serves %v, want the pinned v3", c)
+	}
+}
+
+// TestAResetModelStartsAfreshAndSupersedesTheExportedState resets a model
+// that learned and exported: its local state is gone at once, and when it
+// is acquired with the exported state it keeps the fresh one, under an
+// epoch above the export's, so that the fresh state wins everywhere from
+// then on; the other unit is untouched. Resetting one model of a unit
+// alone is refused, naming its partners; and a reset that meets another
+// owner (Follow) is dropped, not applied later.
+func TestAResetModelStartsAfreshAndSupersedesTheExportedState(t *testing.T) {
+	data := paymentEvents(13, 300)
+	cfg := handoffConfig()
+	dir := t.TempDir()
+	s, closeStore := openTestStore(t, dir)
+	e, _ := newTestEngine(t, s, cfg, nil)
+	for _, unit := range []string{"fraud", "churn"} {
+		if err := e.Acquire(unit, nil, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(t, e, data, 0, 300)
+	for i := range 50 {
+		if err := e.Process("other", labeled(data[i].Fields, data[i].Y)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint(t, e, eventsOffset(0, 300), Offset{TopicPartition: TopicPartition{Topic: "other"}, Next: 50})
+	exported, err := e.Export("fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeStore()
+
+	s, closeStore = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	if err := e.Reset([]string{"nosuch"}); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Fatalf("reset of an unknown model: %v", err)
+	}
+	if err := e.Reset([]string{"fraud"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.NextOffsets("events"); len(got) != 0 {
+		t.Fatalf("after the reset the model still has offsets %v", got)
+	}
+	if err := e.Acquire("fraud", exported, 4); err != nil {
+		t.Fatal(err)
+	}
+	if learned := e.Models()[0].Learned(); learned != 0 || len(e.NextOffsets("events")) != 0 {
+		t.Fatalf("the reset model acquired with an exported state has learned %d and offsets %v; want a fresh model", learned, e.NextOffsets("events"))
+	}
+	if got := e.Epoch("fraud"); got <= exported.Epoch {
+		t.Fatalf("the reset model's epoch is %d, not above the exported state's %d", got, exported.Epoch)
+	}
+	if got := e.NextOffsets("other")[0]; got != 50 {
+		t.Fatalf("the other unit's offset is %d after the reset, want 50", got)
+	}
+	feed(t, e, data, 0, 100)
+	checkpoint(t, e, eventsOffset(0, 100))
+	closeStore()
+	// The reset is done: a restart acquiring with the old export keeps the
+	// fresh state, which is the newer one now.
+	s, closeStore = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	if err := e.Acquire("fraud", exported, 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.NextOffsets("events")[0]; got != 100 {
+		t.Fatalf("after the reset and a restart the model resumes at %d, want 100", got)
+	}
+	closeStore()
+
+	shared := Config{Models: []learner.ModelConfig{{Name: "a", Topic: "t"}, {Name: "b", Topic: "t"}}}
+	s2, _ := openTestStore(t, t.TempDir())
+	e2, _ := newTestEngine(t, s2, shared, nil)
+	if err := e2.Reset([]string{"a"}); err == nil || !strings.Contains(err.Error(), "a, b") {
+		t.Fatalf("reset of one model of a unit alone: %v, want a refusal naming both", err)
+	}
+
+	s3, _ := openTestStore(t, t.TempDir())
+	e3, _ := newTestEngine(t, s3, cfg, nil)
+	if err := e3.Reset([]string{"fraud"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e3.Follow("fraud", exported); err != nil {
+		t.Fatal(err)
+	}
+	if err := e3.Acquire("fraud", exported, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got := e3.NextOffsets("events")[0]; got != 300 {
+		t.Fatalf("a reset dropped on meeting another owner was applied later: offset %d, want the export's 300", got)
 	}
 }

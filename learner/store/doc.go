@@ -8,8 +8,15 @@
 //
 // Invariants: a Batch that fails to commit wrote nothing; a committed Batch
 // survives a crash (the commit is synced); a View never sees part of a
-// Batch. Options.FailCommit is the one seam through which tests make a real
-// store fail a commit.
+// Batch; a commit leaves a free-space reserve on the file system (else a
+// *NoSpaceError, Temporary). Nothing in the package panics on a storage
+// error: an error Pebble declares fatal (Pebble calls it Fatalf) becomes a
+// *FatalError, returned by the call that met it and by every later one,
+// and Failed is closed; the store cannot be used again, and its owner
+// should stop (Close then returns at once) and be started again. Damaged
+// data read is a *CorruptionError naming the directory and the way out.
+// Options.FailCommit and Options.FS (Pebble's vfs, for errorfs) are the
+// seams through which tests make a real store fail.
 //
 // # Concurrency
 //
