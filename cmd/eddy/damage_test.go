@@ -4,7 +4,10 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -300,4 +303,82 @@ func TestAFullDiskAtStartIsOneClearLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAFullDiskWhileRunningPausesTheProcessAndLosesNothing runs an eddy
+// process with its data directory on a real 96 MiB tmpfs, fills the file
+// system while events stream in, and checks from outside what an operator
+// sees: the process stays up, `eddy predict` answers, /healthz is 503
+// naming the cause, eddy_learning_paused is 1; once space is freed,
+// learning resumes by itself and the exported model learned every event
+// exactly once. Mounting a tmpfs needs root (CI runs as root); elsewhere
+// the test says so and skips.
+func TestAFullDiskWhileRunningPausesTheProcessAndLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=96m"); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root: %v); the full-disk test needs a real small file system", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	grpcAddr := freeAddr(t)
+	g := newGroup(t, "fullrun", 1, 2, "--min-free-mib", "16", "--grpc-addr", grpcAddr)
+	g.dirs[0] = filepath.Join(dir, "eddy")
+	g.start(0)
+	prod := newPacedProducer(g.broker, 2000)
+	prod.every = 5 * time.Millisecond
+	go prod.run()
+	prod.wait(t)
+	waitFor(t, 60*time.Second, "2,000 learned", func() bool { return g.learned() == 2000 })
+
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if int64(st.Bavail)*st.Bsize < 8<<20 {
+			break
+		}
+		if _, err := filler.Write(chunk); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	prod = newPacedProducer(g.broker, 2000)
+	prod.every = 5 * time.Millisecond
+	go prod.run()
+	prod.wait(t)
+	waitFor(t, 30*time.Second, "learning paused", func() bool { return scrape(g.metrics[0], "eddy_learning_paused") == 1 })
+	resp, err := http.Get("http://" + g.metrics[0] + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no space left") {
+		t.Fatalf("/healthz = %d %q while the disk is full, want 503 naming the cause", resp.StatusCode, body)
+	}
+	out, err := exec.Command(g.bin, "predict", "--addr", grpcAddr, "--model", "default", "--feature", "f1=3", "--feature", "f2=4", "--feature", "f3=1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("eddy predict while the disk is full: %v\n%s", err, out)
+	}
+	stuck := g.learned()
+	time.Sleep(time.Second)
+	if got := g.learned(); got != stuck || got >= 4000 {
+		t.Fatalf("the model's stored count moved from %v to %v while no checkpoint can be written", stuck, got)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "learning resumed and every event learned", func() bool { return g.learned() == 4000 })
+	if scrape(g.metrics[0], "eddy_learning_paused") != 0 {
+		t.Fatal("still paused after space was freed")
+	}
+	g.stopAll()
+	requireExactlyOnce(t, exportedModel(t, g.broker, "fullrun"), 4000)
+	t.Logf("paused at %v learned, predict answered %q", stuck, strings.TrimSpace(string(out)))
 }
