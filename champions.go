@@ -51,8 +51,8 @@ type outgoing struct {
 	version uint64
 }
 
-func newChampions(cfg Config, brokers []string, server *serving.Server, log *slog.Logger) (*champions, error) {
-	topic, err := stream.NewStateLog(stream.StateLogConfig{Brokers: brokers, Topic: cfg.SnapshotsTopic()}, log)
+func newChampions(cfg Config, cluster stream.Cluster, server *serving.Server, log *slog.Logger) (*champions, error) {
+	topic, err := stream.NewStateLog(stream.StateLogConfig{Brokers: cluster.Brokers, TLS: cluster.TLS, SASL: cluster.SASL, Topic: cfg.SnapshotsTopic()}, log)
 	if err != nil {
 		return nil, err
 	}

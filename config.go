@@ -42,6 +42,9 @@ type Config struct {
 	// operator frees space, and resumes by itself. The default, 0, is 64
 	// MiB; negative disables the check.
 	MinFreeBytes int64
+	// Kafka secures every connection to the brokers (TLS, SASL); the zero
+	// value is plaintext. See KafkaConfig.
+	Kafka KafkaConfig
 	// ResetModels names models to start afresh on purpose (eddy serve
 	// --reset-model): their local state is deleted before the service
 	// starts, and once this instance acquires them their fresh state
@@ -231,6 +234,7 @@ type fileConfig struct {
 	RetainSnapshots int                   `yaml:"retain_snapshots"`
 	RetainFor       time.Duration         `yaml:"retain_for"`
 	RollingWindow   int                   `yaml:"rolling_window"`
+	Kafka           KafkaConfig           `yaml:"kafka"`
 }
 
 // LoadConfigFile reads a model configuration file (YAML, documented in
@@ -239,19 +243,34 @@ type fileConfig struct {
 // file without models is one too. Defaults are not applied, so that a
 // caller can tell which settings the file left out.
 func LoadConfigFile(path string) (engine.Config, error) {
+	fc, err := readConfigFile(path)
+	if err != nil {
+		return engine.Config{}, err
+	}
+	if len(fc.Models) == 0 {
+		return engine.Config{}, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
+	}
+	return engine.Config{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}, nil
+}
+
+// LoadKafkaConfigFile reads the "kafka:" section of a configuration file
+// (the zero KafkaConfig if it has none).
+func LoadKafkaConfigFile(path string) (KafkaConfig, error) {
+	fc, err := readConfigFile(path)
+	return fc.Kafka, err
+}
+
+func readConfigFile(path string) (fileConfig, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return engine.Config{}, fmt.Errorf("config: %w", err)
+		return fileConfig{}, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)
 	var fc fileConfig
 	if err := dec.Decode(&fc); err != nil {
-		return engine.Config{}, fmt.Errorf("config %s: %w", path, err)
+		return fileConfig{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	if len(fc.Models) == 0 {
-		return engine.Config{}, fmt.Errorf("config %s: no models (want a top-level \"models:\" list)", path)
-	}
-	return engine.Config{Models: fc.Models, PromoteInterval: fc.PromoteInterval, Retain: fc.RetainSnapshots, RetainFor: fc.RetainFor, RollingWindow: fc.RollingWindow}, nil
+	return fc, nil
 }

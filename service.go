@@ -35,7 +35,7 @@ type Service struct {
 	log      *slog.Logger
 	reg      prometheus.Registerer
 	gatherer prometheus.Gatherer // serves /metrics; nil without MetricsAddr
-	brokers  []string
+	cluster  stream.Cluster
 	broker   *devbroker.Broker // nil with Config.Brokers
 	store    *store.Store
 	engine   *engine.Engine
@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if s.server, err = serving.New(cfg.Serving, names, reg, log); err != nil {
 		return nil, err
 	}
-	if s.champs, err = newChampions(cfg, s.brokers, s.server, log); err != nil {
+	if s.champs, err = newChampions(cfg, s.cluster, s.server, log); err != nil {
 		return nil, err
 	}
 	if s.engine, err = engine.New(cfg.Learner, s.store, s.champs.publish, reg, log); err != nil {
@@ -116,7 +116,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	s.admin = newGroupAdmin(s.engine, s.server, s.bus, log)
 	s.server.SetAdmin(s.admin)
 	s.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
-		Brokers:            s.brokers,
+		Brokers:            s.cluster.Brokers,
+		TLS:                s.cluster.TLS,
+		SASL:               s.cluster.SASL,
 		Topics:             s.engine.Topics(),
 		LabelTopics:        s.engine.LabelTopics(),
 		GroupID:            cfg.Group,
@@ -145,15 +147,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 // startBroker starts the embedded broker when no brokers are given, then
 // makes sure every topic and dead-letter topic exists.
 func (s *Service) startBroker(ctx context.Context) error {
+	tlsConfig, mechanism, err := s.cfg.Kafka.Security()
+	if err != nil {
+		return err
+	}
+	if len(s.cfg.Brokers) == 0 && (tlsConfig != nil || mechanism != nil) {
+		return fmt.Errorf("%w: Kafka TLS or SASL settings need brokers (--brokers): the embedded broker is plaintext", ErrInvalidConfig)
+	}
 	if len(s.cfg.Brokers) > 0 {
-		s.brokers = slices.Clone(s.cfg.Brokers)
+		s.cluster = stream.Cluster{Brokers: slices.Clone(s.cfg.Brokers), TLS: tlsConfig, SASL: mechanism}
 	} else {
 		port, _ := loopbackPort(s.cfg.EmbeddedAddr) // checked by Validate
 		brokerDir := filepath.Join(s.cfg.DataDir, "kafka")
 		if s.cfg.Ephemeral {
 			brokerDir = ""
 		}
-		var err error
 		s.broker, err = devbroker.Start(devbroker.Config{
 			Port:    port,
 			DataDir: brokerDir,
@@ -161,7 +169,7 @@ func (s *Service) startBroker(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.brokers = []string{s.broker.Addr()}
+		s.cluster = stream.Cluster{Brokers: []string{s.broker.Addr()}}
 		s.log.Warn("started the embedded Kafka-protocol broker (kfake): a development default, not for production; pass --brokers to use a Kafka cluster",
 			"addr", s.broker.Addr())
 	}
@@ -181,18 +189,18 @@ func (s *Service) startBroker(ctx context.Context) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := stream.WaitForBroker(tctx, s.brokers[0]); err != nil {
+	if err := stream.WaitForBroker(tctx, s.cluster.Brokers[0]); err != nil {
 		return err
 	}
-	if err := stream.EnsureTopics(tctx, s.brokers, topics); err != nil {
+	if err := s.cluster.EnsureTopics(tctx, topics); err != nil {
 		return err
 	}
 	for _, name := range []string{s.cfg.StateTopic(), s.cfg.SnapshotsTopic()} {
-		if err := stream.EnsureStateTopic(tctx, s.brokers, name); err != nil {
+		if err := stream.EnsureStateTopic(tctx, s.cluster, name); err != nil {
 			return err
 		}
 	}
-	s.bus = stream.NewBus(s.brokers, s.cfg.CommandsTopic(), s.log)
+	s.bus = stream.NewBus(s.cluster, s.cfg.CommandsTopic(), s.log)
 	return s.bus.EnsureTopic(tctx)
 }
 
@@ -212,7 +220,7 @@ func (s *Service) MetricsAddr() string {
 // Brokers returns the Kafka bootstrap addresses the service uses:
 // Config.Brokers, or the embedded broker's address. The caller must not
 // modify the slice.
-func (s *Service) Brokers() []string { return s.brokers }
+func (s *Service) Brokers() []string { return s.cluster.Brokers }
 
 // Run serves until ctx is done or a component fails, then shuts down in
 // order: gRPC stops accepting and drains, the consumer stops and writes its
@@ -281,7 +289,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		})
 	}
-	s.log.Info("eddy is running", "role", s.cfg.Role, "brokers", s.brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
+	s.log.Info("eddy is running", "role", s.cfg.Role, "brokers", s.cluster.Brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
 	err := g.Wait()
 	if err != nil {
 		s.log.Error("eddy stopped", "err", err)

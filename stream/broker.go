@@ -17,10 +17,16 @@ type TopicSpec struct {
 	Configs    map[string]string // topic configs, e.g. max.message.bytes
 }
 
+// EnsureTopics is Cluster.EnsureTopics on a plaintext cluster.
+func EnsureTopics(ctx context.Context, brokers []string, topics []TopicSpec) error {
+	return Cluster{Brokers: brokers}.EnsureTopics(ctx, topics)
+}
+
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are, whatever their partition count.
-func EnsureTopics(ctx context.Context, brokers []string, topics []TopicSpec) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+func (c Cluster) EnsureTopics(ctx context.Context, topics []TopicSpec) error {
+	client := c.client(10 * time.Second)
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}

@@ -19,23 +19,23 @@ import (
 //
 // Send and Listen may be called from any goroutine.
 type Bus struct {
-	brokers []string
+	cluster Cluster
 	topic   string
 	log     *slog.Logger
 	writer  *kafka.Writer
 }
 
-// NewBus returns a Bus on topic.
-func NewBus(brokers []string, topic string, log *slog.Logger) *Bus {
-	return &Bus{brokers: brokers, topic: topic, log: log.With("component", "bus", "topic", topic),
-		writer: &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll,
-			BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}}
+// NewBus returns a Bus on topic of cluster.
+func NewBus(cluster Cluster, topic string, log *slog.Logger) *Bus {
+	return &Bus{cluster: cluster, topic: topic, log: log.With("component", "bus", "topic", topic),
+		writer: &kafka.Writer{Addr: kafka.TCP(cluster.Brokers...), Topic: topic, RequiredAcks: kafka.RequireAll,
+			BatchTimeout: time.Millisecond, Transport: cluster.Transport()}}
 }
 
 // EnsureTopic creates the bus's topic (1 partition, messages kept an hour)
 // if it does not exist.
 func (b *Bus) EnsureTopic(ctx context.Context) error {
-	return EnsureTopics(ctx, b.brokers, []TopicSpec{{Name: b.topic, Partitions: 1, Configs: map[string]string{"retention.ms": "3600000"}}})
+	return b.cluster.EnsureTopics(ctx, []TopicSpec{{Name: b.topic, Partitions: 1, Configs: map[string]string{"retention.ms": "3600000"}}})
 }
 
 // Send writes one message, acknowledged by all in-sync replicas.
@@ -63,7 +63,7 @@ func (b *Bus) Listen(ctx context.Context, fn func(key, value []byte), ready func
 		}
 		start, err = b.end(ctx)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.brokers, Topic: b.topic, Partition: 0, MinBytes: 1, MaxBytes: 1 << 20,
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: b.cluster.Brokers, Dialer: b.cluster.Dialer(), Topic: b.topic, Partition: 0, MinBytes: 1, MaxBytes: 1 << 20,
 		MaxWait: 100 * time.Millisecond, ErrorLogger: kafka.LoggerFunc(func(string, ...any) {})})
 	defer r.Close()
 	if err := r.SetOffset(start); err != nil {
@@ -86,7 +86,8 @@ func (b *Bus) Listen(ctx context.Context, fn func(key, value []byte), ready func
 }
 
 func (b *Bus) end(ctx context.Context) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(b.brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+	client := b.cluster.client(10 * time.Second)
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
 	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{b.topic: {kafka.LastOffsetOf(0)}}})
 	if err != nil {
 		return 0, err

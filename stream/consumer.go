@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Offset is the next offset to consume from one partition.
@@ -63,6 +65,10 @@ type Rejection interface {
 type ConsumerConfig struct {
 	// Brokers are the bootstrap addresses. Required.
 	Brokers []string
+	// TLS and SASL secure every connection the consumer makes (see
+	// Cluster); nil means plaintext without authentication.
+	TLS  *tls.Config
+	SASL sasl.Mechanism
 	// Topics are consumed as one consumer group. Required.
 	Topics []string
 	// LabelTopics are topics (also consumed, in the same group) whose
@@ -162,6 +168,11 @@ func (c *ConsumerConfig) Validate() error {
 	return nil
 }
 
+// cluster returns the cluster the consumer connects to.
+func (c *ConsumerConfig) cluster() Cluster {
+	return Cluster{Brokers: c.Brokers, TLS: c.TLS, SASL: c.SASL}
+}
+
 // Stats is a snapshot of a Consumer's counters since it was created.
 type Stats struct {
 	Consumed     uint64 // messages handled or dead-lettered
@@ -252,7 +263,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, reg prometheus.Registerer,
 			RequiredAcks: kafka.RequireAll,
 			Balancer:     &kafka.Hash{},
 			BatchTimeout: time.Millisecond,
-			Transport:    &kafka.Transport{},
+			Transport:    cfg.cluster().Transport(),
 		},
 	}
 	if owner, ok := handler.(Owner); ok {
@@ -300,7 +311,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		ID:             c.cfg.GroupID,
 		Brokers:        c.cfg.Brokers,
 		Topics:         append(slices.Clone(c.cfg.Topics), c.cfg.LabelTopics...),
-		Dialer:         dialer.kafkaDialer(),
+		Dialer:         dialer.kafkaDialer(c.cfg.cluster()),
 		SessionTimeout: c.cfg.SessionTimeout,
 		// Heartbeats well inside the session: kafka-go's default (3s) is
 		// longer than a short session, and a member whose heartbeats come
@@ -400,9 +411,8 @@ func (c *Consumer) closeGroup(group *kafka.ConsumerGroup, dialer *abortableDiale
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupLeaveWait)
 	defer cancel()
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: groupLeaveWait, Transport: transport}
+	client := c.cfg.cluster().client(groupLeaveWait)
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
 	resp, err := client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{GroupID: c.cfg.GroupID, Members: []kafka.LeaveGroupRequestMember{{ID: memberID}}})
 	if err == nil {
 		err = resp.Error
@@ -424,9 +434,11 @@ type abortableDialer struct {
 	aborted bool
 }
 
-// kafkaDialer is kafka.DefaultDialer dialing through d.
-func (d *abortableDialer) kafkaDialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, DialFunc: d.dial}
+// kafkaDialer is cluster's Dialer dialing through d.
+func (d *abortableDialer) kafkaDialer(cluster Cluster) *kafka.Dialer {
+	k := cluster.Dialer()
+	k.DialFunc = d.dial
+	return k
 }
 
 func (d *abortableDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
@@ -690,6 +702,7 @@ func (c *Consumer) startOffset(stored map[int]int64, a kafka.PartitionAssignment
 func (c *Consumer) fetch(ctx context.Context, topic string, partition int, start int64, out chan<- kafka.Message) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   c.cfg.Brokers,
+		Dialer:    c.cfg.cluster().Dialer(),
 		Topic:     topic,
 		Partition: partition,
 		MinBytes:  1,

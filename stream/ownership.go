@@ -77,13 +77,13 @@ func newOwnership(c *Consumer, owner Owner) (*ownership, error) {
 		acquired:  make(map[string]bool),
 		following: make(map[string]bool),
 		exported:  make(map[string][2]uint64),
-		client:    &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}},
+		client:    c.cfg.cluster().client(10 * time.Second),
 	}
 	for _, u := range units {
 		o.held[u.Name] = true
 	}
 	if c.cfg.StateTopic != "" {
-		state, err := NewStateLog(StateLogConfig{Brokers: c.cfg.Brokers, Topic: c.cfg.StateTopic}, c.log)
+		state, err := NewStateLog(StateLogConfig{Brokers: c.cfg.Brokers, TLS: c.cfg.TLS, SASL: c.cfg.SASL, Topic: c.cfg.StateTopic}, c.log)
 		if err != nil {
 			return nil, err
 		}
@@ -516,8 +516,8 @@ func (c *Consumer) CaughtUp() bool { return !c.cfg.FollowOnly || c.caughtUp.Load
 
 // EnsureStateTopic creates topic, as a StateLog with the default chunk size
 // needs it, if it does not exist.
-func EnsureStateTopic(ctx context.Context, brokers []string, topic string) error {
-	l, err := NewStateLog(StateLogConfig{Brokers: brokers, Topic: topic}, slog.New(slog.DiscardHandler))
+func EnsureStateTopic(ctx context.Context, cluster Cluster, topic string) error {
+	l, err := NewStateLog(StateLogConfig{Brokers: cluster.Brokers, TLS: cluster.TLS, SASL: cluster.SASL, Topic: topic}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

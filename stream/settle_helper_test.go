@@ -104,7 +104,7 @@ func runHelperGroup(ctx context.Context, t *testing.T, log *slog.Logger, broker 
 		ID:                settleGroup,
 		Brokers:           []string{broker},
 		Topics:            []string{settleTopic},
-		Dialer:            dialer.kafkaDialer(),
+		Dialer:            dialer.kafkaDialer(Cluster{Brokers: []string{broker}}),
 		SessionTimeout:    session,
 		HeartbeatInterval: envDuration(t, envHeart, session/4),
 		RebalanceTimeout:  envDuration(t, envRebal, session),

@@ -110,6 +110,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,6 +123,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Checkpoint is one unit's state as of one moment.
@@ -142,12 +144,19 @@ func newer(epoch, seq, thanEpoch, thanSeq uint64) bool {
 type StateLogConfig struct {
 	// Brokers are the bootstrap addresses. Required.
 	Brokers []string
+	// TLS and SASL secure its connections (see Cluster).
+	TLS  *tls.Config
+	SASL sasl.Mechanism
 	// Topic is the compacted topic. Required.
 	Topic string
 	// ChunkSize is the number of bytes of Data per Kafka message. The
 	// default is 512 KiB. A topic not created by EnsureTopic must accept
 	// messages (max.message.bytes) of MaxMessageBytes.
 	ChunkSize int
+}
+
+func (c *StateLogConfig) cluster() Cluster {
+	return Cluster{Brokers: c.Brokers, TLS: c.TLS, SASL: c.SASL}
 }
 
 // StateLog defaults and limits.
@@ -249,7 +258,7 @@ func NewStateLog(cfg StateLogConfig, log *slog.Logger) (*StateLog, error) {
 		return nil, err
 	}
 	log = log.With("component", "statelog", "topic", cfg.Topic)
-	transport := &kafka.Transport{}
+	transport := cfg.cluster().Transport()
 	return &StateLog{
 		cfg: cfg,
 		log: log,
@@ -275,7 +284,7 @@ func NewStateLog(cfg StateLogConfig, log *slog.Logger) (*StateLog, error) {
 // max.message.bytes=MaxMessageBytes) if absent. An existing topic is left
 // as it is.
 func (l *StateLog) EnsureTopic(ctx context.Context) error {
-	err := EnsureTopics(ctx, l.cfg.Brokers, []TopicSpec{{
+	err := l.cfg.cluster().EnsureTopics(ctx, []TopicSpec{{
 		Name:       l.cfg.Topic,
 		Partitions: 1,
 		Configs: map[string]string{
@@ -684,6 +693,7 @@ func (l *StateLog) retryingFetch(r *kafka.Reader) func(context.Context) (kafka.M
 func (l *StateLog) newReader(maxWait time.Duration) *kafka.Reader {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:       l.cfg.Brokers,
+		Dialer:        l.cfg.cluster().Dialer(),
 		Topic:         l.cfg.Topic,
 		Partition:     0,
 		MinBytes:      1,

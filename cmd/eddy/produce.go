@@ -54,6 +54,7 @@ type produceOptions struct {
 	file, format, target, key, topic, brokers, idPrefix string
 	rate, partitions                                    int
 	skipInvalid                                         bool
+	kafka                                               kafkaOptions
 }
 
 func runProduce(ctx context.Context, env *environment, args []string) error {
@@ -69,6 +70,7 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.rate, "rate", 0, "events per second (0: as fast as possible)")
 	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic if produce has to create it")
 	fs.BoolVar(&o.skipInvalid, "skip-invalid", false, "send the valid events of a file with invalid lines, reporting each skipped line")
+	o.kafka.register(fs)
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -138,11 +140,14 @@ func sendFile(ctx context.Context, o produceOptions, stderr io.Writer) (produceR
 	if format == "csv" && o.target == "" {
 		fmt.Fprintln(stderr, "produce: no --target given: the events go out without labels (scored, not learned, until labels arrive on a labels topic)")
 	}
-	brokers := strings.Split(o.brokers, ",")
-	if err := stream.EnsureTopics(ctx, brokers, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
+	cluster, err := o.kafka.cluster(o.brokers, "")
+	if err != nil {
 		return r, fmt.Errorf("produce: %w", err)
 	}
-	r.sent, err = sendEvents(ctx, o, format, brokers, r.valid, stderr)
+	if err := cluster.EnsureTopics(ctx, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
+		return r, fmt.Errorf("produce: %w", err)
+	}
+	r.sent, err = sendEvents(ctx, o, format, cluster, r.valid, stderr)
 	return r, err
 }
 
@@ -170,15 +175,15 @@ const drainTimeout = 10 * time.Second
 
 // sendEvents sends the valid events of the file, valid of them, and returns
 // how many were written.
-func sendEvents(ctx context.Context, o produceOptions, format string, brokers []string, valid int, stderr io.Writer) (int, error) {
+func sendEvents(ctx context.Context, o produceOptions, format string, cluster stream.Cluster, valid int, stderr io.Writer) (int, error) {
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
+		Addr:         kafka.TCP(cluster.Brokers...),
 		Topic:        o.topic,
 		RequiredAcks: kafka.RequireAll,
 		Balancer:     &kafka.Hash{},
 		BatchSize:    1000,
 		BatchTimeout: 5 * time.Millisecond,
-		Transport:    &kafka.Transport{},
+		Transport:    cluster.Transport(),
 	}
 	defer w.Close()
 	writeCtx, stopWrites := drainContext(ctx, drainTimeout)

@@ -57,6 +57,7 @@ type serveOptions struct {
 	resetModels        []string
 
 	model learner.ModelConfig // single model from flags, when no --config
+	kafka kafkaOptions
 }
 
 const serveUsage = `serve [flags]
@@ -99,6 +100,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.stateInterval, "state-interval", stream.DefaultStateInterval, "export each model's state to the group's state topic this often (and at every handover): bounds what a new owner replays after a crash")
 	fs.StringVar(&o.role, "role", eddy.RoleLearn, "learn: join the group and learn the models it assigns (serving all); serve: a serve-only replica that learns nothing, serves every model's champion from the snapshots topic and follows the topics of models with entity histories")
 	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
+	o.kafka.register(fs)
 	fs.Int64Var(&o.minFreeMiB, "min-free-mib", 64, "free space (MiB) checkpoints leave on the file system of --data-dir: with less, learning pauses (predictions go on, /healthz answers 503) until space is freed, and resumes by itself; 0 disables the check")
 	fs.Func("reset-model", "start this model afresh on purpose (comma-separated or repeated): its local state is deleted, it learns again from the start of its topic (--start), and its fresh state replaces the group's checkpoint once this instance owns it; models sharing a topic are reset together", func(s string) error {
 		for _, name := range strings.Split(s, ",") {
@@ -165,7 +167,12 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 	if err != nil {
 		return eddy.Config{}, err
 	}
+	kafkaCfg, err := o.kafka.config(o.configFile)
+	if err != nil {
+		return eddy.Config{}, err
+	}
 	cfg := eddy.Config{
+		Kafka:              kafkaCfg,
 		EmbeddedAddr:       o.embeddedAddr,
 		Ephemeral:          o.ephemeral,
 		DataDir:            o.dataDir,

@@ -52,6 +52,7 @@
 package devbroker
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -78,6 +79,20 @@ type Config struct {
 	Port int
 	// DataDir, if set, persists the broker's data there across restarts.
 	DataDir string
+	// TLS, if set, makes the broker accept TLS connections only (its
+	// certificate; ClientAuth for mutual TLS).
+	TLS *tls.Config
+	// Users, if any, enable SASL: every client must authenticate as one of
+	// them (all superusers). The reaper cannot authenticate, so a dead
+	// member of a secured broker is only removed by its session timeout.
+	Users []User
+}
+
+// User is a SASL user of a secured broker.
+type User struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Name      string
+	Password  string
 }
 
 // Start starts a single-node broker. Its group session timeouts may be as
@@ -93,6 +108,15 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
+	if len(cfg.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.Users {
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+		}
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
