@@ -45,6 +45,11 @@ type Config struct {
 	// Kafka secures every connection to the brokers (TLS, SASL); the zero
 	// value is plaintext. See KafkaConfig.
 	Kafka KafkaConfig
+	// KafkaWait bounds how long Run waits for Kafka to become usable at
+	// start (it probes every bootstrap broker with backoff, serving stored
+	// snapshots and answering /healthz 503 with the reason meanwhile);
+	// then Run fails. The default, 0, waits as long as it takes.
+	KafkaWait time.Duration
 	// ResetModels names models to start afresh on purpose (eddy serve
 	// --reset-model): their local state is deleted before the service
 	// starts, and once this instance acquires them their fresh state

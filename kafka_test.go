@@ -1,12 +1,18 @@
 package eddy_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/eddyhq/eddy"
@@ -115,4 +121,107 @@ func TestEddyConnectsWithMutualTLS(t *testing.T) {
 	cfg.Kafka = kc
 	svc := startTestService(t, cfg)
 	waitFor(t, 30*time.Second, "500 learned over mutual TLS", func() bool { return svc.learned("sea") == 500 })
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestStartUpWithoutABrokerWaitsServesStoredSnapshotsAndThenLearns starts
+// a service that has learned before, while its broker is down, with a dead
+// address first among the bootstrap brokers: within a second it logs that
+// it waits for Kafka at both; /healthz answers 503 with the reason while
+// Predict answers from the stored snapshot; the broker comes back 5 s
+// later, at the second address, and learning resumes by itself.
+func TestStartUpWithoutABrokerWaitsServesStoredSnapshotsAndThenLearns(t *testing.T) {
+	brokerDir := t.TempDir()
+	b, err := devbroker.Start(devbroker.Config{DataDir: brokerDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, addr := b.Port(), b.Addr()
+	dataDir := t.TempDir()
+	first := startTestService(t, testConfig(addr, dataDir, learner.ModelConfig{Name: "sea"}))
+	produceSEAEvents(t, addr, "events", 500)
+	waitFor(t, 30*time.Second, "500 learned", func() bool { return first.learned("sea") == 500 })
+	waitFor(t, 10*time.Second, "a snapshot", func() bool {
+		_, err := predictClient(t, first.GRPCAddr()).Predict(context.Background(), seaRequest("sea"))
+		return err == nil
+	})
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	var logs lockedBuffer
+	cfg := testConfig("127.0.0.1:1", dataDir, learner.ModelConfig{Name: "sea"})
+	cfg.Brokers = append(cfg.Brokers, addr)
+	reg := prometheus.NewRegistry()
+	svc, err := eddy.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runTestService(t, &running{Service: svc, registry: reg, noWait: true})
+	started := time.Now()
+	waitFor(t, time.Second, "the waiting line within 1 s", func() bool { return strings.Contains(logs.String(), "waiting for Kafka") })
+	line := logs.String()
+	if !strings.Contains(line, "127.0.0.1:1") || !strings.Contains(line, addr) {
+		t.Fatalf("the waiting line does not name every bootstrap broker:\n%s", line)
+	}
+	code, body := get(t, "http://"+r.MetricsAddr()+"/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for Kafka") || !strings.Contains(body, "connection refused") {
+		t.Fatalf("/healthz = %d %q while Kafka is down, want 503 with the reason", code, body)
+	}
+	if _, err := predictClient(t, r.GRPCAddr()).Predict(context.Background(), seaRequest("sea")); err != nil {
+		t.Fatalf("Predict from the stored snapshot while Kafka is down: %v", err)
+	}
+	time.Sleep(5*time.Second - time.Since(started))
+	b, err = devbroker.Start(devbroker.Config{Port: port, DataDir: brokerDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	select {
+	case <-r.Connected():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not connected 30 s after the broker came up:\n%s", logs.String())
+	}
+	produceSEAEvents(t, addr, "events", 500)
+	waitFor(t, 30*time.Second, "learning resumed", func() bool { return r.learned("sea") == 1000 })
+	if code, _ := get(t, "http://"+r.MetricsAddr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d once Kafka is up", code)
+	}
+}
+
+// TestKafkaWaitGivesUpNamingTheReason bounds the wait: Run fails after it
+// with the reason.
+func TestKafkaWaitGivesUpNamingTheReason(t *testing.T) {
+	cfg := testConfig("127.0.0.1:1", t.TempDir(), learner.ModelConfig{Name: "sea"})
+	cfg.KafkaWait = 2 * time.Second
+	svc, err := eddy.New(context.Background(), cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = svc.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "--kafka-wait") {
+		t.Fatalf("Run = %v, want the reason and the limit", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("gave up after %v with --kafka-wait 2s", took)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,14 +48,29 @@ type Service struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener // nil when metrics are disabled
 	started  atomic.Bool
+	topics   []stream.TopicSpec           // the models' topics and dead-letter topics, created in Run
+	waiting  atomic.Pointer[kafkaWaiting] // set while Run waits for Kafka
+	ready    chan struct{}                // closed once Run has connected and created the topics
+}
+
+// Connected returns a channel that is closed once Run has found Kafka
+// usable and created the missing topics: from then on events produced to
+// the models' topics are learned.
+func (s *Service) Connected() <-chan struct{} { return s.ready }
+
+// kafkaWaiting is what /healthz says while Run waits for Kafka.
+type kafkaWaiting struct {
+	since  time.Time
+	reason string
 }
 
 // New builds a Service from cfg and binds its listeners, so that its
 // addresses are known (and port conflicts reported) before Run: it starts
-// the embedded broker when cfg.Brokers is empty, waits for the brokers and
-// creates the models' topics and dead-letter topics (bounded by 30s and by
-// ctx), opens the store under cfg.DataDir and restores every model. On
-// error, whatever was started is stopped again.
+// the embedded broker when cfg.Brokers is empty, opens the store under
+// cfg.DataDir and restores every model. It does not contact Kafka: Run
+// waits for it (Config.KafkaWait) with gRPC and /healthz already up, then
+// creates the missing topics. On error, whatever was started is stopped
+// again.
 //
 // log receives the service's state changes (nil: discarded). Metrics are
 // registered with reg (nil: a private registry); with cfg.MetricsAddr, reg
@@ -73,7 +89,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	s := &Service{cfg: cfg, log: log, reg: reg}
+	s := &Service{cfg: cfg, log: log, reg: reg, ready: make(chan struct{})}
 	if cfg.MetricsAddr != "" {
 		g, ok := reg.(prometheus.Gatherer)
 		if !ok {
@@ -88,6 +104,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	}()
 	if err := s.startBroker(ctx); err != nil {
 		return nil, err
+	}
+	if s.broker != nil {
+		// The embedded broker is this process's: its topics exist when New
+		// returns, as a program producing to it right away expects.
+		if err := s.connect(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if s.store, err = store.Open(filepath.Join(cfg.DataDir, "pebble"), log, &store.Options{MinFreeBytes: cfg.MinFreeBytes, FS: cfg.storeFS}); err != nil {
 		return nil, err
@@ -187,12 +210,36 @@ func (s *Service) startBroker(ctx context.Context) error {
 			}
 		}
 	}
+	s.topics = topics
+	s.bus = stream.NewBus(s.cluster, s.cfg.CommandsTopic(), s.log)
+	return nil
+}
+
+// connect waits until Kafka can be used (logging at once what it waits
+// for, and each new reason; /healthz says it too), at most
+// Config.KafkaWait if set, then creates the topics that are missing. It
+// returns nil when ctx ends first.
+func (s *Service) connect(ctx context.Context) error {
+	start := time.Now()
+	err := stream.WaitForCluster(ctx, s.cluster, s.cfg.KafkaWait, func(err error) {
+		s.waiting.Store(&kafkaWaiting{since: start, reason: err.Error()})
+		s.log.Warn("waiting for Kafka; stored snapshots are served meanwhile", "brokers", s.cluster.Brokers, "reason", err.Error())
+	})
+	switch {
+	case ctx.Err() != nil:
+		if s.waiting.Load() != nil {
+			s.log.Info("interrupted while waiting for Kafka", "brokers", s.cluster.Brokers)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("Kafka not usable at %s within %v (--kafka-wait): %w", strings.Join(s.cluster.Brokers, ","), s.cfg.KafkaWait, err)
+	}
+	if s.waiting.Swap(nil) != nil {
+		s.log.Info("Kafka is usable: starting to learn", "brokers", s.cluster.Brokers, "waited", time.Since(start).Round(time.Millisecond))
+	}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := stream.WaitForBroker(tctx, s.cluster.Brokers[0]); err != nil {
-		return err
-	}
-	if err := s.cluster.EnsureTopics(tctx, topics); err != nil {
+	if err := s.cluster.EnsureTopics(tctx, s.topics); err != nil {
 		return err
 	}
 	for _, name := range []string{s.cfg.StateTopic(), s.cfg.SnapshotsTopic()} {
@@ -200,8 +247,11 @@ func (s *Service) startBroker(ctx context.Context) error {
 			return err
 		}
 	}
-	s.bus = stream.NewBus(s.cluster, s.cfg.CommandsTopic(), s.log)
-	return s.bus.EnsureTopic(tctx)
+	if err := s.bus.EnsureTopic(tctx); err != nil {
+		return err
+	}
+	close(s.ready)
+	return nil
 }
 
 // GRPCAddr returns the address the gRPC server listens on (with port 0 in
@@ -223,6 +273,9 @@ func (s *Service) MetricsAddr() string {
 func (s *Service) Brokers() []string { return s.cluster.Brokers }
 
 // Run serves until ctx is done or a component fails, then shuts down in
+// order. It serves gRPC and /healthz at once, waits for Kafka to be usable
+// (probing every bootstrap broker; /healthz answers 503 with the reason
+// meanwhile), creates the missing topics, then learns. Shutdown is in
 // order: gRPC stops accepting and drains, the consumer stops and writes its
 // final checkpoint, Pebble closes, the embedded broker stops. It returns
 // nil when stopped by ctx. Run releases everything New acquired, also when
@@ -239,17 +292,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer stopConsumer()
 		return s.server.Serve(gctx, s.grpcLis)
 	})
-	g.Go(func() error {
-		if err := s.consumer.Run(consumerCtx); err != nil {
-			return fmt.Errorf("consumer stopped: %w", err)
-		}
-		return nil
-	})
 	if s.httpLis != nil {
 		g.Go(func() error { return s.serveMetrics(gctx) })
 	}
-	g.Go(func() error { return s.champs.write(gctx) })
-	g.Go(func() error { return s.admin.listen(gctx) })
 	g.Go(func() error {
 		// Pebble declared an error fatal (corruption a compaction found,
 		// a failed log write): stop, naming the directory and the way out;
@@ -261,34 +306,53 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		}
 	})
-	var champsCaughtUp atomic.Bool
-	g.Go(func() error {
-		return s.champs.follow(gctx, func() {
-			champsCaughtUp.Store(true)
-			s.log.Info("caught up with the snapshots topic", "topic", s.cfg.SnapshotsTopic())
-		})
-	})
 	if s.cfg.Role == RoleServe {
 		// A replica reports NOT_SERVING until it serves what the group
 		// serves: the snapshots topic read and the histories caught up.
 		s.server.SetServing(false)
-		g.Go(func() error {
-			ticker := time.NewTicker(50 * time.Millisecond)
-			defer ticker.Stop()
-			for {
-				select {
-				case <-gctx.Done():
-					return nil
-				case <-ticker.C:
-				}
-				if champsCaughtUp.Load() && s.consumer.CaughtUp() {
-					s.server.SetServing(true)
-					s.log.Info("replica caught up: serving")
-					return nil
-				}
-			}
-		})
 	}
+	g.Go(func() error {
+		// Kafka may not be there yet: gRPC and /healthz are up meanwhile.
+		select {
+		case <-s.ready: // the embedded broker, connected by New
+		default:
+			if err := s.connect(gctx); err != nil || gctx.Err() != nil {
+				return err
+			}
+		}
+		g.Go(func() error {
+			if err := s.consumer.Run(consumerCtx); err != nil {
+				return fmt.Errorf("consumer stopped: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { return s.champs.write(gctx) })
+		g.Go(func() error { return s.admin.listen(gctx) })
+		var champsCaughtUp atomic.Bool
+		g.Go(func() error {
+			return s.champs.follow(gctx, func() {
+				champsCaughtUp.Store(true)
+				s.log.Info("caught up with the snapshots topic", "topic", s.cfg.SnapshotsTopic())
+			})
+		})
+		if s.cfg.Role != RoleServe {
+			return nil
+		}
+		ticker := time.NewTicker(50 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-ticker.C:
+			}
+			if champsCaughtUp.Load() && s.consumer.CaughtUp() {
+				s.server.SetServing(true)
+				s.log.Info("replica caught up: serving")
+				return nil
+			}
+		}
+	})
 	s.log.Info("eddy is running", "role", s.cfg.Role, "brokers", s.cluster.Brokers, "grpc", s.GRPCAddr(), "metrics", s.MetricsAddr(), "data_dir", s.cfg.DataDir)
 	err := g.Wait()
 	if err != nil {
@@ -308,10 +372,16 @@ func (s *Service) serveMetrics(ctx context.Context) error {
 			fmt.Fprintf(w, "state store: checkpoints failing since %s: learning paused (predictions still served): %s\n", since.UTC().Format(time.RFC3339), cause)
 			return
 		}
-		if since := s.consumer.BrokerDownSince(); !since.IsZero() {
+		if w8 := s.waiting.Load(); w8 != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "waiting for Kafka at %s since %s: not learning (stored snapshots are served): %s\n",
+				strings.Join(s.cluster.Brokers, ","), w8.since.UTC().Format(time.RFC3339), w8.reason)
+			return
+		}
+		if since, reason := s.consumer.BrokerDownSince(); !since.IsZero() {
 			// Predictions are still served from snapshots; learning waits.
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "kafka unreachable since %s: not learning (predictions still served)\n", since.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "kafka unusable since %s: not learning (predictions still served): %s\n", since.UTC().Format(time.RFC3339), reason)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -80,6 +80,7 @@ type running struct {
 	registry *prometheus.Registry
 	stop     func() error  // graceful stop; returns Run's error
 	exited   chan struct{} // closed when Run has returned, with runErr
+	noWait   bool          // runTestService returns without waiting for Connected
 	runErr   error
 }
 
@@ -112,6 +113,14 @@ func runTestService(t testing.TB, r *running) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.exited = make(chan struct{})
 	go func() { r.runErr = r.Run(ctx); close(r.exited) }()
+	if !r.noWait {
+		select {
+		case <-r.Connected():
+		case <-r.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the service did not connect to Kafka within 30s")
+		}
+	}
 	stopped := false
 	r.stop = func() error {
 		if !stopped {

@@ -71,7 +71,8 @@ func (s Stats) Model(name string) (ModelStats, bool) {
 // Stats returns the service's current figures. It is safe to call from any
 // goroutine at any time after New, also while and after Run runs.
 func (s *Service) Stats() Stats {
-	st := Stats{Consumer: s.consumer.Stats(), BrokerDownSince: s.consumer.BrokerDownSince()}
+	st := Stats{Consumer: s.consumer.Stats()}
+	st.BrokerDownSince, _ = s.consumer.BrokerDownSince()
 	st.BrokerUp = st.BrokerDownSince.IsZero()
 	learned := make(map[string]engine.ModelStats)
 	for _, m := range s.engine.Stats().Models { // the models this instance learns

@@ -199,15 +199,18 @@ type Consumer struct {
 	pauseCause                          atomic.Value // string: the failing checkpoint's error
 	lastKafkaWarn                       atomic.Int64 // unix nanoseconds
 	downSince                           atomic.Int64 // unix nanoseconds the brokers became unreachable; 0 while reachable
+	downReason                          atomic.Value // string: why, as the prober last saw it
 }
 
-// BrokerDownSince returns since when no broker has been reachable, or the
-// zero time while one is. Safe for concurrent use.
-func (c *Consumer) BrokerDownSince() time.Time {
+// BrokerDownSince returns since when no broker has been usable, and why
+// (a BrokerError's text: refused, TLS, SASL...), or the zero time while one
+// is. Safe for concurrent use.
+func (c *Consumer) BrokerDownSince() (time.Time, string) {
 	if ns := c.downSince.Load(); ns != 0 {
-		return time.Unix(0, ns)
+		reason, _ := c.downReason.Load().(string)
+		return time.Unix(0, ns), reason
 	}
-	return time.Time{}
+	return time.Time{}, ""
 }
 
 // probeBrokers dials the brokers every interval until ctx is done, keeping
@@ -223,21 +226,23 @@ func (c *Consumer) probeBrokers(ctx context.Context, interval time.Duration) {
 			return
 		case <-ticker.C:
 		}
-		up := false
-		for _, addr := range c.cfg.Brokers {
-			conn, err := (&net.Dialer{Timeout: interval}).DialContext(ctx, "tcp", addr)
-			if err == nil {
-				conn.Close()
-				up = true
-				break
+		err := c.cfg.cluster().Probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		up := err == nil
+		if !up {
+			reason := err.Error()
+			if old, _ := c.downReason.Swap(reason).(string); old != reason {
+				c.log.Warn("Kafka unusable; consuming will resume when it is", "brokers", c.cfg.Brokers, "reason", reason)
 			}
 		}
 		switch down := c.downSince.Load(); {
 		case !up && down == 0:
 			c.downSince.Store(time.Now().UnixNano())
 			c.metrics.brokerUp.Set(0)
-			c.log.Warn("no Kafka broker reachable; consuming will resume when one is", "brokers", c.cfg.Brokers)
 		case up && down != 0:
+			c.downReason.Store("")
 			c.downSince.Store(0)
 			c.metrics.brokerUp.Set(1)
 			c.log.Info("Kafka broker reachable again", "down_for", time.Since(time.Unix(0, down)).Round(time.Millisecond))

@@ -298,7 +298,7 @@ func (o *ownership) export(ctx context.Context, g *generation, final bool) {
 	if o.state == nil || !final && time.Since(o.lastExport) < o.c.cfg.StateInterval {
 		return
 	}
-	if !o.c.BrokerDownSince().IsZero() {
+	if since, _ := o.c.BrokerDownSince(); !since.IsZero() {
 		// No broker: the write could only time out, holding up the
 		// consumer (and the admin commands it serves). The local state
 		// stands; the next checkpoint after the outage exports.

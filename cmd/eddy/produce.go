@@ -55,6 +55,7 @@ type produceOptions struct {
 	rate, partitions                                    int
 	skipInvalid                                         bool
 	kafka                                               kafkaOptions
+	kafkaWait                                           time.Duration
 }
 
 func runProduce(ctx context.Context, env *environment, args []string) error {
@@ -71,6 +72,7 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic if produce has to create it")
 	fs.BoolVar(&o.skipInvalid, "skip-invalid", false, "send the valid events of a file with invalid lines, reporting each skipped line")
 	o.kafka.register(fs)
+	fs.DurationVar(&o.kafkaWait, "kafka-wait", 10*time.Second, "how long to wait for Kafka to be usable before giving up (0: as long as it takes)")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -143,6 +145,15 @@ func sendFile(ctx context.Context, o produceOptions, stderr io.Writer) (produceR
 	cluster, err := o.kafka.cluster(o.brokers, "")
 	if err != nil {
 		return r, fmt.Errorf("produce: %w", err)
+	}
+	err = stream.WaitForCluster(ctx, cluster, o.kafkaWait, func(err error) {
+		fmt.Fprintf(stderr, "produce: waiting for Kafka at %s: %v\n", o.brokers, err)
+	})
+	switch {
+	case ctx.Err() != nil:
+		return r, errors.New("produce: interrupted while waiting for Kafka; nothing was sent")
+	case err != nil:
+		return r, fmt.Errorf("produce: Kafka not usable within %v (--kafka-wait): %w; nothing was sent", o.kafkaWait, err)
 	}
 	if err := cluster.EnsureTopics(ctx, []stream.TopicSpec{{Name: o.topic, Partitions: max(o.partitions, 1)}}); err != nil {
 		return r, fmt.Errorf("produce: %w", err)

@@ -54,6 +54,7 @@ type serveOptions struct {
 	start              string
 	role               string
 	minFreeMiB         int64
+	kafkaWait          time.Duration
 	resetModels        []string
 
 	model learner.ModelConfig // single model from flags, when no --config
@@ -101,6 +102,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.role, "role", eddy.RoleLearn, "learn: join the group and learn the models it assigns (serving all); serve: a serve-only replica that learns nothing, serves every model's champion from the snapshots topic and follows the topics of models with entity histories")
 	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
 	o.kafka.register(fs)
+	fs.DurationVar(&o.kafkaWait, "kafka-wait", 0, "how long to wait at start for Kafka to be usable before giving up (0: as long as it takes; meanwhile stored snapshots are served and /healthz says why)")
 	fs.Int64Var(&o.minFreeMiB, "min-free-mib", 64, "free space (MiB) checkpoints leave on the file system of --data-dir: with less, learning pauses (predictions go on, /healthz answers 503) until space is freed, and resumes by itself; 0 disables the check")
 	fs.Func("reset-model", "start this model afresh on purpose (comma-separated or repeated): its local state is deleted, it learns again from the start of its topic (--start), and its fresh state replaces the group's checkpoint once this instance owns it; models sharing a topic are reset together", func(s string) error {
 		for _, name := range strings.Split(s, ",") {
@@ -173,6 +175,7 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 	}
 	cfg := eddy.Config{
 		Kafka:              kafkaCfg,
+		KafkaWait:          o.kafkaWait,
 		EmbeddedAddr:       o.embeddedAddr,
 		Ephemeral:          o.ephemeral,
 		DataDir:            o.dataDir,

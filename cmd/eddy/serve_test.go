@@ -65,6 +65,11 @@ func startTestService(t *testing.T, o serveOptions) *eddy.Service {
 			t.Error("service did not stop within 30s")
 		}
 	})
+	select {
+	case <-svc.Connected():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the service did not connect to Kafka within 30s")
+	}
 	return svc
 }
 
