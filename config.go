@@ -45,6 +45,16 @@ type Config struct {
 	// Kafka secures every connection to the brokers (TLS, SASL); the zero
 	// value is plaintext. See KafkaConfig.
 	Kafka KafkaConfig
+	// CreateTopics says whether eddy creates the models' topics (events,
+	// labels) when they are missing. The default, nil, creates them on the
+	// embedded broker only: on a real cluster a missing topic is then an
+	// error naming it, as topics there are usually an operator's. eddy's
+	// internal topics (dead letters, state, snapshots, commands) are
+	// created when missing either way.
+	CreateTopics *bool
+	// ReplicationFactor is the replica count of the topics eddy creates;
+	// the default, 0, is the broker's default.replication.factor.
+	ReplicationFactor int
 	// KafkaWait bounds how long Run waits for Kafka to become usable at
 	// start (it probes every bootstrap broker with backoff, serving stored
 	// snapshots and answering /healthz 503 with the reason meanwhile);
@@ -197,6 +207,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
 	case c.Partitions < 0:
 		return fmt.Errorf("%w: Partitions is negative (%d)", ErrInvalidConfig, c.Partitions)
+	case c.ReplicationFactor < 0:
+		return fmt.Errorf("%w: ReplicationFactor is negative (%d)", ErrInvalidConfig, c.ReplicationFactor)
 	case c.Consumer.CheckpointEvery < 0 || c.Consumer.CheckpointInterval < 0 || c.Consumer.SessionTimeout < 0 || c.Consumer.StateInterval < 0:
 		return fmt.Errorf("%w: checkpoint, state and session settings must not be negative", ErrInvalidConfig)
 	case c.Role != "" && c.Role != RoleLearn && c.Role != RoleServe:

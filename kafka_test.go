@@ -225,3 +225,54 @@ func TestKafkaWaitGivesUpNamingTheReason(t *testing.T) {
 		t.Fatalf("gave up after %v with --kafka-wait 2s", took)
 	}
 }
+
+// TestOnAClusterAMissingTopicIsAnErrorUnlessEddyMayCreateIt: on a broker
+// that is not the embedded one, eddy does not create a model's missing
+// topic by default, and says which and how to fix it; with CreateTopics it
+// does.
+func TestOnAClusterAMissingTopicIsAnErrorUnlessEddyMayCreateIt(t *testing.T) {
+	broker := startBroker(t)
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "sea", Topic: "payments"})
+	cfg.CreateTopics = nil
+	svc, err := eddy.New(context.Background(), cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "payments") || !strings.Contains(err.Error(), "--create-topics") {
+		t.Fatalf("Run = %v, want an error naming the missing topic and the flag", err)
+	}
+	create := true
+	cfg.CreateTopics = &create
+	cfg.DataDir = t.TempDir()
+	startTestService(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	missing, err := (stream.Cluster{Brokers: []string{broker}}).MissingTopics(ctx, []string{"payments", "payments.dlq"})
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("with CreateTopics the topics are missing: %v %v", missing, err)
+	}
+}
+
+// TestAStateTopicThatIsNotCompactedIsReported creates the group's state
+// topic by hand with cleanup.policy=delete, as an operator might: eddy
+// warns, naming the topic and the command that fixes it.
+func TestAStateTopicThatIsNotCompactedIsReported(t *testing.T) {
+	broker := startBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, []string{broker}, []stream.TopicSpec{{Name: "test.state", Partitions: 1, Configs: map[string]string{"cleanup.policy": "delete"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
+	reg := prometheus.NewRegistry()
+	svc, err := eddy.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTestService(t, &running{Service: svc, registry: reg})
+	if !strings.Contains(logs.String(), "cleanup.policy=delete") || !strings.Contains(logs.String(), "--add-config cleanup.policy=compact") {
+		t.Fatalf("no warning about the state topic's cleanup policy:\n%s", logs.String())
+	}
+}

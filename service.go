@@ -32,25 +32,26 @@ var ErrRunTwice = errors.New("eddy: Run called twice")
 // consumer, gRPC server and metrics endpoint. Create it with New, then call
 // Run once; see the package documentation for what is safe to call when.
 type Service struct {
-	cfg      Config
-	log      *slog.Logger
-	reg      prometheus.Registerer
-	gatherer prometheus.Gatherer // serves /metrics; nil without MetricsAddr
-	cluster  stream.Cluster
-	broker   *devbroker.Broker // nil with Config.Brokers
-	store    *store.Store
-	engine   *engine.Engine
-	consumer *stream.Consumer
-	server   *serving.Server
-	champs   *champions
-	bus      *stream.Bus
-	admin    *groupAdmin
-	grpcLis  net.Listener
-	httpLis  net.Listener // nil when metrics are disabled
-	started  atomic.Bool
-	topics   []stream.TopicSpec           // the models' topics and dead-letter topics, created in Run
-	waiting  atomic.Pointer[kafkaWaiting] // set while Run waits for Kafka
-	ready    chan struct{}                // closed once Run has connected and created the topics
+	cfg              Config
+	log              *slog.Logger
+	reg              prometheus.Registerer
+	gatherer         prometheus.Gatherer // serves /metrics; nil without MetricsAddr
+	cluster          stream.Cluster
+	broker           *devbroker.Broker // nil with Config.Brokers
+	store            *store.Store
+	engine           *engine.Engine
+	consumer         *stream.Consumer
+	server           *serving.Server
+	champs           *champions
+	bus              *stream.Bus
+	admin            *groupAdmin
+	grpcLis          net.Listener
+	httpLis          net.Listener // nil when metrics are disabled
+	started          atomic.Bool
+	dataTopics       []stream.TopicSpec // the models' topics and labels topics
+	deadLetterTopics []stream.TopicSpec
+	waiting          atomic.Pointer[kafkaWaiting] // set while Run waits for Kafka
+	ready            chan struct{}                // closed once Run has connected and created the topics
 }
 
 // Connected returns a channel that is closed once Run has found Kafka
@@ -196,23 +197,31 @@ func (s *Service) startBroker(ctx context.Context) error {
 		s.log.Warn("started the embedded Kafka-protocol broker (kfake): a development default, not for production; pass --brokers to use a Kafka cluster",
 			"addr", s.broker.Addr())
 	}
-	var topics []stream.TopicSpec
 	seen := make(map[string]bool)
 	for _, m := range s.cfg.Learner.Models {
-		names := []string{m.Topic, m.Topic + stream.DefaultDeadLetterSuffix}
+		names := []string{m.Topic}
 		if m.LabelsTopic != "" {
-			names = append(names, m.LabelsTopic, m.LabelsTopic+stream.DefaultDeadLetterSuffix)
+			names = append(names, m.LabelsTopic)
 		}
 		for _, t := range names {
 			if !seen[t] {
 				seen[t] = true
-				topics = append(topics, stream.TopicSpec{Name: t, Partitions: s.cfg.Partitions})
+				s.dataTopics = append(s.dataTopics, stream.TopicSpec{Name: t, Partitions: s.cfg.Partitions, ReplicationFactor: s.cfg.ReplicationFactor})
+				s.deadLetterTopics = append(s.deadLetterTopics, stream.TopicSpec{Name: t + stream.DefaultDeadLetterSuffix, Partitions: s.cfg.Partitions, ReplicationFactor: s.cfg.ReplicationFactor})
 			}
 		}
 	}
-	s.topics = topics
 	s.bus = stream.NewBus(s.cluster, s.cfg.CommandsTopic(), s.log)
 	return nil
+}
+
+// createTopics reports whether eddy creates the models' missing topics:
+// Config.CreateTopics, by default only on the embedded broker.
+func (s *Service) createTopics() bool {
+	if s.cfg.CreateTopics != nil {
+		return *s.cfg.CreateTopics
+	}
+	return s.broker != nil
 }
 
 // connect waits until Kafka can be used (logging at once what it waits
@@ -239,12 +248,36 @@ func (s *Service) connect(ctx context.Context) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := s.cluster.EnsureTopics(tctx, s.topics); err != nil {
+	if s.createTopics() {
+		if err := s.cluster.EnsureTopics(tctx, s.dataTopics); err != nil {
+			return err
+		}
+	} else {
+		var names []string
+		for _, t := range s.dataTopics {
+			names = append(names, t.Name)
+		}
+		missing, err := s.cluster.MissingTopics(tctx, names)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("the models' topics %s do not exist on the cluster: create them (kafka-topics.sh --create --topic NAME --partitions N), or let eddy create them with --create-topics true",
+				strings.Join(missing, ", "))
+		}
+	}
+	// Internal topics are eddy's own: created when missing, whatever
+	// CreateTopics says, with the configuration they need.
+	if err := s.cluster.EnsureTopics(tctx, s.deadLetterTopics); err != nil {
 		return err
 	}
 	for _, name := range []string{s.cfg.StateTopic(), s.cfg.SnapshotsTopic()} {
-		if err := stream.EnsureStateTopic(tctx, s.cluster, name); err != nil {
+		problems, err := stream.EnsureStateTopic(tctx, s.cluster, name, s.cfg.ReplicationFactor)
+		if err != nil {
 			return err
+		}
+		for _, p := range problems {
+			s.log.Warn("internal topic misconfigured", "topic", name, "problem", p)
 		}
 	}
 	if err := s.bus.EnsureTopic(tctx); err != nil {

@@ -41,11 +41,13 @@ func startBroker(t testing.TB) string {
 }
 
 // testConfig is the configuration of a test's service: one model on a
-// 1-partition topic, quick checkpoints and promotions, free ports.
+// 1-partition topic (created by eddy if missing), quick checkpoints and
+// promotions, free ports.
 func testConfig(broker, dataDir string, model learner.ModelConfig) eddy.Config {
+	create := true
 	return eddy.Config{
 		Brokers: []string{broker}, Group: "test", DataDir: dataDir, GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-		Partitions: 1,
+		Partitions: 1, CreateTopics: &create,
 		Consumer:   eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second},
 		Learner:    engine.Config{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -515,12 +515,35 @@ func (g *generation) reachedEnds() bool {
 func (c *Consumer) CaughtUp() bool { return !c.cfg.FollowOnly || c.caughtUp.Load() }
 
 // EnsureStateTopic creates topic, as a StateLog with the default chunk size
-// needs it, if it does not exist.
-func EnsureStateTopic(ctx context.Context, cluster Cluster, topic string) error {
-	l, err := NewStateLog(StateLogConfig{Brokers: cluster.Brokers, TLS: cluster.TLS, SASL: cluster.SASL, Topic: topic}, slog.New(slog.DiscardHandler))
+// needs it, if it does not exist, with replicationFactor replicas (0: the
+// broker's default). Then it checks the topic's configuration and returns
+// what is wrong with an existing one, each with the fix: a state topic must
+// be compacted (with cleanup.policy=delete, retention deletes checkpoints
+// and a new owner may find none) and accept messages of MaxMessageBytes.
+func EnsureStateTopic(ctx context.Context, cluster Cluster, topic string, replicationFactor int) (problems []string, err error) {
+	cfg := StateLogConfig{Brokers: cluster.Brokers, TLS: cluster.TLS, SASL: cluster.SASL, Topic: topic}
+	cfg.EnsureDefaults()
+	want := cfg.MaxMessageBytes()
+	err = cluster.EnsureTopics(ctx, []TopicSpec{{
+		Name: topic, Partitions: 1, ReplicationFactor: replicationFactor,
+		Configs: map[string]string{"cleanup.policy": "compact", "max.message.bytes": strconv.Itoa(want)},
+	}})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("stream: state topic %s: %w", topic, err)
 	}
-	defer l.Close()
-	return l.EnsureTopic(ctx)
+	configs, err := cluster.TopicConfigs(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if policy, ok := configs["cleanup.policy"]; ok && !strings.Contains(policy, "compact") {
+		problems = append(problems, fmt.Sprintf("topic %s has cleanup.policy=%s: it must be compacted, or retention deletes checkpoints and a new owner may find none; "+
+			"fix: kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact", topic, policy, topic))
+	}
+	if v, ok := configs["max.message.bytes"]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n < want {
+			problems = append(problems, fmt.Sprintf("topic %s has max.message.bytes=%d, below the %d a state chunk needs: exports will fail; "+
+				"fix: kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config max.message.bytes=%d", topic, n, want, topic, want))
+		}
+	}
+	return problems, nil
 }

@@ -55,6 +55,8 @@ type serveOptions struct {
 	role               string
 	minFreeMiB         int64
 	kafkaWait          time.Duration
+	createTopics       string
+	replicationFactor  int
 	resetModels        []string
 
 	model learner.ModelConfig // single model from flags, when no --config
@@ -102,6 +104,8 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.role, "role", eddy.RoleLearn, "learn: join the group and learn the models it assigns (serving all); serve: a serve-only replica that learns nothing, serves every model's champion from the snapshots topic and follows the topics of models with entity histories")
 	fs.StringVar(&o.start, "start", "earliest", "where a model with no state starts on its topic: earliest or latest (positions never come from the group's committed offsets)")
 	o.kafka.register(fs)
+	fs.StringVar(&o.createTopics, "create-topics", "auto", "create the models' missing topics: true, false, or auto (only on the embedded broker; on a cluster a missing topic is then an error naming it). eddy's internal topics (dead letters, state, snapshots, commands) are created when missing either way")
+	fs.IntVar(&o.replicationFactor, "replication-factor", 0, "replicas of the topics eddy creates (0: the broker's default.replication.factor)")
 	fs.DurationVar(&o.kafkaWait, "kafka-wait", 0, "how long to wait at start for Kafka to be usable before giving up (0: as long as it takes; meanwhile stored snapshots are served and /healthz says why)")
 	fs.Int64Var(&o.minFreeMiB, "min-free-mib", 64, "free space (MiB) checkpoints leave on the file system of --data-dir: with less, learning pauses (predictions go on, /healthz answers 503) until space is freed, and resumes by itself; 0 disables the check")
 	fs.Func("reset-model", "start this model afresh on purpose (comma-separated or repeated): its local state is deleted, it learns again from the start of its topic (--start), and its fresh state replaces the group's checkpoint once this instance owns it; models sharing a topic are reset together", func(s string) error {
@@ -176,6 +180,7 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 	cfg := eddy.Config{
 		Kafka:              kafkaCfg,
 		KafkaWait:          o.kafkaWait,
+		ReplicationFactor:  o.replicationFactor,
 		EmbeddedAddr:       o.embeddedAddr,
 		Ephemeral:          o.ephemeral,
 		DataDir:            o.dataDir,
@@ -196,6 +201,17 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 			Start:              o.start,
 		},
 		Serving: serving.Config{AdminToken: o.adminToken, MaxConnectionIdle: o.grpcIdleTimeout, MaxRequestBytes: o.grpcMaxRequestBytes},
+	}
+	switch strings.ToLower(o.createTopics) {
+	case "", "auto":
+	case "true":
+		yes := true
+		cfg.CreateTopics = &yes
+	case "false":
+		no := false
+		cfg.CreateTopics = &no
+	default:
+		return cfg, fmt.Errorf("--create-topics %q: want true, false or auto", o.createTopics)
 	}
 	if o.brokers != "" {
 		cfg.Brokers = strings.Split(o.brokers, ",")

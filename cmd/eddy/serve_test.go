@@ -38,7 +38,7 @@ func testOptions(broker, dataDir string, model learner.ModelConfig) serveOptions
 		brokers: broker, group: "test", dataDir: dataDir, grpcAddr: "127.0.0.1:0", metricsAddr: "127.0.0.1:0",
 		partitions: 1, checkpointEvery: 200, checkpointInterval: 50 * time.Millisecond,
 		promoteInterval: 100 * time.Millisecond, sessionTimeout: 6 * time.Second,
-		logLevel: "info", logFormat: "text", model: model,
+		logLevel: "info", logFormat: "text", model: model, createTopics: "true",
 	}
 }
 
