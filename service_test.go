@@ -48,8 +48,8 @@ func testConfig(broker, dataDir string, model learner.ModelConfig) eddy.Config {
 	return eddy.Config{
 		Brokers: []string{broker}, Group: "test", DataDir: dataDir, GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
 		Partitions: 1, CreateTopics: &create,
-		Consumer:   eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second},
-		Learner:    engine.Config{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
+		Consumer: eddy.ConsumerConfig{CheckpointEvery: 200, CheckpointInterval: 50 * time.Millisecond, SessionTimeout: 6 * time.Second},
+		Learner:  engine.Config{Models: []learner.ModelConfig{model}, PromoteInterval: 100 * time.Millisecond},
 	}
 }
 
