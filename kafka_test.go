@@ -276,3 +276,46 @@ func TestAStateTopicThatIsNotCompactedIsReported(t *testing.T) {
 		t.Fatalf("no warning about the state topic's cleanup policy:\n%s", logs.String())
 	}
 }
+
+// TestEachMisconfigurationIsNamedInTheLogAndOnHealthz starts the service
+// against a SASL_SSL broker with one thing wrong at a time: it keeps
+// waiting (no learning, no spinning), logs the distinct reason once, and
+// /healthz answers 503 with it.
+func TestEachMisconfigurationIsNamedInTheLogAndOnHealthz(t *testing.T) {
+	broker, certs := secureBroker(t, false, devbroker.User{Mechanism: "SCRAM-SHA-256", Name: "eddy", Password: "right"})
+	good := eddy.KafkaConfig{SecurityProtocol: "sasl_ssl", SASL: eddy.SASLConf{Mechanism: "SCRAM-SHA-256", Username: "eddy", Password: "right"}, TLS: eddy.TLSConf{CAFile: certs.CA}}
+	for _, tc := range []struct {
+		name  string
+		kafka func(k eddy.KafkaConfig) eddy.KafkaConfig
+		want  string
+	}{
+		{"wrong password", func(k eddy.KafkaConfig) eddy.KafkaConfig { k.SASL.Password = "wrong"; return k }, "SASL authentication failed"},
+		{"untrusted certificate", func(k eddy.KafkaConfig) eddy.KafkaConfig { k.TLS.CAFile = ""; return k }, "does not trust"},
+		{"plaintext to a TLS listener", func(k eddy.KafkaConfig) eddy.KafkaConfig {
+			k.TLS = eddy.TLSConf{}
+			k.SecurityProtocol = "sasl_plaintext"
+			return k
+		}, "expects TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs lockedBuffer
+			cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "sea"})
+			cfg.Kafka = tc.kafka(good)
+			reg := prometheus.NewRegistry()
+			svc, err := eddy.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := runTestService(t, &running{Service: svc, registry: reg, noWait: true})
+			waitFor(t, 2*time.Second, "the reason in the log", func() bool { return strings.Contains(logs.String(), tc.want) })
+			code, body := get(t, "http://"+r.MetricsAddr()+"/healthz")
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, tc.want) {
+				t.Fatalf("/healthz = %d %q, want 503 saying %q", code, body, tc.want)
+			}
+			time.Sleep(3 * time.Second)
+			if n := strings.Count(logs.String(), tc.want); n != 1 {
+				t.Fatalf("the reason was logged %d times in 3 s, want once:\n%s", n, logs.String())
+			}
+		})
+	}
+}
