@@ -2,6 +2,8 @@
 # Runs a real `eddy serve` on the embedded broker and talks to it with
 # outside clients only: kcat produces events, curl scrapes /metrics, grpcurl
 # calls Predict through server reflection. Then SIGTERM must stop it cleanly.
+# A second run does it over SASL_SSL: `eddy broker` secured with a SCRAM user
+# and generated certificates, eddy serve and kcat authenticating to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -13,10 +15,11 @@ go build -o "$work/eddy" ./cmd/eddy
   --metrics-addr $METRICS --model-name outside --promote-interval 200ms >"$work/serve.log" 2>&1 &
 pid=$!
 
+log="$work/serve.log" # what wait_for shows when it times out
 metric() { curl -sf "http://$METRICS/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 wait_for() { # description, command
   for _ in $(seq 1 300); do if eval "$2" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done
-  echo "timed out waiting for $1"; cat "$work/serve.log"; exit 1
+  echo "timed out waiting for $1"; cat "$log"; exit 1
 }
 wait_for "metrics endpoint" "curl -sf http://$METRICS/metrics"
 wait_for "partition assignment" "[ \"\$(metric eddy_consumer_partitions_assigned)\" = 1 ]"
@@ -51,3 +54,63 @@ for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 if kill -0 $pid 2>/dev/null; then echo "eddy did not stop within 10s of SIGTERM"; exit 1; fi
 wait $pid && echo "SIGTERM: eddy stopped cleanly (exit 0)"
 grep -q "eddy stopped cleanly" "$work/serve.log"
+
+# The same over SASL_SSL, with its own broker, data directory and ports.
+KAFKA=127.0.0.1:19093 GRPC=127.0.0.1:15052 METRICS=127.0.0.1:19101
+password="dev-$RANDOM-$RANDOM"
+printf '%s\n' "$password" >"$work/pw"
+log="$work/broker-sasl.log"
+"$work/eddy" broker --addr $KAFKA --sasl-user "SCRAM-SHA-256:eddy:$password" --tls-dir "$work/tls" >"$log" 2>&1 &
+broker=$!
+wait_for "the SASL_SSL broker" "grep -q 'broker listening on $KAFKA (SASL_SSL: SCRAM-SHA-256 user eddy; CA $work/tls/ca.pem)' '$log'"
+echo "eddy broker: $(grep 'broker listening' "$log")"
+
+log="$work/serve-sasl.log"
+"$work/eddy" serve --data-dir "$work/data-sasl" --brokers $KAFKA --grpc-addr $GRPC --metrics-addr $METRICS \
+  --kafka-security-protocol sasl_ssl --kafka-sasl-mechanism SCRAM-SHA-256 --kafka-sasl-username eddy \
+  --kafka-sasl-password-file "$work/pw" --kafka-tls-ca "$work/tls/ca.pem" \
+  --model-name secured --promote-interval 200ms >"$log" 2>&1 &
+pid=$!
+wait_for "metrics endpoint" "curl -sf http://$METRICS/metrics"
+wait_for "partition assignment over SASL_SSL" "[ \"\$(metric eddy_consumer_partitions_assigned)\" = 1 ]"
+
+kcat_sasl=(-b $KAFKA -X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-256 -X sasl.username=eddy
+  -X "sasl.password=$password" -X "ssl.ca.location=$work/tls/ca.pem")
+for i in $(seq 1 200); do
+  printf '{"id":"sasl-%d","features":{"x":%d,"colour":"c%d"},"label":%d}\n' "$i" "$((i % 17))" "$((i % 3))" "$((i % 2))"
+done >"$work/sasl-events.jsonl"
+if timeout 20 kcat "${kcat_sasl[@]}" -L >"$work/kcat-metadata" 2>&1; then
+  kcat "${kcat_sasl[@]}" -t events -P <"$work/sasl-events.jsonl"
+  producer=kcat
+elif grep -q 'SASL Handshake not supported by broker' "$work/kcat-metadata"; then
+  # librdkafka (Debian 12 ships 2.0.2) starts SASL only with a broker that
+  # advertises SaslHandshake v0, and kfake serves v1 only: a limitation of
+  # the development broker, not of eddy (Kafka itself advertises v0-v1).
+  # Produce with eddy, over SASL_SSL too, and say what went unchecked.
+  echo "kcat: NOT CHECKED over SASL_SSL: librdkafka $(kcat -V | grep -o 'librdkafka [0-9.]*' | cut -d' ' -f2) cannot authenticate to the development broker (it wants SaslHandshake v0, which kfake does not advertise); producing with eddy produce"
+  "$work/eddy" produce --file "$work/sasl-events.jsonl" --brokers $KAFKA --topic events \
+    --kafka-security-protocol sasl_ssl --kafka-sasl-mechanism SCRAM-SHA-256 --kafka-sasl-username eddy \
+    --kafka-sasl-password-file "$work/pw" --kafka-tls-ca "$work/tls/ca.pem" 2>"$work/produce-sasl.log"
+  producer="eddy produce"
+else
+  echo "kcat cannot reach the SASL_SSL broker:"; cat "$work/kcat-metadata"; exit 1
+fi
+wait_for "200 examples learned over SASL_SSL" "[ \"\$(metric 'eddy_examples_learned_total{model=\"secured\"}')\" = 200 ]"
+echo "$producer over SASL_SSL: eddy_examples_learned_total{model=\"secured\"} reached $(metric 'eddy_examples_learned_total{model="secured"}')"
+if [ "$producer" = kcat ]; then
+  timeout 20 kcat "${kcat_sasl[@]}" -t events -C -o beginning -c 1 -f '%s\n' | tee "$work/sasl-read"
+  grep -q '"id":"sasl-1"' "$work/sasl-read"
+  echo "kcat: read the first event back over SASL_SSL"
+  if timeout 20 kcat "${kcat_sasl[@]}" -X sasl.password=wrong -L >"$work/kcat-wrong" 2>&1; then
+    echo "kcat: a wrong password was accepted"; exit 1
+  fi
+  echo "kcat: a wrong password is refused"
+fi
+
+kill -TERM $pid
+for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then echo "eddy (SASL_SSL) did not stop within 10s of SIGTERM"; exit 1; fi
+wait $pid && echo "SIGTERM: eddy (SASL_SSL) stopped cleanly (exit 0)"
+grep -q "eddy stopped cleanly" "$log"
+kill -TERM $broker
+wait $broker && echo "SIGTERM: eddy broker (SASL_SSL) stopped cleanly (exit 0)"
