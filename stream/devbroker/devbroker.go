@@ -122,6 +122,12 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devbroker: embedded broker on 127.0.0.1:%d: %w", cfg.Port, err)
 	}
+	if len(cfg.Users) > 0 {
+		if err := advertiseSaslHandshakeV0(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	r.start(c)
 	return &Broker{cluster: c, reaper: r}, nil
 }
