@@ -37,8 +37,8 @@ For example, a SASL_SSL broker and an eddy that uses it:
   eddy serve --brokers 127.0.0.1:9092 --kafka-security-protocol sasl_ssl \
     --kafka-sasl-mechanism SCRAM-SHA-256 --kafka-sasl-username eddy \
     --kafka-sasl-password-file ./pw --kafka-tls-ca ./tls/ca.pem
-Clients built on librdkafka 2.0 (Debian 12's kcat) can use TLS and mutual
-TLS but not SASL: they want SaslHandshake v0, which kfake does not serve.
+A secured broker advertises SaslHandshake from v0, as Kafka does, so that
+clients built on librdkafka 2.0 (Debian 12's kcat) start SASL too.
 All of this is for development only: the server and client keys lie
 unencrypted in DIR (the CA's key is not kept: for new certificates, remove
 DIR/ca.pem), and a password on a command line is visible to every user of
