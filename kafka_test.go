@@ -319,3 +319,69 @@ func TestEachMisconfigurationIsNamedInTheLogAndOnHealthz(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaSettingsThatCannotWorkAreRefusedNamingTheSetting checks the
+// configuration errors a user gets before anything connects.
+func TestKafkaSettingsThatCannotWorkAreRefusedNamingTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		k    eddy.KafkaConfig
+		want string
+	}{
+		{"unknown mechanism", eddy.KafkaConfig{SASL: eddy.SASLConf{Mechanism: "GSSAPI", Username: "u", Password: "p"}}, `mechanism "GSSAPI": want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512`},
+		{"unknown protocol", eddy.KafkaConfig{SecurityProtocol: "tls"}, `security protocol "tls"`},
+		{"SASL settings with plaintext", eddy.KafkaConfig{SecurityProtocol: "plaintext", SASL: eddy.SASLConf{Mechanism: "PLAIN", Username: "u"}}, "use sasl_plaintext or sasl_ssl"},
+		{"TLS settings with sasl_plaintext", eddy.KafkaConfig{SecurityProtocol: "sasl_plaintext", SASL: eddy.SASLConf{Mechanism: "PLAIN", Username: "u"}, TLS: eddy.TLSConf{CAFile: "ca.pem"}}, "use ssl or sasl_ssl"},
+		{"no username", eddy.KafkaConfig{SASL: eddy.SASLConf{Mechanism: "PLAIN", Password: "p"}}, "needs a username"},
+		{"missing password file", eddy.KafkaConfig{SASL: eddy.SASLConf{Mechanism: "PLAIN", Username: "u", PasswordFile: filepath.Join(dir, "nope")}}, "password file"},
+		{"password and password file", eddy.KafkaConfig{SASL: eddy.SASLConf{Mechanism: "PLAIN", Username: "u", Password: "p", PasswordFile: "f"}}, "not both"},
+		{"certificate without key", eddy.KafkaConfig{TLS: eddy.TLSConf{CertFile: "c.pem"}}, "both its certificate and its key"},
+		{"CA file that is not PEM", eddy.KafkaConfig{TLS: eddy.TLSConf{CAFile: writeFile(t, dir, "ca.txt", "not a certificate")}}, "holds no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := tc.k.Security()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Security() = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestTheKafkaSectionOfAConfigFileIsReadAndFlagsOverrideIt reads a model
+// configuration file with a kafka: section, as eddy serve --config does.
+func TestTheKafkaSectionOfAConfigFileIsReadAndFlagsOverrideIt(t *testing.T) {
+	file := writeFile(t, t.TempDir(), "models.yaml", `kafka:
+  security_protocol: sasl_ssl
+  sasl: {mechanism: SCRAM-SHA-512, username: eddy, password_file: /run/secrets/kafka}
+  tls: {ca_file: /etc/eddy/ca.pem, server_name: kafka.internal}
+models:
+  - name: fraud
+`)
+	k, err := eddy.LoadKafkaConfigFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := eddy.KafkaConfig{SecurityProtocol: "sasl_ssl",
+		SASL: eddy.SASLConf{Mechanism: "SCRAM-SHA-512", Username: "eddy", PasswordFile: "/run/secrets/kafka"},
+		TLS:  eddy.TLSConf{CAFile: "/etc/eddy/ca.pem", ServerName: "kafka.internal"}}
+	if k != want {
+		t.Fatalf("read %+v, want %+v", k, want)
+	}
+	flags := eddy.KafkaConfig{SASL: eddy.SASLConf{Username: "other"}}
+	if got := k.Override(flags); got.SASL.Username != "other" || got.SASL.Mechanism != "SCRAM-SHA-512" || got.TLS.CAFile != "/etc/eddy/ca.pem" {
+		t.Fatalf("flags over the file: %+v", got)
+	}
+	if _, err := eddy.LoadConfigFile(file); err != nil {
+		t.Fatalf("the models of a file with a kafka: section: %v", err)
+	}
+}
