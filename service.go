@@ -241,7 +241,7 @@ func (s *Service) connect(ctx context.Context) error {
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("Kafka not usable at %s within %v (--kafka-wait): %w", strings.Join(s.cluster.Brokers, ","), s.cfg.KafkaWait, err)
+		return fmt.Errorf("kafka not usable at %s within %v (--kafka-wait): %w", strings.Join(s.cluster.Brokers, ","), s.cfg.KafkaWait, err)
 	}
 	if s.waiting.Swap(nil) != nil {
 		s.log.Info("Kafka is usable: starting to learn", "brokers", s.cluster.Brokers, "waited", time.Since(start).Round(time.Millisecond))
