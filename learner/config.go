@@ -126,6 +126,10 @@ type ModelConfig struct {
 	// LabelTTL is how long an unlabeled event waits for its label before it
 	// expires (counted, never learned). The default is 24h.
 	LabelTTL time.Duration `yaml:"label_ttl"`
+	// Schema, if set, declares the model's features (kind, required,
+	// range) and what an event or a request that breaks it gets: see
+	// features.Schema. Without one every feature is accepted as it comes.
+	Schema *features.Schema `yaml:"schema,omitempty" json:",omitempty"`
 }
 
 // Defaults.
@@ -205,6 +209,9 @@ func (c *ModelConfig) Validate() error {
 	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("learner: model %s: %s", c.Name, fmt.Sprintf(format, args...))
+	}
+	if err := c.Schema.Validate(); err != nil {
+		return fail("%v", err)
 	}
 	losses, ok := lossesOf[c.Task]
 	if !ok && c.Task != "" {

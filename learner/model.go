@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -39,6 +40,10 @@ const (
 	ReasonTooManyClasses    = "too_many_classes"
 	ReasonNonFiniteGradient = "non_finite_step"
 	ReasonOutOfRange        = "out_of_range"
+	// ReasonSchemaViolation is the reject reason of an event that breaks
+	// the model's schema under a dead_letter policy; the detail names each
+	// feature.
+	ReasonSchemaViolation = "schema_violation"
 	// ReasonUnknownID is the reject reason of a delayed label whose event
 	// is not waiting: never seen, already learned (a duplicate label) or
 	// expired.
@@ -67,11 +72,35 @@ type Model struct {
 	hist    *features.History // per-entity history (windows, lags, targets); nil when unused; shared with challengers and snapshots
 	derived []features.Field  // scratch: an event's fields plus its derived features
 	entity  []byte            // scratch: the entity key of an event (owned: never the event's bytes)
+	checker *features.Checker // the schema's; nil without one
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
-	return &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window), hist: features.NewHistory(cfg.Features)}
+	return &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
+		hist: features.NewHistory(cfg.Features), checker: features.NewChecker(cfg.Schema)}
+}
+
+// Check applies the model's schema (ModelConfig.Schema) to an event's
+// fields, before anything else sees them: it returns the fields to use
+// (declared categories that came as numbers as their text, dropped
+// features left out; valid until the next Check), the violations found,
+// and, when the event must be dead-lettered, a *RejectError with reason
+// schema_violation naming each feature. Without a schema it returns fields
+// as they are. One goroutine at a time (the model's).
+func (m *Model) Check(fields []features.Field) ([]features.Field, []features.Violation, error) {
+	if m.checker == nil {
+		return fields, nil, nil
+	}
+	out, viol, rejected := m.checker.Check(fields)
+	if !rejected {
+		return out, viol, nil
+	}
+	details := make([]string, len(viol))
+	for i, v := range viol {
+		details[i] = v.Detail
+	}
+	return out, viol, reject(ReasonSchemaViolation, "the event breaks the schema of model %s: %s", m.cfg.Name, strings.Join(details, "; "))
 }
 
 // EntityKey returns the entity an event of message key key with fields
@@ -102,6 +131,10 @@ func (m *Model) Derive(entity []byte, at time.Time, fields []features.Field) []f
 // it for models with windows, lags or targets (it is LearnOne for the
 // others).
 func (m *Model) LearnEvent(key []byte, at time.Time, fields []features.Field, y float64) (float64, error) {
+	fields, _, err := m.Check(fields)
+	if err != nil {
+		return 0, err
+	}
 	if m.hist == nil {
 		return m.LearnOne(fields, y)
 	}
@@ -183,6 +216,7 @@ func (m *Model) Weights() ([]float64, float64) {
 // computed as learning computes them, for an event happening now by the
 // history's clock (features.History.Now), as Snapshot.Score does.
 func (m *Model) Predict(key []byte, fields []features.Field) float64 {
+	fields, _, _ = m.Check(fields) // predict from what the schema lets through
 	if m.hist != nil {
 		fields = m.Derive(m.EntityKey(key, fields), m.hist.Now(), fields)
 	}

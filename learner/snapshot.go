@@ -23,6 +23,7 @@ type Snapshot struct {
 	classes  []int
 	hist     *features.History // the live per-entity history (read-only here); nil when unused
 	keyField string            // features.Config.Key
+	schema   *features.Schema  // nil without one
 	scratch  sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
@@ -31,6 +32,7 @@ type scoreScratch struct {
 	raw, probs []float64
 	fields     []features.Field
 	key        []byte
+	checker    *features.Checker // the schema's, one per scratch; nil without a schema
 }
 
 // newSnapshot copies m, so the snapshot shares nothing with the live model
@@ -49,6 +51,7 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		classes:  append([]int(nil), m.classes...),
 		hist:     m.hist,
 		keyField: m.cfg.Features.Key,
+		schema:   m.cfg.Schema,
 	}
 }
 
@@ -97,6 +100,11 @@ func (s *Snapshot) Metrics() Metrics { return s.metrics }
 func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
+	if sc.checker != nil {
+		// As learning does: declared categories that came as numbers are
+		// their text; what the schema would not learn from is left out.
+		fields, _, _ = sc.checker.Check(fields)
+	}
 	if s.hist != nil {
 		sc.fields = append(sc.fields[:0], fields...)
 		sc.key = features.EntityKey(s.keyField, fields, key, sc.key)
@@ -109,10 +117,27 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 func (s *Snapshot) scratchBuffers() *scoreScratch {
 	sc, _ := s.scratch.Get().(*scoreScratch)
 	if sc == nil {
-		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out))}
+		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out)), checker: features.NewChecker(s.schema)}
 	}
 	return sc
 }
+
+// CheckFields appends to dst how the raw fields of a prediction request
+// break the model's schema (nothing without a schema), for a warning or a
+// refusal. Safe for concurrent use.
+func (s *Snapshot) CheckFields(fields []features.Field, dst []features.Violation) []features.Violation {
+	if !s.schema.Declared() {
+		return dst
+	}
+	sc := s.scratchBuffers()
+	defer s.scratch.Put(sc)
+	_, viol, _ := sc.checker.Check(fields)
+	return append(dst, viol...)
+}
+
+// StrictSchema reports whether Predict must refuse a request that breaks
+// the schema (features.Schema.Strict) rather than answer with warnings.
+func (s *Snapshot) StrictSchema() bool { return s.schema != nil && s.schema.Strict }
 
 // scoreDerived scores fields that already include the derived features.
 func (s *Snapshot) scoreDerived(fields []features.Field) (float64, int32) {

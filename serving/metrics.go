@@ -8,6 +8,7 @@ type serverMetrics struct {
 	latency  *prometheus.HistogramVec
 	requests *prometheus.CounterVec
 	version  *prometheus.GaugeVec
+	schema   *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics {
@@ -26,9 +27,13 @@ func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics
 			Help: "Version of the snapshot that answers predictions, by model (0: none yet).",
 		}, []string{"model"}),
 	}
+	m.schema = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_predict_schema_violations_total",
+		Help: "Features of Predict requests that broke the model's schema (warned, or refused when strict), by model and violation.",
+	}, []string{"model", "violation"})
 	for _, name := range models {
 		m.version.WithLabelValues(name).Set(0)
 	}
-	reg.MustRegister(m.latency, m.requests, m.version)
+	reg.MustRegister(m.latency, m.requests, m.version, m.schema)
 	return m
 }

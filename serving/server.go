@@ -50,6 +50,17 @@ type Snapshot interface {
 	Score(key []byte, fields []features.Field) (score float64, label int32)
 }
 
+// SchemaChecker may be implemented by a Snapshot whose model has a schema:
+// Predict then reports how a request breaks it, as warnings in the
+// response, or, when StrictSchema, as INVALID_ARGUMENT naming each feature.
+type SchemaChecker interface {
+	// CheckFields appends the schema's violations by fields to dst.
+	CheckFields(fields []features.Field, dst []features.Violation) []features.Violation
+	// StrictSchema reports whether a request that breaks the schema is
+	// refused.
+	StrictSchema() bool
+}
+
 // Config configures a Server. The zero value of every field means its
 // documented default; Validate rejects the rest of what cannot work.
 type Config struct {
@@ -317,9 +328,21 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 	if req.GetEntityKey() != "" {
 		key = bytesOf(req.GetEntityKey())
 	}
+	var warnings []string
+	if sc, ok := p.snap.(SchemaChecker); ok {
+		if viol := sc.CheckFields(fields, nil); len(viol) > 0 {
+			for _, v := range viol {
+				s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
+				warnings = append(warnings, v.Detail)
+			}
+			if sc.StrictSchema() {
+				return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
+			}
+		}
+	}
 	score, label := p.snap.Score(key, fields)
 	task := p.snap.TaskName()
-	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task}
+	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task, Warnings: warnings}
 	if task == "regression" {
 		resp.Value = &score
 	} else {

@@ -219,11 +219,23 @@ func (e *Engine) Process(topic string, ex *Example) error {
 
 func (e *Engine) process(u *modelState, ex *Example) error {
 	m := u.model
+	fields, violations, err := m.Check(ex.Fields)
+	for _, v := range violations {
+		feature := "other"
+		if v.Declared {
+			feature = v.Feature
+		}
+		e.metrics.violations.WithLabelValues(u.cfg.Name, v.Kind, feature).Inc()
+	}
+	if err != nil {
+		e.rejected(u, err)
+		return err
+	}
 	entity := ex.Key
 	if u.hist != nil {
-		entity = m.EntityKey(ex.Key, ex.Fields)
+		entity = m.EntityKey(ex.Key, fields)
 	}
-	all := m.Derive(entity, ex.Time, ex.Fields)
+	all := m.Derive(entity, ex.Time, fields)
 	if !ex.HasLabel {
 		p := m.PredictDerived(all)
 		if u.pending != nil && len(ex.ID) > 0 {
@@ -231,7 +243,7 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 			e.dirty = true
 		}
 		if u.hist != nil {
-			u.hist.Observe(entity, ex.Time, ex.Fields, 0, false)
+			u.hist.Observe(entity, ex.Time, fields, 0, false)
 			e.dirty = true
 		}
 		u.handles.unlabeled.Inc()
@@ -250,7 +262,7 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	}
 	e.watch(u, all, ex)
 	if u.hist != nil { // after everything that reads the history of this event
-		u.hist.Observe(entity, ex.Time, ex.Fields, ex.Label, true)
+		u.hist.Observe(entity, ex.Time, fields, ex.Label, true)
 	}
 	return nil
 }

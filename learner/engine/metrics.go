@@ -33,6 +33,7 @@ type engineMetrics struct {
 	entities           *prometheus.GaugeVec
 	late               *prometheus.CounterVec
 	future             *prometheus.CounterVec
+	violations         *prometheus.CounterVec
 
 	// The histories' own counts at the last checkpoint, by model: the
 	// counters advance by the difference.
@@ -136,7 +137,12 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_history_future_events_total",
 		Help: "Events stamped more than max_future ahead of the clock, left out of time windows, by model.",
 	}, []string{"model"})
+	m.violations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_schema_violations_total",
+		Help: "Features of events that broke their model's schema, by model, violation (unknown_feature, wrong_kind, missing_required, out_of_range) and feature (a declared one, or other).",
+	}, []string{"model", "violation", "feature"})
 	m.lateSeen, m.futureSeen = make(map[string]uint64), make(map[string]uint64)
+	reg.MustRegister(m.violations)
 	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)

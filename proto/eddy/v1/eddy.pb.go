@@ -106,7 +106,13 @@ type PredictResponse struct {
 	// Multiclass models: the predicted class (-1 before any class is known).
 	PredictedLabel *int32 `protobuf:"varint,5,opt,name=predicted_label,json=predictedLabel,proto3,oneof" json:"predicted_label,omitempty"`
 	// Regression models: the predicted value.
-	Value         *float64 `protobuf:"fixed64,6,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	Value *float64 `protobuf:"fixed64,6,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// How the request broke the model's schema, one line per feature
+	// (misspelled, unknown, missing, wrongly typed, out of range), with "did
+	// you mean" for near misses. The prediction uses the features the schema
+	// accepts. A model whose schema is strict answers INVALID_ARGUMENT
+	// instead. Empty for a model without a schema.
+	Warnings      []string `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,6 +187,13 @@ func (x *PredictResponse) GetValue() float64 {
 		return *x.Value
 	}
 	return 0
+}
+
+func (x *PredictResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type ListSnapshotsRequest struct {
@@ -613,14 +626,15 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\bfeatures\x18\x03 \x03(\v2%.eddy.v1.PredictRequest.FeaturesEntryR\bfeatures\x1aS\n" +
 	"\rFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\xfe\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\x9a\x02\n" +
 	"\x0fPredictResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\x04R\fmodelVersion\x12\x12\n" +
 	"\x04task\x18\x03 \x01(\tR\x04task\x12%\n" +
 	"\vprobability\x18\x04 \x01(\x01H\x00R\vprobability\x88\x01\x01\x12,\n" +
 	"\x0fpredicted_label\x18\x05 \x01(\x05H\x01R\x0epredictedLabel\x88\x01\x01\x12\x19\n" +
-	"\x05value\x18\x06 \x01(\x01H\x02R\x05value\x88\x01\x01B\x0e\n" +
+	"\x05value\x18\x06 \x01(\x01H\x02R\x05value\x88\x01\x01\x12\x1a\n" +
+	"\bwarnings\x18\a \x03(\tR\bwarningsB\x0e\n" +
 	"\f_probabilityB\x12\n" +
 	"\x10_predicted_labelB\b\n" +
 	"\x06_value\",\n" +

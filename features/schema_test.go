@@ -1,0 +1,119 @@
+package features
+
+import (
+	"strings"
+	"testing"
+)
+
+func ptr(x float64) *float64 { return &x }
+
+func testSchema(onViolation, newFeatures string) *Schema {
+	return &Schema{OnViolation: onViolation, NewFeatures: newFeatures, Features: map[string]FeatureSpec{
+		"f1":  {Kind: KindNumber, Required: true, Min: ptr(0), Max: ptr(10)},
+		"f2":  {Kind: KindNumber},
+		"zip": {Kind: KindCategory},
+		"vip": {Kind: KindBoolean},
+	}}
+}
+
+// TestACheckerTellsEachViolationApartAndAppliesItsPolicy runs the ways an
+// event breaks a schema through each policy.
+func TestACheckerTellsEachViolationApartAndAppliesItsPolicy(t *testing.T) {
+	bad := []Field{cat("f1", "3.2"), num("F2", 1), num("zip", 2040), boolean("vip", true), num("color", 1)}
+	for _, tc := range []struct {
+		onViolation, newFeatures string
+		reject                   bool
+		kept                     []string // names of the fields kept, in order
+	}{
+		{"", "", true, []string{"F2", "zip", "vip", "color"}},
+		{PolicyIgnoreFeature, PolicyIgnore, false, []string{"zip", "vip"}},
+		{PolicyAccept, PolicyAccept, false, []string{"f1", "F2", "zip", "vip", "color"}},
+		{PolicyIgnoreFeature, PolicyDeadLetter, true, []string{"zip", "vip"}},
+	} {
+		s := testSchema(tc.onViolation, tc.newFeatures)
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		c := NewChecker(s)
+		out, viol, reject := c.Check(bad)
+		var kept []string
+		for _, f := range out {
+			kept = append(kept, string(f.Name))
+		}
+		if reject != tc.reject || strings.Join(kept, ",") != strings.Join(tc.kept, ",") {
+			t.Errorf("%s/%s: reject %v, kept %v; want %v, %v", tc.onViolation, tc.newFeatures, reject, kept, tc.reject, tc.kept)
+		}
+		kinds := map[string]string{}
+		for _, v := range viol {
+			kinds[v.Feature] = v.Kind
+		}
+		if kinds["f1"] != ViolationWrongKind {
+			t.Errorf("%s/%s: violations %+v: want f1 as wrong_kind", tc.onViolation, tc.newFeatures, viol)
+		}
+		if tc.newFeatures == PolicyDeadLetter && (kinds["F2"] != ViolationUnknown || !strings.Contains(detail(viol, "F2"), `did you mean "f2"`)) {
+			t.Errorf("violations %+v: want F2 unknown with a suggestion", viol)
+		}
+		// f1 came as a string and, with its string dropped or refused, f1
+		// is missing too only when nothing named f1 came: it did.
+		if kinds["f1"] == ViolationMissing {
+			t.Errorf("f1 reported missing although it came")
+		}
+		for _, f := range out {
+			if string(f.Name) == "zip" && (f.Kind != String || string(f.Str) != "2040") {
+				t.Errorf("zip, declared a category, came as the number 2040 and became %+v", f)
+			}
+		}
+	}
+}
+
+func detail(viol []Violation, feature string) string {
+	for _, v := range viol {
+		if v.Feature == feature {
+			return v.Detail
+		}
+	}
+	return ""
+}
+
+func TestACheckerReportsMissingAndOutOfRangeFeatures(t *testing.T) {
+	c := NewChecker(testSchema("", ""))
+	_, viol, reject := c.Check([]Field{num("f2", 1)})
+	if !reject || len(viol) != 1 || viol[0].Kind != ViolationMissing || viol[0].Feature != "f1" {
+		t.Fatalf("without f1: %+v %v, want f1 missing and a rejection", viol, reject)
+	}
+	_, viol, reject = c.Check([]Field{num("f1", 11)})
+	if !reject || len(viol) != 1 || viol[0].Kind != ViolationOutOfRange || !strings.Contains(viol[0].Detail, "[0, 10]") {
+		t.Fatalf("f1 = 11: %+v %v, want out of range [0, 10]", viol, reject)
+	}
+	out, viol, reject := c.Check([]Field{num("f1", 3), num("f2", -4), cat("zip", "x")})
+	if reject || len(viol) != 0 || len(out) != 3 {
+		t.Fatalf("a valid event: %+v %+v %v", out, viol, reject)
+	}
+}
+
+func TestAValidEventIsCheckedWithoutAllocating(t *testing.T) {
+	c := NewChecker(testSchema("", ""))
+	fields := []Field{num("f1", 3), num("f2", -4), num("zip", 2040), boolean("vip", false)}
+	c.Check(fields)
+	if n := testing.AllocsPerRun(100, func() { c.Check(fields) }); n != 0 {
+		t.Fatalf("%v allocations per valid event", n)
+	}
+}
+
+func TestInvalidSchemasAreRefusedNamingTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		s    Schema
+		want string
+	}{
+		{Schema{NewFeatures: "drop"}, "new_features"},
+		{Schema{OnViolation: "skip"}, "on_violation"},
+		{Schema{Features: map[string]FeatureSpec{"a": {}}}, `"a" has no kind`},
+		{Schema{Features: map[string]FeatureSpec{"a": {Kind: "text"}}}, `kind "text"`},
+		{Schema{Features: map[string]FeatureSpec{"a": {Kind: KindCategory, Min: ptr(1)}}}, "numbers only"},
+		{Schema{Features: map[string]FeatureSpec{"a": {Kind: KindNumber, Min: ptr(2), Max: ptr(1)}}}, "above max"},
+	} {
+		if err := tc.s.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.s, err, tc.want)
+		}
+	}
+}

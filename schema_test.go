@@ -1,0 +1,183 @@
+package eddy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/eddyhq/eddy"
+	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/learner"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
+)
+
+// TestEventsThatBreakTheSchemaAreDeadLetteredNamingTheFeature sends,
+// through Kafka, events a schema refuses (a number as a string, a missing
+// required feature, an out-of-range value, a misspelled feature under
+// new_features: dead_letter) between valid ones: each goes to the
+// dead-letter topic with reason schema_violation and the feature in the
+// detail, the metric counts each violation by feature, and only the valid
+// ones are learned.
+func TestEventsThatBreakTheSchemaAreDeadLetteredNamingTheFeature(t *testing.T) {
+	broker := startBroker(t)
+	zero, ten := 0.0, 10.0
+	model := learner.ModelConfig{Name: "m", Schema: &features.Schema{NewFeatures: features.PolicyDeadLetter, Features: map[string]features.FeatureSpec{
+		"f1":  {Kind: features.KindNumber, Required: true, Min: &zero, Max: &ten},
+		"zip": {Kind: features.KindCategory},
+	}}}
+	svc := startTestService(t, testConfig(broker, t.TempDir(), model))
+	events := []struct{ value, feature string }{
+		{`{"id":"ok-1","features":{"f1":1,"zip":2040},"label":1}`, ""},
+		{`{"id":"string","features":{"f1":"3.2"},"label":1}`, `"f1"`},
+		{`{"id":"missing","features":{"zip":2040},"label":0}`, `"f1"`},
+		{`{"id":"range","features":{"f1":11},"label":0}`, `[0, 10]`},
+		{`{"id":"typo","features":{"f1":2,"Zip":1},"label":0}`, `did you mean "zip"`},
+		{`{"id":"ok-2","features":{"f1":2,"zip":"x"},"label":0}`, ""},
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: "events", RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
+	defer w.Close()
+	var msgs []kafka.Message
+	for _, e := range events {
+		msgs = append(msgs, kafka.Message{Value: []byte(e.value)})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the valid events learned", func() bool {
+		return svc.Stats().Consumer.Consumed == uint64(len(events)) && svc.learned("m") == 2
+	})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: "events.dlq", Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 4 {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("dead letter %d: %v", i, err)
+		}
+		h := headers(m)
+		want := events[i+1]
+		if string(m.Value) != want.value || h["eddy-reason"] != learner.ReasonSchemaViolation || !strings.Contains(h["eddy-detail"], want.feature) {
+			t.Errorf("dead letter %q: reason %q detail %q; want %q, schema_violation, a detail with %s", m.Value, h["eddy-reason"], h["eddy-detail"], want.value, want.feature)
+		}
+	}
+	for _, c := range []struct {
+		labels map[string]string
+		want   float64
+	}{
+		{map[string]string{"model": "m", "violation": "wrong_kind", "feature": "f1"}, 1},
+		{map[string]string{"model": "m", "violation": "missing_required", "feature": "f1"}, 1},
+		{map[string]string{"model": "m", "violation": "out_of_range", "feature": "f1"}, 1},
+		{map[string]string{"model": "m", "violation": "unknown_feature", "feature": "other"}, 1},
+	} {
+		if got := svc.gauge("eddy_schema_violations_total", c.labels); got != c.want {
+			t.Errorf("eddy_schema_violations_total%v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+}
+
+// TestASchemaIsDeclaredInTheModelYAML reads a schema from a model
+// configuration file as eddy serve --config does; an invalid one names the
+// setting.
+func TestASchemaIsDeclaredInTheModelYAML(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := eddy.LoadConfigFile(writeFile(t, dir, "ok.yaml", `models:
+  - name: churn
+    schema:
+      new_features: ignore
+      on_violation: ignore_feature
+      strict: true
+      features:
+        tenure: {kind: number, required: true, min: 0}
+        zip: {kind: category}
+        vip: {kind: boolean}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Models[0].Schema
+	if s == nil || s.NewFeatures != "ignore" || s.OnViolation != "ignore_feature" || !s.Strict || s.Features["zip"].Kind != "category" ||
+		!s.Features["tenure"].Required || s.Features["tenure"].Min == nil || *s.Features["tenure"].Min != 0 {
+		t.Fatalf("schema read as %+v", s)
+	}
+	cfg, err = eddy.LoadConfigFile(writeFile(t, dir, "bad.yaml", `models:
+  - name: churn
+    schema: {features: {zip: {kind: text}}}
+`))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), `kind "text"`) {
+		t.Fatalf("an invalid schema: %v", err)
+	}
+}
+
+// TestPredictReportsEachFeatureThatBreaksTheSchema asks two models that
+// learned the same SEA stream, one lenient and one strict, with requests a
+// user gets wrong: a misspelled feature, an unknown one, a missing one, a
+// number sent as a string. The lenient model answers with a warning naming
+// each (and "did you mean"); the strict one answers INVALID_ARGUMENT
+// naming each; the metric counts them.
+func TestPredictReportsEachFeatureThatBreaksTheSchema(t *testing.T) {
+	broker := startBroker(t)
+	declared := func(strict bool) *features.Schema {
+		return &features.Schema{Strict: strict, Features: map[string]features.FeatureSpec{
+			"f1": {Kind: features.KindNumber, Required: true}, "f2": {Kind: features.KindNumber, Required: true}, "f3": {Kind: features.KindNumber, Required: true}}}
+	}
+	cfg := testConfig(broker, t.TempDir(), learner.ModelConfig{Name: "lenient", Schema: declared(false)})
+	cfg.Learner.Models = append(cfg.Learner.Models, learner.ModelConfig{Name: "strict", Schema: declared(true)})
+	svc := startTestService(t, cfg)
+	produceSEAEvents(t, broker, "events", 1000)
+	client := predictClient(t, svc.GRPCAddr())
+	waitFor(t, 30*time.Second, "both models serving", func() bool {
+		_, e1 := client.Predict(context.Background(), seaRequest("lenient"))
+		_, e2 := client.Predict(context.Background(), seaRequest("strict"))
+		return e1 == nil && e2 == nil
+	})
+	if resp, _ := client.Predict(context.Background(), seaRequest("lenient")); len(resp.GetWarnings()) != 0 {
+		t.Fatalf("a valid request got warnings %q", resp.GetWarnings())
+	}
+	for _, tc := range []struct {
+		name     string
+		features map[string]*structpb.Value
+		want     []string
+	}{
+		{"misspelled and unknown", map[string]*structpb.Value{"F1": structpb.NewNumberValue(3), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(1), "color": structpb.NewStringValue("red")},
+			[]string{`"F1" is not in the schema (did you mean "f1"?)`, `"color" is not in the schema`, `required feature "f1" is missing`}},
+		{"missing", map[string]*structpb.Value{"f1": structpb.NewNumberValue(3), "f3": structpb.NewNumberValue(1)},
+			[]string{`required feature "f2" is missing`}},
+		{"a number as a string", map[string]*structpb.Value{"f1": structpb.NewStringValue("3.2"), "f2": structpb.NewNumberValue(4), "f3": structpb.NewNumberValue(1)},
+			[]string{`"f1" is declared a number but came as the string "3.2"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "lenient", Features: tc.features})
+			if err != nil {
+				t.Fatalf("lenient: %v", err)
+			}
+			got := strings.Join(resp.GetWarnings(), " | ")
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("lenient warnings %q lack %q", got, w)
+				}
+			}
+			_, err = client.Predict(context.Background(), &eddyv1.PredictRequest{Model: "strict", Features: tc.features})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("strict: %v, want INVALID_ARGUMENT", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(status.Convert(err).Message(), w) {
+					t.Errorf("strict error %q lacks %q", status.Convert(err).Message(), w)
+				}
+			}
+		})
+	}
+	if got := svc.gauge("eddy_predict_schema_violations_total", map[string]string{"model": "lenient", "violation": "unknown_feature"}); got != 2 {
+		t.Errorf("unknown features counted %v times at Predict, want 2", got)
+	}
+}
