@@ -90,3 +90,54 @@ func TestAnEventThatBreaksTheSchemaIsRejectedNamingTheFeature(t *testing.T) {
 		t.Fatalf("an invalid schema: %v", err)
 	}
 }
+
+// BenchmarkSchema measures what a schema costs on the per-event paths, on
+// and off in one run: LearnEvent (the check, then predict, score, learn)
+// and a snapshot's Predict path (ScoreChecked, as Predict calls it), for 8 numeric features all declared (number, with a
+// range) and, with 72 categorical ones more, every feature declared.
+func BenchmarkSchema(b *testing.B) {
+	for _, tc := range benchSizes {
+		schema := &features.Schema{Features: map[string]features.FeatureSpec{}}
+		lo, hi := -1e9, 1e9
+		for j := range tc.numeric {
+			schema.Features["n"+strconv.Itoa(j)] = features.FeatureSpec{Kind: features.KindNumber, Min: &lo, Max: &hi}
+		}
+		for j := range tc.categorical {
+			schema.Features["c"+strconv.Itoa(j)] = features.FeatureSpec{Kind: features.KindCategory}
+		}
+		for _, mode := range []struct {
+			name   string
+			schema *features.Schema
+		}{{"off", nil}, {"on", schema}} {
+			cfg := testModelConfig("bench", Binary)
+			cfg.Schema = mode.schema
+			data := wideEvents(5, 1024, tc.numeric, tc.categorical)
+			m := newModel(cfg, DefaultRollingWindow)
+			learnAll(b, m, data)
+			b.Run("learn/"+tc.name+"/schema "+mode.name, func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					ex := &data[i%len(data)]
+					i++
+					if _, err := m.LearnEvent(nil, time.Time{}, ex.Fields, ex.Y); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			snap := m.Snapshot(1, time.Time{}, "bench")
+			b.Run("predict/"+tc.name+"/schema "+mode.name, func(b *testing.B) {
+				b.ReportAllocs()
+				var viol []features.Violation
+				i := 0
+				for b.Loop() {
+					fields := data[i%len(data)].Fields
+					i++
+					if benchScore, _, viol = snap.ScoreChecked(nil, fields, viol[:0]); len(viol) > 0 {
+						b.Fatal(viol)
+					}
+				}
+			})
+		}
+	}
+}

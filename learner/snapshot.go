@@ -105,6 +105,27 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 		// their text; what the schema would not learn from is left out.
 		fields, _, _ = sc.checker.Check(fields)
 	}
+	return s.scoreEvent(sc, key, fields)
+}
+
+// ScoreChecked is Score that also appends to dst how fields break the
+// model's schema (nothing without one), checking them once: what Predict
+// needs for its warnings. Safe for concurrent use.
+func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (float64, int32, []features.Violation) {
+	sc := s.scratchBuffers()
+	defer s.scratch.Put(sc)
+	if sc.checker != nil {
+		var viol []features.Violation
+		fields, viol, _ = sc.checker.Check(fields)
+		dst = append(dst, viol...)
+	}
+	score, label := s.scoreEvent(sc, key, fields)
+	return score, label, dst
+}
+
+// scoreEvent scores checked raw fields, deriving the entity's history
+// features first.
+func (s *Snapshot) scoreEvent(sc *scoreScratch, key []byte, fields []features.Field) (float64, int32) {
 	if s.hist != nil {
 		sc.fields = append(sc.fields[:0], fields...)
 		sc.key = features.EntityKey(s.keyField, fields, key, sc.key)
@@ -120,19 +141,6 @@ func (s *Snapshot) scratchBuffers() *scoreScratch {
 		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out)), checker: features.NewChecker(s.schema)}
 	}
 	return sc
-}
-
-// CheckFields appends to dst how the raw fields of a prediction request
-// break the model's schema (nothing without a schema), for a warning or a
-// refusal. Safe for concurrent use.
-func (s *Snapshot) CheckFields(fields []features.Field, dst []features.Violation) []features.Violation {
-	if !s.schema.Declared() {
-		return dst
-	}
-	sc := s.scratchBuffers()
-	defer s.scratch.Put(sc)
-	_, viol, _ := sc.checker.Check(fields)
-	return append(dst, viol...)
 }
 
 // StrictSchema reports whether Predict must refuse a request that breaks

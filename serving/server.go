@@ -54,8 +54,9 @@ type Snapshot interface {
 // Predict then reports how a request breaks it, as warnings in the
 // response, or, when StrictSchema, as INVALID_ARGUMENT naming each feature.
 type SchemaChecker interface {
-	// CheckFields appends the schema's violations by fields to dst.
-	CheckFields(fields []features.Field, dst []features.Violation) []features.Violation
+	// ScoreChecked is Score that also appends the schema's violations by
+	// fields to dst.
+	ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (score float64, label int32, violations []features.Violation)
 	// StrictSchema reports whether a request that breaks the schema is
 	// refused.
 	StrictSchema() bool
@@ -328,19 +329,22 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 	if req.GetEntityKey() != "" {
 		key = bytesOf(req.GetEntityKey())
 	}
+	var score float64
+	var label int32
 	var warnings []string
 	if sc, ok := p.snap.(SchemaChecker); ok {
-		if viol := sc.CheckFields(fields, nil); len(viol) > 0 {
-			for _, v := range viol {
-				s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
-				warnings = append(warnings, v.Detail)
-			}
-			if sc.StrictSchema() {
-				return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
-			}
+		var viol []features.Violation
+		score, label, viol = sc.ScoreChecked(key, fields, nil)
+		for _, v := range viol {
+			s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
+			warnings = append(warnings, v.Detail)
 		}
+		if len(warnings) > 0 && sc.StrictSchema() {
+			return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
+		}
+	} else {
+		score, label = p.snap.Score(key, fields)
 	}
-	score, label := p.snap.Score(key, fields)
 	task := p.snap.TaskName()
 	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task, Warnings: warnings}
 	if task == "regression" {
