@@ -2,6 +2,7 @@ package eddy_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,32 @@ func TestPredictReportsEachFeatureThatBreaksTheSchema(t *testing.T) {
 	}
 	if got := svc.gauge("eddy_predict_schema_violations_total", map[string]string{"model": "lenient", "violation": "unknown_feature"}); got != 2 {
 		t.Errorf("unknown features counted %v times at Predict, want 2", got)
+	}
+}
+
+// TestAFeatureDriftIsCountedThroughKafka streams events whose feature x
+// changes unit after 400 events: the service counts one feature-drift
+// detection for x and exports the distance.
+func TestAFeatureDriftIsCountedThroughKafka(t *testing.T) {
+	broker := startBroker(t)
+	model := learner.ModelConfig{Name: "m", FeatureDrift: &learner.FeatureDriftConfig{Features: []string{"x"}, Reference: 200, Window: 100}}
+	svc := startTestService(t, testConfig(broker, t.TempDir(), model))
+	w := &kafka.Writer{Addr: kafka.TCP(broker), Topic: "events", RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	var msgs []kafka.Message
+	for i := range 600 {
+		x := float64(i%17) / 17
+		if i >= 400 {
+			x *= 1000
+		}
+		msgs = append(msgs, kafka.Message{Value: fmt.Appendf(nil, `{"id":"e%d","features":{"x":%g},"label":%d}`, i, x, i%2)})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "600 learned", func() bool { return svc.learned("m") == 600 })
+	labels := map[string]string{"model": "m", "feature": "x"}
+	if got := svc.gauge("eddy_feature_drift_detections_total", labels); got != 1 {
+		t.Fatalf("eddy_feature_drift_detections_total = %v, want 1", got)
 	}
 }

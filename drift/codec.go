@@ -22,6 +22,7 @@ const (
 	codeDDM         = 3
 	codeEDDM        = 4
 	codeKSWIN       = 5
+	codeShift       = 6
 )
 
 func header(code byte) byte { return code<<4 | formatVersion }
@@ -55,6 +56,8 @@ func Decode(data []byte) (Detector, []byte, error) {
 		d, err = decodeEDDM(&r)
 	case codeKSWIN:
 		d, err = decodeKSWIN(&r)
+	case codeShift:
+		d, err = decodeShift(&r)
 	default:
 		return nil, nil, fmt.Errorf("%w: unknown detector code %d", ErrCorruptState, code)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddyhq/eddy/drift"
 	"github.com/eddyhq/eddy/features"
 )
 
@@ -130,7 +131,46 @@ type ModelConfig struct {
 	// range) and what an event or a request that breaks it gets: see
 	// features.Schema. Without one every feature is accepted as it comes.
 	Schema *features.Schema `yaml:"schema,omitempty" json:",omitempty"`
+	// FeatureDrift, if set, watches the distribution of numeric features
+	// (their own values, not the model's error) for a change: a unit
+	// change, a broken upstream join. See FeatureDriftConfig.
+	FeatureDrift *FeatureDriftConfig `yaml:"feature_drift,omitempty" json:",omitempty"`
 }
+
+// FeatureDriftConfig configures feature-drift detection: one
+// distribution-shift detector (drift.Shift) per watched numeric feature.
+// The zero value of every field but Features means drift.Shift's default.
+type FeatureDriftConfig struct {
+	// Features are the numeric features to watch. Empty, with a schema:
+	// every number the schema declares.
+	Features  []string `yaml:"features"`
+	Reference int      `yaml:"reference"` // values of the reference distribution (default 1000)
+	Window    int      `yaml:"window"`    // newest values compared with it (default 500)
+	Bins      int      `yaml:"bins"`      // quantile bins of the reference (default 10)
+	Threshold float64  `yaml:"threshold"` // Jensen–Shannon distance of a detection, (0, 1] (default 0.9)
+}
+
+// WatchedFeatures returns the numeric features feature-drift detection
+// watches, sorted: FeatureDrift.Features, or the schema's numbers.
+func (c *ModelConfig) WatchedFeatures() []string {
+	if c.FeatureDrift == nil {
+		return nil
+	}
+	names := slices.Clone(c.FeatureDrift.Features)
+	if len(names) == 0 && c.Schema != nil {
+		for name, f := range c.Schema.Features {
+			if f.Kind == features.KindNumber {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// maxWatchedFeatures bounds the features feature-drift detection watches
+// per model (each is a label value of its metrics).
+const maxWatchedFeatures = 256
 
 // Defaults.
 const (
@@ -212,6 +252,19 @@ func (c *ModelConfig) Validate() error {
 	}
 	if err := c.Schema.Validate(); err != nil {
 		return fail("%v", err)
+	}
+	if fd := c.FeatureDrift; fd != nil {
+		if len(c.WatchedFeatures()) == 0 {
+			return fail("feature_drift watches no feature: list its features, or declare numbers in the schema")
+		}
+		if len(c.WatchedFeatures()) > maxWatchedFeatures {
+			return fail("feature_drift watches %d features, the limit is %d", len(c.WatchedFeatures()), maxWatchedFeatures)
+		}
+		sc := drift.ShiftConfig{Reference: fd.Reference, Window: fd.Window, Bins: fd.Bins, Threshold: fd.Threshold}
+		sc.EnsureDefaults()
+		if err := sc.Validate(); err != nil {
+			return fail("feature_drift: %v", err)
+		}
 	}
 	losses, ok := lossesOf[c.Task]
 	if !ok && c.Task != "" {

@@ -113,6 +113,11 @@ func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.
 	if err := e.writeMonitor(batch, u, served); err != nil {
 		return err
 	}
+	if u.fwatch != nil {
+		if err := batch.Set(featureDriftKey(u.cfg.Name), u.fwatch.appendState(nil)); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
 	if u.hist != nil {
 		changes, err := u.hist.WriteChanges(
 			func(key, value []byte) error { return batch.Set(historyKey(u.cfg.Name, key), value) },
@@ -159,6 +164,9 @@ func (e *Engine) planSnapshot(batch *store.Batch, u *modelState, now time.Time, 
 func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, periodic bool) {
 	for i, u := range e.states {
 		p := &plans[i]
+		if u.fwatch != nil {
+			u.fwatch.publish()
+		}
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
 			u.snapped = u.model.Learned()

@@ -19,11 +19,21 @@ import (
 // every drift detection.
 func runEngineOnCSV(t *testing.T, file, target string, mc learner.ModelConfig) (*Engine, []*learner.Snapshot, []int64) {
 	t.Helper()
+	return runEngineOnCSVWith(t, file, target, mc, nil)
+}
+
+// runEngineOnCSVWith is runEngineOnCSV with setup called on the engine
+// before the first event.
+func runEngineOnCSVWith(t *testing.T, file, target string, mc learner.ModelConfig, setup func(*Engine)) (*Engine, []*learner.Snapshot, []int64) {
+	t.Helper()
 	data := readCSV(t, file, target)
 	store, _ := openTestStore(t, t.TempDir())
 	rec := &snapshotRecorder{}
 	mc.Name, mc.Topic = "m", "events"
 	e, _ := newTestEngine(t, store, Config{Models: []learner.ModelConfig{mc}, PromoteInterval: time.Second}, rec)
+	if setup != nil {
+		setup(e)
+	}
 	clock := time.Unix(0, 0)
 	e.now = func() time.Time { return clock }
 	e.promoted = clock

@@ -102,6 +102,7 @@ type modelState struct {
 	records   []detection    // drift detections not stored yet
 	kept      []keptSnapshot // stored snapshots, oldest first
 	standby   bool           // its unit is followed (Follow), not owned
+	fwatch    *featureWatch  // feature drift; nil when unused
 
 	// What this engine saw, for Stats.
 	learned, rejected, unlabeled, delayed, expired, evicted uint64
@@ -226,6 +227,12 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 			feature = v.Feature
 		}
 		e.metrics.violations.WithLabelValues(u.cfg.Name, v.Kind, feature).Inc()
+	}
+	if u.fwatch != nil {
+		// The raw values, also of an event the schema refuses: a change
+		// upstream is what feature drift is about.
+		u.fwatch.observe(ex.Fields, func(feature string, distance float64) { e.featureDrifted(u, ex, feature, distance) })
+		e.dirty = true
 	}
 	if err != nil {
 		e.rejected(u, err)

@@ -34,6 +34,8 @@ type engineMetrics struct {
 	late               *prometheus.CounterVec
 	future             *prometheus.CounterVec
 	violations         *prometheus.CounterVec
+	featureDrift       *prometheus.CounterVec
+	featureDistance    *prometheus.GaugeVec
 
 	// The histories' own counts at the last checkpoint, by model: the
 	// counters advance by the difference.
@@ -142,7 +144,15 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Help: "Features of events that broke their model's schema, by model, violation (unknown_feature, wrong_kind, missing_required, out_of_range) and feature (a declared one, or other).",
 	}, []string{"model", "violation", "feature"})
 	m.lateSeen, m.futureSeen = make(map[string]uint64), make(map[string]uint64)
-	reg.MustRegister(m.violations)
+	m.featureDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_feature_drift_detections_total",
+		Help: "Changes of a watched feature's distribution (feature_drift), by model and feature.",
+	}, []string{"model", "feature"})
+	m.featureDistance = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_feature_drift_distance",
+		Help: "Jensen-Shannon distance (0-1) between a watched feature's newest values and its reference, as of the last checkpoint, by model and feature.",
+	}, []string{"model", "feature"})
+	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance)
 	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
@@ -227,7 +237,7 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 // Counters stay: they count what this process did.
 func (m *engineMetrics) forget(name string) {
 	for _, g := range []*prometheus.GaugeVec{m.accuracy, m.logLoss, m.mae, m.examples, m.adwinWidth, m.adwinEstimate,
-		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities} {
+		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.featureDistance} {
 		g.DeletePartialMatch(prometheus.Labels{"model": name})
 	}
 }

@@ -26,6 +26,18 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		return nil, err
 	}
 	u.mon = mon
+	if u.fwatch, err = e.newFeatureWatch(mc); err != nil {
+		return nil, err
+	}
+	if u.fwatch != nil {
+		if blob, ok, err := e.store.Get(featureDriftKey(mc.Name)); err != nil {
+			return nil, fmt.Errorf("learner: %w", err)
+		} else if ok {
+			if err := u.fwatch.decode(blob); err != nil {
+				return nil, fmt.Errorf("learner: model %s: %w", mc.Name, err)
+			}
+		}
+	}
 	data, ok, err := e.store.Get(modelKey(mc.Name))
 	if err != nil {
 		return nil, fmt.Errorf("learner: %w", err)

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eddyhq/eddy/drift"
+	"github.com/eddyhq/eddy/features"
+	"github.com/eddyhq/eddy/features/codec"
+	"github.com/eddyhq/eddy/learner"
+)
+
+// featureWatch watches the distribution of some numeric features of one
+// model (learner.ModelConfig.FeatureDrift), one drift.Shift each, fed with
+// the values of the events the model learns or scores. Its state is stored
+// under featureDriftKey in every checkpoint and moves with the unit.
+type featureWatch struct {
+	names    []string
+	index    map[string]int
+	shifts   []*drift.Shift
+	detected []prometheus.Counter // resolved once: no label lookups per event
+	distance []prometheus.Gauge
+	count    uint64 // detections since the engine started, for Stats
+}
+
+func featureDriftKey(name string) []byte { return []byte("fdrift/" + name) }
+
+// newFeatureWatch returns the watch of mc, nil without feature drift.
+func (e *Engine) newFeatureWatch(mc learner.ModelConfig) (*featureWatch, error) {
+	names := mc.WatchedFeatures()
+	if len(names) == 0 {
+		return nil, nil
+	}
+	fd := mc.FeatureDrift
+	cfg := drift.ShiftConfig{Reference: fd.Reference, Window: fd.Window, Bins: fd.Bins, Threshold: fd.Threshold}
+	w := &featureWatch{names: names, index: make(map[string]int, len(names))}
+	for i, name := range names {
+		s, err := drift.NewShift(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("learner: model %s: feature_drift: %w", mc.Name, err)
+		}
+		w.index[name] = i
+		w.shifts = append(w.shifts, s)
+		w.detected = append(w.detected, e.metrics.featureDrift.WithLabelValues(mc.Name, name))
+		w.distance = append(w.distance, e.metrics.featureDistance.WithLabelValues(mc.Name, name))
+	}
+	return w, nil
+}
+
+// observe feeds the watched numbers among fields (an event's, after the
+// schema) and calls detected with the feature of each detection. It
+// allocates nothing.
+func (w *featureWatch) observe(fields []features.Field, detected func(feature string, distance float64)) {
+	for i := range fields {
+		f := &fields[i]
+		if f.Kind != features.Number {
+			continue
+		}
+		j, ok := w.index[string(f.Name)]
+		if !ok {
+			continue
+		}
+		if s := w.shifts[j]; s.Update(f.Num) {
+			w.count++
+			detected(w.names[j], s.Distance())
+		}
+	}
+}
+
+// publish sets the distance gauges (at each checkpoint, not per event).
+func (w *featureWatch) publish() {
+	for i, s := range w.shifts {
+		w.distance[i].Set(s.Distance())
+	}
+}
+
+// appendState encodes every detector with its feature's name.
+func (w *featureWatch) appendState(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(w.names)))
+	for i, name := range w.names {
+		dst = codec.AppendString(dst, name)
+		dst = w.shifts[i].AppendState(dst)
+	}
+	return dst
+}
+
+// decode restores the detectors of the features data holds that w still
+// watches (a feature dropped from the configuration is forgotten; a new
+// one starts afresh).
+func (w *featureWatch) decode(data []byte) error {
+	r := codec.NewReader(data, learner.ErrCorrupt)
+	n := r.Count()
+	for range n {
+		name := r.String()
+		if r.Err() != nil {
+			return r.Err()
+		}
+		d, rest, err := drift.Decode(r.Rest())
+		if err != nil {
+			return fmt.Errorf("%w: feature drift of %q: %v", learner.ErrCorrupt, name, err)
+		}
+		r = codec.NewReader(rest, learner.ErrCorrupt)
+		s, ok := d.(*drift.Shift)
+		if !ok {
+			return fmt.Errorf("%w: feature drift of %q is not a shift detector", learner.ErrCorrupt, name)
+		}
+		if j, watched := w.index[name]; watched && s.Config() == w.shifts[j].Config() {
+			w.shifts[j] = s
+		}
+	}
+	return r.Err()
+}
+
+// featureDrifted logs and counts a detection of u's feature watch.
+func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, distance float64) {
+	if u.standby { // the owner reports it
+		return
+	}
+	u.fwatch.detected[u.fwatch.index[feature]].Inc()
+	e.log.Warn("feature drift detected: the distribution of a feature changed (a unit change, a broken upstream join?)",
+		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset)
+}
