@@ -21,6 +21,9 @@ type CSVConfig struct {
 	Key string
 	// Ignore lists more columns that are not features.
 	Ignore []string
+	// Categorical lists columns whose cells are categories whatever they
+	// look like: ids and zip codes that are digits stay categories.
+	Categorical []string
 }
 
 // ErrCSVEmpty is returned by NewCSVReader for input without a header row.
@@ -38,7 +41,7 @@ func (e *CSVHeaderError) Unwrap() error { return e.Err }
 
 // CSVColumnError is a column named in the CSVConfig that the header lacks.
 type CSVColumnError struct {
-	Role   string   // the CSVConfig field that names it: "Target", "Key" or "Ignore"
+	Role   string   // the CSVConfig field that names it: "Target", "Key", "Ignore" or "Categorical"
 	Column string   // the name given
 	Header []string // the columns there are
 }
@@ -67,8 +70,9 @@ func (e *CSVRowError) Error() string { return fmt.Sprintf("stream: CSV line %d: 
 //   - The Key column, if any, is the entity key.
 //   - Every other column not in Ignore is a feature. A non-empty cell is a
 //     number if strconv.ParseFloat reads it as a finite one, a boolean if it
-//     is true or false in any case, and otherwise a category; an empty cell
-//     is left out. Feature cells must be valid UTF-8.
+//     is true or false in any case, and otherwise a category; a cell of a
+//     Categorical column is always a category; an empty cell is left out.
+//     Feature cells must be valid UTF-8.
 //
 // A CSVReader is not safe for concurrent use.
 type CSVReader struct {
@@ -76,6 +80,7 @@ type CSVReader struct {
 	header  []string
 	names   [][]byte // the header's names, converted once
 	skip    []bool   // per column: not a feature (unnamed, target, key or ignored)
+	cat     []bool   // per column: always a category (CSVConfig.Categorical)
 	unnamed []int
 	target  int // column index; -1 for none
 	key     int
@@ -139,6 +144,14 @@ func NewCSVReader(r io.Reader, cfg CSVConfig) (*CSVReader, error) {
 		}
 		c.skip[i] = true
 	}
+	c.cat = make([]bool, len(c.header))
+	for _, name := range cfg.Categorical {
+		i := slices.Index(c.header, name)
+		if i < 0 || name == "" {
+			return nil, &CSVColumnError{Role: "Categorical", Column: name, Header: c.header}
+		}
+		c.cat[i] = true
+	}
 	return c, nil
 }
 
@@ -196,8 +209,10 @@ func (c *CSVReader) Read(ev *Event) error {
 		if c.skip[i] || cell == "" {
 			continue
 		}
-		f := Field{Name: c.names[i]}
-		f.Kind, f.Num = cellKind(cell)
+		f := Field{Name: c.names[i], Kind: KindString}
+		if !c.cat[i] {
+			f.Kind, f.Num = cellKind(cell)
+		}
 		if f.Kind == KindString { // numbers and booleans are ASCII
 			if !utf8.ValidString(cell) {
 				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}

@@ -220,3 +220,25 @@ func BenchmarkCSVReader(b *testing.B) {
 		}
 	}
 }
+
+// TestCategoricalColumnsStayCategories reads digits in a column declared
+// categorical as the category named by the text, not as a number; a
+// categorical column the header lacks is an error naming it.
+func TestCategoricalColumnsStayCategories(t *testing.T) {
+	r, err := NewCSVReader(strings.NewReader("zip,amount,y\n02040,3.5,1\n"), CSVConfig{Target: "y", Categorical: []string{"zip"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev Event
+	if err := r.Read(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Fields[0].Kind != KindString || string(ev.Fields[0].Str) != "02040" || ev.Fields[1].Kind != KindNumber {
+		t.Fatalf("fields %+v: want zip the category 02040 and amount a number", ev.Fields)
+	}
+	_, err = NewCSVReader(strings.NewReader("zip,y\n1,1\n"), CSVConfig{Categorical: []string{"postcode"}})
+	var col *CSVColumnError
+	if !errors.As(err, &col) || col.Role != "Categorical" || col.Column != "postcode" {
+		t.Fatalf("a missing categorical column: %v", err)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // line.
 
 // csvFlags names the flag that sets each stream.CSVConfig field.
-var csvFlags = map[string]string{"Target": "--target", "Key": "--key", "Ignore": "--ignore"}
+var csvFlags = map[string]string{"Target": "--target", "Key": "--key", "Ignore": "--ignore", "Categorical": "--categorical"}
 
 // csvHeaderError words an error of stream.NewCSVReader for command cmd
 // reading file, naming columns by the flags that named them.

@@ -30,7 +30,8 @@ stdout. A progress bar goes to stderr.
 The first row names the columns. --target names the label column: a number,
 or true/false for 1/0; rows with an empty label are skipped and counted. Every
 other column not listed in --ignore is a feature, read as produce reads it:
-numbers as numbers, true/false as booleans, anything else as a category;
+numbers as numbers, true/false as booleans, anything else as a category
+(columns listed in --categorical always as categories: ids, zip codes);
 empty cells are left out, and so are columns without a name (such as a
 pandas index). The model comes from the flags below (unset ones
 take the learner's defaults) or from --config, the YAML file of serve (its
@@ -64,7 +65,7 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	var (
 		o                     evaluateOptions
 		configFile, modelName string
-		ignore                string
+		ignore, categorical   string
 		asJSON                bool
 	)
 	fs := newFlagSet(env, "evaluate", evaluateUsage)
@@ -74,6 +75,7 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	fs.StringVar(&configFile, "config", "", "model configuration file (YAML, as for serve) instead of the model flags")
 	fs.StringVar(&modelName, "model", "", "model of --config to evaluate (default: its first)")
 	fs.StringVar(&ignore, "ignore", "", "comma-separated columns not used as features")
+	fs.StringVar(&categorical, "categorical", "", "comma-separated columns read as categories whatever they look like (ids, zip codes)")
 	fs.IntVar(&o.every, "every", 10000, "print the metrics every this many rows (0: only at the end)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object at the end and nothing else on stdout")
 	fs.IntVar(&o.rollingWindow, "rolling-window", learner.DefaultRollingWindow, "rows covered by the rolling metric")
@@ -89,6 +91,9 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	}
 	if ignore != "" {
 		o.ignore = strings.Split(ignore, ",")
+	}
+	if categorical != "" {
+		o.categorical = strings.Split(categorical, ",")
 	}
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -155,8 +160,9 @@ func (o *evaluateOptions) useConfigFile(path, modelName string, given map[string
 // evaluateOptions configure one offline evaluation.
 type evaluateOptions struct {
 	file, target string
-	// ignore lists columns that are not features.
-	ignore []string
+	// ignore lists columns that are not features; categorical those read
+	// as categories whatever they look like.
+	ignore, categorical []string
 	// model is the model to evaluate; zero fields mean the learner's defaults.
 	model learner.ModelConfig
 	// rollingWindow is the number of rows the rolling metric covers (0: the
@@ -208,7 +214,7 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return ev, fmt.Errorf("evaluate: %w", err)
 	}
-	src, err := newCSVExamples(bufio.NewReaderSize(f, 1<<16), o.file, o.target, o.ignore)
+	src, err := newCSVExamples(bufio.NewReaderSize(f, 1<<16), o.file, stream.CSVConfig{Target: o.target, Ignore: o.ignore, Categorical: o.categorical})
 	if err != nil {
 		return ev, err
 	}
@@ -285,8 +291,8 @@ type csvExamples struct {
 	fields []features.Field
 }
 
-func newCSVExamples(r io.Reader, file, target string, ignore []string) (*csvExamples, error) {
-	rows, err := stream.NewCSVReader(r, stream.CSVConfig{Target: target, Ignore: ignore})
+func newCSVExamples(r io.Reader, file string, cfg stream.CSVConfig) (*csvExamples, error) {
+	rows, err := stream.NewCSVReader(r, cfg)
 	if err != nil {
 		return nil, csvHeaderError("evaluate", file, err)
 	}

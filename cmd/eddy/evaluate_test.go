@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/stream"
 )
 
 // evaluateJSON runs eddy evaluate --json with args and decodes its output,
@@ -266,7 +267,7 @@ func TestEvaluateReadsCellsAsProduceSendsThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evaluated, err := newCSVExamples(strings.NewReader(file.String()), "cells.csv", "label", nil)
+	evaluated, err := newCSVExamples(strings.NewReader(file.String()), "cells.csv", stream.CSVConfig{Target: "label"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +378,11 @@ func TestEvaluateLearnsADeclaredCategoricalColumnAsCategories(t *testing.T) {
 	asNumbers := evaluateJSON(t, "--file", plainFile, "--target", "y")["accuracy"].(float64)
 	asStrings := evaluateJSON(t, "--file", prefixedFile, "--target", "y")["accuracy"].(float64)
 	asDeclared := evaluateJSON(t, "--file", plainFile, "--target", "y", "--config", declared)["accuracy"].(float64)
-	t.Logf("accuracy: ids as numbers %.4f, prefixed %.4f, declared categorical %.4f", asNumbers, asStrings, asDeclared)
+	asFlagged := evaluateJSON(t, "--file", plainFile, "--target", "y", "--categorical", "customer_id")["accuracy"].(float64)
+	t.Logf("accuracy: ids as numbers %.4f, prefixed %.4f, declared categorical %.4f, --categorical %.4f", asNumbers, asStrings, asDeclared, asFlagged)
+	if math.Abs(asFlagged-asStrings) > 0.01 {
+		t.Fatalf("--categorical %.4f, prefixed %.4f: want them within a point", asFlagged, asStrings)
+	}
 	if math.Abs(asDeclared-asStrings) > 0.01 || asDeclared < asNumbers+0.1 {
 		t.Fatalf("declared categorical %.4f, prefixed %.4f, numbers %.4f: want the declared run within a point of the prefixed one", asDeclared, asStrings, asNumbers)
 	}

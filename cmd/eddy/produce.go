@@ -28,7 +28,8 @@ progress bar on stderr.
   until a label arrives on a labels topic), and produce says so. --key names
   the column used as the message key (the entity key). Every other column
   becomes a feature: numbers as numbers, true/false as booleans, anything
-  else as a category; empty cells are left out, and so are columns without a
+  else as a category (a column listed in --categorical always as a
+  category: ids, zip codes); empty cells are left out, and so are columns without a
   name (such as a pandas index). Event ids are <id prefix>-<row number>.
 
   JSON lines (.jsonl, .ndjson, or --format jsonl): each non-empty line must
@@ -56,6 +57,7 @@ type produceOptions struct {
 	skipInvalid                                         bool
 	kafka                                               kafkaOptions
 	kafkaWait                                           time.Duration
+	categorical                                         []string
 }
 
 func runProduce(ctx context.Context, env *environment, args []string) error {
@@ -72,6 +74,10 @@ func runProduce(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic if produce has to create it")
 	fs.BoolVar(&o.skipInvalid, "skip-invalid", false, "send the valid events of a file with invalid lines, reporting each skipped line")
 	o.kafka.register(fs)
+	fs.Func("categorical", "comma-separated CSV columns sent as categories whatever they look like (ids, zip codes)", func(s string) error {
+		o.categorical = append(o.categorical, strings.Split(s, ",")...)
+		return nil
+	})
 	fs.DurationVar(&o.kafkaWait, "kafka-wait", 10*time.Second, "how long to wait for Kafka to be usable before giving up (0: as long as it takes)")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
@@ -355,7 +361,7 @@ type csvSource struct {
 }
 
 func newCSVSource(r io.Reader, o produceOptions) (*csvSource, error) {
-	rows, err := stream.NewCSVReader(r, stream.CSVConfig{Target: o.target, Key: o.key})
+	rows, err := stream.NewCSVReader(r, stream.CSVConfig{Target: o.target, Key: o.key, Categorical: o.categorical})
 	if err != nil {
 		return nil, csvHeaderError("produce", o.file, err)
 	}
