@@ -122,7 +122,6 @@ type Checker struct {
 	s        Schema
 	specs    map[string]int // name → index in names
 	names    []string       // declared names, sorted
-	kinds    []string
 	specList []FeatureSpec
 	required []int
 
