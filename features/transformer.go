@@ -51,6 +51,13 @@ type Config struct {
 	// accepts; more are rejected so that a misbehaving producer cannot grow
 	// state without bound. The default is 1024.
 	MaxNumeric int `yaml:"max_numeric_features"`
+	// TooManyFeatures is what an event gets that would give a numeric
+	// feature a slot beyond MaxNumeric: dead_letter (the default: Update
+	// fails with ErrTooManyFeatures) or ignore_feature (learned without
+	// the new feature, which gets no slot; counted by Overflowed). Without
+	// a schema, ignore_feature keeps a producer that floods the model with
+	// new names from closing it to every later event with a new feature.
+	TooManyFeatures string `yaml:"too_many_features" json:",omitempty"`
 	// Ignore lists field names that are never used as features.
 	Ignore []string `yaml:"ignore"`
 	// Namespaces groups field names (numeric or categorical) under a name,
@@ -125,6 +132,11 @@ func (c *Config) Validate() error {
 	if c.HashBits < 0 || c.HashBits > maxHashBits {
 		return fmt.Errorf("features: hash_bits %d out of range [1, %d]", c.HashBits, maxHashBits)
 	}
+	switch c.TooManyFeatures {
+	case "", "dead_letter", "ignore_feature":
+	default:
+		return fmt.Errorf("features: too_many_features %q: want dead_letter or ignore_feature", c.TooManyFeatures)
+	}
 	if c.MaxNumeric < 0 || c.MaxNumeric > maxMaxNumeric {
 		return fmt.Errorf("features: max_numeric_features %d out of range [1, %d]", c.MaxNumeric, maxMaxNumeric)
 	}
@@ -197,6 +209,7 @@ type Transformer struct {
 
 	undo      []undoEntry // what the last Update changed, for Rollback
 	undoSlots int         // slot count before the last Update
+	overflow  uint64      // numeric features left without a slot (TooManyFeatures ignore_feature)
 	resolved  []int32     // per field of the current Update: slot, skipField or newField
 }
 
@@ -256,6 +269,11 @@ func (t *Transformer) Config() Config { return t.cfg }
 // 2^HashBits hashed indices. A weight vector of this length covers every
 // index Transform can produce.
 func (t *Transformer) Dim() int { return t.cfg.MaxNumeric + 1<<t.cfg.HashBits }
+
+// Overflowed returns how many numeric features were left without a slot
+// because MaxNumeric was reached (TooManyFeatures ignore_feature), since
+// the Transformer was created. It is not stored.
+func (t *Transformer) Overflowed() uint64 { return t.overflow }
 
 // NumericSlots returns how many numeric features have a slot.
 func (t *Transformer) NumericSlots() int { return len(t.names) }
@@ -320,11 +338,16 @@ func (t *Transformer) check(fields []Field) error {
 			slot = int(fi.slot)
 			t.resolved = append(t.resolved, fi.slot)
 		} else {
-			newSlots++
-			if len(t.names)+newSlots > t.cfg.MaxNumeric {
+			if len(t.names)+newSlots+1 > t.cfg.MaxNumeric {
+				if t.cfg.TooManyFeatures == "ignore_feature" {
+					t.overflow++
+					t.resolved = append(t.resolved, skipField)
+					continue
+				}
 				return fmt.Errorf("%w: %q would be number %d, the limit is %d",
-					ErrTooManyFeatures, f.Name, len(t.names)+newSlots, t.cfg.MaxNumeric)
+					ErrTooManyFeatures, f.Name, len(t.names)+newSlots+1, t.cfg.MaxNumeric)
 			}
+			newSlots++
 			t.resolved = append(t.resolved, newField)
 		}
 		if _, mean, vars := t.next(slot, f.Num); !finite(mean) || !finite(vars) {

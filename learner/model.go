@@ -180,6 +180,11 @@ func NewModel(cfg ModelConfig, rollingWindow int) (*Model, error) {
 // Name returns the model's name.
 func (m *Model) Name() string { return m.cfg.Name }
 
+// OverflowedFeatures returns how many numeric features of learned events
+// got no slot because max_numeric_features was reached (with
+// too_many_features: ignore_feature), since the model was loaded.
+func (m *Model) OverflowedFeatures() uint64 { return m.tr.Overflowed() }
+
 // Learned returns how many examples the model has learned in its whole life.
 func (m *Model) Learned() uint64 { return m.learned }
 

@@ -141,3 +141,71 @@ func BenchmarkSchema(b *testing.B) {
 		}
 	}
 }
+
+// TestLegitimateEventsAreLearnedAfterAFeatureFlood sends 5,000 events that
+// each carry a new numeric feature name (a misbehaving producer), then
+// 1,000 legitimate events, each with the model's features and, every
+// tenth, a feature the model has not seen yet; and the same legitimate
+// events to a model that saw no flood. Without protection
+// (too_many_features: dead_letter, the default) the flood fills the 1,024
+// numeric slots and the legitimate events with a new feature are refused
+// for good; with too_many_features: ignore_feature, or a schema whose
+// new_features is ignore or dead_letter, the flood changes nothing: the
+// legitimate events are learned as by the model that saw none (with
+// dead_letter, the policy refuses undeclared features either way).
+func TestLegitimateEventsAreLearnedAfterAFeatureFlood(t *testing.T) {
+	declared := func(policy string) *features.Schema {
+		return &features.Schema{NewFeatures: policy, Features: map[string]features.FeatureSpec{
+			"a": {Kind: features.KindNumber}, "b": {Kind: features.KindNumber}}}
+	}
+	num := func(name string, x float64) features.Field {
+		return features.Field{Name: []byte(name), Kind: features.Number, Num: x}
+	}
+	run := func(mc ModelConfig, flood bool) (floodLearned, legit int, left uint64) {
+		mc.Name = "m"
+		m, err := NewModel(mc, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5000 {
+			if !flood {
+				break
+			}
+			if _, err := m.LearnEvent(nil, time.Time{}, []features.Field{num("a", 1), num("b", 2), num("junk"+strconv.Itoa(i), 1)}, float64(i%2)); err == nil {
+				floodLearned++
+			}
+		}
+		for i := range 1000 {
+			fields := []features.Field{num("a", float64(i%7)), num("b", float64(i%5))}
+			if i%10 == 0 {
+				fields = append(fields, num("new"+strconv.Itoa(i), 1))
+			}
+			if _, err := m.LearnEvent(nil, time.Time{}, fields, float64(i%2)); err == nil {
+				legit++
+			}
+		}
+		return floodLearned, legit, m.OverflowedFeatures()
+	}
+	for _, tc := range []struct {
+		name      string
+		mc        ModelConfig
+		protected bool
+	}{
+		{"no protection", ModelConfig{}, false},
+		{"too_many_features: ignore_feature", ModelConfig{Features: features.Config{TooManyFeatures: "ignore_feature"}}, true},
+		{"schema, new_features: ignore", ModelConfig{Schema: declared(features.PolicyIgnore)}, true},
+		{"schema, new_features: dead_letter", ModelConfig{Schema: declared(features.PolicyDeadLetter)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flood, legit, left := run(tc.mc, true)
+			_, baseline, _ := run(tc.mc, false)
+			t.Logf("%s: %d of 5,000 flood events learned, %d features left out; then %d of 1,000 legitimate events learned (%d without the flood)", tc.name, flood, left, legit, baseline)
+			switch {
+			case tc.protected && legit != baseline:
+				t.Fatalf("after the flood %d legitimate events learned, %d without it", legit, baseline)
+			case !tc.protected && legit >= baseline:
+				t.Fatalf("without protection the flood should close the model to new features: %d learned, %d without it", legit, baseline)
+			}
+		})
+	}
+}

@@ -167,6 +167,12 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 		if u.fwatch != nil {
 			u.fwatch.publish()
 		}
+		if !u.overflowLogged && u.model.OverflowedFeatures() > 0 {
+			u.overflowLogged = true
+			e.log.Warn("max_numeric_features reached: new numeric features are left out of the events learned (too_many_features: ignore_feature); "+
+				"declare the features in a schema (new_features: ignore or dead_letter) to keep a flood of names from filling the slots",
+				"model", u.cfg.Name, "max_numeric_features", u.cfg.Features.MaxNumeric)
+		}
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
 			u.snapped = u.model.Learned()

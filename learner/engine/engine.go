@@ -97,12 +97,13 @@ type modelState struct {
 	pending *pendingSet       // events waiting for a delayed label; nil without a labels topic
 	handles modelMetrics
 
-	snapped   uint64         // learned count at the newest snapshot
-	promotion string         // promotion reason decided between checkpoints ("" when none)
-	records   []detection    // drift detections not stored yet
-	kept      []keptSnapshot // stored snapshots, oldest first
-	standby   bool           // its unit is followed (Follow), not owned
-	fwatch    *featureWatch  // feature drift; nil when unused
+	snapped        uint64         // learned count at the newest snapshot
+	promotion      string         // promotion reason decided between checkpoints ("" when none)
+	records        []detection    // drift detections not stored yet
+	kept           []keptSnapshot // stored snapshots, oldest first
+	standby        bool           // its unit is followed (Follow), not owned
+	fwatch         *featureWatch  // feature drift; nil when unused
+	overflowLogged bool           // the first feature left out at max_numeric_features was logged
 
 	// What this engine saw, for Stats.
 	learned, rejected, unlabeled, delayed, expired, evicted uint64

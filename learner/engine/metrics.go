@@ -36,10 +36,11 @@ type engineMetrics struct {
 	violations         *prometheus.CounterVec
 	featureDrift       *prometheus.CounterVec
 	featureDistance    *prometheus.GaugeVec
+	overflow           *prometheus.CounterVec
 
 	// The histories' own counts at the last checkpoint, by model: the
 	// counters advance by the difference.
-	lateSeen, futureSeen map[string]uint64
+	lateSeen, futureSeen, overflowSeen map[string]uint64
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -143,7 +144,11 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_schema_violations_total",
 		Help: "Features of events that broke their model's schema, by model, violation (unknown_feature, wrong_kind, missing_required, out_of_range) and feature (a declared one, or other).",
 	}, []string{"model", "violation", "feature"})
-	m.lateSeen, m.futureSeen = make(map[string]uint64), make(map[string]uint64)
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_features_overflowed_total",
+		Help: "Numeric features of learned events left out because max_numeric_features was reached (too_many_features: ignore_feature), by model.",
+	}, []string{"model"})
+	m.lateSeen, m.futureSeen, m.overflowSeen = make(map[string]uint64), make(map[string]uint64), make(map[string]uint64)
 	m.featureDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eddy_feature_drift_detections_total",
 		Help: "Changes of a watched feature's distribution (feature_drift), by model and feature.",
@@ -152,7 +157,7 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_feature_drift_distance",
 		Help: "Jensen-Shannon distance (0-1) between a watched feature's newest values and its reference, as of the last checkpoint, by model and feature.",
 	}, []string{"model", "feature"})
-	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance)
+	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance, m.overflow)
 	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
@@ -190,6 +195,7 @@ func (m *engineMetrics) observe(u *modelState) {
 	name := u.cfg.Name
 	s := u.model.Metrics()
 	m.examples.WithLabelValues(name).Set(float64(u.model.Learned()))
+	advance(m.overflow.WithLabelValues(name), m.overflowSeen, name, u.model.OverflowedFeatures())
 	if s.N == 0 {
 		return
 	}
