@@ -43,6 +43,14 @@ type FeatureSpec struct {
 	// Min and Max bound a number (inclusive); unset means unbounded.
 	Min *float64 `yaml:"min"`
 	Max *float64 `yaml:"max"`
+	// Missing is what a number that an event lacks becomes (after the
+	// violation of a required one is handled): skip (the default: it is
+	// left out, which with the standard scaler weighs as its mean does),
+	// zero, or mean (the model's running mean of the feature).
+	Missing string `yaml:"missing"`
+	// Indicator adds the boolean feature NAME_missing, true when the
+	// feature is missing, so that the model can learn what absence means.
+	Indicator bool `yaml:"indicator"`
 }
 
 // Feature kinds of a FeatureSpec.
@@ -58,6 +66,13 @@ const (
 	PolicyIgnore        = "ignore"
 	PolicyIgnoreFeature = "ignore_feature"
 	PolicyDeadLetter    = "dead_letter"
+)
+
+// Missing policies of a FeatureSpec.
+const (
+	MissingSkip = "skip"
+	MissingZero = "zero"
+	MissingMean = "mean"
 )
 
 // Violation kinds.
@@ -100,6 +115,15 @@ func (s *Schema) Validate() error {
 		if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
 			return fmt.Errorf("features: schema feature %q: min %g above max %g", name, *f.Min, *f.Max)
 		}
+		switch f.Missing {
+		case "", MissingSkip:
+		case MissingZero, MissingMean:
+			if f.Kind != KindNumber {
+				return fmt.Errorf("features: schema feature %q: missing: %s applies to numbers only", name, f.Missing)
+			}
+		default:
+			return fmt.Errorf("features: schema feature %q: missing %q: want skip, zero or mean", name, f.Missing)
+		}
 	}
 	return nil
 }
@@ -124,6 +148,10 @@ type Checker struct {
 	names    []string       // declared names, sorted
 	specList []FeatureSpec
 	required []int
+	filled   []int    // features with a missing policy or an indicator
+	nameOf   [][]byte // declared names as bytes, for imputed fields
+	flagOf   [][]byte // NAME_missing, for indicators
+	mean     func(name string) (float64, bool)
 
 	seen []bool
 	out  []Field
@@ -149,10 +177,19 @@ func NewChecker(s *Schema) *Checker {
 		if spec.Required {
 			c.required = append(c.required, i)
 		}
+		if spec.Missing == MissingZero || spec.Missing == MissingMean || spec.Indicator {
+			c.filled = append(c.filled, i)
+		}
+		c.nameOf = append(c.nameOf, []byte(name))
+		c.flagOf = append(c.flagOf, []byte(name+"_missing"))
 	}
 	c.seen = make([]bool, len(c.names))
 	return c
 }
+
+// SetMean gives the Checker the running mean of a numeric feature, for
+// missing: mean (without one, or for a feature never seen, mean is zero).
+func (c *Checker) SetMean(mean func(name string) (float64, bool)) { c.mean = mean }
 
 // Schema returns the schema the Checker applies.
 func (c *Checker) Schema() Schema { return c.s }
@@ -234,6 +271,25 @@ func (c *Checker) Check(fields []Field) (out []Field, violations []Violation, re
 			if onViolation == PolicyDeadLetter {
 				reject = true
 			}
+		}
+	}
+	for _, j := range c.filled {
+		if c.seen[j] {
+			continue
+		}
+		spec := c.specList[j]
+		switch spec.Missing {
+		case MissingZero:
+			c.out = append(c.out, Field{Name: c.nameOf[j], Kind: Number})
+		case MissingMean:
+			var m float64
+			if c.mean != nil {
+				m, _ = c.mean(c.names[j])
+			}
+			c.out = append(c.out, Field{Name: c.nameOf[j], Kind: Number, Num: m})
+		}
+		if spec.Indicator {
+			c.out = append(c.out, Field{Name: c.flagOf[j], Kind: Bool, Num: 1})
 		}
 	}
 	return c.out, c.viol, reject

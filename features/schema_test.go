@@ -117,3 +117,36 @@ func TestInvalidSchemasAreRefusedNamingTheSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingNumbersAreFilledAsTheSchemaSays fills a missing number with
+// zero or the running mean and adds an indicator, and leaves present
+// values alone.
+func TestMissingNumbersAreFilledAsTheSchemaSays(t *testing.T) {
+	s := &Schema{Features: map[string]FeatureSpec{
+		"z": {Kind: KindNumber, Missing: MissingZero, Indicator: true},
+		"m": {Kind: KindNumber, Missing: MissingMean},
+		"k": {Kind: KindNumber},
+	}}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := NewChecker(s)
+	c.SetMean(func(name string) (float64, bool) { return 4.5, name == "m" })
+	out, viol, reject := c.Check([]Field{num("k", 1)})
+	got := map[string]Field{}
+	for _, f := range out {
+		got[string(f.Name)] = f
+	}
+	if reject || len(viol) != 0 || got["z"].Num != 0 || got["z"].Kind != Number || got["m"].Num != 4.5 ||
+		got["z_missing"].Kind != Bool || got["z_missing"].Num != 1 || len(out) != 4 {
+		t.Fatalf("filled %+v (violations %+v)", out, viol)
+	}
+	out, _, _ = c.Check([]Field{num("k", 1), num("z", 7), num("m", 2)})
+	if len(out) != 3 {
+		t.Fatalf("present values were filled too: %+v", out)
+	}
+	bad := &Schema{Features: map[string]FeatureSpec{"c": {Kind: KindCategory, Missing: MissingZero}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "numbers only") {
+		t.Fatalf("missing: zero on a category: %v", err)
+	}
+}

@@ -270,6 +270,20 @@ func (t *Transformer) Config() Config { return t.cfg }
 // index Transform can produce.
 func (t *Transformer) Dim() int { return t.cfg.MaxNumeric + 1<<t.cfg.HashBits }
 
+// SetTooManyFeatures replaces Config.TooManyFeatures, which may change
+// freely on a stored model: it decides what happens to new features only.
+func (t *Transformer) SetTooManyFeatures(policy string) { t.cfg.TooManyFeatures = policy }
+
+// Mean returns the running mean of the numeric feature name, and false if
+// it has no slot yet.
+func (t *Transformer) Mean(name string) (float64, bool) {
+	fi, ok := t.info[name]
+	if !ok || fi.slot < 0 {
+		return 0, false
+	}
+	return t.mean[fi.slot], true
+}
+
 // Overflowed returns how many numeric features were left without a slot
 // because MaxNumeric was reached (TooManyFeatures ignore_feature), since
 // the Transformer was created. It is not stored.

@@ -170,8 +170,10 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 		return nil, nil, fmt.Errorf("learner: model %s is stored with a different feature layout (%s, stored vs configured); use another name or data dir", cfg.Name, diff)
 	}
 	tr.SetIgnore(cfg.Features.Ignore) // may change freely: no index depends on it
+	tr.SetTooManyFeatures(cfg.Features.TooManyFeatures)
 	m := newModel(cfg, window)
 	m.tr = tr
+	m.checker = newChecker(cfg.Schema, tr)
 	m.lin.dim = tr.Dim()
 	r = codec.NewReader(rest, ErrCorrupt)
 	if version == 1 {

@@ -78,7 +78,17 @@ type Model struct {
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
 	return &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
-		hist: features.NewHistory(cfg.Features), checker: features.NewChecker(cfg.Schema)}
+		hist: features.NewHistory(cfg.Features), checker: newChecker(cfg.Schema, tr)}
+}
+
+// newChecker returns the checker of schema (nil without one), imputing
+// means from tr.
+func newChecker(schema *features.Schema, tr *features.Transformer) *features.Checker {
+	c := features.NewChecker(schema)
+	if c != nil {
+		c.SetMean(tr.Mean)
+	}
+	return c
 }
 
 // Check applies the model's schema (ModelConfig.Schema) to an event's

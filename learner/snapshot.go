@@ -138,7 +138,7 @@ func (s *Snapshot) scoreEvent(sc *scoreScratch, key []byte, fields []features.Fi
 func (s *Snapshot) scratchBuffers() *scoreScratch {
 	sc, _ := s.scratch.Get().(*scoreScratch)
 	if sc == nil {
-		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out)), checker: features.NewChecker(s.schema)}
+		sc = &scoreScratch{raw: make([]float64, len(s.lin.out)), probs: make([]float64, len(s.lin.out)), checker: newChecker(s.schema, s.tr)}
 	}
 	return sc
 }
