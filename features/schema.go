@@ -26,6 +26,11 @@ type Schema struct {
 	// default), ignore_feature (learned without that feature) or accept
 	// (learned as it came; counted all the same).
 	OnViolation string `yaml:"on_violation"`
+	// Infer, if positive, learns the kinds of the features the schema does
+	// not declare from the model's first Infer events, then freezes the
+	// schema (see Inference). Until then every event is accepted (declared
+	// features are checked).
+	Infer int `yaml:"infer"`
 	// Strict makes Predict answer INVALID_ARGUMENT, naming each feature,
 	// for a request that breaks the schema; by default it answers with a
 	// warning per feature.
@@ -86,10 +91,16 @@ const (
 // Declared reports whether the schema declares any feature.
 func (s *Schema) Declared() bool { return s != nil && len(s.Features) > 0 }
 
+// maxInfer bounds Schema.Infer.
+const maxInfer = 1 << 20
+
 // Validate reports the first invalid setting.
 func (s *Schema) Validate() error {
 	if s == nil {
 		return nil
+	}
+	if s.Infer < 0 || s.Infer > maxInfer {
+		return fmt.Errorf("features: schema infer %d out of range [0, %d]", s.Infer, maxInfer)
 	}
 	switch s.NewFeatures {
 	case "", PolicyAccept, PolicyIgnore, PolicyDeadLetter:

@@ -150,3 +150,35 @@ func TestMissingNumbersAreFilledAsTheSchemaSays(t *testing.T) {
 		t.Fatalf("missing: zero on a category: %v", err)
 	}
 }
+
+// TestAnInferenceDeclaresEachFeatureByTheKindItCameAsMostOften keeps
+// declared features and breaks ties towards category.
+func TestAnInferenceDeclaresEachFeatureByTheKindItCameAsMostOften(t *testing.T) {
+	in := NewInference(4)
+	rows := [][]Field{
+		{num("a", 1), cat("b", "x"), num("t", 1), num("d", 1)},
+		{num("a", 2), num("b", 3), cat("t", "y"), num("d", 2)},
+		{cat("a", "3"), cat("b", "z"), boolean("v", true)},
+		{num("a", 4), boolean("v", false)},
+	}
+	for i, r := range rows {
+		if done := in.Observe(r); done != (i == 3) {
+			t.Fatalf("row %d: done %v", i, done)
+		}
+	}
+	s := in.Schema(Schema{NewFeatures: PolicyIgnore, Features: map[string]FeatureSpec{"d": {Kind: KindCategory}}})
+	want := map[string]string{"a": KindNumber, "b": KindCategory, "t": KindCategory, "v": KindBoolean, "d": KindCategory}
+	for name, kind := range want {
+		if s.Features[name].Kind != kind || s.Features[name].Required {
+			t.Errorf("%s inferred as %+v, want %s, not required", name, s.Features[name], kind)
+		}
+	}
+	if s.Infer != 0 || s.NewFeatures != PolicyIgnore {
+		t.Errorf("the frozen schema %+v keeps Infer or loses the base's policy", s)
+	}
+	data, _ := in.MarshalState()
+	back, err := UnmarshalInference(data)
+	if err != nil || back.Seen != 4 || back.Kinds["a"] != in.Kinds["a"] {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}

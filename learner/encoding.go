@@ -173,7 +173,7 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	tr.SetTooManyFeatures(cfg.Features.TooManyFeatures)
 	m := newModel(cfg, window)
 	m.tr = tr
-	m.checker = newChecker(cfg.Schema, tr)
+	m.checker = newChecker(m.schema, tr)
 	m.lin.dim = tr.Dim()
 	r = codec.NewReader(rest, ErrCorrupt)
 	if version == 1 {

@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -73,12 +74,77 @@ type Model struct {
 	derived []features.Field  // scratch: an event's fields plus its derived features
 	entity  []byte            // scratch: the entity key of an event (owned: never the event's bytes)
 	checker *features.Checker // the schema's; nil without one
+
+	schema    *features.Schema    // in force: cfg.Schema, or the one inferred from it
+	inference *features.Inference // learning the schema's kinds (Schema.Infer); nil when not
+	frozen    bool                // the inference has just ended (TakeInferred)
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
-	return &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
-		hist: features.NewHistory(cfg.Features), checker: newChecker(cfg.Schema, tr)}
+	m := &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
+		hist: features.NewHistory(cfg.Features), schema: cfg.Schema}
+	if s := cfg.Schema; s != nil && s.Infer > 0 {
+		m.inference = features.NewInference(s.Infer)
+		base := *s
+		base.Infer = 0
+		m.schema = &base // the declared features are checked meanwhile
+	}
+	m.checker = newChecker(m.schema, tr)
+	return m
+}
+
+// Schema returns the schema in force: the configured one, or, once its
+// inference is done, the one inferred from it (nil without a schema).
+func (m *Model) Schema() *features.Schema { return m.schema }
+
+// TakeInferred returns the schema the model has just inferred, once: true
+// the first time it is asked after the inference ended.
+func (m *Model) TakeInferred() (*features.Schema, bool) {
+	if !m.frozen {
+		return nil, false
+	}
+	m.frozen = false
+	return m.schema, true
+}
+
+// schemaState is what the store keeps of a model's schema inference.
+type schemaState struct {
+	Inference *features.Inference `json:"inference,omitempty"`
+	Frozen    *features.Schema    `json:"frozen,omitempty"`
+}
+
+// AppendSchemaState returns what must be stored of the model's schema
+// inference (its progress, or the schema it inferred), or nil when the
+// schema is not inferred.
+func (m *Model) AppendSchemaState() ([]byte, error) {
+	if m.cfg.Schema == nil || m.cfg.Schema.Infer == 0 {
+		return nil, nil
+	}
+	st := schemaState{Inference: m.inference}
+	if m.inference == nil {
+		st.Frozen = m.schema
+	}
+	return json.Marshal(st)
+}
+
+// RestoreSchemaState restores what AppendSchemaState returned.
+func (m *Model) RestoreSchemaState(data []byte) error {
+	var st schemaState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("%w: model %s: schema state: %v", ErrCorrupt, m.cfg.Name, err)
+	}
+	switch {
+	case st.Frozen != nil:
+		if err := st.Frozen.Validate(); err != nil {
+			return fmt.Errorf("%w: model %s: inferred schema: %v", ErrCorrupt, m.cfg.Name, err)
+		}
+		m.schema, m.inference = st.Frozen, nil
+	case st.Inference != nil:
+		m.inference = st.Inference
+	}
+	m.checker = newChecker(m.schema, m.tr)
+	return nil
 }
 
 // newChecker returns the checker of schema (nil without one), imputing
@@ -99,6 +165,11 @@ func newChecker(schema *features.Schema, tr *features.Transformer) *features.Che
 // schema_violation naming each feature. Without a schema it returns fields
 // as they are. One goroutine at a time (the model's).
 func (m *Model) Check(fields []features.Field) ([]features.Field, []features.Violation, error) {
+	if m.inference != nil && m.inference.Observe(fields) {
+		frozen := m.inference.Schema(*m.cfg.Schema)
+		m.schema, m.inference, m.frozen = &frozen, nil, true
+		m.checker = newChecker(m.schema, m.tr)
+	}
 	if m.checker == nil {
 		return fields, nil, nil
 	}
@@ -231,7 +302,9 @@ func (m *Model) Weights() ([]float64, float64) {
 // computed as learning computes them, for an event happening now by the
 // history's clock (features.History.Now), as Snapshot.Score does.
 func (m *Model) Predict(key []byte, fields []features.Field) float64 {
-	fields, _, _ = m.Check(fields) // predict from what the schema lets through
+	if m.checker != nil {
+		fields, _, _ = m.checker.Check(fields) // predict from what the schema lets through (not an event: no inference)
+	}
 	if m.hist != nil {
 		fields = m.Derive(m.EntityKey(key, fields), m.hist.Now(), fields)
 	}

@@ -209,3 +209,66 @@ func TestLegitimateEventsAreLearnedAfterAFeatureFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestASchemaInferredFromTheFirstEventsIsThenChecked infers a schema from
+// 100 events (f1 a number, zip digits sent as strings, vip a boolean),
+// then refuses an event that breaks it; its state survives a round trip
+// mid-inference and once frozen.
+func TestASchemaInferredFromTheFirstEventsIsThenChecked(t *testing.T) {
+	mc := ModelConfig{Name: "m", Schema: &features.Schema{Infer: 100, NewFeatures: features.PolicyDeadLetter}}
+	m, err := NewModel(mc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(i int) []features.Field {
+		return []features.Field{
+			{Name: []byte("f1"), Kind: features.Number, Num: float64(i)},
+			{Name: []byte("zip"), Kind: features.String, Str: []byte(strconv.Itoa(2000 + i%9))},
+			{Name: []byte("vip"), Kind: features.Bool, Num: float64(i % 2)},
+		}
+	}
+	for i := range 60 {
+		if _, err := m.LearnEvent(nil, time.Time{}, event(i), float64(i%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Mid-inference, the state moves to another model (a restart).
+	st, err := m.AppendSchemaState()
+	if err != nil || st == nil {
+		t.Fatalf("schema state: %v %v", st, err)
+	}
+	m2, _ := NewModel(mc, 0)
+	if err := m2.RestoreSchemaState(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := 60; i < 100; i++ {
+		if _, err := m2.LearnEvent(nil, time.Time{}, event(i), float64(i%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, ok := m2.TakeInferred()
+	if !ok || s.Features["f1"].Kind != features.KindNumber || s.Features["zip"].Kind != features.KindCategory || s.Features["vip"].Kind != features.KindBoolean {
+		t.Fatalf("inferred after 100 events: %+v, %v", s, ok)
+	}
+	if _, ok := m2.TakeInferred(); ok {
+		t.Fatal("TakeInferred reported the same inference twice")
+	}
+	var rej *RejectError
+	_, err = m2.LearnEvent(nil, time.Time{}, []features.Field{{Name: []byte("f1"), Kind: features.String, Str: []byte("3.2")}}, 1)
+	if !errors.As(err, &rej) || !strings.Contains(rej.Detail, `"f1" is declared a number`) {
+		t.Fatalf("a string for the inferred number f1: %v", err)
+	}
+	_, err = m2.LearnEvent(nil, time.Time{}, append(event(1), features.Field{Name: []byte("color"), Kind: features.String, Str: []byte("red")}), 1)
+	if !errors.As(err, &rej) || !strings.Contains(rej.Detail, `"color" is not in the schema`) {
+		t.Fatalf("a feature the inference never saw: %v", err)
+	}
+	// Frozen, the schema is stored as it is.
+	st, _ = m2.AppendSchemaState()
+	m3, _ := NewModel(mc, 0)
+	if err := m3.RestoreSchemaState(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m3.LearnEvent(nil, time.Time{}, []features.Field{{Name: []byte("f1"), Kind: features.String, Str: []byte("x")}}, 1); !errors.As(err, &rej) {
+		t.Fatalf("the restored frozen schema does not check: %v", err)
+	}
+}

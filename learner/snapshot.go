@@ -51,7 +51,7 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		classes:  append([]int(nil), m.classes...),
 		hist:     m.hist,
 		keyField: m.cfg.Features.Key,
-		schema:   m.cfg.Schema,
+		schema:   m.schema,
 	}
 }
 

@@ -118,6 +118,13 @@ func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.
 			return fmt.Errorf("learner: checkpoint: %w", err)
 		}
 	}
+	if st, err := m.AppendSchemaState(); err != nil {
+		return fmt.Errorf("learner: checkpoint: %w", err)
+	} else if st != nil {
+		if err := batch.Set(schemaKey(u.cfg.Name), st); err != nil {
+			return fmt.Errorf("learner: checkpoint: %w", err)
+		}
+	}
 	if u.hist != nil {
 		changes, err := u.hist.WriteChanges(
 			func(key, value []byte) error { return batch.Set(historyKey(u.cfg.Name, key), value) },

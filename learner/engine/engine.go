@@ -222,6 +222,10 @@ func (e *Engine) Process(topic string, ex *Example) error {
 func (e *Engine) process(u *modelState, ex *Example) error {
 	m := u.model
 	fields, violations, err := m.Check(ex.Fields)
+	if s, ok := m.TakeInferred(); ok {
+		e.log.Info("schema inferred from the first events: it is checked from now on", "model", u.cfg.Name,
+			"events", u.cfg.Schema.Infer, "features", describeSchema(s))
+	}
 	for _, v := range violations {
 		feature := "other"
 		if v.Declared {

@@ -3,6 +3,9 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -121,4 +124,14 @@ func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, dist
 	u.fwatch.detected[u.fwatch.index[feature]].Inc()
 	e.log.Warn("feature drift detected: the distribution of a feature changed (a unit change, a broken upstream join?)",
 		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset)
+}
+
+// describeSchema lists a schema's features as name:kind, sorted.
+func describeSchema(s *features.Schema) string {
+	names := slices.Sorted(maps.Keys(s.Features))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + ":" + s.Features[n].Kind
+	}
+	return strings.Join(parts, " ")
 }

@@ -258,3 +258,42 @@ func BenchmarkFeatureDrift(b *testing.B) {
 		})
 	}
 }
+
+// TestASchemaInferenceSurvivesARestart infers a schema from 50 events, 30
+// of them before a restart: the restarted engine freezes it at the 50th
+// event overall, and a restart after that keeps the frozen schema.
+func TestASchemaInferenceSurvivesARestart(t *testing.T) {
+	mc := learner.ModelConfig{Name: "m", Topic: "events", Schema: &features.Schema{Infer: 50, NewFeatures: features.PolicyDeadLetter}}
+	cfg := Config{Models: []learner.ModelConfig{mc}, PromoteInterval: time.Hour}
+	dir := t.TempDir()
+	feed := func(e *Engine, from, to int) {
+		for i := from; i < to; i++ {
+			if err := e.Process("events", &Example{Offset: int64(i), Fields: []features.Field{{Name: []byte("x"), Kind: features.Number, Num: float64(i)}}, Label: float64(i % 2), HasLabel: true}); err != nil {
+				t.Fatalf("event %d: %v", i, err)
+			}
+		}
+		checkpoint(t, e, Offset{TopicPartition{"events", 0}, int64(to)})
+	}
+	s, closeStore := openTestStore(t, dir)
+	e, _ := newTestEngine(t, s, cfg, nil)
+	feed(e, 0, 30)
+	closeStore()
+	s, closeStore = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	feed(e, 30, 49)
+	if e.models[0].Schema().Declared() {
+		t.Fatal("the schema froze before its 50th event")
+	}
+	feed(e, 49, 50)
+	if got := e.models[0].Schema(); got.Features["x"].Kind != features.KindNumber {
+		t.Fatalf("after 50 events over a restart the schema is %+v", got)
+	}
+	closeStore()
+	s, _ = openTestStore(t, dir)
+	e, _ = newTestEngine(t, s, cfg, nil)
+	err := e.Process("events", &Example{Offset: 50, Fields: []features.Field{{Name: []byte("y"), Kind: features.Number, Num: 1}}, Label: 1, HasLabel: true})
+	var rej *learner.RejectError
+	if !errors.As(err, &rej) || rej.Reason != learner.ReasonSchemaViolation {
+		t.Fatalf("after a restart an undeclared feature gave %v, want a schema violation", err)
+	}
+}

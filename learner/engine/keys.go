@@ -23,6 +23,10 @@ func modelKey(name string) []byte { return []byte("model/" + name) }
 
 func monitorKey(name string) []byte { return []byte("monitor/" + name) }
 
+// schemaKey holds a model's schema inference: its progress, or the schema
+// it inferred (learner.Model.AppendSchemaState).
+func schemaKey(name string) []byte { return []byte("schema/" + name) }
+
 func historyKey(name string, entity []byte) []byte {
 	return append([]byte("history/"+name+"/"), entity...)
 }

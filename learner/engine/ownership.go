@@ -260,7 +260,7 @@ func appendPosition(dst []byte, epoch, seq uint64) []byte {
 // keys (model, monitor, unit), each with a flag: true for a prefix.
 func (e *Engine) keyspace(p *part) (prefixes, exact [][]byte) {
 	for _, name := range p.Models {
-		exact = append(exact, modelKey(name), monitorKey(name), featureDriftKey(name))
+		exact = append(exact, modelKey(name), monitorKey(name), featureDriftKey(name), schemaKey(name))
 		prefixes = append(prefixes, historyKey(name, nil), pendingKey(name, nil), detectionPrefix(name),
 			snapshotPrefix(name), snapshotInfoPrefix(name))
 	}

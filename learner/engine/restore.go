@@ -57,6 +57,13 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		return nil, err
 	}
 	m := u.model
+	if blob, ok, err := e.store.Get(schemaKey(mc.Name)); err != nil {
+		return nil, fmt.Errorf("learner: %w", err)
+	} else if ok {
+		if err := m.RestoreSchemaState(blob); err != nil {
+			return nil, err
+		}
+	}
 	u.hist = m.History()
 	if err := e.loadHistory(u); err != nil {
 		return nil, err
