@@ -37,7 +37,7 @@ type groupAdmin struct {
 type command struct {
 	Kind    string `json:"kind"` // "command"
 	ID      string `json:"id"`
-	Op      string `json:"op"` // promote, rollback, release, list
+	Op      string `json:"op"` // promote, rollback, release, list, schema
 	Model   string `json:"model"`
 	Version uint64 `json:"version,omitempty"`
 }
@@ -48,6 +48,7 @@ type commandResult struct {
 	ID        string                 `json:"id"`
 	Version   uint64                 `json:"version,omitempty"`
 	Snapshots []serving.SnapshotInfo `json:"snapshots,omitempty"`
+	Schema    *serving.SchemaReport  `json:"schema,omitempty"`
 	Error     string                 `json:"error,omitempty"`
 	Code      string                 `json:"code,omitempty"` // not_found, precondition
 }
@@ -65,6 +66,21 @@ func (a *groupAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	defer cancel()
 	res, err := a.remote(ctx, command{Op: "list", Model: model})
 	return res.Snapshots, err
+}
+
+// Schema describes model's schema: from the local store if this instance
+// holds the model, else from the instance that learns it.
+func (a *groupAdmin) Schema(model string) (serving.SchemaReport, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored || h == engine.Following {
+		return a.local.Schema(model)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.remote(ctx, command{Op: "schema", Model: model})
+	if err != nil || res.Schema == nil {
+		return serving.SchemaReport{}, err
+	}
+	return *res.Schema, nil
 }
 
 func (a *groupAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
@@ -203,6 +219,11 @@ func (a *groupAdmin) run(ctx context.Context, cmd command) {
 		res.Version, err = a.local.Release(cctx, cmd.Model)
 	case "list":
 		res.Snapshots, err = a.local.Snapshots(cmd.Model)
+	case "schema":
+		var r serving.SchemaReport
+		if r, err = a.local.Schema(cmd.Model); err == nil {
+			res.Schema = &r
+		}
 	default:
 		err = fmt.Errorf("unknown admin command %q", cmd.Op)
 	}

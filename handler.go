@@ -65,6 +65,20 @@ func (h *engineHandler) Checkpoint(offsets []stream.Offset) error {
 // Admin interface, translating its errors into serving's.
 type engineAdmin struct{ engine *engine.Engine }
 
+// Schema describes model's schema and feature-drift detectors as the local
+// store holds them.
+func (a engineAdmin) Schema(model string) (serving.SchemaReport, error) {
+	r, err := a.engine.Schema(model)
+	if err != nil {
+		return serving.SchemaReport{}, adminError(err)
+	}
+	out := serving.SchemaReport{Schema: r.Schema, Inferring: r.Inferring, InferSeen: r.InferSeen, InferWant: r.InferWant}
+	for _, d := range r.Drift {
+		out.Drift = append(out.Drift, serving.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready})
+	}
+	return out, nil
+}
+
 func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	infos, err := a.engine.Snapshots(model)
 	if err != nil {

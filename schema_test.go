@@ -209,3 +209,43 @@ func TestAFeatureDriftIsCountedThroughKafka(t *testing.T) {
 		t.Fatalf("eddy_feature_drift_detections_total = %v, want 1", got)
 	}
 }
+
+// TestGetSchemaShowsTheInferredSchemaAndTheFeatureDetectors runs a model
+// that infers its schema from 300 events and watches f1: GetSchema first
+// reports the inference under way, then the inferred features and the
+// detector's distance.
+func TestGetSchemaShowsTheInferredSchemaAndTheFeatureDetectors(t *testing.T) {
+	broker := startBroker(t)
+	model := learner.ModelConfig{Name: "m", Schema: &features.Schema{Infer: 300, NewFeatures: features.PolicyIgnore},
+		FeatureDrift: &learner.FeatureDriftConfig{Features: []string{"f1"}, Reference: 200, Window: 100}}
+	svc := startTestService(t, testConfig(broker, t.TempDir(), model))
+	admin := adminOf(t, svc.GRPCAddr())
+	produceSEAEvents(t, broker, "events", 100)
+	waitFor(t, 30*time.Second, "100 learned", func() bool { return svc.learned("m") == 100 })
+	resp, err := admin.GetSchema(context.Background(), &eddyv1.GetSchemaRequest{Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetInferring() || resp.GetInferSeen() != 100 || resp.GetInferWant() != 300 {
+		t.Fatalf("after 100 events GetSchema says %v", resp)
+	}
+	produceSEAEvents(t, broker, "events", 400)
+	waitFor(t, 30*time.Second, "500 learned", func() bool { return svc.learned("m") == 500 })
+	resp, err = admin.GetSchema(context.Background(), &eddyv1.GetSchemaRequest{Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, f := range resp.GetFeatures() {
+		kinds[f.GetName()] = f.GetKind()
+	}
+	if resp.GetInferring() || kinds["f1"] != "number" || kinds["f3"] != "number" || resp.GetNewFeatures() != "ignore" {
+		t.Fatalf("after 500 events GetSchema says %v", resp)
+	}
+	if d := resp.GetFeatureDrift(); len(d) != 1 || d[0].GetFeature() != "f1" || !d[0].GetReady() || d[0].GetDistance() <= 0 || d[0].GetDistance() > 0.5 {
+		t.Fatalf("feature drift %v: want f1 comparing, with a small distance", d)
+	}
+	if _, err := admin.GetSchema(context.Background(), &eddyv1.GetSchemaRequest{Model: "nope"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("an unknown model: %v", err)
+	}
+}

@@ -94,6 +94,18 @@ func newModel(cfg ModelConfig, window int) *Model {
 	return m
 }
 
+// InferenceProgress returns how many of the events a schema inference
+// wants it has seen, and whether it is still running.
+func (m *Model) InferenceProgress() (seen, want int, inferring bool) {
+	if m.inference == nil {
+		if m.cfg.Schema != nil {
+			return m.cfg.Schema.Infer, m.cfg.Schema.Infer, false
+		}
+		return 0, 0, false
+	}
+	return m.inference.Seen, m.inference.Want, true
+}
+
 // Schema returns the schema in force: the configured one, or, once its
 // inference is done, the one inferred from it (nil without a schema).
 func (m *Model) Schema() *features.Schema { return m.schema }

@@ -3,12 +3,15 @@ package serving
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/eddyhq/eddy/features"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
@@ -22,6 +25,29 @@ type Admin interface {
 	Promote(ctx context.Context, model string, version uint64) (uint64, error)
 	Rollback(ctx context.Context, model string) (uint64, error)
 	Release(ctx context.Context, model string) (uint64, error)
+}
+
+// SchemaAdmin may be implemented by an Admin that can describe a model's
+// schema (the GetSchema RPC; without it GetSchema is UNIMPLEMENTED).
+type SchemaAdmin interface {
+	Schema(model string) (SchemaReport, error)
+}
+
+// SchemaReport describes a model's schema in force and its feature-drift
+// detectors.
+type SchemaReport struct {
+	Schema    *features.Schema `json:"schema,omitempty"` // nil: none
+	Inferring bool             `json:"inferring,omitempty"`
+	InferSeen int              `json:"infer_seen,omitempty"`
+	InferWant int              `json:"infer_want,omitempty"`
+	Drift     []FeatureDrift   `json:"drift,omitempty"`
+}
+
+// FeatureDrift is one feature-drift detector's state.
+type FeatureDrift struct {
+	Feature  string  `json:"feature"`
+	Distance float64 `json:"distance"`
+	Ready    bool    `json:"ready"`
 }
 
 // SnapshotInfo describes a stored snapshot.
@@ -111,6 +137,33 @@ func (a *adminServer) Rollback(ctx context.Context, req *eddyv1.RollbackRequest)
 		return nil, a.statusOf("Rollback", req.GetModel(), err)
 	}
 	return &eddyv1.PromoteResponse{Model: req.GetModel(), ServingVersion: v, Pinned: true}, nil
+}
+
+func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaRequest) (*eddyv1.GetSchemaResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	sa, ok := a.admin.(SchemaAdmin)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this server cannot describe schemas")
+	}
+	r, err := sa.Schema(req.GetModel())
+	if err != nil {
+		return nil, a.statusOf("GetSchema", req.GetModel(), err)
+	}
+	resp := &eddyv1.GetSchemaResponse{Model: req.GetModel(), Inferring: r.Inferring, InferSeen: uint64(r.InferSeen), InferWant: uint64(r.InferWant)}
+	if s := r.Schema; s != nil {
+		resp.NewFeatures, resp.OnViolation, resp.Strict = s.NewFeatures, s.OnViolation, s.Strict
+		for _, name := range slices.Sorted(maps.Keys(s.Features)) {
+			f := s.Features[name]
+			resp.Features = append(resp.Features, &eddyv1.SchemaFeature{Name: name, Kind: f.Kind, Required: f.Required, Min: f.Min, Max: f.Max,
+				Missing: f.Missing, Indicator: f.Indicator})
+		}
+	}
+	for _, d := range r.Drift {
+		resp.FeatureDrift = append(resp.FeatureDrift, &eddyv1.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready})
+	}
+	return resp, nil
 }
 
 func (a *adminServer) Release(ctx context.Context, req *eddyv1.ReleaseRequest) (*eddyv1.PromoteResponse, error) {

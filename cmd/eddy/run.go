@@ -38,6 +38,7 @@ func commands() []command {
 		{"promote", "serve a stored snapshot version and pin it until released", runPromote},
 		{"rollback", "serve the snapshot before the serving one and pin it", runRollback},
 		{"release", "end a pin: serve the newest snapshot, resume automatic promotion", runRelease},
+		{"schema", "show a model's schema (declared or inferred) and its feature-drift detectors", runSchema},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},
 		{"bench", "measure end-to-end ingest throughput against the raw Kafka consumer", runBench},

@@ -32,6 +32,20 @@ func featureDriftKey(name string) []byte { return []byte("fdrift/" + name) }
 
 // newFeatureWatch returns the watch of mc, nil without feature drift.
 func (e *Engine) newFeatureWatch(mc learner.ModelConfig) (*featureWatch, error) {
+	w, err := e.newFeatureWatchUnregistered(mc)
+	if err != nil || w == nil {
+		return w, err
+	}
+	for _, name := range w.names {
+		w.detected = append(w.detected, e.metrics.featureDrift.WithLabelValues(mc.Name, name))
+		w.distance = append(w.distance, e.metrics.featureDistance.WithLabelValues(mc.Name, name))
+	}
+	return w, nil
+}
+
+// newFeatureWatchUnregistered is newFeatureWatch without metric handles,
+// for reading a stored watch.
+func (e *Engine) newFeatureWatchUnregistered(mc learner.ModelConfig) (*featureWatch, error) {
 	names := mc.WatchedFeatures()
 	if len(names) == 0 {
 		return nil, nil
@@ -46,8 +60,6 @@ func (e *Engine) newFeatureWatch(mc learner.ModelConfig) (*featureWatch, error) 
 		}
 		w.index[name] = i
 		w.shifts = append(w.shifts, s)
-		w.detected = append(w.detected, e.metrics.featureDrift.WithLabelValues(mc.Name, name))
-		w.distance = append(w.distance, e.metrics.featureDistance.WithLabelValues(mc.Name, name))
 	}
 	return w, nil
 }
@@ -134,4 +146,70 @@ func describeSchema(s *features.Schema) string {
 		parts[i] = n + ":" + s.Features[n].Kind
 	}
 	return strings.Join(parts, " ")
+}
+
+// SchemaReport describes a model's schema in force and its feature-drift
+// detectors, as of the last checkpoint (see Engine.Schema).
+type SchemaReport struct {
+	Schema    *features.Schema // nil: the model has none
+	Inferring bool             // the schema's kinds are still being learned
+	InferSeen int
+	InferWant int
+	Drift     []FeatureDriftReport
+}
+
+// FeatureDriftReport is one feature-drift detector's state.
+type FeatureDriftReport struct {
+	Feature  string
+	Distance float64
+	Ready    bool
+}
+
+// Schema returns the schema of model in force (configured, or inferred)
+// and its feature-drift detectors, as the store holds them after the last
+// checkpoint. It reads the store only and may be called from any
+// goroutine.
+func (e *Engine) Schema(model string) (SchemaReport, error) {
+	var mc *learner.ModelConfig
+	for i := range e.cfg.Models {
+		if e.cfg.Models[i].Name == model {
+			mc = &e.cfg.Models[i]
+		}
+	}
+	if mc == nil {
+		return SchemaReport{}, fmt.Errorf("learner: no model named %q", model)
+	}
+	r := SchemaReport{Schema: mc.Schema}
+	view := e.store.NewView()
+	defer view.Close()
+	if mc.Schema != nil && mc.Schema.Infer > 0 {
+		m, err := learner.NewModel(*mc, 0)
+		if err != nil {
+			return r, err
+		}
+		if blob, ok, err := view.Get(schemaKey(model)); err != nil {
+			return r, fmt.Errorf("learner: %w", err)
+		} else if ok {
+			if err := m.RestoreSchemaState(blob); err != nil {
+				return r, err
+			}
+		}
+		r.Schema = m.Schema()
+		r.InferSeen, r.InferWant, r.Inferring = m.InferenceProgress()
+	}
+	w, err := e.newFeatureWatchUnregistered(*mc)
+	if err != nil || w == nil {
+		return r, err
+	}
+	if blob, ok, err := view.Get(featureDriftKey(model)); err != nil {
+		return r, fmt.Errorf("learner: %w", err)
+	} else if ok {
+		if err := w.decode(blob); err != nil {
+			return r, err
+		}
+	}
+	for i, name := range w.names {
+		r.Drift = append(r.Drift, FeatureDriftReport{Feature: name, Distance: w.shifts[i].Distance(), Ready: w.shifts[i].Ready()})
+	}
+	return r, nil
 }

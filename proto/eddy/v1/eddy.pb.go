@@ -196,6 +196,318 @@ func (x *PredictResponse) GetWarnings() []string {
 	return nil
 }
 
+type GetSchemaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaRequest) Reset() {
+	*x = GetSchemaRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaRequest) ProtoMessage() {}
+
+func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
+func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetSchemaRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+type SchemaFeature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// number, category or boolean.
+	Kind     string   `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Required bool     `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	Min      *float64 `protobuf:"fixed64,4,opt,name=min,proto3,oneof" json:"min,omitempty"`
+	Max      *float64 `protobuf:"fixed64,5,opt,name=max,proto3,oneof" json:"max,omitempty"`
+	// skip, zero or mean ("" is skip).
+	Missing       string `protobuf:"bytes,6,opt,name=missing,proto3" json:"missing,omitempty"`
+	Indicator     bool   `protobuf:"varint,7,opt,name=indicator,proto3" json:"indicator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchemaFeature) Reset() {
+	*x = SchemaFeature{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchemaFeature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchemaFeature) ProtoMessage() {}
+
+func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
+func (*SchemaFeature) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SchemaFeature) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SchemaFeature) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SchemaFeature) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *SchemaFeature) GetMin() float64 {
+	if x != nil && x.Min != nil {
+		return *x.Min
+	}
+	return 0
+}
+
+func (x *SchemaFeature) GetMax() float64 {
+	if x != nil && x.Max != nil {
+		return *x.Max
+	}
+	return 0
+}
+
+func (x *SchemaFeature) GetMissing() string {
+	if x != nil {
+		return x.Missing
+	}
+	return ""
+}
+
+func (x *SchemaFeature) GetIndicator() bool {
+	if x != nil {
+		return x.Indicator
+	}
+	return false
+}
+
+type FeatureDrift struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Feature string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	// Jensen-Shannon distance (0-1) of its newest values from its reference.
+	Distance float64 `protobuf:"fixed64,2,opt,name=distance,proto3" json:"distance,omitempty"`
+	// Whether the reference is built and the window full (the distance is
+	// then current).
+	Ready         bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeatureDrift) Reset() {
+	*x = FeatureDrift{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureDrift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureDrift) ProtoMessage() {}
+
+func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
+func (*FeatureDrift) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FeatureDrift) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *FeatureDrift) GetDistance() float64 {
+	if x != nil {
+		return x.Distance
+	}
+	return 0
+}
+
+func (x *FeatureDrift) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+type GetSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Sorted by name.
+	Features    []*SchemaFeature `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty"`
+	NewFeatures string           `protobuf:"bytes,3,opt,name=new_features,json=newFeatures,proto3" json:"new_features,omitempty"`
+	OnViolation string           `protobuf:"bytes,4,opt,name=on_violation,json=onViolation,proto3" json:"on_violation,omitempty"`
+	Strict      bool             `protobuf:"varint,5,opt,name=strict,proto3" json:"strict,omitempty"`
+	// Inferring: the schema's kinds are still being learned, from infer_seen
+	// of infer_want events.
+	Inferring     bool            `protobuf:"varint,6,opt,name=inferring,proto3" json:"inferring,omitempty"`
+	InferSeen     uint64          `protobuf:"varint,7,opt,name=infer_seen,json=inferSeen,proto3" json:"infer_seen,omitempty"`
+	InferWant     uint64          `protobuf:"varint,8,opt,name=infer_want,json=inferWant,proto3" json:"infer_want,omitempty"`
+	FeatureDrift  []*FeatureDrift `protobuf:"bytes,9,rep,name=feature_drift,json=featureDrift,proto3" json:"feature_drift,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaResponse) Reset() {
+	*x = GetSchemaResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaResponse) ProtoMessage() {}
+
+func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
+func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetSchemaResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *GetSchemaResponse) GetFeatures() []*SchemaFeature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *GetSchemaResponse) GetNewFeatures() string {
+	if x != nil {
+		return x.NewFeatures
+	}
+	return ""
+}
+
+func (x *GetSchemaResponse) GetOnViolation() string {
+	if x != nil {
+		return x.OnViolation
+	}
+	return ""
+}
+
+func (x *GetSchemaResponse) GetStrict() bool {
+	if x != nil {
+		return x.Strict
+	}
+	return false
+}
+
+func (x *GetSchemaResponse) GetInferring() bool {
+	if x != nil {
+		return x.Inferring
+	}
+	return false
+}
+
+func (x *GetSchemaResponse) GetInferSeen() uint64 {
+	if x != nil {
+		return x.InferSeen
+	}
+	return 0
+}
+
+func (x *GetSchemaResponse) GetInferWant() uint64 {
+	if x != nil {
+		return x.InferWant
+	}
+	return 0
+}
+
+func (x *GetSchemaResponse) GetFeatureDrift() []*FeatureDrift {
+	if x != nil {
+		return x.FeatureDrift
+	}
+	return nil
+}
+
 type ListSnapshotsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -205,7 +517,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +529,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +542,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -262,7 +574,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +586,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +599,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -352,7 +664,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +676,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +689,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -414,7 +726,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +738,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +751,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -472,7 +784,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +796,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +809,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -516,7 +828,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +840,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +853,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -565,7 +877,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +889,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +902,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -637,7 +949,35 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\bwarnings\x18\a \x03(\tR\bwarningsB\x0e\n" +
 	"\f_probabilityB\x12\n" +
 	"\x10_predicted_labelB\b\n" +
-	"\x06_value\",\n" +
+	"\x06_value\"(\n" +
+	"\x10GetSchemaRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"\xc9\x01\n" +
+	"\rSchemaFeature\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12\x15\n" +
+	"\x03min\x18\x04 \x01(\x01H\x00R\x03min\x88\x01\x01\x12\x15\n" +
+	"\x03max\x18\x05 \x01(\x01H\x01R\x03max\x88\x01\x01\x12\x18\n" +
+	"\amissing\x18\x06 \x01(\tR\amissing\x12\x1c\n" +
+	"\tindicator\x18\a \x01(\bR\tindicatorB\x06\n" +
+	"\x04_minB\x06\n" +
+	"\x04_max\"Z\n" +
+	"\fFeatureDrift\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x1a\n" +
+	"\bdistance\x18\x02 \x01(\x01R\bdistance\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\"\xd3\x02\n" +
+	"\x11GetSchemaResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x122\n" +
+	"\bfeatures\x18\x02 \x03(\v2\x16.eddy.v1.SchemaFeatureR\bfeatures\x12!\n" +
+	"\fnew_features\x18\x03 \x01(\tR\vnewFeatures\x12!\n" +
+	"\fon_violation\x18\x04 \x01(\tR\vonViolation\x12\x16\n" +
+	"\x06strict\x18\x05 \x01(\bR\x06strict\x12\x1c\n" +
+	"\tinferring\x18\x06 \x01(\bR\tinferring\x12\x1d\n" +
+	"\n" +
+	"infer_seen\x18\a \x01(\x04R\tinferSeen\x12\x1d\n" +
+	"\n" +
+	"infer_want\x18\b \x01(\x04R\tinferWant\x12:\n" +
+	"\rfeature_drift\x18\t \x03(\v2\x15.eddy.v1.FeatureDriftR\ffeatureDrift\",\n" +
 	"\x14ListSnapshotsRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\"\xbc\x02\n" +
 	"\fSnapshotInfo\x12\x18\n" +
@@ -668,12 +1008,13 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\x93\x02\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd7\x02\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
 	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
 	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponse\x12<\n" +
-	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponse\x12B\n" +
+	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -687,43 +1028,51 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
-	(*ListSnapshotsRequest)(nil),  // 2: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 3: eddy.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 4: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),        // 5: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),       // 6: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),        // 7: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),       // 8: eddy.v1.PromoteResponse
-	nil,                           // 9: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 10: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 12: google.protobuf.Value
+	(*GetSchemaRequest)(nil),      // 2: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),         // 3: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),          // 4: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),     // 5: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),  // 6: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 7: eddy.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 8: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),        // 9: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),       // 10: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),        // 11: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),       // 12: eddy.v1.PromoteResponse
+	nil,                           // 13: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 14: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 16: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	9,  // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
-	11, // 1: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	10, // 2: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	3,  // 3: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	12, // 4: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 5: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	2,  // 6: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	5,  // 7: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	6,  // 8: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	7,  // 9: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	1,  // 10: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	4,  // 11: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	8,  // 12: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	8,  // 13: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	8,  // 14: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	13, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	3,  // 1: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	4,  // 2: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	15, // 3: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	14, // 4: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	7,  // 5: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	16, // 6: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 7: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	6,  // 8: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	9,  // 9: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	10, // 10: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	11, // 11: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	2,  // 12: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	1,  // 13: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	8,  // 14: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	12, // 15: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	12, // 16: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	12, // 17: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	5,  // 18: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -732,13 +1081,14 @@ func file_eddy_v1_eddy_proto_init() {
 		return
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

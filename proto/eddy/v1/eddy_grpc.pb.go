@@ -140,6 +140,7 @@ const (
 	Admin_Promote_FullMethodName       = "/eddy.v1.Admin/Promote"
 	Admin_Rollback_FullMethodName      = "/eddy.v1.Admin/Rollback"
 	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
+	Admin_GetSchema_FullMethodName     = "/eddy.v1.Admin/GetSchema"
 )
 
 // AdminClient is the client API for Admin service.
@@ -168,6 +169,11 @@ type AdminClient interface {
 	// automatic promotion resumes. Releasing an unpinned model changes
 	// nothing.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// GetSchema describes a model's schema as it is in force (declared, or
+	// inferred from its first events) and its feature-drift detectors, as of
+	// the last checkpoint of the instance that learns it. A model without a
+	// schema answers with no features.
+	GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error)
 }
 
 type adminClient struct {
@@ -218,6 +224,16 @@ func (c *adminClient) Release(ctx context.Context, in *ReleaseRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSchemaResponse)
+	err := c.cc.Invoke(ctx, Admin_GetSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -244,6 +260,11 @@ type AdminServer interface {
 	// automatic promotion resumes. Releasing an unpinned model changes
 	// nothing.
 	Release(context.Context, *ReleaseRequest) (*PromoteResponse, error)
+	// GetSchema describes a model's schema as it is in force (declared, or
+	// inferred from its first events) and its feature-drift detectors, as of
+	// the last checkpoint of the instance that learns it. A model without a
+	// schema answers with no features.
+	GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -265,6 +286,9 @@ func (UnimplementedAdminServer) Rollback(context.Context, *RollbackRequest) (*Pr
 }
 func (UnimplementedAdminServer) Release(context.Context, *ReleaseRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedAdminServer) GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSchema not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -359,6 +383,24 @@ func _Admin_Release_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_GetSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetSchema(ctx, req.(*GetSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -381,6 +423,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _Admin_Release_Handler,
+		},
+		{
+			MethodName: "GetSchema",
+			Handler:    _Admin_GetSchema_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
