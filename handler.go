@@ -74,7 +74,7 @@ func (a engineAdmin) Schema(model string) (serving.SchemaReport, error) {
 	}
 	out := serving.SchemaReport{Schema: r.Schema, Inferring: r.Inferring, InferSeen: r.InferSeen, InferWant: r.InferWant}
 	for _, d := range r.Drift {
-		out.Drift = append(out.Drift, serving.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready})
+		out.Drift = append(out.Drift, serving.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready, Skew: d.Skew, Serving: d.Serving})
 	}
 	return out, nil
 }

@@ -249,3 +249,46 @@ func TestGetSchemaShowsTheInferredSchemaAndTheFeatureDetectors(t *testing.T) {
 		t.Fatalf("an unknown model: %v", err)
 	}
 }
+
+// TestTrainingServingSkewIsMeasured learns SEA events (f1 uniform on
+// [0, 10]) and answers Predict requests whose f1 first comes from the same
+// range, then from a serving-side bug that sends it a hundred times too
+// large: the skew GetSchema and the gauge report is small, then close to
+// 1.
+func TestTrainingServingSkewIsMeasured(t *testing.T) {
+	broker := startBroker(t)
+	model := learner.ModelConfig{Name: "m", FeatureDrift: &learner.FeatureDriftConfig{Features: []string{"f1"}, Reference: 200, Window: 100}}
+	svc := startTestService(t, testConfig(broker, t.TempDir(), model))
+	produceSEAEvents(t, broker, "events", 500)
+	waitFor(t, 30*time.Second, "500 learned", func() bool { return svc.learned("m") == 500 })
+	client, admin := predictClient(t, svc.GRPCAddr()), adminOf(t, svc.GRPCAddr())
+	waitFor(t, 10*time.Second, "a snapshot", func() bool { _, err := client.Predict(context.Background(), seaRequest("m")); return err == nil })
+	skew := func(scale float64) float64 {
+		t.Helper()
+		for i := range 100 {
+			req := &eddyv1.PredictRequest{Model: "m", Features: map[string]*structpb.Value{
+				"f1": structpb.NewNumberValue(scale * 10 * (float64((i*37)%100) + 0.5) / 100), "f2": structpb.NewNumberValue(5), "f3": structpb.NewNumberValue(5)}}
+			if _, err := client.Predict(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := admin.GetSchema(context.Background(), &eddyv1.GetSchemaRequest{Model: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := resp.GetFeatureDrift()
+		if len(d) != 1 || d[0].Skew == nil {
+			t.Fatalf("no skew reported: %v", d)
+		}
+		return d[0].GetSkew()
+	}
+	same, buggy := skew(1), skew(100)
+	t.Logf("training/serving skew of f1: %.3f from the training range, %.3f with the serving bug", same, buggy)
+	if same > 0.4 || buggy < 0.9 {
+		t.Fatalf("skew %.3f from the training range and %.3f with the bug: want small, then close to 1", same, buggy)
+	}
+	produceSEAEvents(t, broker, "events", 100) // a checkpoint publishes the gauge
+	waitFor(t, 30*time.Second, "the skew gauge", func() bool {
+		return svc.gauge("eddy_feature_skew_distance", map[string]string{"model": "m", "feature": "f1"}) >= 0.9
+	})
+}

@@ -78,12 +78,13 @@ type Model struct {
 	schema    *features.Schema    // in force: cfg.Schema, or the one inferred from it
 	inference *features.Inference // learning the schema's kinds (Schema.Infer); nil when not
 	frozen    bool                // the inference has just ended (TakeInferred)
+	skew      *Skew               // training/serving skew of the watched features; nil without feature drift
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
 	m := &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
-		hist: features.NewHistory(cfg.Features), schema: cfg.Schema}
+		hist: features.NewHistory(cfg.Features), schema: cfg.Schema, skew: newSkew(cfg)}
 	if s := cfg.Schema; s != nil && s.Infer > 0 {
 		m.inference = features.NewInference(s.Infer)
 		base := *s
@@ -177,6 +178,9 @@ func newChecker(schema *features.Schema, tr *features.Transformer) *features.Che
 // schema_violation naming each feature. Without a schema it returns fields
 // as they are. One goroutine at a time (the model's).
 func (m *Model) Check(fields []features.Field) ([]features.Field, []features.Violation, error) {
+	if m.skew != nil {
+		m.skew.observe(fields, true)
+	}
 	if m.inference != nil && m.inference.Observe(fields) {
 		frozen := m.inference.Schema(*m.cfg.Schema)
 		m.schema, m.inference, m.frozen = &frozen, nil, true

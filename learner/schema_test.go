@@ -272,3 +272,40 @@ func TestASchemaInferredFromTheFirstEventsIsThenChecked(t *testing.T) {
 		t.Fatalf("the restored frozen schema does not check: %v", err)
 	}
 }
+
+// BenchmarkSkew is a snapshot's Predict path for 8 numeric features with
+// training/serving skew off and on (all 8 watched), in one run.
+func BenchmarkSkew(b *testing.B) {
+	data := wideEvents(5, 1024, 8, 0)
+	var names []string
+	for j := range 8 {
+		names = append(names, "n"+strconv.Itoa(j))
+	}
+	for _, mode := range []struct {
+		name string
+		fd   *FeatureDriftConfig
+	}{{"off", nil}, {"on", &FeatureDriftConfig{Features: names}}} {
+		cfg := testModelConfig("bench", Binary)
+		cfg.FeatureDrift = mode.fd
+		m := newModel(cfg, DefaultRollingWindow)
+		for range 3 { // past the skew's reference and window
+			for _, ex := range data {
+				if _, err := m.LearnEvent(nil, time.Time{}, ex.Fields, ex.Y); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if mode.fd != nil && len(m.Skew().Distances()) != 0 {
+			b.Fatal("serving values before any request")
+		}
+		snap := m.Snapshot(1, time.Time{}, "bench")
+		b.Run("predict/skew "+mode.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				benchScore, _ = snap.Score(nil, data[i%len(data)].Fields)
+				i++
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ type Snapshot struct {
 	hist     *features.History // the live per-entity history (read-only here); nil when unused
 	keyField string            // features.Config.Key
 	schema   *features.Schema  // nil without one
+	skew     *Skew             // the live model's; Score feeds its serving side; nil without feature drift
 	scratch  sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
@@ -52,6 +53,7 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		hist:     m.hist,
 		keyField: m.cfg.Features.Key,
 		schema:   m.schema,
+		skew:     m.skew,
 	}
 }
 
@@ -100,6 +102,9 @@ func (s *Snapshot) Metrics() Metrics { return s.metrics }
 func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
+	if s.skew != nil {
+		s.skew.observe(fields, false)
+	}
 	if sc.checker != nil {
 		// As learning does: declared categories that came as numbers are
 		// their text; what the schema would not learn from is left out.
@@ -114,6 +119,9 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (float64, int32, []features.Violation) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
+	if s.skew != nil {
+		s.skew.observe(fields, false)
+	}
 	if sc.checker != nil {
 		var viol []features.Violation
 		fields, viol, _ = sc.checker.Check(fields)

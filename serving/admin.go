@@ -45,9 +45,11 @@ type SchemaReport struct {
 
 // FeatureDrift is one feature-drift detector's state.
 type FeatureDrift struct {
-	Feature  string  `json:"feature"`
-	Distance float64 `json:"distance"`
-	Ready    bool    `json:"ready"`
+	Feature  string   `json:"feature"`
+	Distance float64  `json:"distance"`
+	Ready    bool     `json:"ready"`
+	Skew     *float64 `json:"skew,omitempty"` // training/serving skew, where measured
+	Serving  int      `json:"serving,omitempty"`
 }
 
 // SnapshotInfo describes a stored snapshot.
@@ -161,7 +163,7 @@ func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaReques
 		}
 	}
 	for _, d := range r.Drift {
-		resp.FeatureDrift = append(resp.FeatureDrift, &eddyv1.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready})
+		resp.FeatureDrift = append(resp.FeatureDrift, &eddyv1.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready, Skew: d.Skew, ServingValues: uint64(d.Serving)})
 	}
 	return resp, nil
 }

@@ -20,7 +20,9 @@ per feature: kind, required, range, what a missing value becomes; the
 policies for undeclared features and for violations; and the state of its
 feature-drift detectors (the Jensen-Shannon distance of each watched
 feature's newest values from its reference), as of the last checkpoint of
-the instance that learns the model.
+the instance that learns the model, and each watched feature's
+training/serving skew there (the distance between its values in the newest
+events learned and in the newest Predict requests that instance answered).
 ` + adminConnection
 
 func runSchema(ctx context.Context, env *environment, args []string) error {
@@ -87,15 +89,19 @@ func printSchema(w io.Writer, resp *eddyv1.GetSchemaResponse) {
 		tw.Flush()
 	}
 	if len(resp.GetFeatureDrift()) > 0 {
-		fmt.Fprintln(w, "feature drift (Jensen-Shannon distance from the reference, 0-1):")
+		fmt.Fprintln(w, "feature drift (Jensen-Shannon distance from the reference, 0-1) and training/serving skew (distance between learned and Predict values):")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FEATURE\tDISTANCE\tSTATE")
+		fmt.Fprintln(tw, "FEATURE\tDISTANCE\tSTATE\tSKEW")
 		for _, d := range resp.GetFeatureDrift() {
 			state := "comparing"
 			if !d.GetReady() {
 				state = "building its reference"
 			}
-			fmt.Fprintf(tw, "%s\t%.3f\t%s\n", d.GetFeature(), d.GetDistance(), state)
+			skew := "-"
+			if d.Skew != nil {
+				skew = fmt.Sprintf("%.3f (%d requests)", d.GetSkew(), d.GetServingValues())
+			}
+			fmt.Fprintf(tw, "%s\t%.3f\t%s\t%s\n", d.GetFeature(), d.GetDistance(), state, skew)
 		}
 		tw.Flush()
 	}

@@ -173,6 +173,7 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 		p := &plans[i]
 		if u.fwatch != nil {
 			u.fwatch.publish()
+			e.publishSkew(u)
 		}
 		if !u.overflowLogged && u.model.OverflowedFeatures() > 0 {
 			u.overflowLogged = true

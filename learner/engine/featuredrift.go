@@ -91,6 +91,13 @@ func (w *featureWatch) publish() {
 	}
 }
 
+// publishSkew sets the training/serving skew gauges of u.
+func (e *Engine) publishSkew(u *modelState) {
+	for _, d := range u.model.Skew().Distances() {
+		e.metrics.skew.WithLabelValues(u.cfg.Name, d.Feature).Set(d.Distance)
+	}
+}
+
 // appendState encodes every detector with its feature's name.
 func (w *featureWatch) appendState(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(w.names)))
@@ -158,11 +165,14 @@ type SchemaReport struct {
 	Drift     []FeatureDriftReport
 }
 
-// FeatureDriftReport is one feature-drift detector's state.
+// FeatureDriftReport is one feature-drift detector's state, and the
+// feature's training/serving skew where it is measured.
 type FeatureDriftReport struct {
 	Feature  string
 	Distance float64
 	Ready    bool
+	Skew     *float64 // nil until training and serving values are both seen here
+	Serving  int
 }
 
 // Schema returns the schema of model in force (configured, or inferred)
@@ -208,8 +218,18 @@ func (e *Engine) Schema(model string) (SchemaReport, error) {
 			return r, err
 		}
 	}
+	skews := make(map[string]learner.SkewDistance)
+	if m := e.Live(model); m != nil {
+		for _, d := range m.Skew().Distances() {
+			skews[d.Feature] = d
+		}
+	}
 	for i, name := range w.names {
-		r.Drift = append(r.Drift, FeatureDriftReport{Feature: name, Distance: w.shifts[i].Distance(), Ready: w.shifts[i].Ready()})
+		fr := FeatureDriftReport{Feature: name, Distance: w.shifts[i].Distance(), Ready: w.shifts[i].Ready()}
+		if d, ok := skews[name]; ok {
+			fr.Skew, fr.Serving = &d.Distance, d.Serving
+		}
+		r.Drift = append(r.Drift, fr)
 	}
 	return r, nil
 }

@@ -37,6 +37,7 @@ type engineMetrics struct {
 	featureDrift       *prometheus.CounterVec
 	featureDistance    *prometheus.GaugeVec
 	overflow           *prometheus.CounterVec
+	skew               *prometheus.GaugeVec
 
 	// The histories' own counts at the last checkpoint, by model: the
 	// counters advance by the difference.
@@ -157,7 +158,11 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_feature_drift_distance",
 		Help: "Jensen-Shannon distance (0-1) between a watched feature's newest values and its reference, as of the last checkpoint, by model and feature.",
 	}, []string{"model", "feature"})
-	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance, m.overflow)
+	m.skew = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_feature_skew_distance",
+		Help: "Training/serving skew of a watched feature: Jensen-Shannon distance (0-1) between its values in the newest events learned and in the newest Predict requests answered here, at the last checkpoint, by model and feature.",
+	}, []string{"model", "feature"})
+	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance, m.overflow, m.skew)
 	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
@@ -243,7 +248,7 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 // Counters stay: they count what this process did.
 func (m *engineMetrics) forget(name string) {
 	for _, g := range []*prometheus.GaugeVec{m.accuracy, m.logLoss, m.mae, m.examples, m.adwinWidth, m.adwinEstimate,
-		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.featureDistance} {
+		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.featureDistance, m.skew} {
 		g.DeletePartialMatch(prometheus.Labels{"model": name})
 	}
 }

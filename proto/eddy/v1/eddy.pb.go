@@ -341,7 +341,14 @@ type FeatureDrift struct {
 	Distance float64 `protobuf:"fixed64,2,opt,name=distance,proto3" json:"distance,omitempty"`
 	// Whether the reference is built and the window full (the distance is
 	// then current).
-	Ready         bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Training/serving skew: Jensen-Shannon distance (0-1) between the
+	// feature's values in the newest events learned and in the newest
+	// Predict requests answered by the instance that learns the model
+	// (present once both have values).
+	Skew *float64 `protobuf:"fixed64,4,opt,name=skew,proto3,oneof" json:"skew,omitempty"`
+	// Predict requests in the skew's serving window.
+	ServingValues uint64 `protobuf:"varint,5,opt,name=serving_values,json=servingValues,proto3" json:"serving_values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +402,20 @@ func (x *FeatureDrift) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *FeatureDrift) GetSkew() float64 {
+	if x != nil && x.Skew != nil {
+		return *x.Skew
+	}
+	return 0
+}
+
+func (x *FeatureDrift) GetServingValues() uint64 {
+	if x != nil {
+		return x.ServingValues
+	}
+	return 0
 }
 
 type GetSchemaResponse struct {
@@ -961,11 +982,14 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\amissing\x18\x06 \x01(\tR\amissing\x12\x1c\n" +
 	"\tindicator\x18\a \x01(\bR\tindicatorB\x06\n" +
 	"\x04_minB\x06\n" +
-	"\x04_max\"Z\n" +
+	"\x04_max\"\xa3\x01\n" +
 	"\fFeatureDrift\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x1a\n" +
 	"\bdistance\x18\x02 \x01(\x01R\bdistance\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready\"\xd3\x02\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x17\n" +
+	"\x04skew\x18\x04 \x01(\x01H\x00R\x04skew\x88\x01\x01\x12%\n" +
+	"\x0eserving_values\x18\x05 \x01(\x04R\rservingValuesB\a\n" +
+	"\x05_skew\"\xd3\x02\n" +
 	"\x11GetSchemaResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x122\n" +
 	"\bfeatures\x18\x02 \x03(\v2\x16.eddy.v1.SchemaFeatureR\bfeatures\x12!\n" +
@@ -1082,6 +1106,7 @@ func file_eddy_v1_eddy_proto_init() {
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
