@@ -21,6 +21,14 @@ wait_for() { # description, command
   for _ in $(seq 1 300); do if eval "$2" >/dev/null 2>&1; then return 0; fi; sleep 0.1; done
   echo "timed out waiting for $1"; cat "$log"; exit 1
 }
+# stop_eddy PID NAME LOG: SIGTERM, exit 0 within 10 s, "eddy stopped cleanly" logged.
+stop_eddy() {
+  kill -TERM "$1"
+  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2>/dev/null; then echo "$2 did not stop within 10s of SIGTERM"; exit 1; fi
+  wait "$1" && echo "SIGTERM: $2 stopped cleanly (exit 0)"
+  grep -q "eddy stopped cleanly" "$3"
+}
 wait_for "metrics endpoint" "curl -sf http://$METRICS/metrics"
 wait_for "partition assignment" "[ \"\$(metric eddy_consumer_partitions_assigned)\" = 1 ]"
 
@@ -49,11 +57,7 @@ grep -q InvalidArgument "$work/err"
 echo "grpcurl: bad request refused: $(tr '\n' ' ' <"$work/err")"
 grpcurl -plaintext $GRPC grpc.health.v1.Health/Check | grep -q SERVING
 
-kill -TERM $pid
-for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-if kill -0 $pid 2>/dev/null; then echo "eddy did not stop within 10s of SIGTERM"; exit 1; fi
-wait $pid && echo "SIGTERM: eddy stopped cleanly (exit 0)"
-grep -q "eddy stopped cleanly" "$work/serve.log"
+stop_eddy $pid eddy "$work/serve.log"
 
 # The same over SASL_SSL, with its own broker, data directory and ports.
 KAFKA=127.0.0.1:19093 GRPC=127.0.0.1:15052 METRICS=127.0.0.1:19101
@@ -91,11 +95,7 @@ if timeout 20 kcat "${kcat_sasl[@]}" -X sasl.password=wrong -L >"$work/kcat-wron
 fi
 echo "kcat: a wrong password is refused"
 
-kill -TERM $pid
-for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-if kill -0 $pid 2>/dev/null; then echo "eddy (SASL_SSL) did not stop within 10s of SIGTERM"; exit 1; fi
-wait $pid && echo "SIGTERM: eddy (SASL_SSL) stopped cleanly (exit 0)"
-grep -q "eddy stopped cleanly" "$log"
+stop_eddy $pid "eddy (SASL_SSL)" "$log"
 kill -TERM $broker
 wait $broker && echo "SIGTERM: eddy broker (SASL_SSL) stopped cleanly (exit 0)"
 
@@ -126,9 +126,6 @@ if timeout 20 kcat -b $KAFKA -X security.protocol=SSL -X "ssl.ca.location=$work/
   echo "kcat without a client certificate was accepted"; exit 1
 fi
 echo "kcat: a client without a certificate is refused"
-kill -TERM $pid
-for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-if kill -0 $pid 2>/dev/null; then echo "eddy (mutual TLS) did not stop within 10s of SIGTERM"; exit 1; fi
-wait $pid && echo "SIGTERM: eddy (mutual TLS) stopped cleanly (exit 0)"
+stop_eddy $pid "eddy (mutual TLS)" "$log"
 kill -TERM $broker
 wait $broker && echo "SIGTERM: eddy broker (mutual TLS) stopped cleanly (exit 0)"
