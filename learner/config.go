@@ -148,6 +148,11 @@ type FeatureDriftConfig struct {
 	Window    int      `yaml:"window"`    // newest values compared with it (default 500)
 	Bins      int      `yaml:"bins"`      // quantile bins of the reference (default 10)
 	Threshold float64  `yaml:"threshold"` // Jensen–Shannon distance of a detection, (0, 1] (default 0.9)
+	// Challenger starts a fresh challenger at each detection, as a
+	// concept-drift detection does: it learns only what follows and is
+	// served once it beats the champion and the live model. It needs a
+	// concept-drift detector (Drift.Detector), whose promotion it uses.
+	Challenger bool `yaml:"challenger"`
 }
 
 // WatchedFeatures returns the numeric features feature-drift detection
@@ -256,6 +261,9 @@ func (c *ModelConfig) Validate() error {
 	if fd := c.FeatureDrift; fd != nil {
 		if len(c.WatchedFeatures()) == 0 {
 			return fail("feature_drift watches no feature: list its features, or declare numbers in the schema")
+		}
+		if fd.Challenger && c.Drift.Detector == "" {
+			return fail("feature_drift challenger needs a concept-drift detector (drift: {detector: ...}): its champion/challenger promotion serves the challenger")
 		}
 		if len(c.WatchedFeatures()) > maxWatchedFeatures {
 			return fail("feature_drift watches %d features, the limit is %d", len(c.WatchedFeatures()), maxWatchedFeatures)

@@ -235,6 +235,16 @@ func (mon *Monitor) Observe(m *Model, fields []features.Field, y float64) (detec
 	return true
 }
 
+// StartChallenger starts a fresh challenger, as a detection does, for a
+// cause outside the detector (a feature's distribution changed): it learns
+// only what follows and replaces a challenger already running.
+func (mon *Monitor) StartChallenger(m *Model) {
+	mon.fresh = newModel(m.cfg, mon.window)
+	mon.fresh.hist = m.hist
+	mon.freshDiff.reset()
+	mon.freshLive.reset()
+}
+
 // errorOf is the prequential error of one prediction: 0/1 loss for
 // classifiers, absolute error for regression.
 func errorOf(task Task, y, score float64, label int32) float64 {

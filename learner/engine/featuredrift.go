@@ -141,8 +141,12 @@ func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, dist
 		return
 	}
 	u.fwatch.detected[u.fwatch.index[feature]].Inc()
+	challenger := u.cfg.FeatureDrift.Challenger && u.mon.Champion() != nil
+	if challenger {
+		u.mon.StartChallenger(u.model)
+	}
 	e.log.Warn("feature drift detected: the distribution of a feature changed (a unit change, a broken upstream join?)",
-		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset)
+		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset, "challenger_started", challenger)
 }
 
 // describeSchema lists a schema's features as name:kind, sorted.

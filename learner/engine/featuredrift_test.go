@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -295,5 +296,62 @@ func TestASchemaInferenceSurvivesARestart(t *testing.T) {
 	var rej *learner.RejectError
 	if !errors.As(err, &rej) || rej.Reason != learner.ReasonSchemaViolation {
 		t.Fatalf("after a restart an undeclared feature gave %v, want a schema violation", err)
+	}
+}
+
+// TestAFeatureDriftCanStartAChallenger changes the unit of the only
+// feature (x 1,000, the concept unchanged in the new unit) after 4,000
+// events: with challenger on, the feature-drift detection starts a fresh
+// challenger, which learns the new unit with a fresh scaler and is served
+// (reason drift); the served models then score better after the change
+// than without it.
+func TestAFeatureDriftCanStartAChallenger(t *testing.T) {
+	run := func(challenger bool) (drift int, after float64) {
+		mc := learner.ModelConfig{Name: "m", Topic: "events", Task: learner.Binary,
+			Drift:        learner.DriftConfig{Detector: "adwin"},
+			FeatureDrift: &learner.FeatureDriftConfig{Features: []string{"x"}, Challenger: challenger}}
+		s, _ := openTestStore(t, t.TempDir())
+		rec := &snapshotRecorder{}
+		e, _ := newTestEngine(t, s, Config{Models: []learner.ModelConfig{mc}, PromoteInterval: time.Second}, rec)
+		clock := time.Unix(0, 0)
+		e.now = func() time.Time { return clock }
+		e.promoted = clock
+		r := rand.New(rand.NewPCG(4, 2))
+		var before float64
+		var beforeN uint64
+		for i := range 8000 {
+			clock = clock.Add(time.Millisecond)
+			x := r.Float64()
+			y := 0.0
+			if x > 0.5 {
+				y = 1
+			}
+			if i >= 4000 {
+				x *= 1000
+			}
+			if err := e.Process("events", &Example{Offset: int64(i), Fields: []features.Field{{Name: []byte("x"), Kind: features.Number, Num: x}}, Label: y, HasLabel: true}); err != nil {
+				t.Fatal(err)
+			}
+			if i%100 == 99 {
+				checkpoint(t, e, Offset{TopicPartition{"events", 0}, int64(i + 1)})
+			}
+			if i == 3999 {
+				m := e.states[0].mon.ChampionMetrics()
+				before, beforeN = m.Accuracy, m.N
+			}
+		}
+		for _, snap := range rec.published {
+			if snap.Reason() == learner.ReasonDrift && snap.Learned() > 4000 {
+				drift++
+			}
+		}
+		m := e.states[0].mon.ChampionMetrics()
+		return drift, (m.Accuracy*float64(m.N) - before*float64(beforeN)) / float64(m.N-beforeN)
+	}
+	withDrift, withAcc := run(true)
+	withoutDrift, withoutAcc := run(false)
+	t.Logf("after the change of unit: served accuracy %.4f with a challenger on feature drift (%d drift promotions), %.4f without (%d)", withAcc, withDrift, withoutAcc, withoutDrift)
+	if withDrift == 0 || withAcc <= withoutAcc {
+		t.Fatalf("with the challenger: %d drift promotions, accuracy %.4f against %.4f without", withDrift, withAcc, withoutAcc)
 	}
 }
