@@ -1,11 +1,21 @@
 package eddy_test
 
 import (
+	"compress/gzip"
 	"context"
+	"encoding/csv"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
@@ -291,4 +301,85 @@ func TestTrainingServingSkewIsMeasured(t *testing.T) {
 	waitFor(t, 30*time.Second, "the skew gauge", func() bool {
 		return svc.gauge("eddy_feature_skew_distance", map[string]string{"model": "m", "feature": "f1"}) >= 0.9
 	})
+}
+
+// TestAChangeOfUnitOnElec2IsDetectedThroughKafka sends elec2.csv through
+// Kafka with nswprice multiplied by 1,000 from row 20,000, to a model that
+// watches every feature but date and bounds nswprice to [0, 1]
+// (dead_letter): the change is detected on nswprice within 500 rows of it
+// (the log names the offset), the corrupted rows are dead-lettered, and
+// the model learns the others.
+func TestAChangeOfUnitOnElec2IsDetectedThroughKafka(t *testing.T) {
+	rows, err := csv.NewReader(strings.NewReader(readGzip(t, filepath.Join("learner", "testdata", "elec2.csv.gz")))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	price := slices.Index(rows[0], "nswprice")
+	for i, row := range rows[1:] {
+		if i >= 20000 {
+			x, _ := strconv.ParseFloat(row[price], 64)
+			row[price] = strconv.FormatFloat(x*1000, 'g', -1, 64)
+		}
+	}
+	var buf strings.Builder
+	w := csv.NewWriter(&buf)
+	if err := w.WriteAll(rows); err != nil {
+		t.Fatal(err)
+	}
+	file := writeFile(t, t.TempDir(), "elec2-unit.csv", buf.String())
+	broker := startBroker(t)
+	zero, one := 0.0, 1.0
+	model := learner.ModelConfig{Name: "elec2", Optimizer: learner.OptimizerConfig{LR: 0.005},
+		Schema:       &features.Schema{Features: map[string]features.FeatureSpec{"nswprice": {Kind: features.KindNumber, Min: &zero, Max: &one}}},
+		FeatureDrift: &learner.FeatureDriftConfig{Features: []string{"day", "period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}}}
+	var logs lockedBuffer
+	cfg := testConfig(broker, t.TempDir(), model)
+	reg := prometheus.NewRegistry()
+	svc, err := eddy.New(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runTestService(t, &running{Service: svc, registry: reg})
+	n, err := produceCSV(broker, "events", file, "up")
+	if err != nil || n != 45312 {
+		t.Fatalf("produced %d: %v", n, err)
+	}
+	waitFor(t, 120*time.Second, "every row consumed", func() bool { return r.Stats().Consumer.Consumed == 45312 && r.learned("elec2") > 20000 })
+	var at []int64
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "feature drift detected") && strings.Contains(line, "feature=nswprice") {
+			_, rest, _ := strings.Cut(line, " offset=")
+			off, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			at = append(at, off)
+		}
+	}
+	t.Logf("nswprice detections at offsets %v; %v learned", at, r.learned("elec2"))
+	hit := false
+	for _, off := range at {
+		hit = hit || off >= 20000 && off < 20500
+	}
+	if !hit {
+		t.Fatalf("no detection on nswprice within 500 rows of the change: %v", at)
+	}
+	if rejected := r.gauge("eddy_examples_rejected_total", map[string]string{"model": "elec2", "reason": "schema_violation"}); rejected < 20000 {
+		t.Fatalf("%v rows dead-lettered for the schema, want the corrupted ones (more than 20,000)", rejected)
+	}
+}
+
+func readGzip(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
