@@ -2,7 +2,6 @@ package drift
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 
@@ -213,21 +212,7 @@ func (s *Shift) bin(x float64) int {
 
 // js returns the Jensen–Shannon distance (base 2) between the reference
 // and the window.
-func (s *Shift) js() float64 {
-	n := float64(len(s.ring))
-	var d float64
-	for i, p := range s.refP {
-		q := float64(s.counts[i]) / n
-		m := (p + q) / 2
-		if p > 0 {
-			d += p * math.Log2(p/m)
-		}
-		if q > 0 {
-			d += q * math.Log2(q/m)
-		}
-	}
-	return math.Sqrt(max(d/2, 0))
-}
+func (s *Shift) js() float64 { return jsDistance(s.refP, s.counts, len(s.ring)) }
 
 // AppendState appends the configuration and state to dst (see Decode).
 func (s *Shift) AppendState(dst []byte) []byte {

@@ -3,6 +3,7 @@ package drift
 import (
 	"bytes"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -121,5 +122,57 @@ func BenchmarkShiftUpdate(b *testing.B) {
 	for b.Loop() {
 		s.Update(values[i%len(values)])
 		i++
+	}
+}
+
+// TestCategoryShiftDetectsABrokenJoinAndStaysQuietOtherwise feeds 30,000
+// values of a stable categorical distribution (Zipf over 50 values), then
+// a broken upstream join that sends one placeholder: one detection within
+// 500 values of the change, none before; the state survives a round trip.
+func TestCategoryShiftDetectsABrokenJoinAndStaysQuietOtherwise(t *testing.T) {
+	s, err := NewCategoryShift(ShiftConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	z := rand.NewZipf(r, 1.2, 1, 49)
+	values := make([][]byte, 40000)
+	for i := range values {
+		if i < 30000 {
+			values[i] = []byte("shop-" + strconv.FormatUint(z.Uint64(), 10))
+		} else {
+			values[i] = []byte("UNKNOWN")
+		}
+	}
+	var at []int
+	var b *CategoryShift
+	for i, v := range values {
+		if i == 12345 { // a restart mid-stream
+			state := s.AppendState(nil)
+			var rest []byte
+			if b, rest, err = DecodeCategoryShift(state); err != nil || len(rest) != 0 {
+				t.Fatalf("decode: %v (%d left)", err, len(rest))
+			}
+		}
+		got := s.Update(v)
+		if b != nil && b.Update(v) != got {
+			t.Fatalf("value %d: the decoded detector diverged", i)
+		}
+		if got {
+			at = append(at, i)
+		}
+	}
+	if len(at) != 1 || at[0] < 30000 || at[0] >= 30500 {
+		t.Fatalf("detections at %v, want one within 500 values of 30000", at)
+	}
+	if s.NewValueRate() < 0 {
+		t.Fatal("negative new-value rate")
+	}
+	t.Logf("broken join detected at value %d", at[0])
+	for n := range 40 {
+		state := s.AppendState(nil)
+		if _, _, err := DecodeCategoryShift(state[:min(n, len(state)-1)]); err == nil {
+			t.Fatalf("a state truncated to %d bytes decoded", n)
+		}
 	}
 }

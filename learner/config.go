@@ -141,18 +141,40 @@ type ModelConfig struct {
 // distribution-shift detector (drift.Shift) per watched numeric feature.
 // The zero value of every field but Features means drift.Shift's default.
 type FeatureDriftConfig struct {
-	// Features are the numeric features to watch. Empty, with a schema:
-	// every number the schema declares.
-	Features  []string `yaml:"features"`
-	Reference int      `yaml:"reference"` // values of the reference distribution (default 1000)
-	Window    int      `yaml:"window"`    // newest values compared with it (default 500)
-	Bins      int      `yaml:"bins"`      // quantile bins of the reference (default 10)
-	Threshold float64  `yaml:"threshold"` // Jensen–Shannon distance of a detection, (0, 1] (default 0.9)
+	// Features are the numeric features to watch, and Categories the
+	// categorical ones (drift.CategoryShift: Bins is then the number of
+	// most frequent values it tells apart, 20 by default). Both empty,
+	// with a schema: every number and every category the schema declares.
+	Features   []string `yaml:"features"`
+	Categories []string `yaml:"categories"`
+	Reference  int      `yaml:"reference"` // values of the reference distribution (default 1000)
+	Window     int      `yaml:"window"`    // newest values compared with it (default 500)
+	Bins       int      `yaml:"bins"`      // quantile bins of the reference (default 10)
+	Threshold  float64  `yaml:"threshold"` // Jensen–Shannon distance of a detection, (0, 1] (default 0.9)
 	// Challenger starts a fresh challenger at each detection, as a
 	// concept-drift detection does: it learns only what follows and is
 	// served once it beats the champion and the live model. It needs a
 	// concept-drift detector (Drift.Detector), whose promotion it uses.
 	Challenger bool `yaml:"challenger"`
+}
+
+// WatchedCategories returns the categorical features feature-drift
+// detection watches, sorted: FeatureDrift.Categories, or the schema's
+// categories.
+func (c *ModelConfig) WatchedCategories() []string {
+	if c.FeatureDrift == nil {
+		return nil
+	}
+	names := slices.Clone(c.FeatureDrift.Categories)
+	if len(names) == 0 && len(c.FeatureDrift.Features) == 0 && c.Schema != nil {
+		for name, f := range c.Schema.Features {
+			if f.Kind == features.KindCategory {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // WatchedFeatures returns the numeric features feature-drift detection
@@ -162,7 +184,7 @@ func (c *ModelConfig) WatchedFeatures() []string {
 		return nil
 	}
 	names := slices.Clone(c.FeatureDrift.Features)
-	if len(names) == 0 && c.Schema != nil {
+	if len(names) == 0 && len(c.FeatureDrift.Categories) == 0 && c.Schema != nil {
 		for name, f := range c.Schema.Features {
 			if f.Kind == features.KindNumber {
 				names = append(names, name)
@@ -259,14 +281,14 @@ func (c *ModelConfig) Validate() error {
 		return fail("%v", err)
 	}
 	if fd := c.FeatureDrift; fd != nil {
-		if len(c.WatchedFeatures()) == 0 {
-			return fail("feature_drift watches no feature: list its features, or declare numbers in the schema")
+		if len(c.WatchedFeatures())+len(c.WatchedCategories()) == 0 {
+			return fail("feature_drift watches no feature: list its features or categories, or declare them in the schema")
 		}
 		if fd.Challenger && c.Drift.Detector == "" {
 			return fail("feature_drift challenger needs a concept-drift detector (drift: {detector: ...}): its champion/challenger promotion serves the challenger")
 		}
-		if len(c.WatchedFeatures()) > maxWatchedFeatures {
-			return fail("feature_drift watches %d features, the limit is %d", len(c.WatchedFeatures()), maxWatchedFeatures)
+		if n := len(c.WatchedFeatures()) + len(c.WatchedCategories()); n > maxWatchedFeatures {
+			return fail("feature_drift watches %d features, the limit is %d", n, maxWatchedFeatures)
 		}
 		sc := drift.ShiftConfig{Reference: fd.Reference, Window: fd.Window, Bins: fd.Bins, Threshold: fd.Threshold}
 		sc.EnsureDefaults()

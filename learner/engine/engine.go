@@ -236,7 +236,7 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	if u.fwatch != nil {
 		// The raw values, also of an event the schema refuses: a change
 		// upstream is what feature drift is about.
-		u.fwatch.observe(ex.Fields, func(feature string, distance float64) { e.featureDrifted(u, ex, feature, distance) })
+		u.fwatch.observe(ex.Fields, fields, func(feature string, distance float64) { e.featureDrifted(u, ex, feature, distance) })
 		e.dirty = true
 	}
 	if err != nil {

@@ -20,12 +20,22 @@ import (
 // the values of the events the model learns or scores. Its state is stored
 // under featureDriftKey in every checkpoint and moves with the unit.
 type featureWatch struct {
-	names    []string
-	index    map[string]int
+	names    []string       // the numeric features, then the categorical ones
+	index    map[string]int // numeric feature → its index in names and shifts
 	shifts   []*drift.Shift
-	detected []prometheus.Counter // resolved once: no label lookups per event
+	catIndex map[string]int // categorical feature → its index in cats (names: len(shifts) + it)
+	cats     []*drift.CategoryShift
+	detected []prometheus.Counter // per name; resolved once: no label lookups per event
 	distance []prometheus.Gauge
 	count    uint64 // detections since the engine started, for Stats
+}
+
+// indexOf returns the index of feature in names.
+func (w *featureWatch) indexOf(feature string) int {
+	if i, ok := w.index[feature]; ok {
+		return i
+	}
+	return len(w.shifts) + w.catIndex[feature]
 }
 
 func featureDriftKey(name string) []byte { return []byte("fdrift/" + name) }
@@ -46,13 +56,13 @@ func (e *Engine) newFeatureWatch(mc learner.ModelConfig) (*featureWatch, error) 
 // newFeatureWatchUnregistered is newFeatureWatch without metric handles,
 // for reading a stored watch.
 func (e *Engine) newFeatureWatchUnregistered(mc learner.ModelConfig) (*featureWatch, error) {
-	names := mc.WatchedFeatures()
-	if len(names) == 0 {
+	names, cats := mc.WatchedFeatures(), mc.WatchedCategories()
+	if len(names)+len(cats) == 0 {
 		return nil, nil
 	}
 	fd := mc.FeatureDrift
 	cfg := drift.ShiftConfig{Reference: fd.Reference, Window: fd.Window, Bins: fd.Bins, Threshold: fd.Threshold}
-	w := &featureWatch{names: names, index: make(map[string]int, len(names))}
+	w := &featureWatch{names: append(slices.Clone(names), cats...), index: make(map[string]int, len(names)), catIndex: make(map[string]int, len(cats))}
 	for i, name := range names {
 		s, err := drift.NewShift(cfg)
 		if err != nil {
@@ -61,15 +71,37 @@ func (e *Engine) newFeatureWatchUnregistered(mc learner.ModelConfig) (*featureWa
 		w.index[name] = i
 		w.shifts = append(w.shifts, s)
 	}
+	for i, name := range cats {
+		s, err := drift.NewCategoryShift(drift.ShiftConfig{Reference: fd.Reference, Window: fd.Window, Bins: fd.Bins, Threshold: fd.Threshold})
+		if err != nil {
+			return nil, fmt.Errorf("learner: model %s: feature_drift: %w", mc.Name, err)
+		}
+		w.catIndex[name] = i
+		w.cats = append(w.cats, s)
+	}
 	return w, nil
 }
 
-// observe feeds the watched numbers among fields (an event's, after the
-// schema) and calls detected with the feature of each detection. It
-// allocates nothing.
-func (w *featureWatch) observe(fields []features.Field, detected func(feature string, distance float64)) {
-	for i := range fields {
-		f := &fields[i]
+// observe feeds the watched numbers among raw (an event's fields as they
+// came) and the watched categories among checked (after the schema, which
+// makes declared categories of numbers), and calls detected with the
+// feature of each detection. It allocates nothing once the categorical
+// references are built.
+func (w *featureWatch) observe(raw, checked []features.Field, detected func(feature string, distance float64)) {
+	if len(w.cats) > 0 {
+		for i := range checked {
+			f := &checked[i]
+			if f.Kind != features.String {
+				continue
+			}
+			if k, ok := w.catIndex[string(f.Name)]; ok && w.cats[k].Update(f.Str) {
+				w.count++
+				detected(w.names[len(w.shifts)+k], w.cats[k].Distance())
+			}
+		}
+	}
+	for i := range raw {
+		f := &raw[i]
 		if f.Kind != features.Number {
 			continue
 		}
@@ -89,6 +121,9 @@ func (w *featureWatch) publish() {
 	for i, s := range w.shifts {
 		w.distance[i].Set(s.Distance())
 	}
+	for k, s := range w.cats {
+		w.distance[len(w.shifts)+k].Set(s.Distance())
+	}
 }
 
 // publishSkew sets the training/serving skew gauges of u.
@@ -100,10 +135,15 @@ func (e *Engine) publishSkew(u *modelState) {
 
 // appendState encodes every detector with its feature's name.
 func (w *featureWatch) appendState(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(w.names)))
-	for i, name := range w.names {
-		dst = codec.AppendString(dst, name)
-		dst = w.shifts[i].AppendState(dst)
+	dst = binary.AppendUvarint(dst, uint64(len(w.shifts)))
+	for i, s := range w.shifts {
+		dst = codec.AppendString(dst, w.names[i])
+		dst = s.AppendState(dst)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(w.cats))) // the categorical section (absent in older states)
+	for k, s := range w.cats {
+		dst = codec.AppendString(dst, w.names[len(w.shifts)+k])
+		dst = s.AppendState(dst)
 	}
 	return dst
 }
@@ -132,6 +172,24 @@ func (w *featureWatch) decode(data []byte) error {
 			w.shifts[j] = s
 		}
 	}
+	if r.Err() != nil || len(r.Rest()) == 0 {
+		return r.Err()
+	}
+	n = r.Count()
+	for range n {
+		name := r.String()
+		if r.Err() != nil {
+			return r.Err()
+		}
+		s, rest, err := drift.DecodeCategoryShift(r.Rest())
+		if err != nil {
+			return fmt.Errorf("%w: feature drift of %q: %v", learner.ErrCorrupt, name, err)
+		}
+		r = codec.NewReader(rest, learner.ErrCorrupt)
+		if k, watched := w.catIndex[name]; watched && s.Config() == w.cats[k].Config() {
+			w.cats[k] = s
+		}
+	}
 	return r.Err()
 }
 
@@ -140,7 +198,7 @@ func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, dist
 	if u.standby { // the owner reports it
 		return
 	}
-	u.fwatch.detected[u.fwatch.index[feature]].Inc()
+	u.fwatch.detected[u.fwatch.indexOf(feature)].Inc()
 	challenger := u.cfg.FeatureDrift.Challenger && u.mon.Champion() != nil
 	if challenger {
 		u.mon.StartChallenger(u.model)
@@ -228,12 +286,16 @@ func (e *Engine) Schema(model string) (SchemaReport, error) {
 			skews[d.Feature] = d
 		}
 	}
-	for i, name := range w.names {
-		fr := FeatureDriftReport{Feature: name, Distance: w.shifts[i].Distance(), Ready: w.shifts[i].Ready()}
+	for i, s := range w.shifts {
+		name := w.names[i]
+		fr := FeatureDriftReport{Feature: name, Distance: s.Distance(), Ready: s.Ready()}
 		if d, ok := skews[name]; ok {
 			fr.Skew, fr.Serving = &d.Distance, d.Serving
 		}
 		r.Drift = append(r.Drift, fr)
+	}
+	for k, s := range w.cats {
+		r.Drift = append(r.Drift, FeatureDriftReport{Feature: w.names[len(w.shifts)+k], Distance: s.Distance(), Ready: s.Ready()})
 	}
 	return r, nil
 }

@@ -355,3 +355,54 @@ func TestAFeatureDriftCanStartAChallenger(t *testing.T) {
 		t.Fatalf("with the challenger: %d drift promotions, accuracy %.4f against %.4f without", withDrift, withAcc, withoutAcc)
 	}
 }
+
+// TestACategoricalFeatureDriftIsDetectedAcrossARestart sends a stable
+// categorical feature (Zipf over 50 shops), then a broken join's
+// placeholder, to an engine restarted midway: one detection, within 500
+// events of the change, logged and counted; and the schema's declared
+// category that comes as a number (zip) is watched as a category.
+func TestACategoricalFeatureDriftIsDetectedAcrossARestart(t *testing.T) {
+	mc := learner.ModelConfig{Name: "m", Topic: "events",
+		Schema:       &features.Schema{Features: map[string]features.FeatureSpec{"shop": {Kind: features.KindCategory}, "zip": {Kind: features.KindCategory}}},
+		FeatureDrift: &learner.FeatureDriftConfig{}}
+	cfg := Config{Models: []learner.ModelConfig{mc}, PromoteInterval: time.Hour}
+	r := rand.New(rand.NewPCG(8, 8))
+	z := rand.NewZipf(r, 1.2, 1, 49)
+	dir := t.TempDir()
+	log := &driftLog{at: make(map[string][]int64)}
+	feed := func(e *Engine, from, to int) {
+		for i := from; i < to; i++ {
+			shop := "shop-" + fmt.Sprint(z.Uint64())
+			if i >= 6000 {
+				shop = "UNKNOWN"
+			}
+			fields := []features.Field{{Name: []byte("shop"), Kind: features.String, Str: []byte(shop)}, {Name: []byte("zip"), Kind: features.Number, Num: float64(2000 + i%7)}}
+			if err := e.Process("events", &Example{Offset: int64(i), Fields: fields, Label: float64(i % 2), HasLabel: true}); err != nil {
+				t.Fatal(err)
+			}
+			if i%100 == 99 {
+				checkpoint(t, e, Offset{TopicPartition{"events", 0}, int64(i + 1)})
+			}
+		}
+	}
+	s, closeStore := openTestStore(t, dir)
+	e, _ := newTestEngine(t, s, cfg, nil)
+	e.log = slog.New(log)
+	feed(e, 0, 3000)
+	closeStore()
+	s, _ = openTestStore(t, dir)
+	e, reg := newTestEngine(t, s, cfg, nil)
+	e.log = slog.New(log)
+	feed(e, 3000, 9000)
+	t.Logf("detections %v", log.at)
+	if at := log.at["shop"]; len(at) != 1 || at[0] < 6000 || at[0] >= 6500 || len(log.at["zip"]) != 0 {
+		t.Fatalf("detections %v: want one on shop within 500 events of 6000, none on zip", log.at)
+	}
+	if got := metricValue(t, reg, "eddy_feature_drift_detections_total", map[string]string{"model": "m", "feature": "shop"}); got != 1 {
+		t.Fatalf("counted %v detections on shop", got)
+	}
+	report, err := e.Schema("m")
+	if err != nil || len(report.Drift) != 2 {
+		t.Fatalf("report %+v, %v: want shop and zip", report, err)
+	}
+}
