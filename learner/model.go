@@ -178,18 +178,22 @@ func newChecker(schema *features.Schema, tr *features.Transformer) *features.Che
 // schema_violation naming each feature. Without a schema it returns fields
 // as they are. One goroutine at a time (the model's).
 func (m *Model) Check(fields []features.Field) ([]features.Field, []features.Violation, error) {
-	if m.skew != nil {
-		m.skew.observe(fields, true)
-	}
+	raw := fields
 	if m.inference != nil && m.inference.Observe(fields) {
 		frozen := m.inference.Schema(*m.cfg.Schema)
 		m.schema, m.inference, m.frozen = &frozen, nil, true
 		m.checker = newChecker(m.schema, m.tr)
 	}
 	if m.checker == nil {
+		if m.skew != nil {
+			m.skew.observe(raw, raw, true)
+		}
 		return fields, nil, nil
 	}
 	out, viol, rejected := m.checker.Check(fields)
+	if m.skew != nil {
+		m.skew.observe(raw, out, true)
+	}
 	if !rejected {
 		return out, viol, nil
 	}

@@ -309,3 +309,44 @@ func BenchmarkSkew(b *testing.B) {
 		})
 	}
 }
+
+// TestCategoricalSkewIsMeasured learns a categorical feature (Zipf over
+// 50 shops) and scores requests from the same distribution, then requests
+// that all carry one value never learned: the skew is small, then close
+// to 1.
+func TestCategoricalSkewIsMeasured(t *testing.T) {
+	m, err := NewModel(ModelConfig{Name: "m", FeatureDrift: &FeatureDriftConfig{Categories: []string{"shop"}, Reference: 500, Window: 200}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(2, 3))
+	z := rand.NewZipf(r, 1.2, 1, 49)
+	shop := func() []features.Field {
+		return []features.Field{{Name: []byte("shop"), Kind: features.String, Str: []byte("shop-" + strconv.FormatUint(z.Uint64(), 10))}}
+	}
+	for i := range 2000 {
+		if _, err := m.LearnEvent(nil, time.Time{}, shop(), float64(i%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := m.Snapshot(1, time.Time{}, "test")
+	skew := func() float64 {
+		d := m.Skew().Distances()
+		if len(d) != 1 || d[0].Feature != "shop" {
+			t.Fatalf("distances %+v", d)
+		}
+		return d[0].Distance
+	}
+	for range 200 {
+		snap.Score(nil, shop())
+	}
+	same := skew()
+	for range 200 {
+		snap.Score(nil, []features.Field{{Name: []byte("shop"), Kind: features.String, Str: []byte("UNKNOWN")}})
+	}
+	broken := skew()
+	t.Logf("categorical skew: %.3f from the training distribution, %.3f with a placeholder", same, broken)
+	if same > 0.35 || broken < 0.9 {
+		t.Fatalf("skew %.3f, then %.3f: want small, then close to 1", same, broken)
+	}
+}

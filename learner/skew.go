@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -9,18 +10,20 @@ import (
 	"github.com/eddyhq/eddy/features"
 )
 
-// Skew measures training/serving skew: for each watched numeric feature
+// Skew measures training/serving skew: for each watched feature
 // (ModelConfig.FeatureDrift), the Jensen–Shannon distance between the
 // distribution of its values in the newest events the model learns from
-// and in the newest prediction requests it answers. Bins are the
-// quantiles of the first values learned (plus one below and one above
-// their range). It is safe for concurrent use: the learning goroutine
+// and in the newest prediction requests it answers. A number's bins are
+// the quantiles of the first values learned (plus one below and one above
+// their range); a category's are the 20 most frequent of the first values
+// learned, one for the others and one for values never learned. It is safe for concurrent use: the learning goroutine
 // feeds training values, any number of Predict calls feed serving values.
 // It is not stored: after a restart both windows fill again.
 type Skew struct {
 	mu       sync.Mutex
-	names    []string
-	index    map[string]int
+	names    []string       // numeric features, then categorical ones
+	index    map[string]int // numeric feature → index
+	catIndex map[string]int // categorical feature → index (in names and features)
 	features []skewFeature
 	ref, win int
 }
@@ -29,6 +32,9 @@ type skewFeature struct {
 	ref          []float64 // the first training values, until the bins are built
 	edges        []float64
 	lo, hi       float64
+	cats         map[string]int   // categorical: the first training values' counts, until the buckets are built
+	catN         int              // values counted in cats
+	buckets      map[string]uint8 // categorical: a value's bucket once built (others: top+1)
 	train, serve skewWindow
 }
 
@@ -54,34 +60,50 @@ const skewBins = 10
 // newSkew returns the Skew of the watched features of cfg, nil without
 // feature drift.
 func newSkew(cfg ModelConfig) *Skew {
-	names := cfg.WatchedFeatures()
-	if len(names) == 0 {
+	names, cats := cfg.WatchedFeatures(), cfg.WatchedCategories()
+	if len(names)+len(cats) == 0 {
 		return nil
 	}
 	fd := cfg.FeatureDrift
-	s := &Skew{names: names, index: make(map[string]int, len(names)), ref: fd.Reference, win: fd.Window}
+	s := &Skew{names: append(slices.Clone(names), cats...), index: make(map[string]int, len(names)), catIndex: make(map[string]int, len(cats)),
+		ref: fd.Reference, win: fd.Window}
 	if s.ref == 0 {
 		s.ref = 1000
 	}
 	if s.win == 0 {
 		s.win = 500
 	}
-	s.features = make([]skewFeature, len(names))
-	for i, n := range names {
-		s.index[n] = i
+	s.features = make([]skewFeature, len(s.names))
+	for i, n := range s.names {
+		if i < len(names) {
+			s.index[n] = i
+		} else {
+			s.catIndex[n] = i
+			s.features[i].cats = make(map[string]int)
+		}
 		s.features[i].train.counts = make([]int, skewBins+2)
 		s.features[i].serve.counts = make([]int, skewBins+2)
 	}
 	return s
 }
 
-// observe feeds the watched numbers of fields as training (or serving)
-// values.
-func (s *Skew) observe(fields []features.Field, training bool) {
+// observe feeds the watched numbers of raw and the watched categories of
+// checked (after the schema, which makes declared categories of numbers)
+// as training (or serving) values.
+func (s *Skew) observe(raw, checked []features.Field, training bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range fields {
-		f := &fields[i]
+	if len(s.catIndex) > 0 {
+		for i := range checked {
+			if f := &checked[i]; f.Kind == features.String {
+				if j, ok := s.catIndex[string(f.Name)]; ok {
+					s.features[j].observeCategory(f.Str, training, s.ref, s.win)
+				}
+			}
+		}
+	}
+	for i := range raw {
+		f := &raw[i]
 		if f.Kind != features.Number || math.IsNaN(f.Num) {
 			continue
 		}
@@ -106,6 +128,52 @@ func (s *Skew) observe(fields []features.Field, training bool) {
 			sf.serve.add(bin, s.win)
 		}
 	}
+}
+
+// observeCategory feeds one categorical value.
+func (sf *skewFeature) observeCategory(v []byte, training bool, ref, win int) {
+	if sf.buckets == nil {
+		if !training {
+			return
+		}
+		if c, ok := sf.cats[string(v)]; ok {
+			sf.cats[string(v)] = c + 1
+		} else if len(sf.cats) < 1000 {
+			sf.cats[string(v)] = 1
+		}
+		if sf.catN++; sf.catN == ref {
+			sf.buildCategories()
+		}
+		return
+	}
+	bucket, ok := sf.buckets[string(v)]
+	if !ok {
+		bucket = skewBins + 1
+	}
+	if training {
+		sf.train.add(bucket, win)
+	} else {
+		sf.serve.add(bucket, win)
+	}
+}
+
+// buildCategories makes buckets of the reference's values: the skewBins
+// most frequent each have one, the others share one.
+func (sf *skewFeature) buildCategories() {
+	type vc struct {
+		v string
+		c int
+	}
+	all := make([]vc, 0, len(sf.cats))
+	for v, c := range sf.cats {
+		all = append(all, vc{v, c})
+	}
+	slices.SortFunc(all, func(a, b vc) int { return cmp.Or(b.c-a.c, cmp.Compare(a.v, b.v)) })
+	sf.buckets = make(map[string]uint8, len(all))
+	for i, x := range all {
+		sf.buckets[x.v] = uint8(min(i, skewBins))
+	}
+	sf.cats = nil
 }
 
 func (sf *skewFeature) build() {

@@ -102,13 +102,14 @@ func (s *Snapshot) Metrics() Metrics { return s.metrics }
 func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
-	if s.skew != nil {
-		s.skew.observe(fields, false)
-	}
+	raw := fields
 	if sc.checker != nil {
 		// As learning does: declared categories that came as numbers are
 		// their text; what the schema would not learn from is left out.
 		fields, _, _ = sc.checker.Check(fields)
+	}
+	if s.skew != nil {
+		s.skew.observe(raw, fields, false)
 	}
 	return s.scoreEvent(sc, key, fields)
 }
@@ -119,13 +120,14 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (float64, int32, []features.Violation) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
-	if s.skew != nil {
-		s.skew.observe(fields, false)
-	}
+	raw := fields
 	if sc.checker != nil {
 		var viol []features.Violation
 		fields, viol, _ = sc.checker.Check(fields)
 		dst = append(dst, viol...)
+	}
+	if s.skew != nil {
+		s.skew.observe(raw, fields, false)
 	}
 	score, label := s.scoreEvent(sc, key, fields)
 	return score, label, dst

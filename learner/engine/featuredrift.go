@@ -295,7 +295,12 @@ func (e *Engine) Schema(model string) (SchemaReport, error) {
 		r.Drift = append(r.Drift, fr)
 	}
 	for k, s := range w.cats {
-		r.Drift = append(r.Drift, FeatureDriftReport{Feature: w.names[len(w.shifts)+k], Distance: s.Distance(), Ready: s.Ready()})
+		name := w.names[len(w.shifts)+k]
+		fr := FeatureDriftReport{Feature: name, Distance: s.Distance(), Ready: s.Ready()}
+		if d, ok := skews[name]; ok {
+			fr.Skew, fr.Serving = &d.Distance, d.Serving
+		}
+		r.Drift = append(r.Drift, fr)
 	}
 	return r, nil
 }
