@@ -1,10 +1,8 @@
 package drift
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 
 	"github.com/eddyhq/eddy/features/codec"
@@ -27,9 +25,7 @@ type CategoryShift struct {
 	n0       int
 	buckets  map[string]uint8 // once built: a top value's bucket; the reference's others map to top
 	refP     []float64        // top+2 buckets: top values, other seen values, never seen
-	ring     []uint8
-	head     int
-	counts   []int
+	win      BinWindow
 	since    int
 	drift    bool
 	distance float64
@@ -60,7 +56,7 @@ func NewCategoryShift(cfg ShiftConfig) (*CategoryShift, error) {
 		return nil, fmt.Errorf("%w: category shift top %d out of range [1, %d]", ErrInvalidConfig, top, maxCategoryTop)
 	}
 	cfg.Bins = top
-	return &CategoryShift{cfg: cfg, top: top, counts0: make(map[string]int), counts: make([]int, top+2)}, nil
+	return &CategoryShift{cfg: cfg, top: top, counts0: make(map[string]int), win: NewBinWindow(top + 2)}, nil
 }
 
 // Config returns the configuration, defaults applied (Bins: the top values).
@@ -73,22 +69,22 @@ func (s *CategoryShift) Drift() bool { return s.drift }
 func (s *CategoryShift) Distance() float64 { return s.distance }
 
 // Ready reports whether the reference is built and the window full.
-func (s *CategoryShift) Ready() bool { return s.buckets != nil && len(s.ring) == s.cfg.Window }
+func (s *CategoryShift) Ready() bool { return s.buckets != nil && s.win.Len() == s.cfg.Window }
 
 // NewValueRate returns the share of the window's values the reference
 // never saw.
 func (s *CategoryShift) NewValueRate() float64 {
-	if len(s.ring) == 0 {
+	if s.win.Len() == 0 {
 		return 0
 	}
-	return float64(s.counts[s.top+1]) / float64(len(s.ring))
+	return float64(s.win.Count(s.top+1)) / float64(s.win.Len())
 }
 
 // Reset forgets every value, reference included.
 func (s *CategoryShift) Reset() {
 	s.counts0, s.n0, s.buckets, s.refP = make(map[string]int), 0, nil, nil
-	s.ring, s.head, s.since = s.ring[:0], 0, 0
-	clear(s.counts)
+	s.win.Reset()
+	s.since = 0
 	s.drift, s.distance = false, 0
 }
 
@@ -111,22 +107,15 @@ func (s *CategoryShift) Update(v []byte) bool {
 	if !seen {
 		bucket = uint8(s.top + 1)
 	}
-	if len(s.ring) < s.cfg.Window {
-		s.ring = append(s.ring, bucket)
-	} else {
-		s.counts[s.ring[s.head]]--
-		s.ring[s.head] = bucket
-		s.head = (s.head + 1) % s.cfg.Window
-	}
-	s.counts[bucket]++
-	if len(s.ring) < s.cfg.Window {
+	s.win.Add(bucket, s.cfg.Window)
+	if s.win.Len() < s.cfg.Window {
 		return false
 	}
 	if s.since++; s.since < max(1, s.cfg.Window/50) {
 		return false
 	}
 	s.since = 0
-	s.distance = jsDistance(s.refP, s.counts, len(s.ring))
+	s.distance = JSDistance(s.refP, &s.win)
 	if s.distance > s.cfg.Threshold {
 		d := s.distance
 		s.Reset()
@@ -138,49 +127,24 @@ func (s *CategoryShift) Update(v []byte) bool {
 
 // build turns the collected reference into buckets.
 func (s *CategoryShift) build() {
-	type vc struct {
-		v string
-		c int
-	}
-	all := make([]vc, 0, len(s.counts0))
-	for v, c := range s.counts0 {
-		all = append(all, vc{v, c})
-	}
-	slices.SortFunc(all, func(a, b vc) int { return cmp.Or(b.c-a.c, cmp.Compare(a.v, b.v)) })
-	s.buckets = make(map[string]uint8, len(all))
+	values := TopValues(s.counts0)
+	s.buckets = make(map[string]uint8, len(values))
 	s.refP = make([]float64, s.top+2)
 	untracked := s.n0
-	for i, x := range all {
+	for i, v := range values {
 		b := uint8(s.top) // other seen values
 		if i < s.top {
 			b = uint8(i)
 		}
-		s.buckets[x.v] = b
-		s.refP[b] += float64(x.c)
-		untracked -= x.c
+		s.buckets[v] = b
+		s.refP[b] += float64(s.counts0[v])
+		untracked -= s.counts0[v]
 	}
 	s.refP[s.top] += float64(untracked) // values beyond maxTrackedValues: "other"
 	for i := range s.refP {
 		s.refP[i] /= float64(s.n0)
 	}
 	s.counts0 = nil
-}
-
-// jsDistance is the Jensen–Shannon distance (base 2) between the
-// probabilities ref and the counts of n values.
-func jsDistance(ref []float64, counts []int, n int) float64 {
-	var d float64
-	for i, p := range ref {
-		q := float64(counts[i]) / float64(n)
-		m := (p + q) / 2
-		if p > 0 {
-			d += p * math.Log2(p/m)
-		}
-		if q > 0 {
-			d += q * math.Log2(q/m)
-		}
-	}
-	return math.Sqrt(max(d/2, 0))
 }
 
 // AppendState appends the configuration and state to dst (see
@@ -208,8 +172,8 @@ func (s *CategoryShift) AppendState(dst []byte) []byte {
 	for _, p := range s.refP {
 		dst = codec.AppendFloat(dst, p)
 	}
-	dst = codec.AppendUvarints(dst, len(s.ring), s.head, s.since)
-	return append(dst, s.ring...)
+	dst = codec.AppendUvarints(dst, s.win.Len(), s.win.head, s.since)
+	return append(dst, s.win.ring...)
 }
 
 // DecodeCategoryShift restores what AppendState wrote from the start of
@@ -264,15 +228,16 @@ func DecodeCategoryShift(data []byte) (*CategoryShift, []byte, error) {
 	if ringLen < cfg.Window && head != 0 || ringLen == cfg.Window && head >= cfg.Window {
 		return nil, nil, fmt.Errorf("%w: category shift window %d with head %d", ErrCorruptState, ringLen, head)
 	}
+	ring := make([]uint8, 0, cfg.Window)
 	for range ringLen {
 		b := r.Byte()
 		if int(b) >= s.top+2 {
 			return nil, nil, fmt.Errorf("%w: category shift bucket %d of %d", ErrCorruptState, b, s.top+2)
 		}
-		s.ring = append(s.ring, b)
-		s.counts[b]++
+		ring = append(ring, b)
 	}
-	s.head, s.since = head, since
+	s.win.restore(ring, head)
+	s.since = since
 	if r.Err() != nil {
 		return nil, nil, r.Err()
 	}

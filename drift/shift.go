@@ -92,10 +92,8 @@ type Shift struct {
 	edges    []float64 // upper edges of the reference's quantile bins 1..Bins-1, once it is built
 	lo, hi   float64   // the reference's range: bin 0 is below it, bin Bins+1 above
 	refP     []float64 // reference probability of each of the Bins+2 bins
-	ring     []uint8   // bins of the window's values, oldest at head once full
-	head     int
-	counts   []int // window values per bin
-	since    int   // values since the last comparison
+	win      BinWindow // bins of the newest values
+	since    int       // values since the last comparison
 	drift    bool
 	distance float64
 }
@@ -106,7 +104,7 @@ func NewShift(cfg ShiftConfig) (*Shift, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Shift{cfg: cfg, counts: make([]int, cfg.Bins+2)}, nil
+	return &Shift{cfg: cfg, win: NewBinWindow(cfg.Bins + 2)}, nil
 }
 
 // Config returns the configuration, defaults applied.
@@ -114,8 +112,8 @@ func (s *Shift) Config() ShiftConfig { return s.cfg }
 
 // Reset forgets every value, reference included.
 func (s *Shift) Reset() {
-	s.ref, s.edges, s.refP, s.ring, s.head, s.since = s.ref[:0], nil, nil, s.ring[:0], 0, 0
-	clear(s.counts)
+	s.ref, s.edges, s.refP, s.since = s.ref[:0], nil, nil, 0
+	s.win.Reset()
 	s.drift, s.distance = false, 0
 }
 
@@ -128,7 +126,7 @@ func (s *Shift) Distance() float64 { return s.distance }
 
 // Ready reports whether the reference is built and the window full: from
 // then on every value is compared.
-func (s *Shift) Ready() bool { return s.edges != nil && len(s.ring) == s.cfg.Window }
+func (s *Shift) Ready() bool { return s.edges != nil && s.win.Len() == s.cfg.Window }
 
 // Update takes one value and reports whether it completed a detection.
 func (s *Shift) Update(x float64) bool {
@@ -144,15 +142,8 @@ func (s *Shift) Update(x float64) bool {
 		return false
 	}
 	bin := uint8(s.bin(x))
-	if len(s.ring) < s.cfg.Window {
-		s.ring = append(s.ring, bin)
-	} else {
-		s.counts[s.ring[s.head]]--
-		s.ring[s.head] = bin
-		s.head = (s.head + 1) % s.cfg.Window
-	}
-	s.counts[bin]++
-	if len(s.ring) < s.cfg.Window {
+	s.win.Add(bin, s.cfg.Window)
+	if s.win.Len() < s.cfg.Window {
 		return false
 	}
 	// Comparing costs a logarithm per bin: do it every Window/50 values
@@ -212,7 +203,7 @@ func (s *Shift) bin(x float64) int {
 
 // js returns the Jensen–Shannon distance (base 2) between the reference
 // and the window.
-func (s *Shift) js() float64 { return jsDistance(s.refP, s.counts, len(s.ring)) }
+func (s *Shift) js() float64 { return JSDistance(s.refP, &s.win) }
 
 // AppendState appends the configuration and state to dst (see Decode).
 func (s *Shift) AppendState(dst []byte) []byte {
@@ -237,8 +228,8 @@ func (s *Shift) AppendState(dst []byte) []byte {
 	for _, p := range s.refP {
 		dst = codec.AppendFloat(dst, p)
 	}
-	dst = codec.AppendUvarints(dst, len(s.ring), s.head, s.since)
-	return append(dst, s.ring...)
+	dst = codec.AppendUvarints(dst, s.win.Len(), s.win.head, s.since)
+	return append(dst, s.win.ring...)
 }
 
 func decodeShift(r *codec.Reader) (Detector, error) {
@@ -279,15 +270,15 @@ func decodeShift(r *codec.Reader) (Detector, error) {
 	if n < cfg.Window && head != 0 || n == cfg.Window && head >= cfg.Window {
 		return nil, fmt.Errorf("%w: shift window %d with head %d", ErrCorruptState, n, head)
 	}
-	s.ring = make([]uint8, 0, cfg.Window)
+	ring := make([]uint8, 0, cfg.Window)
 	for range n {
 		b := r.Byte()
 		if int(b) >= cfg.Bins+2 {
 			return nil, fmt.Errorf("%w: shift bin %d of %d", ErrCorruptState, b, cfg.Bins+2)
 		}
-		s.ring = append(s.ring, b)
-		s.counts[b]++
+		ring = append(ring, b)
 	}
-	s.head, s.since = head, since
+	s.win.restore(ring, head)
+	s.since = since
 	return s, r.Err()
 }

@@ -1,12 +1,12 @@
 package learner
 
 import (
-	"cmp"
 	"math"
 	"slices"
 	"sort"
 	"sync"
 
+	"github.com/eddyhq/eddy/drift"
 	"github.com/eddyhq/eddy/features"
 )
 
@@ -35,24 +35,7 @@ type skewFeature struct {
 	cats         map[string]int   // categorical: the first training values' counts, until the buckets are built
 	catN         int              // values counted in cats
 	buckets      map[string]uint8 // categorical: a value's bucket once built (others: top+1)
-	train, serve skewWindow
-}
-
-type skewWindow struct {
-	ring   []uint8
-	head   int
-	counts []int
-}
-
-func (w *skewWindow) add(bin uint8, size int) {
-	if len(w.ring) < size {
-		w.ring = append(w.ring, bin)
-	} else {
-		w.counts[w.ring[w.head]]--
-		w.ring[w.head] = bin
-		w.head = (w.head + 1) % size
-	}
-	w.counts[bin]++
+	train, serve drift.BinWindow
 }
 
 const skewBins = 10
@@ -81,8 +64,8 @@ func newSkew(cfg ModelConfig) *Skew {
 			s.catIndex[n] = i
 			s.features[i].cats = make(map[string]int)
 		}
-		s.features[i].train.counts = make([]int, skewBins+2)
-		s.features[i].serve.counts = make([]int, skewBins+2)
+		s.features[i].train = drift.NewBinWindow(skewBins + 2)
+		s.features[i].serve = drift.NewBinWindow(skewBins + 2)
 	}
 	return s
 }
@@ -123,9 +106,9 @@ func (s *Skew) observe(raw, checked []features.Field, training bool) {
 		}
 		bin := sf.bin(f.Num)
 		if training {
-			sf.train.add(bin, s.win)
+			sf.train.Add(bin, s.win)
 		} else {
-			sf.serve.add(bin, s.win)
+			sf.serve.Add(bin, s.win)
 		}
 	}
 }
@@ -151,27 +134,19 @@ func (sf *skewFeature) observeCategory(v []byte, training bool, ref, win int) {
 		bucket = skewBins + 1
 	}
 	if training {
-		sf.train.add(bucket, win)
+		sf.train.Add(bucket, win)
 	} else {
-		sf.serve.add(bucket, win)
+		sf.serve.Add(bucket, win)
 	}
 }
 
 // buildCategories makes buckets of the reference's values: the skewBins
 // most frequent each have one, the others share one.
 func (sf *skewFeature) buildCategories() {
-	type vc struct {
-		v string
-		c int
-	}
-	all := make([]vc, 0, len(sf.cats))
-	for v, c := range sf.cats {
-		all = append(all, vc{v, c})
-	}
-	slices.SortFunc(all, func(a, b vc) int { return cmp.Or(b.c-a.c, cmp.Compare(a.v, b.v)) })
-	sf.buckets = make(map[string]uint8, len(all))
-	for i, x := range all {
-		sf.buckets[x.v] = uint8(min(i, skewBins))
+	values := drift.TopValues(sf.cats)
+	sf.buckets = make(map[string]uint8, len(values))
+	for i, v := range values {
+		sf.buckets[v] = uint8(min(i, skewBins))
 	}
 	sf.cats = nil
 }
@@ -213,23 +188,12 @@ func (s *Skew) Distances() []SkewDistance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []SkewDistance
-	for i, sf := range s.features {
-		nt, ns := len(sf.train.ring), len(sf.serve.ring)
-		if nt == 0 || ns == 0 {
+	for i := range s.features {
+		sf := &s.features[i]
+		if sf.train.Len() == 0 || sf.serve.Len() == 0 {
 			continue
 		}
-		var d float64
-		for b := range sf.train.counts {
-			p, q := float64(sf.train.counts[b])/float64(nt), float64(sf.serve.counts[b])/float64(ns)
-			m := (p + q) / 2
-			if p > 0 {
-				d += p * math.Log2(p/m)
-			}
-			if q > 0 {
-				d += q * math.Log2(q/m)
-			}
-		}
-		out = append(out, SkewDistance{Feature: s.names[i], Distance: math.Sqrt(max(d/2, 0)), Serving: ns})
+		out = append(out, SkewDistance{Feature: s.names[i], Distance: drift.JSDistanceOfWindows(&sf.train, &sf.serve), Serving: sf.serve.Len()})
 	}
 	return out
 }
