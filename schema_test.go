@@ -64,15 +64,7 @@ func TestEventsThatBreakTheSchemaAreDeadLetteredNamingTheFeature(t *testing.T) {
 	waitFor(t, 30*time.Second, "the valid events learned", func() bool {
 		return svc.Stats().Consumer.Consumed == uint64(len(events)) && svc.learned("m") == 2
 	})
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: "events.dlq", Partition: 0, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for i := range 4 {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			t.Fatalf("dead letter %d: %v", i, err)
-		}
+	for i, m := range readDeadLetters(t, broker, "events.dlq", 4) {
 		h := headers(m)
 		want := events[i+1]
 		if string(m.Value) != want.value || h["eddy-reason"] != learner.ReasonSchemaViolation || !strings.Contains(h["eddy-detail"], want.feature) {

@@ -361,16 +361,8 @@ func TestBadEventsAreDeadLetteredWithReasonAndValidOnesLearned(t *testing.T) {
 		return svc.Stats().Consumer.Consumed == uint64(len(events)) && svc.learned("m") == 3
 	})
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: "events.dlq", Partition: 0, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	got := map[int64]string{}
-	for len(got) < len(wantDead) {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			t.Fatalf("reading the dead-letter topic after %d of %d: %v", len(got), len(wantDead), err)
-		}
+	for _, m := range readDeadLetters(t, broker, "events.dlq", len(wantDead)) {
 		h := headers(m)
 		off, _ := strconv.ParseInt(h["eddy-source-offset"], 10, 64)
 		if h["eddy-detail"] == "" || h["eddy-source-topic"] != "events" {

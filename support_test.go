@@ -197,3 +197,22 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 	}
 	return true
 }
+
+// readDeadLetters reads the first n records of a dead-letter topic,
+// failing the test if they do not all arrive within 20 s.
+func readDeadLetters(t *testing.T, broker, topic string, n int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []kafka.Message
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading %s after %d of %d dead letters: %v", topic, len(out), n, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
