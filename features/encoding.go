@@ -11,29 +11,41 @@ import (
 
 // encodingVersion is the first byte of an encoded Transformer. Bump it when
 // the layout changes and keep decoding the old layouts: version 1 (FNV
-// hashing, no namespaces) still loads.
-const encodingVersion = 2
+// hashing, no namespaces) and version 2 still load.
+const encodingVersion = 3
 
 // ErrCorrupt is returned when an encoded Transformer cannot be decoded.
 var ErrCorrupt = errors.New("features: corrupt encoding")
 
 // AppendState appends the versioned binary encoding of t's configuration and
-// state to dst. Layout of version 2 (little endian, lengths as uvarints):
+// state to dst. Layout of version 3 (little endian, lengths as uvarints):
 //
 //	version u8 | scaler string | hash_bits uvarint | max_numeric uvarint |
-//	hash function u8 | ignore count, strings | namespace count, per
-//	namespace: name, field count, fields | interaction count, pairs of
-//	strings | slot count, per slot: name string, count f64, mean f64,
-//	variance f64
+//	hash function u8 | cross base uvarint | ignore count, strings |
+//	namespace count, per namespace: name, field count, fields |
+//	interaction count, pairs of strings | slot count, per slot: name
+//	string, count f64, mean f64, variance f64
 //
-// Version 1 had neither the hash function byte nor namespaces and
+// The cross base is the max_numeric that interactions hash indices against
+// (the model's first, kept across SetMaxNumeric). Version 2 is version 3
+// without it (the cross base is max_numeric): AppendState writes version 2
+// for a model never resized, so that the release before version 3 reads
+// it. Version 1 had neither the hash function byte nor namespaces and
 // interactions.
 func (t *Transformer) AppendState(dst []byte) []byte {
-	dst = append(dst, encodingVersion)
+	resized := t.crossBase != t.cfg.MaxNumeric
+	if resized {
+		dst = append(dst, encodingVersion)
+	} else {
+		dst = append(dst, 2)
+	}
 	dst = codec.AppendString(dst, string(t.cfg.Scaler))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.HashBits))
 	dst = binary.AppendUvarint(dst, uint64(t.cfg.MaxNumeric))
 	dst = append(dst, byte(t.hash))
+	if resized {
+		dst = binary.AppendUvarint(dst, uint64(t.crossBase))
+	}
 	dst = appendStrings(dst, t.cfg.Ignore)
 	dst = binary.AppendUvarint(dst, uint64(len(t.nsName)))
 	for _, ns := range t.nsName {
@@ -80,7 +92,7 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 	if r.Err() != nil {
 		return nil, nil, r.Err()
 	}
-	if version != 1 && version != 2 {
+	if version < 1 || version > encodingVersion {
 		return nil, nil, fmt.Errorf("%w: unknown transformer encoding version %d", ErrCorrupt, version)
 	}
 	var cfg Config
@@ -90,6 +102,10 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 	hash := hashFNV
 	if version >= 2 {
 		hash = hashFunc(r.Byte())
+	}
+	crossBase := cfg.MaxNumeric
+	if version >= 3 {
+		crossBase = int(r.Uvarint())
 	}
 	cfg.Ignore = readStrings(&r)
 	if version >= 2 {
@@ -113,8 +129,12 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	if crossBase < 1 || crossBase > maxMaxNumeric {
+		return nil, nil, fmt.Errorf("%w: cross base %d", ErrCorrupt, crossBase)
+	}
 	t := New(cfg)
 	t.hash = hash
+	t.crossBase = crossBase
 	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
 		name := r.String()
 		if r.Err() != nil {
@@ -140,14 +160,14 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 
 // SameLayout reports whether a and b put every feature at the same index
 // (the settings that weights depend on), naming the first difference.
+// MaxNumeric is not compared: a stored model may be given more (or fewer,
+// down to the slots it uses) numeric slots with SetMaxNumeric and Reindex.
 func SameLayout(a, b Config) (string, bool) {
 	switch {
 	case a.Scaler != b.Scaler:
 		return fmt.Sprintf("scaler %s vs %s", a.Scaler, b.Scaler), false
 	case a.HashBits != b.HashBits:
 		return fmt.Sprintf("hash_bits %d vs %d", a.HashBits, b.HashBits), false
-	case a.MaxNumeric != b.MaxNumeric:
-		return fmt.Sprintf("max_numeric_features %d vs %d", a.MaxNumeric, b.MaxNumeric), false
 	case !slices.Equal(a.Interactions, b.Interactions):
 		return fmt.Sprintf("interactions %v vs %v", a.Interactions, b.Interactions), false
 	}

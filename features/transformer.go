@@ -49,7 +49,9 @@ type Config struct {
 	HashBits int `yaml:"hash_bits"`
 	// MaxNumeric bounds the number of distinct numeric feature names a model
 	// accepts; more are rejected so that a misbehaving producer cannot grow
-	// state without bound. The default is 1024.
+	// state without bound. The default is 1024. A stored model may be given
+	// another value, down to the slots it uses (SetMaxNumeric): its weights
+	// are re-indexed, not relearned.
 	MaxNumeric int `yaml:"max_numeric_features"`
 	// TooManyFeatures is what an event gets that would give a numeric
 	// feature a slot beyond MaxNumeric: dead_letter (the default: Update
@@ -206,6 +208,10 @@ type Transformer struct {
 	mean   []float64  // per slot: running mean
 	vars   []float64  // per slot: running population variance
 	nsName []string   // namespace index → name, sorted
+	// crossBase is the MaxNumeric that interactions hash indices against:
+	// the model's first, so that a resize (SetMaxNumeric) leaves every
+	// crossed feature in its bucket.
+	crossBase int
 
 	undo      []undoEntry // what the last Update changed, for Rollback
 	undoSlots int         // slot count before the last Update
@@ -216,7 +222,7 @@ type Transformer struct {
 // New returns an empty Transformer for cfg, which must be valid.
 func New(cfg Config) *Transformer {
 	cfg.EnsureDefaults()
-	t := &Transformer{cfg: cfg, hash: hashXX}
+	t := &Transformer{cfg: cfg, hash: hashXX, crossBase: cfg.MaxNumeric}
 	t.index()
 	return t
 }
@@ -273,6 +279,33 @@ func (t *Transformer) Dim() int { return t.cfg.MaxNumeric + 1<<t.cfg.HashBits }
 // SetTooManyFeatures replaces Config.TooManyFeatures, which may change
 // freely on a stored model: it decides what happens to new features only.
 func (t *Transformer) SetTooManyFeatures(policy string) { t.cfg.TooManyFeatures = policy }
+
+// SetMaxNumeric changes Config.MaxNumeric of a stored model to max, which
+// must hold the slots already assigned. Numeric slots keep their indices;
+// hashed indices move by the difference (Reindex maps an old index to its
+// new one), so the caller must move its weights with Reindex.
+func (t *Transformer) SetMaxNumeric(max int) error {
+	if max < len(t.names) {
+		return fmt.Errorf("features: max_numeric_features %d is below the %d numeric features the model has learned", max, len(t.names))
+	}
+	probe := t.cfg
+	probe.MaxNumeric = max
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	t.cfg.MaxNumeric = max
+	return nil
+}
+
+// Reindex maps index i of a layout with oldMax numeric slots to the same
+// feature's index with newMax slots: numeric slots stay where they are and
+// hashed indices shift with the end of the numeric block.
+func Reindex(i, oldMax, newMax int) int {
+	if i < oldMax {
+		return i
+	}
+	return i - oldMax + newMax
+}
 
 // Mean returns the running mean of the numeric feature name, and false if
 // it has no slot yet.
@@ -517,11 +550,20 @@ func (t *Transformer) cross(v *Vector, a, b uint8) {
 			if v.ns[j] != b {
 				continue
 			}
-			h := mix(uint64(v.Index[i]), uint64(v.Index[j]))
+			h := mix(t.crossID(v.Index[i]), t.crossID(v.Index[j]))
 			x := v.Value[i] * v.Value[j]
 			v.add(t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)), x, x, 0)
 		}
 	}
+}
+
+// crossID is the identity of index idx that interactions hash: the index
+// in the layout the model was created with (crossBase numeric slots).
+func (t *Transformer) crossID(idx int) uint64 {
+	if idx >= t.cfg.MaxNumeric {
+		idx += t.crossBase - t.cfg.MaxNumeric
+	}
+	return uint64(idx)
 }
 
 // mix combines two indices into one hash (the finaliser of SplitMix64 over
@@ -594,6 +636,8 @@ func (t *Transformer) Clone() *Transformer {
 		mean:   slices.Clone(t.mean),
 		vars:   slices.Clone(t.vars),
 		nsName: slices.Clone(t.nsName),
+
+		crossBase: t.crossBase,
 	}
 	for k, v := range t.info {
 		c.info[k] = v

@@ -150,6 +150,50 @@ func TestTooManyNumericFeaturesIsAnError(t *testing.T) {
 	}
 }
 
+// TestAResizedTransformerKeepsEveryIndex gives a transformer with crosses
+// more numeric slots, then fewer: every entry is the feature it was before
+// at Reindex of its index, through an encoding round trip (version 3 once
+// resized, version 2 before).
+func TestAResizedTransformerKeepsEveryIndex(t *testing.T) {
+	tr := New(Config{MaxNumeric: 16, HashBits: 12, Namespaces: map[string][]string{"user": {"age", "country"}, "item": {"price", "shop"}},
+		Interactions: [][2]string{{"user", "item"}}})
+	fields := []Field{num("age", 30), cat("country", "DE"), num("price", 9.5), cat("shop", "s1"), num("other", 1)}
+	_ = tr.Update(fields)
+	_ = tr.Update([]Field{num("age", 40), num("price", 3.5), num("other", 2)})
+	var before Vector
+	tr.Transform(fields, &before)
+	if v := tr.AppendState(nil)[0]; v != 2 {
+		t.Fatalf("a transformer never resized encodes version %d, want 2", v)
+	}
+	for _, max := range []int{1024, 3} {
+		resized := tr.Clone()
+		if err := resized.SetMaxNumeric(max); err != nil {
+			t.Fatal(err)
+		}
+		data := resized.AppendState(nil)
+		if data[0] != 3 {
+			t.Fatalf("a resized transformer encodes version %d, want 3", data[0])
+		}
+		got, _, err := DecodeTransformer(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var after Vector
+		got.Transform(fields, &after)
+		if len(after.Index) != len(before.Index) {
+			t.Fatalf("max %d: %d entries, want %d", max, len(after.Index), len(before.Index))
+		}
+		for i, idx := range before.Index {
+			if want := Reindex(idx, 16, max); after.Index[i] != want || after.Value[i] != before.Value[i] {
+				t.Fatalf("max %d: entry %d at %d = %v, want %d = %v", max, i, after.Index[i], after.Value[i], want, before.Value[i])
+			}
+		}
+	}
+	if err := tr.SetMaxNumeric(2); err == nil {
+		t.Fatal("SetMaxNumeric below the 3 slots in use succeeded")
+	}
+}
+
 func TestEncodingRoundTripsExactly(t *testing.T) {
 	tr := New(Config{HashBits: 10, Ignore: []string{"x"}})
 	_ = tr.Update([]Field{num("a", 1.25), num("b", math.Pi), boolean("c", true)})

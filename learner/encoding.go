@@ -119,7 +119,9 @@ func interleave(p []float64, stride, c int, w []float64) []float64 {
 // over the last rollingWindow examples (0: the default), and returns the
 // bytes after it. The stored layout (task, loss, optimizer, feature layout)
 // must match cfg: changing them would misread the weights, so a mismatch is
-// an error that names the setting. Corrupt input is an error wrapping
+// an error that names the setting. max_numeric_features is the exception:
+// the weights are re-indexed to the configured number of numeric slots,
+// which must hold those in use (StoredMaxNumeric tells the stored one). Corrupt input is an error wrapping
 // ErrCorrupt or features.ErrCorrupt; DecodeModel never panics.
 func DecodeModel(cfg ModelConfig, rollingWindow int, data []byte) (*Model, []byte, error) {
 	cfg.EnsureDefaults()
@@ -171,16 +173,24 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	}
 	tr.SetIgnore(cfg.Features.Ignore) // may change freely: no index depends on it
 	tr.SetTooManyFeatures(cfg.Features.TooManyFeatures)
+	stored := layout{maxNumeric: tr.Config().MaxNumeric, dim: tr.Dim()}
+	if stored.maxNumeric != cfg.Features.MaxNumeric {
+		if err := tr.SetMaxNumeric(cfg.Features.MaxNumeric); err != nil {
+			return nil, nil, fmt.Errorf("learner: model %s cannot be given max_numeric_features %d (stored with %d): %w",
+				cfg.Name, cfg.Features.MaxNumeric, stored.maxNumeric, err)
+		}
+	}
 	m := newModel(cfg, window)
 	m.tr = tr
+	m.storedMaxNumeric = stored.maxNumeric
 	m.checker = newChecker(m.schema, tr)
 	m.lin.dim = tr.Dim()
 	r = codec.NewReader(rest, ErrCorrupt)
 	if version == 1 {
 		m.lin.out[0].intercept = r.Float()
-		m.lin.out[0].p = interleave(nil, m.lin.stride, 0, readWeights(&r, tr.Dim()))
+		m.lin.out[0].p = interleave(nil, m.lin.stride, 0, stored.reindex(&r, readWeights(&r, stored.dim), cfg.Features.MaxNumeric))
 	} else {
-		m.decodeOutputs(&r, tr.Dim())
+		m.decodeOutputs(&r, stored, cfg.Features.MaxNumeric)
 	}
 	m.learned = r.Uvarint()
 	m.version = r.Uvarint()
@@ -191,7 +201,36 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	return m, r.Rest(), nil
 }
 
-func (m *Model) decodeOutputs(r *codec.Reader, dim int) {
+// layout is the index space weights were stored in.
+type layout struct{ maxNumeric, dim int }
+
+// reindex moves a column of weights stored in l to a layout with maxNumeric
+// numeric slots (features.Reindex): a model given more numeric slots keeps
+// every weight, hashed ones included, on the same feature.
+func (l layout) reindex(r *codec.Reader, w []float64, maxNumeric int) []float64 {
+	if maxNumeric == l.maxNumeric || len(w) == 0 {
+		return w
+	}
+	n := min(len(w), maxNumeric)
+	if len(w) > l.maxNumeric {
+		n = features.Reindex(len(w)-1, l.maxNumeric, maxNumeric) + 1
+	}
+	out := make([]float64, n)
+	for i, x := range w {
+		if x == 0 {
+			continue
+		}
+		j := features.Reindex(i, l.maxNumeric, maxNumeric)
+		if i < l.maxNumeric && j >= maxNumeric {
+			r.Fail("weight on an unused numeric slot")
+			return nil
+		}
+		out[j] = x
+	}
+	return out
+}
+
+func (m *Model) decodeOutputs(r *codec.Reader, stored layout, maxNumeric int) {
 	m.lin.t = r.Uvarint()
 	m.lin.u = r.Float()
 	m.lin.beta1T, m.lin.beta2T = r.Float(), r.Float()
@@ -212,7 +251,7 @@ func (m *Model) decodeOutputs(r *codec.Reader, dim int) {
 		o := &m.lin.out[k]
 		o.intercept = r.Float()
 		for c := range 3 {
-			col := readWeights(r, dim)
+			col := stored.reindex(r, readWeights(r, stored.dim), maxNumeric)
 			// A column beyond the stride is SGD's L1 history of a model
 			// now configured without L1: it no longer matters.
 			if c < m.lin.stride {

@@ -79,6 +79,19 @@ type Model struct {
 	inference *features.Inference // learning the schema's kinds (Schema.Infer); nil when not
 	frozen    bool                // the inference has just ended (TakeInferred)
 	skew      *Skew               // training/serving skew of the watched features; nil without feature drift
+
+	storedMaxNumeric int // max_numeric_features the decoded state was stored with
+}
+
+// StoredMaxNumeric returns the max_numeric_features of the state m was
+// decoded from: another value than its configuration's means the weights
+// were re-indexed to the configured number of numeric slots. A new model
+// returns its configuration's.
+func (m *Model) StoredMaxNumeric() int {
+	if m.storedMaxNumeric == 0 {
+		return m.cfg.Features.MaxNumeric
+	}
+	return m.storedMaxNumeric
 }
 
 func newModel(cfg ModelConfig, window int) *Model {
@@ -285,6 +298,10 @@ func (m *Model) Name() string { return m.cfg.Name }
 // got no slot because max_numeric_features was reached (with
 // too_many_features: ignore_feature), since the model was loaded.
 func (m *Model) OverflowedFeatures() uint64 { return m.tr.Overflowed() }
+
+// NumericSlots returns how many of max_numeric_features' slots the model's
+// numeric features use.
+func (m *Model) NumericSlots() int { return m.tr.NumericSlots() }
 
 // Learned returns how many examples the model has learned in its whole life.
 func (m *Model) Learned() uint64 { return m.learned }

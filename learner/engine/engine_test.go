@@ -574,7 +574,7 @@ func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
 	}{
 		{"another task", func(c *learner.ModelConfig) { c.Task = learner.Regression }, "task"},
 		{"other hash_bits", func(c *learner.ModelConfig) { c.Features.HashBits = 12 }, "hash_bits"},
-		{"other max_numeric_features", func(c *learner.ModelConfig) { c.Features.MaxNumeric = 16 }, "max_numeric_features"},
+		{"max_numeric_features below the slots in use", func(c *learner.ModelConfig) { c.Features.MaxNumeric = 1 }, "max_numeric_features"},
 		{"another scaler", func(c *learner.ModelConfig) { c.Features.Scaler = features.ScalerNone }, "scaler"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -589,6 +589,67 @@ func TestReopeningWithAChangedLayoutFailsNamingTheModel(t *testing.T) {
 				t.Errorf("error %q should name the model and %s", msg, tc.setting)
 			}
 		})
+	}
+}
+
+// TestRaisingMaxNumericFeaturesOnAStoredModel is the way out of a full
+// model: restarted with more numeric slots, the model stored in Pebble and
+// its served snapshot score every probe bitwise as before, and the event
+// that was dead-lettered for too many features is learned.
+func TestRaisingMaxNumericFeaturesOnAStoredModel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	full := Config{Models: []learner.ModelConfig{{Name: "fraud", Topic: "events", Task: learner.Binary,
+		Features: features.Config{MaxNumeric: 2}}}}
+	events := make([]example, 300)
+	for i := range events {
+		events[i] = example{Fields: []features.Field{numField("a", float64(i%7)), numField("b", float64(i%5)),
+			strField("shop", fmt.Sprint("s", i%9))}, Y: float64(i % 2)}
+	}
+	refused := labeled([]features.Field{numField("a", 1), numField("b", 2), numField("risk", 3)}, 1)
+	store, closeStore := openTestStore(t, dir)
+	rec := &snapshotRecorder{}
+	e, _ := newTestEngine(t, store, full, rec)
+	processAll(t, e, "events", events)
+	var rej *learner.RejectError
+	if err := e.Process("events", refused); !errors.As(err, &rej) || rej.Reason != learner.ReasonTooManyFeatures {
+		t.Fatalf("a third numeric feature with max_numeric_features 2: %v, want too_many_features", err)
+	}
+	checkpoint(t, e, eventsOffset(0, 300))
+	served := rec.take()
+	if len(served) != 1 {
+		t.Fatalf("%d snapshots published, want 1", len(served))
+	}
+	probe := func(score func([]byte, []features.Field) float64) []float64 {
+		out := make([]float64, 40)
+		for i := range out {
+			out[i] = score(nil, events[i].Fields)
+		}
+		return out
+	}
+	snapshotScore := func(s *learner.Snapshot) func([]byte, []features.Field) float64 {
+		return func(key []byte, f []features.Field) float64 { p, _ := s.Score(key, f); return p }
+	}
+	wantModel, wantServed := probe(e.Models()[0].Predict), probe(snapshotScore(served[0]))
+	closeStore()
+
+	raised := Config{Models: slices.Clone(full.Models)}
+	raised.Models[0].Features.MaxNumeric = 64
+	store, _ = openTestStore(t, dir)
+	rec = &snapshotRecorder{}
+	e, _ = newTestEngine(t, store, raised, rec)
+	m := e.Models()[0]
+	if !sameBits(probe(m.Predict), wantModel) {
+		t.Errorf("the model with 64 numeric slots scores %v, with 2 it scored %v", probe(m.Predict), wantModel)
+	}
+	if got := rec.take(); len(got) != 1 || !sameBits(probe(snapshotScore(got[0])), wantServed) {
+		t.Errorf("the restored champion does not score as the one served before the change")
+	}
+	if err := e.Process("events", refused); err != nil {
+		t.Fatalf("the refused event after raising max_numeric_features: %v", err)
+	}
+	if m.NumericSlots() != 3 || m.Learned() != 301 {
+		t.Errorf("%d numeric slots, %d learned; want 3 and 301", m.NumericSlots(), m.Learned())
 	}
 }
 

@@ -57,6 +57,10 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		return nil, err
 	}
 	m := u.model
+	if from := m.StoredMaxNumeric(); from != m.Config().Features.MaxNumeric {
+		e.log.Info("numeric feature slots resized; weights re-indexed", "model", mc.Name,
+			"from", from, "to", m.Config().Features.MaxNumeric, "slots_used", m.NumericSlots())
+	}
 	if blob, ok, err := e.store.Get(schemaKey(mc.Name)); err != nil {
 		return nil, fmt.Errorf("learner: %w", err)
 	} else if ok {
