@@ -469,11 +469,30 @@ type Vector struct {
 	ns    []uint8   // namespace of each entry, for interactions
 	raw   []float64 // unscaled value of each entry, for Rescale
 	max   int       // largest index + 1
+
+	// With tracing on (Trace), where each entry came from: see Terms.
+	trace bool
+	src   [][2]int32 // base entries: {field index, -1}; crosses: {entry a, entry b}
+	hash  []uint64   // hashed entries: the full hash; numeric slots: 0
 }
 
 // Reset empties v, keeping its capacity.
 func (v *Vector) Reset() {
 	v.Index, v.Value, v.ns, v.raw, v.max = v.Index[:0], v.Value[:0], v.ns[:0], v.raw[:0], 0
+	v.src, v.hash = v.src[:0], v.hash[:0]
+}
+
+// Trace makes Transform record where each entry of v came from, for Terms
+// (what an explanation and the names of hashed buckets need). It costs two
+// appends per entry; a Vector without it records nothing.
+func (v *Vector) Trace() { v.trace = true }
+
+// note records the source of the entry just added, when tracing.
+func (v *Vector) note(a, b int32, h uint64) {
+	if v.trace {
+		v.src = append(v.src, [2]int32{a, b})
+		v.hash = append(v.hash, h)
+	}
 }
 
 // Add appends one entry (no namespace). index must not be negative.
@@ -505,13 +524,16 @@ func (t *Transformer) Transform(fields []Field, dst *Vector) {
 			continue
 		}
 		if f.Kind == String {
-			dst.add(t.hashCategorical(f.Name, f.Str), 1, 1, fi.ns)
+			h := t.categoryHash(f.Name, f.Str)
+			dst.add(t.bucket(h), 1, 1, fi.ns)
+			dst.note(int32(i), -1, h)
 			continue
 		}
 		if !known || fi.slot < 0 {
 			continue
 		}
 		dst.add(int(fi.slot), t.scale(int(fi.slot), f.Num), f.Num, fi.ns)
+		dst.note(int32(i), -1, 0)
 	}
 	for _, p := range t.pairs {
 		t.cross(dst, p[0], p[1])
@@ -552,7 +574,8 @@ func (t *Transformer) cross(v *Vector, a, b uint8) {
 			}
 			h := mix(t.crossID(v.Index[i]), t.crossID(v.Index[j]))
 			x := v.Value[i] * v.Value[j]
-			v.add(t.cfg.MaxNumeric+int(h&(1<<t.cfg.HashBits-1)), x, x, 0)
+			v.add(t.bucket(h), x, x, 0)
+			v.note(int32(i), int32(j), h)
 		}
 	}
 }
@@ -588,16 +611,16 @@ func (t *Transformer) scale(slot int, x float64) float64 {
 	return (x - t.mean[slot]) / sd
 }
 
-// hashCategorical maps name=value into the hashed space.
-func (t *Transformer) hashCategorical(name, value []byte) int {
-	var h uint64
+// categoryHash is the full hash of name=value.
+func (t *Transformer) categoryHash(name, value []byte) uint64 {
 	if t.hash == hashFNV {
-		h = fnv1a(name, value)
-	} else {
-		h = mix(xxhash.Sum64(name), xxhash.Sum64(value))
+		return fnv1a(name, value)
 	}
-	return t.cfg.MaxNumeric + int(h&(1<<t.cfg.HashBits-1))
+	return mix(xxhash.Sum64(name), xxhash.Sum64(value))
 }
+
+// bucket is the index of full hash h in the hashed space.
+func (t *Transformer) bucket(h uint64) int { return t.cfg.MaxNumeric + int(h&(1<<t.cfg.HashBits-1)) }
 
 // fnv1a is the hash of encoding version 1, kept so that models learned with
 // it still load and predict the same.

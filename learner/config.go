@@ -135,6 +135,20 @@ type ModelConfig struct {
 	// (their own values, not the model's error) for a change: a unit
 	// change, a broken upstream join. See FeatureDriftConfig.
 	FeatureDrift *FeatureDriftConfig `yaml:"feature_drift,omitempty" json:",omitempty"`
+	// HashNames bounds how many hashed buckets (categories, interactions)
+	// the model keeps a readable name for, with its state, so that Inspect
+	// names its largest weights: 0 means DefaultHashNames (4096), a
+	// negative value keeps none. When full, the names of the quarter of
+	// the buckets with the smallest weights are forgotten.
+	HashNames int `yaml:"hash_names" json:",omitempty"`
+}
+
+// hashNames is HashNames with its default.
+func (c *ModelConfig) hashNames() int {
+	if c.HashNames == 0 {
+		return DefaultHashNames
+	}
+	return c.HashNames
 }
 
 // FeatureDriftConfig configures feature-drift detection: one

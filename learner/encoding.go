@@ -15,11 +15,11 @@ var ErrCorrupt = errors.New("learner: corrupt state")
 
 // stateVersion is the first byte of an encoded model state. Bump it when the
 // layout changes and keep decoding the old layouts: version 1 (one output,
-// plain SGD) still loads.
-const stateVersion = 2
+// plain SGD) and version 2 still load.
+const stateVersion = 3
 
 // AppendState appends the versioned binary encoding of m's state. Layout of
-// version 2 (little endian; lengths and counters as uvarints; floats as 8
+// version 3 (little endian; lengths and counters as uvarints; floats as 8
 // bytes; "vector" = length, non-zero count, then (index delta, value) pairs):
 //
 //	version u8 | task string | loss string | optimizer kind string |
@@ -28,9 +28,11 @@ const stateVersion = 2
 //	output count | classes (one uvarint per output, Multiclass) |
 //	per output: intercept, w vector, s1 vector, s2 vector |
 //	learned | snapshot version | metrics: n, correct, logLoss, absErr,
-//	sqErr, window length, next, filled, windowSum, window values
+//	sqErr, window length, next, filled, windowSum, window values |
+//	bucket names: count, per bucket index delta, hash (8 bytes), shared
+//	flag, name
 //
-// Version 1 was: version | task | transformer | intercept | w vector |
+// Version 2 was version 3 without the bucket names. Version 1 was: version | task | transformer | intercept | w vector |
 // learned | snapshot version | metrics.
 //
 // DecodeModel restores it.
@@ -63,7 +65,8 @@ func (m *Model) AppendStateAs(dst []byte, version uint64) []byte {
 	}
 	dst = binary.AppendUvarint(dst, m.learned)
 	dst = binary.AppendUvarint(dst, version)
-	return m.eval.appendState(dst)
+	dst = m.eval.appendState(dst)
+	return m.names.appendState(dst)
 }
 
 func (e *prequential) appendState(dst []byte) []byte {
@@ -138,7 +141,7 @@ func DecodeModel(cfg ModelConfig, rollingWindow int, data []byte) (*Model, []byt
 func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, error) {
 	r := codec.NewReader(data, ErrCorrupt)
 	version := r.Byte()
-	if r.Err() == nil && version != 1 && version != 2 {
+	if r.Err() == nil && (version < 1 || version > stateVersion) {
 		return nil, nil, fmt.Errorf("%w: unknown model state version %d", ErrCorrupt, version)
 	}
 	task := Task(r.String())
@@ -195,6 +198,11 @@ func decodeState(cfg ModelConfig, window int, data []byte) (*Model, []byte, erro
 	m.learned = r.Uvarint()
 	m.version = r.Uvarint()
 	m.eval.decode(&r)
+	if version >= 3 {
+		m.names = decodeBucketNames(&r, cfg.hashNames(), stored.dim, func(i int) int {
+			return features.Reindex(i, stored.maxNumeric, cfg.Features.MaxNumeric)
+		})
+	}
 	if r.Err() != nil {
 		return nil, nil, fmt.Errorf("learner: model %s: %w", cfg.Name, r.Err())
 	}

@@ -81,6 +81,8 @@ type Model struct {
 	skew      *Skew               // training/serving skew of the watched features; nil without feature drift
 
 	storedMaxNumeric int // max_numeric_features the decoded state was stored with
+
+	names *bucketNames // readable names of hashed buckets (HashNames); nil when kept off
 }
 
 // StoredMaxNumeric returns the max_numeric_features of the state m was
@@ -97,7 +99,10 @@ func (m *Model) StoredMaxNumeric() int {
 func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
 	m := &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
-		hist: features.NewHistory(cfg.Features), schema: cfg.Schema, skew: newSkew(cfg)}
+		hist: features.NewHistory(cfg.Features), schema: cfg.Schema, skew: newSkew(cfg), names: newBucketNames(cfg.hashNames())}
+	if m.names != nil {
+		m.vec.Trace()
+	}
 	if s := cfg.Schema; s != nil && s.Infer > 0 {
 		m.inference = features.NewInference(s.Infer)
 		base := *s
@@ -436,6 +441,9 @@ func (m *Model) learnScored(fields []features.Field, y float64, class int, score
 	}
 	m.score(y, score, predicted, class, pTrue)
 	m.learned++
+	if m.names != nil {
+		m.names.observe(m.tr, fields, &m.vec, m.lin)
+	}
 	return score, nil
 }
 

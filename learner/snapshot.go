@@ -25,6 +25,8 @@ type Snapshot struct {
 	keyField string            // features.Config.Key
 	schema   *features.Schema  // nil without one
 	skew     *Skew             // the live model's; Score feeds its serving side; nil without feature drift
+	cfg      ModelConfig       // for Inspect
+	names    *bucketNames      // a copy of the model's bucket names, for Inspect; nil when kept off
 	scratch  sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
@@ -54,6 +56,8 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		keyField: m.cfg.Features.Key,
 		schema:   m.schema,
 		skew:     m.skew,
+		cfg:      m.cfg,
+		names:    m.names.clone(),
 	}
 }
 

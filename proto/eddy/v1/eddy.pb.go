@@ -35,7 +35,17 @@ type PredictRequest struct {
 	EntityKey string `protobuf:"bytes,2,opt,name=entity_key,json=entityKey,proto3" json:"entity_key,omitempty"`
 	// Raw features: numbers, strings (categorical) or booleans, exactly as in
 	// events. Nulls, lists and objects are invalid.
-	Features      map[string]*structpb.Value `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Features map[string]*structpb.Value `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Explain the prediction: the response carries an explanation (every
+	// term's value, weight and contribution). The prediction itself is the
+	// same, bit for bit.
+	Explain bool `protobuf:"varint,4,opt,name=explain,proto3" json:"explain,omitempty"`
+	// With explain: keep the top_k terms of largest |contribution| (0: all);
+	// the others are summed in omitted_contribution.
+	TopK uint32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	// With explain, for a multiclass model: every class's weight of each
+	// term and every class's margin, not only the predicted class's.
+	AllClasses    bool `protobuf:"varint,6,opt,name=all_classes,json=allClasses,proto3" json:"all_classes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +101,27 @@ func (x *PredictRequest) GetFeatures() map[string]*structpb.Value {
 	return nil
 }
 
+func (x *PredictRequest) GetExplain() bool {
+	if x != nil {
+		return x.Explain
+	}
+	return false
+}
+
+func (x *PredictRequest) GetTopK() uint32 {
+	if x != nil {
+		return x.TopK
+	}
+	return 0
+}
+
+func (x *PredictRequest) GetAllClasses() bool {
+	if x != nil {
+		return x.AllClasses
+	}
+	return false
+}
+
 type PredictResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name of the model that answered.
@@ -112,7 +143,9 @@ type PredictResponse struct {
 	// you mean" for near misses. The prediction uses the features the schema
 	// accepts. A model whose schema is strict answers INVALID_ARGUMENT
 	// instead. Empty for a model without a schema.
-	Warnings      []string `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []string `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Present when the request asked for it (explain).
+	Explanation   *Explanation `protobuf:"bytes,8,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +229,801 @@ func (x *PredictResponse) GetWarnings() []string {
 	return nil
 }
 
+func (x *PredictResponse) GetExplanation() *Explanation {
+	if x != nil {
+		return x.Explanation
+	}
+	return nil
+}
+
+// Explanation is why a linear model predicted what it did: the margin of
+// the explained output is intercept + the sum of every term's contribution
+// + omitted_contribution (floating point aside), and link(margin) is the
+// probability or value answered.
+type Explanation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sigmoid (binary: the margin is the log-odds of label 1), identity
+	// (regression) or softmax (multiclass, over every class's margin).
+	Link string `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	// The label of the output explained: 1 (binary), 0 (regression), the
+	// predicted class (multiclass).
+	Class     int64   `protobuf:"varint,2,opt,name=class,proto3" json:"class,omitempty"`
+	Intercept float64 `protobuf:"fixed64,3,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Margin    float64 `protobuf:"fixed64,4,opt,name=margin,proto3" json:"margin,omitempty"`
+	// Sorted by |contribution|, largest first.
+	Terms []*ExplainedTerm `protobuf:"bytes,5,rep,name=terms,proto3" json:"terms,omitempty"`
+	// Terms left out by top_k, and the sum of their contributions.
+	Omitted             uint32  `protobuf:"varint,6,opt,name=omitted,proto3" json:"omitted,omitempty"`
+	OmittedContribution float64 `protobuf:"fixed64,7,opt,name=omitted_contribution,json=omittedContribution,proto3" json:"omitted_contribution,omitempty"`
+	// Multiclass with all_classes: every class, in the order of
+	// ExplainedTerm.class_weights.
+	Classes []*ClassMargin `protobuf:"bytes,8,rep,name=classes,proto3" json:"classes,omitempty"`
+	// Request features the model gives no weight: ignored, or numeric
+	// features it never learned.
+	Unused        []string `protobuf:"bytes,9,rep,name=unused,proto3" json:"unused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Explanation) Reset() {
+	*x = Explanation{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Explanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Explanation) ProtoMessage() {}
+
+func (x *Explanation) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
+func (*Explanation) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Explanation) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *Explanation) GetClass() int64 {
+	if x != nil {
+		return x.Class
+	}
+	return 0
+}
+
+func (x *Explanation) GetIntercept() float64 {
+	if x != nil {
+		return x.Intercept
+	}
+	return 0
+}
+
+func (x *Explanation) GetMargin() float64 {
+	if x != nil {
+		return x.Margin
+	}
+	return 0
+}
+
+func (x *Explanation) GetTerms() []*ExplainedTerm {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *Explanation) GetOmitted() uint32 {
+	if x != nil {
+		return x.Omitted
+	}
+	return 0
+}
+
+func (x *Explanation) GetOmittedContribution() float64 {
+	if x != nil {
+		return x.OmittedContribution
+	}
+	return 0
+}
+
+func (x *Explanation) GetClasses() []*ClassMargin {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
+func (x *Explanation) GetUnused() []string {
+	if x != nil {
+		return x.Unused
+	}
+	return nil
+}
+
+type ExplainedTerm struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "amount", "country=DE", "age × country=DE" (an interaction), or a
+	// derived feature's name ("nswprice_w5_mean", "label_mean3").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// number, boolean, category or interaction.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Derived from the entity's history (a window, lag or target), not sent.
+	Derived bool `protobuf:"varint,3,opt,name=derived,proto3" json:"derived,omitempty"`
+	// The value before scaling (1 for a category); a category's value.
+	RawValue float64 `protobuf:"fixed64,4,opt,name=raw_value,json=rawValue,proto3" json:"raw_value,omitempty"`
+	Text     string  `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	// The value the weight multiplies.
+	Value float64 `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
+	// Numeric terms: the running mean and standard deviation of the
+	// feature; scaled when the scaler used them (value = (raw - mean) / std).
+	Mean   *float64 `protobuf:"fixed64,7,opt,name=mean,proto3,oneof" json:"mean,omitempty"`
+	Std    *float64 `protobuf:"fixed64,8,opt,name=std,proto3,oneof" json:"std,omitempty"`
+	Scaled bool     `protobuf:"varint,9,opt,name=scaled,proto3" json:"scaled,omitempty"`
+	// The explained output's weight; every class's with all_classes.
+	Weight       float64   `protobuf:"fixed64,10,opt,name=weight,proto3" json:"weight,omitempty"`
+	ClassWeights []float64 `protobuf:"fixed64,11,rep,packed,name=class_weights,json=classWeights,proto3" json:"class_weights,omitempty"`
+	// weight × value.
+	Contribution float64 `protobuf:"fixed64,12,opt,name=contribution,proto3" json:"contribution,omitempty"`
+	// Numeric terms: weight × (value − mean of value), SHAP's linear
+	// attribution: the contribution itself when scaled (the mean is 0).
+	BaselineContribution *float64 `protobuf:"fixed64,13,opt,name=baseline_contribution,json=baselineContribution,proto3,oneof" json:"baseline_contribution,omitempty"`
+	// The weight's index; hashed terms: their bucket, and whether another
+	// term of this request falls in the same bucket (one weight for both).
+	Index         uint64  `protobuf:"varint,14,opt,name=index,proto3" json:"index,omitempty"`
+	Bucket        *uint64 `protobuf:"varint,15,opt,name=bucket,proto3,oneof" json:"bucket,omitempty"`
+	SharedBucket  bool    `protobuf:"varint,16,opt,name=shared_bucket,json=sharedBucket,proto3" json:"shared_bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainedTerm) Reset() {
+	*x = ExplainedTerm{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainedTerm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainedTerm) ProtoMessage() {}
+
+func (x *ExplainedTerm) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainedTerm.ProtoReflect.Descriptor instead.
+func (*ExplainedTerm) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExplainedTerm) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExplainedTerm) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ExplainedTerm) GetDerived() bool {
+	if x != nil {
+		return x.Derived
+	}
+	return false
+}
+
+func (x *ExplainedTerm) GetRawValue() float64 {
+	if x != nil {
+		return x.RawValue
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ExplainedTerm) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetMean() float64 {
+	if x != nil && x.Mean != nil {
+		return *x.Mean
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetStd() float64 {
+	if x != nil && x.Std != nil {
+		return *x.Std
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetScaled() bool {
+	if x != nil {
+		return x.Scaled
+	}
+	return false
+}
+
+func (x *ExplainedTerm) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetClassWeights() []float64 {
+	if x != nil {
+		return x.ClassWeights
+	}
+	return nil
+}
+
+func (x *ExplainedTerm) GetContribution() float64 {
+	if x != nil {
+		return x.Contribution
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetBaselineContribution() float64 {
+	if x != nil && x.BaselineContribution != nil {
+		return *x.BaselineContribution
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetBucket() uint64 {
+	if x != nil && x.Bucket != nil {
+		return *x.Bucket
+	}
+	return 0
+}
+
+func (x *ExplainedTerm) GetSharedBucket() bool {
+	if x != nil {
+		return x.SharedBucket
+	}
+	return false
+}
+
+type ClassMargin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Class         int64                  `protobuf:"varint,1,opt,name=class,proto3" json:"class,omitempty"`
+	Intercept     float64                `protobuf:"fixed64,2,opt,name=intercept,proto3" json:"intercept,omitempty"`
+	Margin        float64                `protobuf:"fixed64,3,opt,name=margin,proto3" json:"margin,omitempty"`
+	Probability   float64                `protobuf:"fixed64,4,opt,name=probability,proto3" json:"probability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClassMargin) Reset() {
+	*x = ClassMargin{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClassMargin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClassMargin) ProtoMessage() {}
+
+func (x *ClassMargin) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClassMargin.ProtoReflect.Descriptor instead.
+func (*ClassMargin) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClassMargin) GetClass() int64 {
+	if x != nil {
+		return x.Class
+	}
+	return 0
+}
+
+func (x *ClassMargin) GetIntercept() float64 {
+	if x != nil {
+		return x.Intercept
+	}
+	return 0
+}
+
+func (x *ClassMargin) GetMargin() float64 {
+	if x != nil {
+		return x.Margin
+	}
+	return 0
+}
+
+func (x *ClassMargin) GetProbability() float64 {
+	if x != nil {
+		return x.Probability
+	}
+	return 0
+}
+
+type InspectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// 0: the model as of its last checkpoint.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// How many of the largest weights to list (0: 20).
+	TopK          uint32 `protobuf:"varint,3,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectRequest) Reset() {
+	*x = InspectRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectRequest) ProtoMessage() {}
+
+func (x *InspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
+func (*InspectRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *InspectRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *InspectRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *InspectRequest) GetTopK() uint32 {
+	if x != nil {
+		return x.TopK
+	}
+	return 0
+}
+
+type InspectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Task  string                 `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	// The snapshot version inspected; for version 0, the newest snapshot's.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The model as of its last checkpoint, not a stored snapshot.
+	Live bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
+	// Snapshots: when and why it was taken.
+	Created *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	Reason  string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Learned uint64                 `protobuf:"varint,7,opt,name=learned,proto3" json:"learned,omitempty"`
+	// Prequential metrics: n, accuracy and log_loss, or mae and rmse;
+	// rolling.
+	Metrics map[string]float64 `protobuf:"bytes,8,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// The model's configuration, defaults applied, as YAML.
+	ConfigYaml string `protobuf:"bytes,9,opt,name=config_yaml,json=configYaml,proto3" json:"config_yaml,omitempty"`
+	// Multiclass: the class of each output, in output order; every task:
+	// each output's intercept.
+	Classes    []int64   `protobuf:"varint,10,rep,packed,name=classes,proto3" json:"classes,omitempty"`
+	Intercepts []float64 `protobuf:"fixed64,11,rep,packed,name=intercepts,proto3" json:"intercepts,omitempty"`
+	// Every numeric feature with a slot, in slot order.
+	Numeric []*NumericFeature `protobuf:"bytes,12,rep,name=numeric,proto3" json:"numeric,omitempty"`
+	// The largest weights by magnitude, over every output.
+	TopWeights           []*NamedWeight `protobuf:"bytes,13,rep,name=top_weights,json=topWeights,proto3" json:"top_weights,omitempty"`
+	NonzeroWeights       uint64         `protobuf:"varint,14,opt,name=nonzero_weights,json=nonzeroWeights,proto3" json:"nonzero_weights,omitempty"`
+	NonzeroHashedWeights uint64         `protobuf:"varint,15,opt,name=nonzero_hashed_weights,json=nonzeroHashedWeights,proto3" json:"nonzero_hashed_weights,omitempty"`
+	// Hashed buckets with a readable name, and the dictionary's bound.
+	BucketNames      uint64 `protobuf:"varint,16,opt,name=bucket_names,json=bucketNames,proto3" json:"bucket_names,omitempty"`
+	BucketNamesLimit uint64 `protobuf:"varint,17,opt,name=bucket_names_limit,json=bucketNamesLimit,proto3" json:"bucket_names_limit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *InspectResponse) Reset() {
+	*x = InspectResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectResponse) ProtoMessage() {}
+
+func (x *InspectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
+func (*InspectResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *InspectResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *InspectResponse) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetLearned() uint64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetConfigYaml() string {
+	if x != nil {
+		return x.ConfigYaml
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetClasses() []int64 {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetIntercepts() []float64 {
+	if x != nil {
+		return x.Intercepts
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetNumeric() []*NumericFeature {
+	if x != nil {
+		return x.Numeric
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetTopWeights() []*NamedWeight {
+	if x != nil {
+		return x.TopWeights
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetNonzeroWeights() uint64 {
+	if x != nil {
+		return x.NonzeroWeights
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetNonzeroHashedWeights() uint64 {
+	if x != nil {
+		return x.NonzeroHashedWeights
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetBucketNames() uint64 {
+	if x != nil {
+		return x.BucketNames
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetBucketNamesLimit() uint64 {
+	if x != nil {
+		return x.BucketNamesLimit
+	}
+	return 0
+}
+
+type NumericFeature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Count float64                `protobuf:"fixed64,2,opt,name=count,proto3" json:"count,omitempty"`
+	Mean  float64                `protobuf:"fixed64,3,opt,name=mean,proto3" json:"mean,omitempty"`
+	Std   float64                `protobuf:"fixed64,4,opt,name=std,proto3" json:"std,omitempty"`
+	// One per output (multiclass: in the order of classes).
+	Weights       []float64 `protobuf:"fixed64,5,rep,packed,name=weights,proto3" json:"weights,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NumericFeature) Reset() {
+	*x = NumericFeature{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NumericFeature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NumericFeature) ProtoMessage() {}
+
+func (x *NumericFeature) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NumericFeature.ProtoReflect.Descriptor instead.
+func (*NumericFeature) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NumericFeature) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NumericFeature) GetCount() float64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *NumericFeature) GetMean() float64 {
+	if x != nil {
+		return x.Mean
+	}
+	return 0
+}
+
+func (x *NumericFeature) GetStd() float64 {
+	if x != nil {
+		return x.Std
+	}
+	return 0
+}
+
+func (x *NumericFeature) GetWeights() []float64 {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+type NamedWeight struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The feature's readable name; "bucket N" for a hashed bucket whose name
+	// the dictionary does not hold.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// number, category, interaction, or "" for an unnamed bucket.
+	Kind   string  `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Index  uint64  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Bucket *uint64 `protobuf:"varint,4,opt,name=bucket,proto3,oneof" json:"bucket,omitempty"`
+	// The output's class (multiclass), 1 (binary) or 0 (regression).
+	Class  int64   `protobuf:"varint,5,opt,name=class,proto3" json:"class,omitempty"`
+	Weight float64 `protobuf:"fixed64,6,opt,name=weight,proto3" json:"weight,omitempty"`
+	// Another feature's hash has fallen in this bucket too: the weight is
+	// theirs together.
+	SharedBucket  bool `protobuf:"varint,7,opt,name=shared_bucket,json=sharedBucket,proto3" json:"shared_bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedWeight) Reset() {
+	*x = NamedWeight{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedWeight) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedWeight) ProtoMessage() {}
+
+func (x *NamedWeight) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedWeight.ProtoReflect.Descriptor instead.
+func (*NamedWeight) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NamedWeight) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NamedWeight) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *NamedWeight) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *NamedWeight) GetBucket() uint64 {
+	if x != nil && x.Bucket != nil {
+		return *x.Bucket
+	}
+	return 0
+}
+
+func (x *NamedWeight) GetClass() int64 {
+	if x != nil {
+		return x.Class
+	}
+	return 0
+}
+
+func (x *NamedWeight) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *NamedWeight) GetSharedBucket() bool {
+	if x != nil {
+		return x.SharedBucket
+	}
+	return false
+}
+
 type GetSchemaRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -205,7 +1033,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +1045,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +1058,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSchemaRequest) GetModel() string {
@@ -257,7 +1085,7 @@ type SchemaFeature struct {
 
 func (x *SchemaFeature) Reset() {
 	*x = SchemaFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +1097,7 @@ func (x *SchemaFeature) String() string {
 func (*SchemaFeature) ProtoMessage() {}
 
 func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +1110,7 @@ func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
 func (*SchemaFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SchemaFeature) GetName() string {
@@ -355,7 +1183,7 @@ type FeatureDrift struct {
 
 func (x *FeatureDrift) Reset() {
 	*x = FeatureDrift{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +1195,7 @@ func (x *FeatureDrift) String() string {
 func (*FeatureDrift) ProtoMessage() {}
 
 func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +1208,7 @@ func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
 func (*FeatureDrift) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FeatureDrift) GetFeature() string {
@@ -438,7 +1266,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +1278,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +1291,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSchemaResponse) GetModel() string {
@@ -538,7 +1366,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +1378,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +1391,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -595,7 +1423,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +1435,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +1448,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -685,7 +1513,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +1525,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +1538,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -747,7 +1575,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +1587,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +1600,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -805,7 +1633,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1645,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1658,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -849,7 +1677,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1689,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1702,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -898,7 +1726,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1738,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1751,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -951,15 +1779,19 @@ var File_eddy_v1_eddy_proto protoreflect.FileDescriptor
 
 const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\n" +
-	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
+	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x02\n" +
 	"\x0ePredictRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
 	"\n" +
 	"entity_key\x18\x02 \x01(\tR\tentityKey\x12A\n" +
-	"\bfeatures\x18\x03 \x03(\v2%.eddy.v1.PredictRequest.FeaturesEntryR\bfeatures\x1aS\n" +
+	"\bfeatures\x18\x03 \x03(\v2%.eddy.v1.PredictRequest.FeaturesEntryR\bfeatures\x12\x18\n" +
+	"\aexplain\x18\x04 \x01(\bR\aexplain\x12\x13\n" +
+	"\x05top_k\x18\x05 \x01(\rR\x04topK\x12\x1f\n" +
+	"\vall_classes\x18\x06 \x01(\bR\n" +
+	"allClasses\x1aS\n" +
 	"\rFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\x9a\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\xd2\x02\n" +
 	"\x0fPredictResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\x04R\fmodelVersion\x12\x12\n" +
@@ -967,10 +1799,93 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\vprobability\x18\x04 \x01(\x01H\x00R\vprobability\x88\x01\x01\x12,\n" +
 	"\x0fpredicted_label\x18\x05 \x01(\x05H\x01R\x0epredictedLabel\x88\x01\x01\x12\x19\n" +
 	"\x05value\x18\x06 \x01(\x01H\x02R\x05value\x88\x01\x01\x12\x1a\n" +
-	"\bwarnings\x18\a \x03(\tR\bwarningsB\x0e\n" +
+	"\bwarnings\x18\a \x03(\tR\bwarnings\x126\n" +
+	"\vexplanation\x18\b \x01(\v2\x14.eddy.v1.ExplanationR\vexplanationB\x0e\n" +
 	"\f_probabilityB\x12\n" +
 	"\x10_predicted_labelB\b\n" +
-	"\x06_value\"(\n" +
+	"\x06_value\"\xb0\x02\n" +
+	"\vExplanation\x12\x12\n" +
+	"\x04link\x18\x01 \x01(\tR\x04link\x12\x14\n" +
+	"\x05class\x18\x02 \x01(\x03R\x05class\x12\x1c\n" +
+	"\tintercept\x18\x03 \x01(\x01R\tintercept\x12\x16\n" +
+	"\x06margin\x18\x04 \x01(\x01R\x06margin\x12,\n" +
+	"\x05terms\x18\x05 \x03(\v2\x16.eddy.v1.ExplainedTermR\x05terms\x12\x18\n" +
+	"\aomitted\x18\x06 \x01(\rR\aomitted\x121\n" +
+	"\x14omitted_contribution\x18\a \x01(\x01R\x13omittedContribution\x12.\n" +
+	"\aclasses\x18\b \x03(\v2\x14.eddy.v1.ClassMarginR\aclasses\x12\x16\n" +
+	"\x06unused\x18\t \x03(\tR\x06unused\"\x89\x04\n" +
+	"\rExplainedTerm\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\aderived\x18\x03 \x01(\bR\aderived\x12\x1b\n" +
+	"\traw_value\x18\x04 \x01(\x01R\brawValue\x12\x12\n" +
+	"\x04text\x18\x05 \x01(\tR\x04text\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\x01R\x05value\x12\x17\n" +
+	"\x04mean\x18\a \x01(\x01H\x00R\x04mean\x88\x01\x01\x12\x15\n" +
+	"\x03std\x18\b \x01(\x01H\x01R\x03std\x88\x01\x01\x12\x16\n" +
+	"\x06scaled\x18\t \x01(\bR\x06scaled\x12\x16\n" +
+	"\x06weight\x18\n" +
+	" \x01(\x01R\x06weight\x12#\n" +
+	"\rclass_weights\x18\v \x03(\x01R\fclassWeights\x12\"\n" +
+	"\fcontribution\x18\f \x01(\x01R\fcontribution\x128\n" +
+	"\x15baseline_contribution\x18\r \x01(\x01H\x02R\x14baselineContribution\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x0e \x01(\x04R\x05index\x12\x1b\n" +
+	"\x06bucket\x18\x0f \x01(\x04H\x03R\x06bucket\x88\x01\x01\x12#\n" +
+	"\rshared_bucket\x18\x10 \x01(\bR\fsharedBucketB\a\n" +
+	"\x05_meanB\x06\n" +
+	"\x04_stdB\x18\n" +
+	"\x16_baseline_contributionB\t\n" +
+	"\a_bucket\"{\n" +
+	"\vClassMargin\x12\x14\n" +
+	"\x05class\x18\x01 \x01(\x03R\x05class\x12\x1c\n" +
+	"\tintercept\x18\x02 \x01(\x01R\tintercept\x12\x16\n" +
+	"\x06margin\x18\x03 \x01(\x01R\x06margin\x12 \n" +
+	"\vprobability\x18\x04 \x01(\x01R\vprobability\"U\n" +
+	"\x0eInspectRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x13\n" +
+	"\x05top_k\x18\x03 \x01(\rR\x04topK\"\xc3\x05\n" +
+	"\x0fInspectResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x12\n" +
+	"\x04task\x18\x02 \x01(\tR\x04task\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n" +
+	"\alearned\x18\a \x01(\x04R\alearned\x12?\n" +
+	"\ametrics\x18\b \x03(\v2%.eddy.v1.InspectResponse.MetricsEntryR\ametrics\x12\x1f\n" +
+	"\vconfig_yaml\x18\t \x01(\tR\n" +
+	"configYaml\x12\x18\n" +
+	"\aclasses\x18\n" +
+	" \x03(\x03R\aclasses\x12\x1e\n" +
+	"\n" +
+	"intercepts\x18\v \x03(\x01R\n" +
+	"intercepts\x121\n" +
+	"\anumeric\x18\f \x03(\v2\x17.eddy.v1.NumericFeatureR\anumeric\x125\n" +
+	"\vtop_weights\x18\r \x03(\v2\x14.eddy.v1.NamedWeightR\n" +
+	"topWeights\x12'\n" +
+	"\x0fnonzero_weights\x18\x0e \x01(\x04R\x0enonzeroWeights\x124\n" +
+	"\x16nonzero_hashed_weights\x18\x0f \x01(\x04R\x14nonzeroHashedWeights\x12!\n" +
+	"\fbucket_names\x18\x10 \x01(\x04R\vbucketNames\x12,\n" +
+	"\x12bucket_names_limit\x18\x11 \x01(\x04R\x10bucketNamesLimit\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"z\n" +
+	"\x0eNumericFeature\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x01R\x05count\x12\x12\n" +
+	"\x04mean\x18\x03 \x01(\x01R\x04mean\x12\x10\n" +
+	"\x03std\x18\x04 \x01(\x01R\x03std\x12\x18\n" +
+	"\aweights\x18\x05 \x03(\x01R\aweights\"\xc6\x01\n" +
+	"\vNamedWeight\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1b\n" +
+	"\x06bucket\x18\x04 \x01(\x04H\x00R\x06bucket\x88\x01\x01\x12\x14\n" +
+	"\x05class\x18\x05 \x01(\x03R\x05class\x12\x16\n" +
+	"\x06weight\x18\x06 \x01(\x01R\x06weight\x12#\n" +
+	"\rshared_bucket\x18\a \x01(\bR\fsharedBucketB\t\n" +
+	"\a_bucket\"(\n" +
 	"\x10GetSchemaRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\"\xc9\x01\n" +
 	"\rSchemaFeature\x12\x12\n" +
@@ -1032,13 +1947,14 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd7\x02\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\x95\x03\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
 	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
 	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponse\x12<\n" +
 	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponse\x12B\n" +
-	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponse\x12<\n" +
+	"\aInspect\x12\x17.eddy.v1.InspectRequest\x1a\x18.eddy.v1.InspectResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -1052,51 +1968,68 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
-	(*GetSchemaRequest)(nil),      // 2: eddy.v1.GetSchemaRequest
-	(*SchemaFeature)(nil),         // 3: eddy.v1.SchemaFeature
-	(*FeatureDrift)(nil),          // 4: eddy.v1.FeatureDrift
-	(*GetSchemaResponse)(nil),     // 5: eddy.v1.GetSchemaResponse
-	(*ListSnapshotsRequest)(nil),  // 6: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 7: eddy.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 8: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),        // 9: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),       // 10: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),        // 11: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),       // 12: eddy.v1.PromoteResponse
-	nil,                           // 13: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 14: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 16: google.protobuf.Value
+	(*Explanation)(nil),           // 2: eddy.v1.Explanation
+	(*ExplainedTerm)(nil),         // 3: eddy.v1.ExplainedTerm
+	(*ClassMargin)(nil),           // 4: eddy.v1.ClassMargin
+	(*InspectRequest)(nil),        // 5: eddy.v1.InspectRequest
+	(*InspectResponse)(nil),       // 6: eddy.v1.InspectResponse
+	(*NumericFeature)(nil),        // 7: eddy.v1.NumericFeature
+	(*NamedWeight)(nil),           // 8: eddy.v1.NamedWeight
+	(*GetSchemaRequest)(nil),      // 9: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),         // 10: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),          // 11: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),     // 12: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),  // 13: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 14: eddy.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 15: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),        // 16: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),       // 17: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),        // 18: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),       // 19: eddy.v1.PromoteResponse
+	nil,                           // 20: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 21: eddy.v1.InspectResponse.MetricsEntry
+	nil,                           // 22: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 24: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	13, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
-	3,  // 1: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
-	4,  // 2: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	15, // 3: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	14, // 4: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	7,  // 5: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	16, // 6: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 7: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	6,  // 8: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	9,  // 9: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	10, // 10: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	11, // 11: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	2,  // 12: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	1,  // 13: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	8,  // 14: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	12, // 15: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	12, // 16: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	12, // 17: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	5,  // 18: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	20, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
+	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
+	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
+	23, // 4: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	21, // 5: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	7,  // 6: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
+	8,  // 7: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
+	10, // 8: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	11, // 9: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	23, // 10: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	22, // 11: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	14, // 12: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	24, // 13: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 14: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	13, // 15: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	16, // 16: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	17, // 17: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	18, // 18: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	9,  // 19: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	5,  // 20: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	1,  // 21: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	15, // 22: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	19, // 23: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	19, // 24: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	19, // 25: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	12, // 26: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	6,  // 27: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -1106,14 +2039,16 @@ func file_eddy_v1_eddy_proto_init() {
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[4].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[8].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[10].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

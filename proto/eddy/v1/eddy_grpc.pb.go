@@ -141,6 +141,7 @@ const (
 	Admin_Rollback_FullMethodName      = "/eddy.v1.Admin/Rollback"
 	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
 	Admin_GetSchema_FullMethodName     = "/eddy.v1.Admin/GetSchema"
+	Admin_Inspect_FullMethodName       = "/eddy.v1.Admin/Inspect"
 )
 
 // AdminClient is the client API for Admin service.
@@ -174,6 +175,14 @@ type AdminClient interface {
 	// the last checkpoint of the instance that learns it. A model without a
 	// schema answers with no features.
 	GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error)
+	// Inspect describes what a model has learned: its configuration, counts,
+	// prequential metrics, the scaler's statistics and weight of each
+	// numeric feature, and its largest weights by readable name (hashed
+	// categories and interactions through a bounded dictionary of bucket
+	// names kept with the model, hash_names). Version 0 is the model as of
+	// the last checkpoint of the instance that learns it; another version is
+	// that stored snapshot (NOT_FOUND once retention removed it).
+	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
 }
 
 type adminClient struct {
@@ -234,6 +243,16 @@ func (c *adminClient) GetSchema(ctx context.Context, in *GetSchemaRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InspectResponse)
+	err := c.cc.Invoke(ctx, Admin_Inspect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -265,6 +284,14 @@ type AdminServer interface {
 	// the last checkpoint of the instance that learns it. A model without a
 	// schema answers with no features.
 	GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error)
+	// Inspect describes what a model has learned: its configuration, counts,
+	// prequential metrics, the scaler's statistics and weight of each
+	// numeric feature, and its largest weights by readable name (hashed
+	// categories and interactions through a bounded dictionary of bucket
+	// names kept with the model, hash_names). Version 0 is the model as of
+	// the last checkpoint of the instance that learns it; another version is
+	// that stored snapshot (NOT_FOUND once retention removed it).
+	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -289,6 +316,9 @@ func (UnimplementedAdminServer) Release(context.Context, *ReleaseRequest) (*Prom
 }
 func (UnimplementedAdminServer) GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetSchema not implemented")
+}
+func (UnimplementedAdminServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Inspect not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -401,6 +431,24 @@ func _Admin_GetSchema_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Inspect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InspectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Inspect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Inspect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Inspect(ctx, req.(*InspectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -427,6 +475,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSchema",
 			Handler:    _Admin_GetSchema_Handler,
+		},
+		{
+			MethodName: "Inspect",
+			Handler:    _Admin_Inspect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
