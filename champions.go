@@ -78,7 +78,7 @@ func (c *champions) publish(snap *learner.Snapshot) {
 	if c.engine != nil && c.engine.Following(snap.Model()) {
 		return // a standby's: the owner's champion serves
 	}
-	if err := c.server.Publish(snap); err != nil {
+	if err := c.server.Publish(servedSnapshot{snap}); err != nil {
 		c.log.Error("publish snapshot", "err", err)
 		return
 	}
@@ -218,7 +218,7 @@ func (c *champions) serve(model string, data []byte) (*learner.Snapshot, bool) {
 		c.log.Error("a champion on the snapshots topic cannot be decoded; still serving the previous one", "model", model, "err", err)
 		return nil, false
 	}
-	if err := c.server.Publish(snap); err != nil {
+	if err := c.server.Publish(servedSnapshot{snap}); err != nil {
 		c.log.Error("publish snapshot", "err", err)
 		return nil, false
 	}

@@ -11,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/eddyhq/eddy/learner/engine"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
@@ -37,9 +40,10 @@ type groupAdmin struct {
 type command struct {
 	Kind    string `json:"kind"` // "command"
 	ID      string `json:"id"`
-	Op      string `json:"op"` // promote, rollback, release, list, schema
+	Op      string `json:"op"` // promote, rollback, release, list, schema, inspect
 	Model   string `json:"model"`
 	Version uint64 `json:"version,omitempty"`
+	Top     int    `json:"top,omitempty"` // inspect: how many weights
 }
 
 // commandResult is its answer.
@@ -49,6 +53,7 @@ type commandResult struct {
 	Version   uint64                 `json:"version,omitempty"`
 	Snapshots []serving.SnapshotInfo `json:"snapshots,omitempty"`
 	Schema    *serving.SchemaReport  `json:"schema,omitempty"`
+	Inspect   json.RawMessage        `json:"inspect,omitempty"` // an eddyv1.InspectResponse, protojson
 	Error     string                 `json:"error,omitempty"`
 	Code      string                 `json:"code,omitempty"` // not_found, precondition
 }
@@ -81,6 +86,25 @@ func (a *groupAdmin) Schema(model string) (serving.SchemaReport, error) {
 		return serving.SchemaReport{}, err
 	}
 	return *res.Schema, nil
+}
+
+// Inspect describes what model has learned: from the local store if this
+// instance holds the model, else from the instance that learns it.
+func (a *groupAdmin) Inspect(model string, version uint64, top int) (*eddyv1.InspectResponse, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored || h == engine.Following {
+		return a.local.Inspect(model, version, top)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.remote(ctx, command{Op: "inspect", Model: model, Version: version, Top: top})
+	if err != nil {
+		return nil, err
+	}
+	out := &eddyv1.InspectResponse{}
+	if err := protojson.Unmarshal(res.Inspect, out); err != nil {
+		return nil, fmt.Errorf("the answer of the instance that learns model %s cannot be read: %w", model, err)
+	}
+	return out, nil
 }
 
 func (a *groupAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
@@ -223,6 +247,11 @@ func (a *groupAdmin) run(ctx context.Context, cmd command) {
 		var r serving.SchemaReport
 		if r, err = a.local.Schema(cmd.Model); err == nil {
 			res.Schema = &r
+		}
+	case "inspect":
+		var r *eddyv1.InspectResponse
+		if r, err = a.local.Inspect(cmd.Model, cmd.Version, cmd.Top); err == nil {
+			res.Inspect, err = protojson.Marshal(r)
 		}
 	default:
 		err = fmt.Errorf("unknown admin command %q", cmd.Op)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner/engine"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/serving"
 	"github.com/eddyhq/eddy/stream"
 )
@@ -79,6 +80,15 @@ func (a engineAdmin) Schema(model string) (serving.SchemaReport, error) {
 	return out, nil
 }
 
+// Inspect describes what model has learned, as the local store holds it.
+func (a engineAdmin) Inspect(model string, version uint64, top int) (*eddyv1.InspectResponse, error) {
+	in, err := a.engine.Inspect(model, version, top)
+	if err != nil {
+		return nil, adminError(err)
+	}
+	return inspectionProto(in, version == 0), nil
+}
+
 func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	infos, err := a.engine.Snapshots(model)
 	if err != nil {
@@ -86,14 +96,7 @@ func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	}
 	out := make([]serving.SnapshotInfo, 0, len(infos))
 	for _, in := range infos {
-		m := in.Metrics
-		metrics := map[string]float64{"n": float64(m.N), "rolling": m.Rolling}
-		if m.MAE != 0 || m.RMSE != 0 {
-			metrics["mae"], metrics["rmse"] = m.MAE, m.RMSE
-		} else {
-			metrics["accuracy"], metrics["log_loss"] = m.Accuracy, m.LogLoss
-		}
-		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metrics, Pinned: in.Pinned})
+		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metricsMap(in.Metrics), Pinned: in.Pinned})
 	}
 	return out, nil
 }

@@ -81,7 +81,7 @@ func (s *Service) Stats() Stats {
 	for _, mc := range s.cfg.Learner.Models {
 		e, ok := learned[mc.Name]
 		m := ModelStats{Name: mc.Name, Learning: ok && !e.Standby, Standby: e.Standby, Learned: e.Learned, LearnedHere: e.LearnedByEngine, Pinned: e.Pinned, Metrics: e.Metrics, ChampionMetrics: e.ChampionMetrics, Detections: e.Detections}
-		if snap, ok := s.server.Current(mc.Name).(*learner.Snapshot); ok && snap != nil {
+		if snap, ok := s.server.Current(mc.Name).(servedSnapshot); ok && snap.Snapshot != nil {
 			m.ServedVersion, m.ServedLearned = snap.Version(), snap.Learned()
 		}
 		st.Models = append(st.Models, m)

@@ -33,6 +33,14 @@ type SchemaAdmin interface {
 	Schema(model string) (SchemaReport, error)
 }
 
+// InspectAdmin may be implemented by an Admin that can describe what a
+// model has learned (the Inspect RPC; without it Inspect is
+// UNIMPLEMENTED). Version 0 is the model as of its last checkpoint; top
+// is how many of its largest weights to list (0: 20).
+type InspectAdmin interface {
+	Inspect(model string, version uint64, top int) (*eddyv1.InspectResponse, error)
+}
+
 // SchemaReport describes a model's schema in force and its feature-drift
 // detectors.
 type SchemaReport struct {
@@ -164,6 +172,27 @@ func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaReques
 	}
 	for _, d := range r.Drift {
 		resp.FeatureDrift = append(resp.FeatureDrift, &eddyv1.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready, Skew: d.Skew, ServingValues: uint64(d.Serving)})
+	}
+	return resp, nil
+}
+
+// maxInspectTop bounds the weights one Inspect lists.
+const maxInspectTop = 10000
+
+func (a *adminServer) Inspect(ctx context.Context, req *eddyv1.InspectRequest) (*eddyv1.InspectResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	if req.GetTopK() > maxInspectTop {
+		return nil, status.Errorf(codes.InvalidArgument, "top_k %d exceeds the limit of %d", req.GetTopK(), maxInspectTop)
+	}
+	ia, ok := a.admin.(InspectAdmin)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this server cannot inspect models")
+	}
+	resp, err := ia.Inspect(req.GetModel(), req.GetVersion(), int(req.GetTopK()))
+	if err != nil {
+		return nil, a.statusOf("Inspect", req.GetModel(), err)
 	}
 	return resp, nil
 }

@@ -5,10 +5,11 @@ import "github.com/prometheus/client_golang/prometheus"
 // serverMetrics are the Prometheus metrics of a Server. The model label only
 // takes configured names or "unknown".
 type serverMetrics struct {
-	latency  *prometheus.HistogramVec
-	requests *prometheus.CounterVec
-	version  *prometheus.GaugeVec
-	schema   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	version   *prometheus.GaugeVec
+	schema    *prometheus.CounterVec
+	explained *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics {
@@ -31,9 +32,13 @@ func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics
 		Name: "eddy_predict_schema_violations_total",
 		Help: "Features of Predict requests that broke the model's schema (warned, or refused when strict), by model and violation.",
 	}, []string{"model", "violation"})
+	m.explained = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_predict_explained_total",
+		Help: "Predict requests answered with an explanation (explain: true), by model.",
+	}, []string{"model"})
 	for _, name := range models {
 		m.version.WithLabelValues(name).Set(0)
 	}
-	reg.MustRegister(m.latency, m.requests, m.version, m.schema)
+	reg.MustRegister(m.latency, m.requests, m.version, m.schema, m.explained)
 	return m
 }

@@ -62,6 +62,18 @@ type SchemaChecker interface {
 	StrictSchema() bool
 }
 
+// Explainer may be implemented by a Snapshot that can explain its
+// predictions (PredictRequest.explain; without it, such a request is
+// UNIMPLEMENTED).
+type Explainer interface {
+	// ExplainScore is ScoreChecked (the violations are nil without a
+	// schema) with the explanation of the prediction, keeping its topK
+	// terms of largest |contribution| (0: all) and, for a multiclass
+	// model, every class's weights and margins when allClasses is set.
+	// The score and label are bitwise Score's.
+	ExplainScore(key []byte, fields []features.Field, topK int, allClasses bool) (score float64, label int32, exp *eddyv1.Explanation, violations []features.Violation)
+}
+
 // Config configures a Server. The zero value of every field means its
 // documented default; Validate rejects the rest of what cannot work.
 type Config struct {
@@ -331,22 +343,32 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 	}
 	var score float64
 	var label int32
-	var warnings []string
-	if sc, ok := p.snap.(SchemaChecker); ok {
-		var viol []features.Violation
+	var viol []features.Violation
+	var explanation *eddyv1.Explanation
+	sc, checks := p.snap.(SchemaChecker)
+	switch {
+	case req.GetExplain():
+		ex, ok := p.snap.(Explainer)
+		if !ok {
+			return nil, status.Errorf(codes.Unimplemented, "model %s cannot explain its predictions", req.GetModel())
+		}
+		score, label, explanation, viol = ex.ExplainScore(key, fields, int(req.GetTopK()), req.GetAllClasses())
+		s.metrics.explained.WithLabelValues(req.GetModel()).Inc()
+	case checks:
 		score, label, viol = sc.ScoreChecked(key, fields, nil)
-		for _, v := range viol {
-			s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
-			warnings = append(warnings, v.Detail)
-		}
-		if len(warnings) > 0 && sc.StrictSchema() {
-			return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
-		}
-	} else {
+	default:
 		score, label = p.snap.Score(key, fields)
 	}
+	var warnings []string
+	for _, v := range viol {
+		s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
+		warnings = append(warnings, v.Detail)
+	}
+	if len(warnings) > 0 && checks && sc.StrictSchema() {
+		return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
+	}
 	task := p.snap.TaskName()
-	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task, Warnings: warnings}
+	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task, Warnings: warnings, Explanation: explanation}
 	if task == "regression" {
 		resp.Value = &score
 	} else {
