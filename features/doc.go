@@ -23,10 +23,16 @@
 // its entity's watermark; such events are counted (History.Future), as
 // late ones are (History.Late).
 //
+// A Vector with Trace on records where each entry came from (its field, or
+// the two entries an interaction crosses, and the full hash of a hashed
+// one), so that Terms can name every entry of a transformed event for an
+// explanation; without it Transform records nothing and costs the same.
+//
 // Invariants: a Transformer never produces NaN or Inf from finite input;
 // Transform never changes state, only Update does (and Rollback undoes it);
 // slot numbers never change once assigned, so weights stay aligned across
-// restarts.
+// restarts (SetMaxNumeric moves hashed indices by a known offset, Reindex,
+// and keeps interactions in their buckets).
 //
 // A Transformer's state (AppendState, DecodeTransformer) and an entity's
 // history (TakeDirty, Load) are encoded with the primitives of package

@@ -18,6 +18,14 @@
 // and, after a drift, trains a post-drift challenger that replaces the live
 // model once it beats both.
 //
+// A linear prediction explains itself exactly: Snapshot.Explain (and
+// Model.ExplainEvent, offline) gives every term of the transformed event
+// (numbers, categories, interactions, derived features) with its value,
+// weight and contribution, which with the intercept sum to the margin; the
+// explained score is bitwise Score's. Inspect describes what a model has
+// learned, its largest weights named through a bounded dictionary of
+// hashed buckets (names.go) that the model keeps with its state.
+//
 // Invariants: a model's weights are always finite (a step that would make
 // one NaN or Inf is refused and reported as an invalid example); a refused
 // example leaves no trace in the model, neither in its feature statistics

@@ -3,6 +3,11 @@
 // release the pin; optionally behind a token), gRPC health checking, server
 // reflection, optional TLS.
 //
+// A Snapshot may also implement SchemaChecker (warnings, strict refusals)
+// and Explainer (PredictRequest.explain); an Admin may implement
+// SchemaAdmin (GetSchema) and InspectAdmin (Inspect). Without them those
+// requests are UNIMPLEMENTED.
+//
 // Each configured model has one published Snapshot, held in an atomic
 // pointer: Publish swaps it (promotion), Predict loads it once per request,
 // so a request is always answered entirely by one immutable snapshot, and

@@ -11,11 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/eddyhq/eddy"
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
+	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 	"github.com/eddyhq/eddy/stream"
 )
 
@@ -38,6 +43,11 @@ take the learner's defaults) or from --config, the YAML file of serve (its
 first model, or the one named by --model). A malformed row stops the command
 with an error naming the line; rows the model rejects (a label of 2 for a
 binary model, say) are counted, and the first few are reported on stderr.
+
+--explain-row N explains the prediction made for data row N (1: the row
+after the header) before it is learned, as Predict --explain does (see eddy
+predict --help): a served snapshot that learned the same N-1 rows gives the
+same explanation, so a served one can be reproduced offline.
 `
 
 // modelFlagNames are the flags that describe the model; --config replaces
@@ -79,6 +89,8 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.every, "every", 10000, "print the metrics every this many rows (0: only at the end)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object at the end and nothing else on stdout")
 	fs.IntVar(&o.rollingWindow, "rolling-window", learner.DefaultRollingWindow, "rows covered by the rolling metric")
+	fs.IntVar(&o.explainRow, "explain-row", 0, "explain the prediction for data row N (1: the first after the header) before learning it")
+	fs.IntVar(&o.explainTop, "top-k", 0, "with --explain-row: show the K terms of largest |contribution| (0: all)")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -86,8 +98,8 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return errors.New("evaluate: --file and --target are required")
 	}
-	if o.every < 0 || o.rollingWindow < 0 {
-		return errors.New("evaluate: --every and --rolling-window must not be negative")
+	if o.every < 0 || o.rollingWindow < 0 || o.explainRow < 0 || o.explainTop < 0 {
+		return errors.New("evaluate: --every, --rolling-window, --explain-row and --top-k must not be negative")
 	}
 	if ignore != "" {
 		o.ignore = strings.Split(ignore, ",")
@@ -171,6 +183,10 @@ type evaluateOptions struct {
 	// every is how many rows apart report is called (0: never).
 	every  int
 	report func(task learner.Task, rows int, m learner.Metrics)
+	// explainRow is the data row (from 1) whose prediction is explained
+	// before it is learned (0: none), keeping its explainTop terms of
+	// largest |contribution| (0: all).
+	explainRow, explainTop int
 }
 
 // evaluation is the outcome of running a file through a model.
@@ -182,6 +198,16 @@ type evaluation struct {
 	skipped   int // rows without a label
 	rejected  int // rows the model refused
 	elapsed   time.Duration
+	explained *explainedRow // --explain-row
+}
+
+// explainedRow is the explanation of one row's prediction.
+type explainedRow struct {
+	row, line int
+	label     float64
+	hasLabel  bool
+	score     float64
+	exp       *eddyv1.Explanation
 }
 
 // maxShownRejections bounds the rejections reported one by one.
@@ -225,6 +251,9 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 	err = learnRows(ctx, o, src, model, bar, &ev)
 	bar.update(ev.rows)
 	bar.finish()
+	if err == nil && o.explainRow > ev.rows {
+		err = fmt.Errorf("evaluate: --explain-row %d: %s has %d data rows", o.explainRow, o.file, ev.rows)
+	}
 	if ev.rejected > maxShownRejections {
 		fmt.Fprintf(progressOut, "evaluate: %d rows rejected in all; the first %d are shown above\n", ev.rejected, maxShownRejections)
 	}
@@ -256,6 +285,10 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 			return err
 		}
 		ev.rows++
+		if ev.rows == o.explainRow {
+			e := model.ExplainEvent(nil, time.Time{}, fields, learner.ExplainOptions{TopK: o.explainTop})
+			ev.explained = &explainedRow{row: ev.rows, line: src.line(), label: label, hasLabel: hasLabel, score: e.Score, exp: eddy.ExplanationProto(e)}
+		}
 		if !hasLabel {
 			ev.skipped++
 		} else if _, err := model.LearnEvent(nil, time.Time{}, fields, label); err != nil {
@@ -355,6 +388,15 @@ func (e evaluation) rowsPerSecond() float64 {
 
 // writeText writes the final summary of an evaluation of file.
 func (e evaluation) writeText(w io.Writer, file string) {
+	if x := e.explained; x != nil {
+		label := "no label"
+		if x.hasLabel {
+			label = "label " + strconv.FormatFloat(x.label, 'g', -1, 64)
+		}
+		fmt.Fprintf(w, "row %d (line %d, %s), predicted before it was learned:\n", x.row, x.line, label)
+		printExplanation(w, x.score, x.exp)
+		fmt.Fprintln(w)
+	}
 	m := e.metrics
 	fmt.Fprintf(w, "evaluated %s: %d rows in %.3fs (%.0f rows/s)\n", filepath.Base(file), e.rows, e.elapsed.Seconds(), e.rowsPerSecond())
 	line := func(name string, value any) { fmt.Fprintf(w, "  %-10s %v\n", name, value) }
@@ -389,6 +431,11 @@ type evaluationSummary struct {
 	Intercept     *float64 `json:"intercept,omitempty"`
 	Seconds       float64  `json:"seconds"`
 	RowsPerSecond float64  `json:"rows_per_second"`
+	// Explanation (--explain-row) is the row's explanation as Predict
+	// answers it (protojson), with its row and score.
+	ExplainedRow *int            `json:"explained_row,omitempty"`
+	Score        *float64        `json:"score,omitempty"`
+	Explanation  json.RawMessage `json:"explanation,omitempty"`
 }
 
 func (e evaluation) summary() evaluationSummary {
@@ -401,6 +448,10 @@ func (e evaluation) summary() evaluationSummary {
 		s.MAE, s.RMSE, s.Intercept = &m.MAE, &m.RMSE, &e.intercept
 	} else {
 		s.Accuracy, s.LogLoss = &m.Accuracy, &m.LogLoss
+	}
+	if x := e.explained; x != nil {
+		s.ExplainedRow, s.Score = &x.row, &x.score
+		s.Explanation, _ = protojson.Marshal(x.exp)
 	}
 	return s
 }
