@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
@@ -294,4 +295,14 @@ func (a *adminFlags) change(ctx context.Context, w io.Writer, command string, fn
 		fmt.Fprintf(w, "model %s: v%d serves; automatic promotion chooses from now on\n", resp.GetModel(), resp.GetServingVersion())
 	}
 	return nil
+}
+
+// writeResponse writes an Admin response as protojson (asJSON) or as text.
+func writeResponse(w io.Writer, asJSON bool, resp proto.Message, text func(io.Writer)) {
+	if asJSON {
+		out, _ := protojson.Marshal(resp)
+		fmt.Fprintln(w, string(out))
+		return
+	}
+	text(w)
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
@@ -99,12 +97,7 @@ func runInspect(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		out, _ := protojson.Marshal(resp)
-		fmt.Fprintln(env.stdout, string(out))
-		return nil
-	}
-	printInspection(env.stdout, resp)
+	writeResponse(env.stdout, *asJSON, resp, func(w io.Writer) { printInspection(w, resp) })
 	return nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
@@ -39,12 +37,7 @@ func runSchema(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		out, _ := protojson.Marshal(resp)
-		fmt.Fprintln(env.stdout, string(out))
-		return nil
-	}
-	printSchema(env.stdout, resp)
+	writeResponse(env.stdout, *asJSON, resp, func(w io.Writer) { printSchema(w, resp) })
 	return nil
 }
 
