@@ -29,8 +29,8 @@ const stateVersion = 3
 //	per output: intercept, w vector, s1 vector, s2 vector |
 //	learned | snapshot version | metrics: n, correct, logLoss, absErr,
 //	sqErr, window length, next, filled, windowSum, window values |
-//	bucket names: count, per bucket index delta, hash (8 bytes), shared
-//	flag, name
+//	bucket names: floor of admission, count, per bucket index delta, hash
+//	(8 bytes), flags, name
 //
 // Version 2 was version 3 without the bucket names. Version 1 was: version | task | transformer | intercept | w vector |
 // learned | snapshot version | metrics.

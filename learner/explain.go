@@ -189,16 +189,27 @@ func explain(tr *features.Transformer, lin *linear, classes []int, task Task, fi
 			e.Classes = append(e.Classes, ClassMargin{Class: classes[j], Intercept: lin.out[j].intercept, Margin: raw[j], Probability: probs[j]})
 		}
 	}
-	slices.SortStableFunc(e.Terms, func(a, b Contribution) int {
-		return cmp.Compare(math.Abs(b.Contribution), math.Abs(a.Contribution))
-	})
-	if opts.TopK > 0 && len(e.Terms) > opts.TopK {
-		for _, c := range e.Terms[opts.TopK:] {
-			e.OmittedContribution += c.Contribution
-		}
-		e.Omitted = len(e.Terms) - opts.TopK
-		e.Terms = e.Terms[:opts.TopK]
+	// Sort a permutation, not the terms: a Contribution is ~200 bytes.
+	order := make([]int32, len(e.Terms))
+	for i := range order {
+		order[i] = int32(i)
 	}
+	slices.SortStableFunc(order, func(a, b int32) int {
+		return cmp.Compare(math.Abs(e.Terms[b].Contribution), math.Abs(e.Terms[a].Contribution))
+	})
+	keep := len(order)
+	if opts.TopK > 0 && keep > opts.TopK {
+		keep = opts.TopK
+		for _, i := range order[keep:] {
+			e.OmittedContribution += e.Terms[i].Contribution
+		}
+		e.Omitted = len(order) - keep
+	}
+	sorted := make([]Contribution, keep)
+	for j, i := range order[:keep] {
+		sorted[j] = e.Terms[i]
+	}
+	e.Terms = sorted
 	return e
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,56 @@ func TestBucketNamesStayWithinTheirLimit(t *testing.T) {
 	off.HashNames = -1
 	if m, _ := NewModel(off, 0); m.names != nil {
 		t.Error("hash_names -1 keeps names")
+	}
+}
+
+// TestABucketTwoFeaturesShareIsMarked learns 40 categories into 4
+// buckets: Inspect marks the buckets that hold more than one.
+func TestABucketTwoFeaturesShareIsMarked(t *testing.T) {
+	m, err := NewModel(ModelConfig{Name: "m", Task: Binary, Features: features.Config{HashBits: 2}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5000 {
+		f := []features.Field{{Name: []byte("c"), Kind: features.String, Str: fmt.Appendf(nil, "v%d", i%40)}}
+		if _, err := m.LearnEvent(nil, time.Time{}, f, float64(i%40%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := m.Inspect(4)
+	for _, w := range in.Top {
+		if !w.Shared {
+			t.Errorf("bucket %d holds 10 categories but is not marked shared: %+v", w.Bucket, w)
+		}
+	}
+}
+
+func TestSelectSmallestFindsTheKSmallest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for trial := range 200 {
+		n := 1 + rng.IntN(300)
+		a := make([]rankedBucket, n)
+		for i := range a {
+			a[i] = rankedBucket{idx: i, w: float64(rng.IntN(20))} // many ties
+		}
+		want := slices.Clone(a)
+		slices.SortFunc(want, func(x, y rankedBucket) int {
+			if x.less(y) {
+				return -1
+			}
+			return 1
+		})
+		k := 1 + rng.IntN(n)
+		selectSmallest(a, k)
+		got := slices.Clone(a[:k])
+		slices.SortFunc(got, func(x, y rankedBucket) int {
+			if x.less(y) {
+				return -1
+			}
+			return 1
+		})
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("trial %d (n %d, k %d): %v, want %v", trial, n, k, got, want[:k])
+		}
 	}
 }

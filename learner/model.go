@@ -100,9 +100,6 @@ func newModel(cfg ModelConfig, window int) *Model {
 	tr := features.New(cfg.Features)
 	m := &Model{cfg: cfg, window: window, tr: tr, lin: newLinear(cfg, tr.Dim()), eval: newPrequential(cfg.Task, window),
 		hist: features.NewHistory(cfg.Features), schema: cfg.Schema, skew: newSkew(cfg), names: newBucketNames(cfg.hashNames())}
-	if m.names != nil {
-		m.vec.Trace()
-	}
 	if s := cfg.Schema; s != nil && s.Infer > 0 {
 		m.inference = features.NewInference(s.Infer)
 		base := *s
@@ -442,7 +439,7 @@ func (m *Model) learnScored(fields []features.Field, y float64, class int, score
 	m.score(y, score, predicted, class, pTrue)
 	m.learned++
 	if m.names != nil {
-		m.names.observe(m.tr, fields, &m.vec, m.lin)
+		m.names.observe(m.tr, fields, &m.vec, m.lin, m.learned)
 	}
 	return score, nil
 }

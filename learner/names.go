@@ -1,7 +1,6 @@
 package learner
 
 import (
-	"cmp"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -17,14 +16,26 @@ const DefaultHashNames = 4096
 // bucketNames is a bounded inverse of the hashing trick (Vowpal Wabbit's
 // --invert_hash): the readable name of each hashed bucket the model has
 // learned, such as "country=DE" or "age × country=DE", for Inspect. A
-// bucket keeps the first name learned in it; a later name of another hash
-// in the same bucket marks it as shared. When full, it forgets the quarter
-// of its buckets with the smallest weights (by magnitude, over every
-// output), so the names it keeps are those of the weights that matter.
-// Owned by the model's goroutine; snapshots hold a copy.
+// bucket keeps the first name learned in it. When full, it forgets the
+// quarter of its buckets with the smallest weights (by magnitude, over
+// every output) and from then on admits a new bucket only once its weight
+// is larger than every weight it forgot, and on one learned event in 16
+// only, so that the names it keeps are those of the weights that matter
+// (a heavy bucket recurs and gets in) and a stream of ever new values
+// (ids) does not pay for a name on every event.
+//
+// The learning path stays cheap: a bit per bucket says whether it is
+// named, and the event is transformed again with tracing (for the names)
+// only when one of its buckets is to be named, and on one learned event
+// in 64, when the buckets' full hashes are compared with the
+// names' to find buckets that two features share. Owned by the model's
+// goroutine; snapshots hold a copy.
 type bucketNames struct {
 	limit int
 	names map[int]bucketName // weight index → name
+	named []uint64           // bit per weight index: in names
+	floor float64            // a new bucket is admitted when full only above this |weight|
+	trace features.Vector    // scratch: the event transformed with tracing
 }
 
 type bucketName struct {
@@ -38,55 +49,152 @@ func newBucketNames(limit int) *bucketNames {
 	if limit <= 0 {
 		return nil
 	}
-	return &bucketNames{limit: limit, names: make(map[int]bucketName)}
+	b := &bucketNames{limit: limit, names: make(map[int]bucketName)}
+	b.trace.Trace()
+	return b
 }
 
+func (b *bucketNames) isNamed(idx int) bool {
+	w := idx >> 6
+	return w < len(b.named) && b.named[w]&(1<<(idx&63)) != 0
+}
+
+func (b *bucketNames) set(idx int, e bucketName) {
+	for idx>>6 >= len(b.named) {
+		b.named = append(b.named, 0)
+	}
+	b.named[idx>>6] |= 1 << (idx & 63)
+	b.names[idx] = e
+}
+
+func (b *bucketNames) remove(idx int) {
+	b.named[idx>>6] &^= 1 << (idx & 63)
+	delete(b.names, idx)
+}
+
+// weight is the largest magnitude of index idx's weights over the outputs.
+func weightOf(lin *linear, idx int) float64 {
+	w := 0.0
+	for k := range lin.out {
+		w = max(w, math.Abs(lin.weight(&lin.out[k], idx)))
+	}
+	return w
+}
+
+// admits reports whether an unnamed bucket of weight w is to be named
+// now; open is whether the dictionary takes new names on this event.
+func (b *bucketNames) admits(w float64, open bool) bool { return open && w > b.floor }
+
+// scattered reports whether event n is one of 2^bits, spread by Fibonacci
+// hashing so that periodic data does not alias with the choice.
+func scattered(n uint64, bits uint) bool { return (n*0x9E3779B97F4A7C15)>>(64-bits) == 0 }
+
 // observe records the names of the hashed entries of vec, which the
-// model has just learned from fields (vec traced). A bucket already named
-// costs one map lookup.
-func (b *bucketNames) observe(tr *features.Transformer, fields []features.Field, vec *features.Vector, lin *linear) {
-	for i, idx := range vec.Index {
+// model has just learned from fields (the n-th event it learned). In
+// steady state it costs one bit test per hashed entry.
+func (b *bucketNames) observe(tr *features.Transformer, fields []features.Field, vec *features.Vector, lin *linear, n uint64) {
+	check := scattered(n, 6) // one event in 64: compare the hashes
+	// A full dictionary takes new names on one event in 16 only, so that
+	// a stream of ever new values does not make every event name some.
+	open := b.floor == 0 || scattered(n+1, 4) // the floor rises at the first eviction
+	if !check && open {
+		for _, idx := range vec.Index {
+			if tr.IsHashed(idx) && !b.isNamed(idx) && b.admits(weightOf(lin, idx), open) {
+				check = true
+				break
+			}
+		}
+		if !check {
+			return
+		}
+	}
+	tr.Transform(fields, &b.trace)
+	for i, idx := range b.trace.Index {
 		if !tr.IsHashed(idx) {
 			continue
 		}
-		h, _ := vec.TracedHash(i)
-		if e, ok := b.names[idx]; ok {
-			if e.hash != h && !e.shared {
+		h, _ := b.trace.TracedHash(i)
+		if b.isNamed(idx) {
+			if e := b.names[idx]; e.hash != h && !e.shared {
 				e.shared = true
 				b.names[idx] = e
 			}
 			continue
 		}
+		w := weightOf(lin, idx)
+		if !b.admits(w, open) {
+			continue
+		}
 		if len(b.names) >= b.limit {
 			b.evict(lin)
+			if w <= b.floor {
+				continue
+			}
 		}
-		b.names[idx] = bucketName{name: features.TermName(fields, vec, i), hash: h, cross: vec.IsInteraction(i)}
+		b.set(idx, bucketName{name: features.TermName(fields, &b.trace, i), hash: h, cross: b.trace.IsInteraction(i)})
 	}
 }
 
 // evict forgets the quarter of the buckets with the smallest weights (ties:
-// the higher index), at least one.
+// the higher index), at least one, and raises the floor of admission to
+// the largest weight it forgot. It selects them in linear time
+// (quickselect), so a stream of ever new values that keeps the dictionary
+// full costs a few comparisons per name, not a sort.
 func (b *bucketNames) evict(lin *linear) {
-	type ranked struct {
-		idx int
-		w   float64
-	}
-	all := make([]ranked, 0, len(b.names))
+	all := make([]rankedBucket, 0, len(b.names))
 	for idx := range b.names {
-		w := 0.0
-		for k := range lin.out {
-			w = max(w, math.Abs(lin.weight(&lin.out[k], idx)))
-		}
-		all = append(all, ranked{idx, w})
+		all = append(all, rankedBucket{idx, weightOf(lin, idx)})
 	}
-	slices.SortFunc(all, func(x, y ranked) int {
-		if c := cmp.Compare(x.w, y.w); c != 0 {
-			return c
+	k := max(1, len(all)/4)
+	selectSmallest(all, k)
+	for _, r := range all[:k] {
+		b.remove(r.idx)
+		b.floor = max(b.floor, r.w)
+	}
+}
+
+type rankedBucket struct {
+	idx int
+	w   float64
+}
+
+// less orders buckets by weight, then by index, the higher first: a strict
+// total order, so the k smallest are one set whatever the map's order.
+func (x rankedBucket) less(y rankedBucket) bool {
+	if x.w != y.w {
+		return x.w < y.w
+	}
+	return x.idx > y.idx
+}
+
+// selectSmallest moves the k smallest of a (by less) to a[:k], in any order
+// (Hoare's quickselect, the middle element as pivot).
+func selectSmallest(a []rankedBucket, k int) {
+	lo, hi := 0, len(a)-1
+	for lo < hi {
+		pivot := a[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for a[i].less(pivot) {
+				i++
+			}
+			for pivot.less(a[j]) {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
 		}
-		return cmp.Compare(y.idx, x.idx)
-	})
-	for _, r := range all[:max(1, len(all)/4)] {
-		delete(b.names, r.idx)
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			return
+		}
 	}
 }
 
@@ -94,10 +202,11 @@ func (b *bucketNames) clone() *bucketNames {
 	if b == nil {
 		return nil
 	}
-	c := &bucketNames{limit: b.limit, names: make(map[int]bucketName, len(b.names))}
+	c := &bucketNames{limit: b.limit, names: make(map[int]bucketName, len(b.names)), named: slices.Clone(b.named), floor: b.floor}
 	for k, v := range b.names {
 		c.names[k] = v
 	}
+	c.trace.Trace()
 	return c
 }
 
@@ -117,14 +226,15 @@ func (b *bucketNames) len() int {
 	return len(b.names)
 }
 
-// appendState appends the names in index order (so that equal
-// dictionaries encode to equal bytes): count, then per bucket the index
+// appendState appends the floor of admission (8 bytes) and the names in
+// index order (so that equal dictionaries encode to equal bytes): count, then per bucket the index
 // delta, the hash (8 bytes), flags (1: shared, 2: an interaction) and the
 // name.
 func (b *bucketNames) appendState(dst []byte) []byte {
 	if b == nil {
-		return append(dst, 0)
+		return append(codec.AppendFloat(dst, 0), 0)
 	}
+	dst = codec.AppendFloat(dst, b.floor)
 	idx := make([]int, 0, len(b.names))
 	for i := range b.names {
 		idx = append(idx, i)
@@ -156,6 +266,10 @@ func (b *bucketNames) appendState(dst []byte) []byte {
 // resized.
 func decodeBucketNames(r *codec.Reader, limit, dim int, reindex func(int) int) *bucketNames {
 	b := newBucketNames(limit)
+	floor := r.Float()
+	if b != nil && floor >= 0 && !math.IsInf(floor, 0) {
+		b.floor = floor
+	}
 	idx := 0
 	for n := r.Count(); n > 0 && r.Err() == nil; n-- {
 		delta := r.Uvarint()
@@ -171,7 +285,7 @@ func decodeBucketNames(r *codec.Reader, limit, dim int, reindex func(int) int) *
 		}
 		idx += int(delta)
 		if b != nil && len(b.names) < limit {
-			b.names[reindex(idx)] = bucketName{name: name, hash: binary.LittleEndian.Uint64(hash), shared: flags&1 != 0, cross: flags&2 != 0}
+			b.set(reindex(idx), bucketName{name: name, hash: binary.LittleEndian.Uint64(hash), shared: flags&1 != 0, cross: flags&2 != 0})
 		}
 	}
 	return b
