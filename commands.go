@@ -43,7 +43,8 @@ type command struct {
 	Op      string `json:"op"` // promote, rollback, release, list, schema, inspect
 	Model   string `json:"model"`
 	Version uint64 `json:"version,omitempty"`
-	Top     int    `json:"top,omitempty"` // inspect: how many weights
+	Top     int    `json:"top,omitempty"`   // inspect: how many weights; audit: how many entries
+	Actor   string `json:"actor,omitempty"` // who issued it (serving.Identity), for the audit log
 }
 
 // commandResult is its answer.
@@ -54,6 +55,7 @@ type commandResult struct {
 	Snapshots []serving.SnapshotInfo `json:"snapshots,omitempty"`
 	Schema    *serving.SchemaReport  `json:"schema,omitempty"`
 	Inspect   json.RawMessage        `json:"inspect,omitempty"` // an eddyv1.InspectResponse, protojson
+	Audit     json.RawMessage        `json:"audit,omitempty"`   // an eddyv1.ListAuditResponse, protojson
 	Error     string                 `json:"error,omitempty"`
 	Code      string                 `json:"code,omitempty"` // not_found, precondition
 }
@@ -107,25 +109,44 @@ func (a *groupAdmin) Inspect(model string, version uint64, top int) (*eddyv1.Ins
 	return out, nil
 }
 
+// Audit lists model's audit log: from the local store if this instance
+// holds the model, else from the instance that learns it.
+func (a *groupAdmin) Audit(model string, limit int) (*eddyv1.ListAuditResponse, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored || h == engine.Following {
+		return a.local.Audit(model, limit)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.remote(ctx, command{Op: "audit", Model: model, Top: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := &eddyv1.ListAuditResponse{}
+	if err := protojson.Unmarshal(res.Audit, out); err != nil {
+		return nil, fmt.Errorf("the answer of the instance that learns model %s cannot be read: %w", model, err)
+	}
+	return out, nil
+}
+
 func (a *groupAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
 	if a.here(ctx, model) {
 		return a.local.Promote(ctx, model, version)
 	}
-	return a.served(ctx, command{Op: "promote", Model: model, Version: version})
+	return a.served(ctx, command{Op: "promote", Model: model, Version: version, Actor: serving.Identity(ctx)})
 }
 
 func (a *groupAdmin) Rollback(ctx context.Context, model string) (uint64, error) {
 	if a.here(ctx, model) {
 		return a.local.Rollback(ctx, model)
 	}
-	return a.served(ctx, command{Op: "rollback", Model: model})
+	return a.served(ctx, command{Op: "rollback", Model: model, Actor: serving.Identity(ctx)})
 }
 
 func (a *groupAdmin) Release(ctx context.Context, model string) (uint64, error) {
 	if a.here(ctx, model) {
 		return a.local.Release(ctx, model)
 	}
-	return a.served(ctx, command{Op: "release", Model: model})
+	return a.served(ctx, command{Op: "release", Model: model, Actor: serving.Identity(ctx)})
 }
 
 // here reports whether a command for model runs on this instance: it owns
@@ -232,6 +253,7 @@ func (a *groupAdmin) listen(ctx context.Context) error {
 func (a *groupAdmin) run(ctx context.Context, cmd command) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	cctx = serving.WithIdentity(cctx, cmd.Actor) // who issued it on the other instance
 	res := commandResult{Kind: "result", ID: cmd.ID}
 	var err error
 	switch cmd.Op {
@@ -247,6 +269,11 @@ func (a *groupAdmin) run(ctx context.Context, cmd command) {
 		var r serving.SchemaReport
 		if r, err = a.local.Schema(cmd.Model); err == nil {
 			res.Schema = &r
+		}
+	case "audit":
+		var r *eddyv1.ListAuditResponse
+		if r, err = a.local.Audit(cmd.Model, cmd.Top); err == nil {
+			res.Audit, err = protojson.Marshal(r)
 		}
 	case "inspect":
 		var r *eddyv1.InspectResponse

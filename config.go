@@ -1,8 +1,10 @@
 package eddy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -96,6 +98,8 @@ type Config struct {
 	// longer than Prometheus's default scrape interval (1m), so that scrapes
 	// reuse their connection.
 	MetricsIdleTimeout time.Duration
+	// MetricsTLS, when set, serves /metrics and /healthz over TLS only.
+	MetricsTLS *tls.Config
 	// Learner configures the models (at least one) and their promotion and
 	// retention; see engine.Config for its defaults.
 	Learner engine.Config
@@ -275,6 +279,36 @@ func LoadConfigFile(path string) (engine.Config, error) {
 func LoadKafkaConfigFile(path string) (KafkaConfig, error) {
 	fc, err := readConfigFile(path)
 	return fc.Kafka, err
+}
+
+// LoadAuthFile reads an auth file: who may call which RPC (see
+// serving.Access), as YAML:
+//
+//	require_predict: true     # Predict needs a credential too
+//	credentials:
+//	  - {name: alice, token: "<32+ random characters>", roles: [admin]}
+//	  - {name: dashboards, token: "...", roles: [read]}
+//	  - {name: scorer, token: "...", roles: [predict]}
+//	  - {name: ops, subject: "CN=ops,O=Example", roles: [admin]}  # a client certificate (mutual TLS)
+//
+// Unknown keys, unknown roles, duplicate names or tokens and tokens under 16
+// characters are errors naming the credential.
+func LoadAuthFile(path string) (serving.Access, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return serving.Access{}, fmt.Errorf("auth file: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	var a serving.Access
+	if err := dec.Decode(&a); err != nil && !errors.Is(err, io.EOF) {
+		return serving.Access{}, fmt.Errorf("auth file %s: %w", path, err)
+	}
+	if err := a.Validate(); err != nil {
+		return serving.Access{}, fmt.Errorf("auth file %s: %w", path, err)
+	}
+	return a, nil
 }
 
 func readConfigFile(path string) (fileConfig, error) {

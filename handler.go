@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner/engine"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
@@ -101,18 +103,37 @@ func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	return out, nil
 }
 
+// Audit lists model's audit log as the local store holds it.
+func (a engineAdmin) Audit(model string, limit int) (*eddyv1.ListAuditResponse, error) {
+	entries, err := a.engine.Audit(model, limit)
+	if err != nil {
+		return nil, adminError(err)
+	}
+	out := &eddyv1.ListAuditResponse{Model: model}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, &eddyv1.AuditEntry{Sequence: e.Sequence, Time: timestamppb.New(e.Time), Actor: e.Actor,
+			Action: e.Action, Version: e.Version, Result: e.Result, Serving: e.Serving})
+	}
+	return out, nil
+}
+
+// asActor gives the engine the caller's identity, for the audit log.
+func asActor(ctx context.Context) context.Context {
+	return engine.WithActor(ctx, serving.Identity(ctx))
+}
+
 func (a engineAdmin) Promote(ctx context.Context, model string, version uint64) (uint64, error) {
-	v, err := a.engine.Promote(ctx, model, version)
+	v, err := a.engine.Promote(asActor(ctx), model, version)
 	return v, adminError(err)
 }
 
 func (a engineAdmin) Rollback(ctx context.Context, model string) (uint64, error) {
-	v, err := a.engine.Rollback(ctx, model)
+	v, err := a.engine.Rollback(asActor(ctx), model)
 	return v, adminError(err)
 }
 
 func (a engineAdmin) Release(ctx context.Context, model string) (uint64, error) {
-	v, err := a.engine.Release(ctx, model)
+	v, err := a.engine.Release(asActor(ctx), model)
 	return v, adminError(err)
 }
 

@@ -287,6 +287,16 @@ func (s *Service) connect(ctx context.Context) error {
 	return nil
 }
 
+// SetAccess replaces who may call which RPC (a reloaded auth file), at once
+// for every later call; an invalid one is refused and changes nothing.
+func (s *Service) SetAccess(a serving.Access) error {
+	if err := s.server.SetAccess(a); err != nil {
+		return err
+	}
+	s.log.Info("access replaced", "credentials", len(a.Credentials), "require_predict", a.RequirePredict)
+	return nil
+}
+
 // GRPCAddr returns the address the gRPC server listens on (with port 0 in
 // Config.GRPCAddr, the port chosen).
 func (s *Service) GRPCAddr() string { return s.grpcLis.Addr().String() }
@@ -419,9 +429,15 @@ func (s *Service) serveMetrics(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: s.cfg.MetricsIdleTimeout}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: s.cfg.MetricsIdleTimeout, TLSConfig: s.cfg.MetricsTLS}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.httpLis) }()
+	go func() {
+		if s.cfg.MetricsTLS != nil {
+			errc <- srv.ServeTLS(s.httpLis, "", "") // the certificates are in TLSConfig
+			return
+		}
+		errc <- srv.Serve(s.httpLis)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("metrics server: %w", err)

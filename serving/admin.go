@@ -41,6 +41,13 @@ type InspectAdmin interface {
 	Inspect(model string, version uint64, top int) (*eddyv1.InspectResponse, error)
 }
 
+// AuditAdmin may be implemented by an Admin that keeps an audit log of
+// operator actions (the ListAudit RPC; without it ListAudit is
+// UNIMPLEMENTED). limit is how many of the newest entries (0: all).
+type AuditAdmin interface {
+	Audit(model string, limit int) (*eddyv1.ListAuditResponse, error)
+}
+
 // SchemaReport describes a model's schema in force and its feature-drift
 // detectors.
 type SchemaReport struct {
@@ -172,6 +179,21 @@ func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaReques
 	}
 	for _, d := range r.Drift {
 		resp.FeatureDrift = append(resp.FeatureDrift, &eddyv1.FeatureDrift{Feature: d.Feature, Distance: d.Distance, Ready: d.Ready, Skew: d.Skew, ServingValues: uint64(d.Serving)})
+	}
+	return resp, nil
+}
+
+func (a *adminServer) ListAudit(ctx context.Context, req *eddyv1.ListAuditRequest) (*eddyv1.ListAuditResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	aa, ok := a.admin.(AuditAdmin)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this server keeps no audit log")
+	}
+	resp, err := aa.Audit(req.GetModel(), int(req.GetLimit()))
+	if err != nil {
+		return nil, a.statusOf("ListAudit", req.GetModel(), err)
 	}
 	return resp, nil
 }

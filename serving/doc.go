@@ -1,7 +1,13 @@
 // Package serving is eddy's gRPC edge: the Inference service (Predict), the
 // Admin service (list snapshots, promote or roll back to one and pin it,
-// release the pin; optionally behind a token), gRPC health checking, server
+// release the pin; describe a model, list its audit log), gRPC health
+// checking, server
 // reflection, optional TLS.
+//
+// Access (auth.go) decides who may call what: named credentials, bearer
+// tokens compared in constant time or verified client certificates, with
+// the roles predict, read and admin; SetAccess replaces them while serving.
+// Handlers learn the caller from Identity(ctx).
 //
 // A Snapshot may also implement SchemaChecker (warnings, strict refusals)
 // and Explainer (PredictRequest.explain); an Admin may implement

@@ -3,7 +3,6 @@ package serving
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -25,7 +24,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -100,8 +98,17 @@ type Config struct {
 	// Unauthenticated. Empty leaves the Admin service open (listen on
 	// loopback, or set a token).
 	AdminToken string
-	// TLS, when set, makes the server accept TLS connections only.
+	// TLS, when set, makes the server accept TLS connections only. With
+	// ClientCAs and ClientAuth set, a verified client certificate is a
+	// credential (Access).
 	TLS *tls.Config
+	// Access is who may call what (named credentials with roles); see
+	// Access. AdminToken, if set too, is one more credential with the
+	// admin role. SetAccess replaces it while serving.
+	Access Access
+	// NoReflection leaves gRPC server reflection off (production: clients
+	// then need eddy.proto).
+	NoReflection bool
 }
 
 // Defaults of Config.
@@ -176,6 +183,7 @@ type Server struct {
 	notReady atomic.Bool // SetServing(false)
 	fields   sync.Pool   // *[]features.Field scratch per request
 	admin    Admin       // nil: the Admin service is not registered
+	access   atomic.Pointer[Access]
 }
 
 // SetAdmin registers the Admin service backed by a when Serve starts. Call
@@ -236,6 +244,9 @@ func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logge
 	s.names = strings.Join(sorted, ", ")
 	s.metrics = newServerMetrics(reg, models)
 	s.fields.New = func() any { b := make([]features.Field, 0, 16); return &b }
+	if err := s.SetAccess(cfg.Access); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -285,7 +296,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		eddyv1.RegisterAdminServer(gs, &adminServer{s: s, admin: s.admin})
 	}
 	healthpb.RegisterHealthServer(gs, s.health)
-	reflection.Register(gs)
+	if !s.cfg.NoReflection {
+		reflection.Register(gs)
+	}
 	s.SetServing(!s.notReady.Load())
 	s.log.Info("gRPC listening", "addr", lis.Addr().String())
 
@@ -426,22 +439,6 @@ func kindName(v *structpb.Value) string {
 
 // bytesOf views s as bytes without copying; the result must not be written.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
-// authorize refuses Admin RPCs without the configured token. The token is
-// compared in constant time.
-func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.cfg.AdminToken == "" || !strings.HasPrefix(info.FullMethod, "/"+eddyv1.Admin_ServiceDesc.ServiceName+"/") {
-		return handler(ctx, req)
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		token, ok := strings.CutPrefix(v, "Bearer ")
-		if ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1 {
-			return handler(ctx, req)
-		}
-	}
-	return nil, status.Error(codes.Unauthenticated, "admin RPCs need the header \"authorization: Bearer <token>\" with the configured admin token")
-}
 
 // observe records the latency and outcome of every RPC.
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

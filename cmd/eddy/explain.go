@@ -169,3 +169,50 @@ func indent(s string) string {
 	}
 	return strings.Join(lines, "") + "\n"
 }
+
+const auditUsage = `audit --model NAME [--limit N] [flags]
+
+Lists the operator actions on a model (promote, rollback, release, reset),
+oldest first: when, who (the credential's name from serve --auth-file;
+"anonymous" without access control), what was asked and what came of it
+(ok, or why it was refused) and the version serving after it. The log is
+kept with the model's state, moves with it between instances and
+outlives a reset.
+` + adminConnection
+
+func runAudit(ctx context.Context, env *environment, args []string) error {
+	fs, a := newAdminFlagSet(env, "audit", auditUsage)
+	limit := fs.Uint("limit", 0, "show the newest N entries (0: all)")
+	asJSON := fs.Bool("json", false, "print the response as JSON")
+	if err := a.parse(fs, env, args); err != nil {
+		return helpOK(err)
+	}
+	var resp *eddyv1.ListAuditResponse
+	err := a.call(ctx, "audit", func(ctx context.Context, c eddyv1.AdminClient) (err error) {
+		resp, err = c.ListAudit(ctx, &eddyv1.ListAuditRequest{Model: a.model, Limit: uint32(*limit)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeResponse(env.stdout, *asJSON, resp, func(w io.Writer) { printAudit(w, resp) })
+	return nil
+}
+
+func printAudit(w io.Writer, r *eddyv1.ListAuditResponse) {
+	if len(r.GetEntries()) == 0 {
+		fmt.Fprintf(w, "model %s: no operator action recorded\n", r.GetModel())
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tTIME (UTC)\tACTOR\tACTION\tVERSION\tRESULT\tSERVING")
+	for _, e := range r.GetEntries() {
+		version := ""
+		if e.GetVersion() > 0 {
+			version = strconv.FormatUint(e.GetVersion(), 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", e.GetSequence(), e.GetTime().AsTime().UTC().Format("2006-01-02 15:04:05.000"),
+			e.GetActor(), e.GetAction(), version, e.GetResult(), e.GetServing())
+	}
+	tw.Flush()
+}

@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +43,11 @@ type serveOptions struct {
 	adminToken   string
 	tlsCert      string
 	tlsKey       string
+	tlsClientCA  string
+	authFile     string
+	reflection   bool
+	metricsCert  string
+	metricsKey   string
 
 	grpcIdleTimeout     time.Duration
 	grpcMaxRequestBytes int
@@ -89,6 +98,11 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.adminToken, "admin-token", "", "token the Admin RPCs (promote, rollback, list) must send as \"authorization: Bearer <token>\"; empty: no check (keep --grpc-addr on loopback)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA file: verify client certificates signed by it (mutual TLS); a certificate whose subject a credential of --auth-file names is that credential")
+	fs.StringVar(&o.authFile, "auth-file", "", "YAML file of named credentials with roles (predict, read, admin), reloaded on SIGHUP (see README, \"Access\")")
+	fs.BoolVar(&o.reflection, "grpc-reflection", true, "serve gRPC server reflection (false in production: clients then need eddy.proto)")
+	fs.StringVar(&o.metricsCert, "metrics-tls-cert", "", "PEM certificate file: serve /metrics and /healthz over TLS (with --metrics-tls-key)")
+	fs.StringVar(&o.metricsKey, "metrics-tls-key", "", "PEM private key file of --metrics-tls-cert")
 	fs.DurationVar(&o.grpcIdleTimeout, "grpc-idle-timeout", serving.DefaultMaxConnectionIdle, "close gRPC connections with no RPC in flight for this long (clients reconnect on their next call)")
 	fs.IntVar(&o.grpcMaxRequestBytes, "grpc-max-request-bytes", serving.DefaultMaxRequestBytes, "largest gRPC request accepted, in bytes (RESOURCE_EXHAUSTED beyond)")
 	fs.DurationVar(&o.metricsIdleTimeout, "metrics-idle-timeout", eddy.DefaultMetricsIdleTimeout, "close /metrics keep-alive connections idle for this long")
@@ -228,7 +242,67 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 		}
 		cfg.Serving.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if o.tlsClientCA != "" {
+		if cfg.Serving.TLS == nil {
+			return cfg, errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are verified over TLS")
+		}
+		pem, err := os.ReadFile(o.tlsClientCA)
+		if err != nil {
+			return cfg, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("--tls-client-ca %s: no PEM certificate in it", o.tlsClientCA)
+		}
+		cfg.Serving.TLS.ClientCAs, cfg.Serving.TLS.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	if o.metricsCert != "" || o.metricsKey != "" {
+		if o.metricsCert == "" || o.metricsKey == "" {
+			return cfg, errors.New("--metrics-tls-cert and --metrics-tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.metricsCert, o.metricsKey)
+		if err != nil {
+			return cfg, fmt.Errorf("metrics TLS: %w", err)
+		}
+		cfg.MetricsTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	cfg.Serving.NoReflection = !o.reflection
+	if o.authFile != "" {
+		a, err := eddy.LoadAuthFile(o.authFile)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Serving.Access = a
+	}
 	return cfg, nil
+}
+
+// reloadAccessOnHangup reloads --auth-file into svc on each SIGHUP until
+// ctx ends; a file that does not load is logged and changes nothing.
+func reloadAccessOnHangup(ctx context.Context, o serveOptions, svc *eddy.Service, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if o.authFile == "" {
+				log.Warn("SIGHUP ignored: there is no --auth-file to reload")
+				continue
+			}
+			a, err := eddy.LoadAuthFile(o.authFile)
+			if err == nil {
+				err = svc.SetAccess(a)
+			}
+			if err != nil {
+				log.Error("auth file not reloaded; the previous credentials stay in force", "file", o.authFile, "err", err)
+			}
+		}
+	}()
 }
 
 // minFreeBytes maps --min-free-mib onto Config.MinFreeBytes, where 0 is
@@ -255,6 +329,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	reloadAccessOnHangup(ctx, o, svc, log)
 	return svc.Run(ctx)
 }
 

@@ -119,7 +119,9 @@ func (e *Engine) runAdmin() {
 				req.done <- adminResult{err: fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, req.model)}
 				continue
 			}
-			if err := e.runCommand(u, req); err != nil {
+			err := e.runCommand(u, req)
+			e.recordAction(u, req, err)
+			if err != nil {
 				req.done <- adminResult{err: err}
 				continue
 			}
@@ -135,20 +137,20 @@ func (e *Engine) runAdmin() {
 func (e *Engine) runCommand(u *modelState, req adminRequest) error {
 	switch req.op {
 	case opRelease:
-		return e.release(u)
+		return e.release(u, actorOf(req.ctx))
 	case opRollback:
 		version, err := e.previousVersion(u)
 		if err != nil {
 			return err
 		}
-		return e.pin(u, version, learner.ReasonRollback)
+		return e.pin(u, version, learner.ReasonRollback, actorOf(req.ctx))
 	}
-	return e.pin(u, req.version, learner.ReasonManual)
+	return e.pin(u, req.version, learner.ReasonManual, actorOf(req.ctx))
 }
 
 // pin makes a stored version u's champion until released. Pinning the
 // champion itself keeps its detector and comparisons running.
-func (e *Engine) pin(u *modelState, version uint64, reason string) error {
+func (e *Engine) pin(u *modelState, version uint64, reason, actor string) error {
 	mon := u.mon
 	from := uint64(0)
 	if mon.Champion() != nil {
@@ -164,12 +166,12 @@ func (e *Engine) pin(u *modelState, version uint64, reason string) error {
 	mon.SetPinned(true)
 	e.metrics.promotions.WithLabelValues(u.cfg.Name, reason).Inc()
 	e.log.Info("champion pinned by an operator; automatic promotion paused until release", "model", u.cfg.Name,
-		"version", version, "previous", from, "reason", reason, "newest", u.model.Version())
+		"version", version, "previous", from, "reason", reason, "newest", u.model.Version(), "actor", actor)
 	return nil
 }
 
 // release ends u's pin and serves its newest snapshot.
-func (e *Engine) release(u *modelState) error {
+func (e *Engine) release(u *modelState, actor string) error {
 	mon := u.mon
 	if !mon.Pinned() {
 		return nil
@@ -185,7 +187,7 @@ func (e *Engine) release(u *modelState) error {
 	}
 	mon.SetPinned(false)
 	e.log.Info("champion released by an operator; automatic promotion resumes", "model", u.cfg.Name,
-		"version", mon.Champion().Version(), "previous", from)
+		"version", mon.Champion().Version(), "previous", from, "actor", actor)
 	return nil
 }
 

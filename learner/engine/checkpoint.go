@@ -113,6 +113,9 @@ func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.
 	if err := e.writeMonitor(batch, u, served); err != nil {
 		return err
 	}
+	if err := writeAudit(batch, u); err != nil {
+		return err
+	}
 	if u.fwatch != nil {
 		if err := batch.Set(featureDriftKey(u.cfg.Name), u.fwatch.appendState(nil)); err != nil {
 			return fmt.Errorf("learner: checkpoint: %w", err)
@@ -181,6 +184,8 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 				"declare the features in a schema (new_features: ignore or dead_letter) to keep a flood of names from filling the slots",
 				"model", u.cfg.Name, "max_numeric_features", u.cfg.Features.MaxNumeric)
 		}
+		u.auditSeq += uint64(len(u.audit))
+		u.audit = u.audit[:0]
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
 			u.snapped = u.model.Learned()

@@ -29,7 +29,11 @@
 // Release, while automatic promotion keeps creating (but not serving)
 // snapshots. Release serves the newest snapshot and resumes automatic
 // promotion. Snapshots lists snapshot metadata from one point-in-time view
-// of the store without reading weights.
+// of the store without reading weights. Each command, done or refused, is
+// an entry of the model's audit log (Audit), with the actor its context
+// names (WithActor), written in the batch that stores its effect; the log
+// is part of the unit's state and outlives Reset. Inspect describes a
+// model or a stored snapshot from the store.
 //
 // Units of ownership (Unit: the models that share a topic) let several
 // instances share the models: Export returns a unit's whole state (models,
@@ -46,7 +50,7 @@
 // follow), engine.go (events), checkpoint.go,
 // promotion.go (the policy and serving), monitor.go (drift monitor wiring
 // and detection records), labels.go and pending.go (delayed labels),
-// admin.go, snapshots.go (listing, snapshot infos), retention.go,
+// admin.go, audit.go, inspect.go, snapshots.go (listing, snapshot infos), retention.go,
 // restore.go, keys.go (the key layout), metrics.go, stats.go (Stats, the
 // engine's numbers as plain values).
 //

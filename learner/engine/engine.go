@@ -104,6 +104,8 @@ type modelState struct {
 	standby        bool           // its unit is followed (Follow), not owned
 	fwatch         *featureWatch  // feature drift; nil when unused
 	overflowLogged bool           // the first feature left out at max_numeric_features was logged
+	audit          []AuditEntry   // admin actions not stored yet
+	auditSeq       uint64         // sequence of the newest stored audit entry
 
 	// What this engine saw, for Stats.
 	learned, rejected, unlabeled, delayed, expired, evicted uint64

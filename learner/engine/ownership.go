@@ -262,7 +262,7 @@ func (e *Engine) keyspace(p *part) (prefixes, exact [][]byte) {
 	for _, name := range p.Models {
 		exact = append(exact, modelKey(name), monitorKey(name), featureDriftKey(name), schemaKey(name))
 		prefixes = append(prefixes, historyKey(name, nil), pendingKey(name, nil), detectionPrefix(name),
-			snapshotPrefix(name), snapshotInfoPrefix(name))
+			snapshotPrefix(name), snapshotInfoPrefix(name), auditPrefix(name))
 	}
 	for _, t := range p.Topics {
 		prefixes = append(prefixes, []byte(offsetPrefix+t+"/"))
@@ -479,6 +479,9 @@ func (e *Engine) Reset(models []string) error {
 		batch := e.store.NewBatch()
 		prefixes, exact := e.keyspace(p)
 		for _, prefix := range prefixes {
+			if isAuditPrefix(prefix) {
+				continue // the audit log outlives a reset, which it records
+			}
 			if err := batch.DeleteRange(prefix, store.PrefixEnd(prefix)); err != nil {
 				batch.Close()
 				return fmt.Errorf("learner: reset %s: %w", p.Name, err)
@@ -490,14 +493,24 @@ func (e *Engine) Reset(models []string) error {
 				return fmt.Errorf("learner: reset %s: %w", p.Name, err)
 			}
 		}
+		audited, err := e.auditReset(batch, p.Models)
+		if err != nil {
+			batch.Close()
+			return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+		}
 		if err := batch.Set(resetKey(p.Name), []byte{1}); err != nil {
 			batch.Close()
 			return fmt.Errorf("learner: reset %s: %w", p.Name, err)
 		}
-		err := batch.Commit()
+		err = batch.Commit()
 		batch.Close()
 		if err != nil {
 			return fmt.Errorf("learner: reset %s: %w", p.Name, err)
+		}
+		for m, seq := range audited {
+			if u := e.byName(m); u != nil {
+				u.auditSeq = seq
+			}
 		}
 		p.epoch, p.seq = 0, 0
 		if p.held {

@@ -26,6 +26,9 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		return nil, err
 	}
 	u.mon = mon
+	if u.auditSeq, err = lastAuditSequence(e.store, mc.Name); err != nil {
+		return nil, fmt.Errorf("learner: %w", err)
+	}
 	if u.fwatch, err = e.newFeatureWatch(mc); err != nil {
 		return nil, err
 	}

@@ -604,6 +604,210 @@ func (x *ClassMargin) GetProbability() float64 {
 	return 0
 }
 
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The newest limit entries (0: all).
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListAuditRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 for the model's first entry.
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The credential's name ("anonymous" without access control; "serve
+	// --reset-model" for a reset).
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// promote, rollback, release or reset.
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// The version asked for (promote).
+	Version uint64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// "ok", or why it was refused.
+	Result string `protobuf:"bytes,6,opt,name=result,proto3" json:"result,omitempty"`
+	// The champion after it.
+	Serving       uint64 `protobuf:"varint,7,opt,name=serving,proto3" json:"serving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuditEntry) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetServing() uint64 {
+	if x != nil {
+		return x.Serving
+	}
+	return 0
+}
+
+type ListAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Entries       []*AuditEntry          `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListAuditResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type InspectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -617,7 +821,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +833,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +846,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InspectRequest) GetModel() string {
@@ -702,7 +906,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +918,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +931,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InspectResponse) GetModel() string {
@@ -863,7 +1067,7 @@ type NumericFeature struct {
 
 func (x *NumericFeature) Reset() {
 	*x = NumericFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1079,7 @@ func (x *NumericFeature) String() string {
 func (*NumericFeature) ProtoMessage() {}
 
 func (x *NumericFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1092,7 @@ func (x *NumericFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NumericFeature.ProtoReflect.Descriptor instead.
 func (*NumericFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NumericFeature) GetName() string {
@@ -947,7 +1151,7 @@ type NamedWeight struct {
 
 func (x *NamedWeight) Reset() {
 	*x = NamedWeight{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1163,7 @@ func (x *NamedWeight) String() string {
 func (*NamedWeight) ProtoMessage() {}
 
 func (x *NamedWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1176,7 @@ func (x *NamedWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedWeight.ProtoReflect.Descriptor instead.
 func (*NamedWeight) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NamedWeight) GetName() string {
@@ -1033,7 +1237,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1249,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1262,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSchemaRequest) GetModel() string {
@@ -1085,7 +1289,7 @@ type SchemaFeature struct {
 
 func (x *SchemaFeature) Reset() {
 	*x = SchemaFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1301,7 @@ func (x *SchemaFeature) String() string {
 func (*SchemaFeature) ProtoMessage() {}
 
 func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1314,7 @@ func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
 func (*SchemaFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SchemaFeature) GetName() string {
@@ -1183,7 +1387,7 @@ type FeatureDrift struct {
 
 func (x *FeatureDrift) Reset() {
 	*x = FeatureDrift{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1399,7 @@ func (x *FeatureDrift) String() string {
 func (*FeatureDrift) ProtoMessage() {}
 
 func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1412,7 @@ func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
 func (*FeatureDrift) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FeatureDrift) GetFeature() string {
@@ -1266,7 +1470,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1482,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1495,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSchemaResponse) GetModel() string {
@@ -1366,7 +1570,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1582,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1595,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -1423,7 +1627,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1639,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1652,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -1513,7 +1717,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1729,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1742,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -1575,7 +1779,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1791,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1804,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -1633,7 +1837,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1849,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1862,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -1677,7 +1881,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1893,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1906,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -1726,7 +1930,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1942,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1955,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -1840,7 +2044,22 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x05class\x18\x01 \x01(\x03R\x05class\x12\x1c\n" +
 	"\tintercept\x18\x02 \x01(\x01R\tintercept\x12\x16\n" +
 	"\x06margin\x18\x03 \x01(\x01R\x06margin\x12 \n" +
-	"\vprobability\x18\x04 \x01(\x01R\vprobability\"U\n" +
+	"\vprobability\x18\x04 \x01(\x01R\vprobability\">\n" +
+	"\x10ListAuditRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xd2\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06result\x18\x06 \x01(\tR\x06result\x12\x18\n" +
+	"\aserving\x18\a \x01(\x04R\aserving\"X\n" +
+	"\x11ListAuditResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12-\n" +
+	"\aentries\x18\x02 \x03(\v2\x13.eddy.v1.AuditEntryR\aentries\"U\n" +
 	"\x0eInspectRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x13\n" +
@@ -1947,14 +2166,15 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\x95\x03\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd9\x03\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
 	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
 	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponse\x12<\n" +
 	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponse\x12B\n" +
 	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponse\x12<\n" +
-	"\aInspect\x12\x17.eddy.v1.InspectRequest\x1a\x18.eddy.v1.InspectResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\aInspect\x12\x17.eddy.v1.InspectRequest\x1a\x18.eddy.v1.InspectResponse\x12B\n" +
+	"\tListAudit\x12\x19.eddy.v1.ListAuditRequest\x1a\x1a.eddy.v1.ListAuditResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -1968,68 +2188,75 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
 	(*Explanation)(nil),           // 2: eddy.v1.Explanation
 	(*ExplainedTerm)(nil),         // 3: eddy.v1.ExplainedTerm
 	(*ClassMargin)(nil),           // 4: eddy.v1.ClassMargin
-	(*InspectRequest)(nil),        // 5: eddy.v1.InspectRequest
-	(*InspectResponse)(nil),       // 6: eddy.v1.InspectResponse
-	(*NumericFeature)(nil),        // 7: eddy.v1.NumericFeature
-	(*NamedWeight)(nil),           // 8: eddy.v1.NamedWeight
-	(*GetSchemaRequest)(nil),      // 9: eddy.v1.GetSchemaRequest
-	(*SchemaFeature)(nil),         // 10: eddy.v1.SchemaFeature
-	(*FeatureDrift)(nil),          // 11: eddy.v1.FeatureDrift
-	(*GetSchemaResponse)(nil),     // 12: eddy.v1.GetSchemaResponse
-	(*ListSnapshotsRequest)(nil),  // 13: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 14: eddy.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 15: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),        // 16: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),       // 17: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),        // 18: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),       // 19: eddy.v1.PromoteResponse
-	nil,                           // 20: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 21: eddy.v1.InspectResponse.MetricsEntry
-	nil,                           // 22: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 24: google.protobuf.Value
+	(*ListAuditRequest)(nil),      // 5: eddy.v1.ListAuditRequest
+	(*AuditEntry)(nil),            // 6: eddy.v1.AuditEntry
+	(*ListAuditResponse)(nil),     // 7: eddy.v1.ListAuditResponse
+	(*InspectRequest)(nil),        // 8: eddy.v1.InspectRequest
+	(*InspectResponse)(nil),       // 9: eddy.v1.InspectResponse
+	(*NumericFeature)(nil),        // 10: eddy.v1.NumericFeature
+	(*NamedWeight)(nil),           // 11: eddy.v1.NamedWeight
+	(*GetSchemaRequest)(nil),      // 12: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),         // 13: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),          // 14: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),     // 15: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),  // 16: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),          // 17: eddy.v1.SnapshotInfo
+	(*ListSnapshotsResponse)(nil), // 18: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),        // 19: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),       // 20: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),        // 21: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),       // 22: eddy.v1.PromoteResponse
+	nil,                           // 23: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 24: eddy.v1.InspectResponse.MetricsEntry
+	nil,                           // 25: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 27: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	20, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	23, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
 	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
 	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
 	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
-	23, // 4: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
-	21, // 5: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
-	7,  // 6: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
-	8,  // 7: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
-	10, // 8: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
-	11, // 9: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	23, // 10: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	22, // 11: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	14, // 12: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	24, // 13: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 14: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	13, // 15: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	16, // 16: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	17, // 17: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	18, // 18: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	9,  // 19: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	5,  // 20: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
-	1,  // 21: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	15, // 22: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	19, // 23: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	19, // 24: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	19, // 25: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	12, // 26: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	6,  // 27: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	26, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	6,  // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
+	26, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	24, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	10, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
+	11, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
+	13, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	14, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	26, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	25, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	17, // 14: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	27, // 15: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 16: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	16, // 17: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	19, // 18: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	20, // 19: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	21, // 20: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	12, // 21: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	8,  // 22: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	5,  // 23: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
+	1,  // 24: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	18, // 25: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	22, // 26: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	22, // 27: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	22, // 28: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	15, // 29: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	9,  // 30: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	7,  // 31: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -2039,16 +2266,16 @@ func file_eddy_v1_eddy_proto_init() {
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[8].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[10].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[11].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[13].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -142,6 +142,7 @@ const (
 	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
 	Admin_GetSchema_FullMethodName     = "/eddy.v1.Admin/GetSchema"
 	Admin_Inspect_FullMethodName       = "/eddy.v1.Admin/Inspect"
+	Admin_ListAudit_FullMethodName     = "/eddy.v1.Admin/ListAudit"
 )
 
 // AdminClient is the client API for Admin service.
@@ -183,6 +184,11 @@ type AdminClient interface {
 	// the last checkpoint of the instance that learns it; another version is
 	// that stored snapshot (NOT_FOUND once retention removed it).
 	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
+	// ListAudit lists the operator actions on a model (promote, rollback,
+	// release, reset), oldest first, each with who did it and what came of
+	// it, as of the last checkpoint of the instance that learns it. The log
+	// moves with the model between instances and outlives a reset.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 }
 
 type adminClient struct {
@@ -253,6 +259,16 @@ func (c *adminClient) Inspect(ctx context.Context, in *InspectRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditResponse)
+	err := c.cc.Invoke(ctx, Admin_ListAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -292,6 +308,11 @@ type AdminServer interface {
 	// the last checkpoint of the instance that learns it; another version is
 	// that stored snapshot (NOT_FOUND once retention removed it).
 	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
+	// ListAudit lists the operator actions on a model (promote, rollback,
+	// release, reset), oldest first, each with who did it and what came of
+	// it, as of the last checkpoint of the instance that learns it. The log
+	// moves with the model between instances and outlives a reset.
+	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -319,6 +340,9 @@ func (UnimplementedAdminServer) GetSchema(context.Context, *GetSchemaRequest) (*
 }
 func (UnimplementedAdminServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedAdminServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAudit not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -449,6 +473,24 @@ func _Admin_Inspect_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListAudit(ctx, req.(*ListAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -479,6 +521,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Inspect",
 			Handler:    _Admin_Inspect_Handler,
+		},
+		{
+			MethodName: "ListAudit",
+			Handler:    _Admin_ListAudit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
