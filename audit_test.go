@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,9 +39,13 @@ func TestAnAuthenticatedRollbackIsAudited(t *testing.T) {
 	cfg := testConfig(broker, dir, learner.ModelConfig{Name: "m"})
 	cfg.Serving.Access = access
 	svc := startTestService(t, cfg)
-	produceSEAEvents(t, broker, "events", 2000)
-	waitFor(t, 30*time.Second, "2,000 learned", func() bool { return svc.learned("m") == 2000 })
-	waitFor(t, 30*time.Second, "a second version", func() bool { return svc.model("m").ServedVersion >= 2 })
+	for batch := range 4 { // periodic promotions between batches
+		produceSEAEvents(t, broker, "events", 500)
+		waitFor(t, 30*time.Second, "the batch learned and served", func() bool {
+			m := svc.model("m")
+			return m.Learned == uint64(500*(batch+1)) && m.ServedLearned == m.Learned
+		})
+	}
 	admin := adminOf(t, svc.GRPCAddr())
 	as := func(token string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
@@ -74,6 +79,35 @@ func TestAnAuthenticatedRollbackIsAudited(t *testing.T) {
 		t.Fatalf("audit entry %v; want alice's rollback to v%d", e, rolled.GetServingVersion())
 	}
 	t.Logf("audit: #%d %s %s by %s: %s, serving v%d", e.GetSequence(), e.GetTime().AsTime().Format(time.RFC3339), e.GetAction(), e.GetActor(), e.GetResult(), e.GetServing())
+
+	// Every snapshot's offsets since its parent tile the partition.
+	list, err := admin.ListSnapshots(as("dash-token-0123456789"), &eddyv1.ListSnapshotsRequest{Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	hash := ""
+	for i, s := range list.GetSnapshots() {
+		p := s.GetProvenance()
+		if p == nil || len(p.GetSinceParent()) != 1 || p.GetBuild() == "" || len(p.GetConfigHash()) != 64 || (hash != "" && p.GetConfigHash() != hash) {
+			t.Fatalf("v%d: provenance %v", s.GetVersion(), p)
+		}
+		hash = p.GetConfigHash()
+		r := p.GetSinceParent()[0]
+		if r.GetFrom() != next || r.GetTo() < r.GetFrom() || p.GetSinceBegan()[0].GetFrom() != 0 || (i > 0 && p.GetParent() != list.GetSnapshots()[i-1].GetVersion()) {
+			t.Fatalf("v%d: since parent [%d, %d) after %d, since began from %d, parent v%d", s.GetVersion(), r.GetFrom(), r.GetTo(), next, p.GetSinceBegan()[0].GetFrom(), p.GetParent())
+		}
+		next = r.GetTo()
+	}
+	if next != 2000 {
+		t.Fatalf("the snapshots' ranges end at %d, want 2000 (every event learned is in one)", next)
+	}
+	one, err := admin.GetSnapshot(as("dash-token-0123456789"), &eddyv1.GetSnapshotRequest{Model: "m", Version: list.GetSnapshots()[0].GetVersion()})
+	if err != nil || !strings.Contains(one.GetConfigJson(), `"Name":"m"`) {
+		t.Fatalf("GetSnapshot: %v, %v", one, err)
+	}
+	t.Logf("%d snapshots; their offsets since the parent tile [0, 2000) of partition 0; configuration sha256 %s; build %q",
+		len(list.GetSnapshots()), hash, list.GetSnapshots()[0].GetProvenance().GetBuild())
 	if err := svc.stop(); err != nil {
 		t.Fatal(err)
 	}

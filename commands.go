@@ -56,6 +56,7 @@ type commandResult struct {
 	Schema    *serving.SchemaReport  `json:"schema,omitempty"`
 	Inspect   json.RawMessage        `json:"inspect,omitempty"` // an eddyv1.InspectResponse, protojson
 	Audit     json.RawMessage        `json:"audit,omitempty"`   // an eddyv1.ListAuditResponse, protojson
+	Config    string                 `json:"config,omitempty"`  // snapshot: the configuration that took it
 	Error     string                 `json:"error,omitempty"`
 	Code      string                 `json:"code,omitempty"` // not_found, precondition
 }
@@ -107,6 +108,24 @@ func (a *groupAdmin) Inspect(model string, version uint64, top int) (*eddyv1.Ins
 		return nil, fmt.Errorf("the answer of the instance that learns model %s cannot be read: %w", model, err)
 	}
 	return out, nil
+}
+
+// Snapshot describes one stored snapshot of model: from the local store if
+// this instance holds the model, else from the instance that learns it.
+func (a *groupAdmin) Snapshot(model string, version uint64) (serving.SnapshotInfo, string, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored || h == engine.Following {
+		return a.local.Snapshot(model, version)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := a.remote(ctx, command{Op: "snapshot", Model: model, Version: version})
+	if err != nil {
+		return serving.SnapshotInfo{}, "", err
+	}
+	if len(res.Snapshots) != 1 {
+		return serving.SnapshotInfo{}, "", fmt.Errorf("the instance that learns model %s answered %d snapshots for version %d", model, len(res.Snapshots), version)
+	}
+	return res.Snapshots[0], res.Config, nil
 }
 
 // Audit lists model's audit log: from the local store if this instance
@@ -269,6 +288,11 @@ func (a *groupAdmin) run(ctx context.Context, cmd command) {
 		var r serving.SchemaReport
 		if r, err = a.local.Schema(cmd.Model); err == nil {
 			res.Schema = &r
+		}
+	case "snapshot":
+		var in serving.SnapshotInfo
+		if in, res.Config, err = a.local.Snapshot(cmd.Model, cmd.Version); err == nil {
+			res.Snapshots = []serving.SnapshotInfo{in}
 		}
 	case "audit":
 		var r *eddyv1.ListAuditResponse

@@ -3,6 +3,8 @@ package eddy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -98,9 +100,60 @@ func (a engineAdmin) Snapshots(model string) ([]serving.SnapshotInfo, error) {
 	}
 	out := make([]serving.SnapshotInfo, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metricsMap(in.Metrics), Pinned: in.Pinned})
+		out = append(out, snapshotInfo(in))
 	}
 	return out, nil
+}
+
+func snapshotInfo(in engine.SnapshotInfo) serving.SnapshotInfo {
+	return serving.SnapshotInfo{Version: in.Version, Created: in.Created, Reason: in.Reason, Learned: in.Learned, Metrics: metricsMap(in.Metrics),
+		Pinned: in.Pinned, Provenance: provenanceProto(in.Provenance)}
+}
+
+// Snapshot describes one stored snapshot of model, with its provenance and
+// configuration.
+func (a engineAdmin) Snapshot(model string, version uint64) (serving.SnapshotInfo, string, error) {
+	infos, err := a.engine.Snapshots(model)
+	if err != nil {
+		return serving.SnapshotInfo{}, "", adminError(err)
+	}
+	for _, in := range infos {
+		if in.Version == version {
+			config := ""
+			if in.Provenance != nil {
+				_, data, err := a.engine.SnapshotProvenance(model, version)
+				if err != nil {
+					return serving.SnapshotInfo{}, "", adminError(err)
+				}
+				config = string(data)
+			}
+			return snapshotInfo(in), config, nil
+		}
+	}
+	return serving.SnapshotInfo{}, "", adminError(fmt.Errorf("%w: model %s version %d is not stored (ListSnapshots lists those that are)", engine.ErrSnapshotNotFound, model, version))
+}
+
+func provenanceProto(p *engine.Provenance) *eddyv1.Provenance {
+	if p == nil {
+		return nil
+	}
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
+		}
+		return timestamppb.New(t)
+	}
+	ranges := func(rs []engine.OffsetRange) []*eddyv1.OffsetRange {
+		var out []*eddyv1.OffsetRange
+		for _, r := range rs {
+			out = append(out, &eddyv1.OffsetRange{Topic: r.Topic, Partition: int32(r.Partition), From: r.From, To: r.To})
+		}
+		return out
+	}
+	return &eddyv1.Provenance{Parent: p.Parent, ConfigHash: p.ConfigHash, Build: p.Build, Detection: p.Detection, Learned: p.Learned,
+		LearnedSinceParent: p.LearnedSinceParent, Rejected: p.Rejected, RejectedSinceParent: p.RejectedSinceParent,
+		SinceParent: ranges(p.SinceParent), SinceBegan: ranges(p.SinceBegan),
+		FirstEventTime: ts(p.FirstEventTime), LastEventTime: ts(p.LastEventTime), BeganEventTime: ts(p.BeganEventTime), NewestEventTime: ts(p.NewestEventTime)}
 }
 
 // Audit lists model's audit log as the local store holds it.

@@ -75,6 +75,15 @@ type SnapshotInfo struct {
 	Learned uint64
 	Metrics map[string]float64
 	Pinned  bool // an operator pinned it: it serves until released
+	// Provenance is where it came from (nil: not recorded).
+	Provenance *eddyv1.Provenance `json:",omitempty"`
+}
+
+// SnapshotAdmin may be implemented by an Admin that can describe one
+// snapshot with its provenance and configuration (the GetSnapshot RPC;
+// without it GetSnapshot is UNIMPLEMENTED).
+type SnapshotAdmin interface {
+	Snapshot(model string, version uint64) (SnapshotInfo, string, error)
 }
 
 // Errors an Admin wraps to choose the status code.
@@ -117,13 +126,32 @@ func (a *adminServer) ListSnapshots(ctx context.Context, req *eddyv1.ListSnapsho
 	}
 	resp := &eddyv1.ListSnapshotsResponse{ServingVersion: a.serving(req.GetModel())}
 	for _, in := range infos {
-		resp.Snapshots = append(resp.Snapshots, &eddyv1.SnapshotInfo{
-			Version: in.Version, Created: timestamppb.New(in.Created), Reason: in.Reason, Learned: in.Learned,
-			Metrics: in.Metrics, Serving: in.Version == resp.ServingVersion, Pinned: in.Pinned,
-		})
+		resp.Snapshots = append(resp.Snapshots, snapshotInfoProto(in, resp.ServingVersion))
 		resp.Pinned = resp.Pinned || in.Pinned && in.Version == resp.ServingVersion
 	}
 	return resp, nil
+}
+
+func snapshotInfoProto(in SnapshotInfo, serving uint64) *eddyv1.SnapshotInfo {
+	return &eddyv1.SnapshotInfo{
+		Version: in.Version, Created: timestamppb.New(in.Created), Reason: in.Reason, Learned: in.Learned,
+		Metrics: in.Metrics, Serving: in.Version == serving, Pinned: in.Pinned, Provenance: in.Provenance,
+	}
+}
+
+func (a *adminServer) GetSnapshot(ctx context.Context, req *eddyv1.GetSnapshotRequest) (*eddyv1.GetSnapshotResponse, error) {
+	if err := a.model(req.GetModel()); err != nil {
+		return nil, err
+	}
+	sa, ok := a.admin.(SnapshotAdmin)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this server cannot describe one snapshot")
+	}
+	in, config, err := sa.Snapshot(req.GetModel(), req.GetVersion())
+	if err != nil {
+		return nil, a.statusOf("GetSnapshot", req.GetModel(), err)
+	}
+	return &eddyv1.GetSnapshotResponse{Snapshot: snapshotInfoProto(in, a.serving(req.GetModel())), ConfigJson: config}, nil
 }
 
 func (a *adminServer) Promote(ctx context.Context, req *eddyv1.PromoteRequest) (*eddyv1.PromoteResponse, error) {

@@ -23,7 +23,7 @@ const (
 	// RolePredict may call Predict.
 	RolePredict = "predict"
 	// RoleRead may call the Admin RPCs that change nothing (ListSnapshots,
-	// GetSchema, Inspect, ListAudit).
+	// GetSnapshot, GetSchema, Inspect, ListAudit).
 	RoleRead = "read"
 	// RoleAdmin may call every RPC.
 	RoleAdmin = "admin"
@@ -135,6 +135,7 @@ var readOnlyAdmin = map[string]bool{
 	eddyv1.Admin_GetSchema_FullMethodName:     true,
 	eddyv1.Admin_Inspect_FullMethodName:       true,
 	eddyv1.Admin_ListAudit_FullMethodName:     true,
+	eddyv1.Admin_GetSnapshot_FullMethodName:   true,
 }
 
 // roleFor returns the role method needs under a ("" when it is open).

@@ -43,6 +43,12 @@ model had learned, its prequential metrics then, and which one serves and
 whether an operator pinned it. Snapshots are kept while among the newest
 --retain-snapshots or younger than --retain-for (flags of serve); the serving
 one always.
+
+With --version V it shows one snapshot's provenance: its parent, the hash
+of the configuration that took it (and the configuration), eddy's build,
+the offsets of the events topic it learned since its parent and since its
+lineage began, per partition, the event times and the examples learned
+and rejected. Who put a snapshot into service is in "eddy audit".
 ` + adminConnection + pinning
 
 const promoteUsage = `promote --model NAME --version V [flags]
@@ -121,9 +127,22 @@ func (a *adminFlags) call(ctx context.Context, command string, fn func(context.C
 func runSnapshots(ctx context.Context, env *environment, args []string) error {
 	fs, a := newAdminFlagSet(env, "snapshots", snapshotsUsage)
 	limit := fs.Int("limit", 20, "show the newest N snapshots (and the serving one); 0 shows all")
+	version := fs.Uint64("version", 0, "show this snapshot's provenance and configuration")
 	asJSON := fs.Bool("json", false, "print the response as JSON")
 	if err := a.parse(fs, env, args); err != nil {
 		return helpOK(err)
+	}
+	if *version > 0 {
+		var resp *eddyv1.GetSnapshotResponse
+		err := a.call(ctx, "snapshots", func(ctx context.Context, c eddyv1.AdminClient) (err error) {
+			resp, err = c.GetSnapshot(ctx, &eddyv1.GetSnapshotRequest{Model: a.model, Version: *version})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		writeResponse(env.stdout, *asJSON, resp, func(w io.Writer) { printProvenance(w, a.model, resp) })
+		return nil
 	}
 	if *limit < 0 {
 		return errors.New("snapshots: --limit must not be negative")
@@ -305,4 +324,47 @@ func writeResponse(w io.Writer, asJSON bool, resp proto.Message, text func(io.Wr
 		return
 	}
 	text(w)
+}
+
+// printProvenance writes one snapshot's provenance.
+func printProvenance(w io.Writer, model string, r *eddyv1.GetSnapshotResponse) {
+	s := r.GetSnapshot()
+	fmt.Fprintf(w, "model %s v%d: %s, created %s, learned %d\n", model, s.GetVersion(), s.GetReason(), s.GetCreated().AsTime().UTC().Format(time.DateTime), s.GetLearned())
+	p := s.GetProvenance()
+	if p == nil {
+		fmt.Fprintln(w, "no provenance: taken before eddy recorded it")
+		return
+	}
+	parent := "none (the first snapshot)"
+	if p.GetParent() > 0 {
+		parent = fmt.Sprintf("v%d", p.GetParent())
+	}
+	fmt.Fprintf(w, "parent: %s\nconfiguration: sha256 %s\nbuild: %s\n", parent, p.GetConfigHash(), p.GetBuild())
+	if p.GetDetection() > 0 {
+		fmt.Fprintf(w, "answers drift detection #%d\n", p.GetDetection())
+	}
+	fmt.Fprintf(w, "examples: %d learned (%d since the parent), %d rejected (%d since the parent)\n",
+		p.GetLearned(), p.GetLearnedSinceParent(), p.GetRejected(), p.GetRejectedSinceParent())
+	times := func(a, b interface{ AsTime() time.Time }, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return a.AsTime().UTC().Format(time.RFC3339) + " to " + b.AsTime().UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "event times: %s since the parent, %s since the lineage began\n",
+		times(p.GetFirstEventTime(), p.GetLastEventTime(), p.FirstEventTime != nil), times(p.GetBeganEventTime(), p.GetNewestEventTime(), p.BeganEventTime != nil))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tSINCE PARENT [FROM, TO)\tSINCE THE LINEAGE BEGAN [FROM, TO)")
+	for i, r := range p.GetSinceParent() {
+		began := ""
+		if i < len(p.GetSinceBegan()) {
+			b := p.GetSinceBegan()[i]
+			began = fmt.Sprintf("[%d, %d)", b.GetFrom(), b.GetTo())
+		}
+		fmt.Fprintf(tw, "%s\t%d\t[%d, %d)\t%s\n", r.GetTopic(), r.GetPartition(), r.GetFrom(), r.GetTo(), began)
+	}
+	tw.Flush()
+	if r.GetConfigJson() != "" {
+		fmt.Fprintf(w, "configuration (JSON): %s\n", r.GetConfigJson())
+	}
 }

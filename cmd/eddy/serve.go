@@ -99,7 +99,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA file: verify client certificates signed by it (mutual TLS); a certificate whose subject a credential of --auth-file names is that credential")
-	fs.StringVar(&o.authFile, "auth-file", "", "YAML file of named credentials with roles (predict, read, admin), reloaded on SIGHUP (see README, \"Access\")")
+	fs.StringVar(&o.authFile, "auth-file", "", "YAML file of named credentials with roles (predict, read, admin), reloaded on SIGHUP (see README, \"Lineage and audit\")")
 	fs.BoolVar(&o.reflection, "grpc-reflection", true, "serve gRPC server reflection (false in production: clients then need eddy.proto)")
 	fs.StringVar(&o.metricsCert, "metrics-tls-cert", "", "PEM certificate file: serve /metrics and /healthz over TLS (with --metrics-tls-key)")
 	fs.StringVar(&o.metricsKey, "metrics-tls-key", "", "PEM private key file of --metrics-tls-cert")

@@ -52,7 +52,7 @@ func (e *Engine) Checkpoint(offsets []Offset) (err error) {
 	}
 	e.plans = plans
 	for i, u := range e.states {
-		if err := e.plan(batch, u, &plans[i], start, reasons[u]); err != nil {
+		if err := e.plan(batch, u, &plans[i], start, reasons[u], offsets); err != nil {
 			return err
 		}
 	}
@@ -84,27 +84,37 @@ type modelPlan struct {
 	kept    []keptSnapshot          // the retention index with snap, when snap is not nil
 	history features.HistoryChanges // entities written and evicted
 	expired []string                // waiting events that expire
+	lineage lineage                 // the lineage once it commits
 }
 
 // plan adds u's state to batch (its new snapshot if reason is not empty,
 // its model, monitor and detection records, changed and evicted entities,
 // waiting events added, learned and expired) and records in p what to apply
 // once the batch commits. It changes nothing in u.
-func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.Time, reason string) error {
+func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.Time, reason string, offsets []Offset) error {
 	m := u.model
 	version := m.Version()
 	var served *learner.Snapshot // the snapshot this checkpoint serves once it commits
 
+	p.lineage = u.lin.after(u.cfg.Topic, offsets, reason != "", m.Learned())
+	var prov *Provenance
+	var config []byte
 	if reason != "" {
 		snap, kept, err := e.planSnapshot(batch, u, now, reason)
 		if err != nil {
 			return err
 		}
 		p.snap, p.kept = snap, kept
+		hash, data := configHash(u.cfg)
+		pv := u.lin.provenance(u, snap, version, p.lineage, hash)
+		prov, config = &pv, data
 		version = snap.Version()
 		if !u.mon.Pinned() {
 			served = snap
 		}
+	}
+	if err := writeLineage(batch, u, &p.lineage, prov, config); err != nil {
+		return err
 	}
 	e.buf = m.AppendStateAs(e.buf[:0], version)
 	if err := batch.Set(modelKey(u.cfg.Name), e.buf); err != nil {
@@ -186,6 +196,12 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 		}
 		u.auditSeq += uint64(len(u.audit))
 		u.audit = u.audit[:0]
+		first := u.lin.first
+		u.lin = p.lineage
+		for i := range first {
+			first[i] = -1
+		}
+		u.lin.first = first
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
 			u.snapped = u.model.Learned()

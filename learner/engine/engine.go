@@ -104,6 +104,7 @@ type modelState struct {
 	standby        bool           // its unit is followed (Follow), not owned
 	fwatch         *featureWatch  // feature drift; nil when unused
 	overflowLogged bool           // the first feature left out at max_numeric_features was logged
+	lin            lineage        // for the provenance of its snapshots
 	audit          []AuditEntry   // admin actions not stored yet
 	auditSeq       uint64         // sequence of the newest stored audit entry
 
@@ -223,6 +224,7 @@ func (e *Engine) Process(topic string, ex *Example) error {
 
 func (e *Engine) process(u *modelState, ex *Example) error {
 	m := u.model
+	u.lin.observe(ex.Partition, ex.Offset, ex.Time)
 	fields, violations, err := m.Check(ex.Fields)
 	if s, ok := m.TakeInferred(); ok {
 		e.log.Info("schema inferred from the first events: it is checked from now on", "model", u.cfg.Name,
@@ -288,6 +290,7 @@ func (e *Engine) rejected(u *modelState, err error) {
 		e.metrics.rejected.WithLabelValues(u.cfg.Name, rej.Reason).Inc()
 	}
 	u.rejected++
+	u.lin.Rejected++
 }
 
 // byName returns the state of the model named name, or nil.

@@ -202,6 +202,7 @@ func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, dist
 	challenger := u.cfg.FeatureDrift.Challenger && u.mon.Champion() != nil
 	if challenger {
 		u.mon.StartChallenger(u.model)
+		u.lin.ChallengerBegan = maps.Clone(u.lin.Next)
 	}
 	e.log.Warn("feature drift detected: the distribution of a feature changed (a unit change, a broken upstream join?)",
 		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset, "challenger_started", challenger)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -30,6 +31,7 @@ func (e *Engine) watch(u *modelState, fields []features.Field, ex *Example) {
 	// it replaces both.
 	if u.promotion == "" && mon.ChallengerWins() {
 		mon.AdoptChallenger(u.model)
+		u.lin.adoptChallenger()
 		u.promotion = learner.ReasonDrift
 	}
 }
@@ -38,6 +40,7 @@ func (e *Engine) watch(u *modelState, fields []features.Field, ex *Example) {
 // monitor has started a fresh challenger that learns only from what
 // follows).
 func (e *Engine) detected(u *modelState, ex *Example) {
+	u.lin.ChallengerBegan = maps.Clone(u.lin.Next)
 	mon := u.mon
 	now := e.now()
 	mon.SetLastDetection(now)

@@ -29,6 +29,9 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 	if u.auditSeq, err = lastAuditSequence(e.store, mc.Name); err != nil {
 		return nil, fmt.Errorf("learner: %w", err)
 	}
+	if u.lin, err = loadLineage(e.store, mc.Name); err != nil {
+		return nil, err
+	}
 	if u.fwatch, err = e.newFeatureWatch(mc); err != nil {
 		return nil, err
 	}

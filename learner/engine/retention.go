@@ -100,6 +100,9 @@ func (e *Engine) retire(batch *store.Batch, u *modelState, kept []keptSnapshot, 
 		if err := batch.Delete(snapshotInfoKey(u.cfg.Name, k.version)); err != nil {
 			return nil, fmt.Errorf("learner: snapshot retention: %w", err)
 		}
+		if err := batch.Delete(provenanceKey(u.cfg.Name, k.version)); err != nil {
+			return nil, fmt.Errorf("learner: snapshot retention: %w", err)
+		}
 		excess--
 	}
 	return survivors, nil

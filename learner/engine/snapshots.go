@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +23,9 @@ type SnapshotInfo struct {
 	// Rollback): it serves until Release, whatever automatic promotion
 	// decides meanwhile.
 	Pinned bool
+	// Provenance is where it came from; nil for a snapshot taken before
+	// provenance was recorded.
+	Provenance *Provenance
 }
 
 // infoOf describes s as listings show it.
@@ -67,6 +71,15 @@ func snapshotInfos(s *store.Store, model string) (infos []SnapshotInfo, err erro
 			return fmt.Errorf("learner: model %s: %w", model, err)
 		}
 		in.Pinned = in.Version == pinned
+		if data, ok, err := view.Get(provenanceKey(model, in.Version)); err != nil {
+			return fmt.Errorf("learner: %w", err)
+		} else if ok {
+			var p Provenance
+			if err := json.Unmarshal(data, &p); err != nil {
+				return fmt.Errorf("%w: provenance of %s v%d: %v", learner.ErrCorrupt, model, in.Version, err)
+			}
+			in.Provenance = &p
+		}
 		infos = append(infos, in)
 		return nil
 	})

@@ -1620,7 +1620,10 @@ type SnapshotInfo struct {
 	Serving bool `protobuf:"varint,6,opt,name=serving,proto3" json:"serving,omitempty"`
 	// Whether an operator pinned this version (Promote, Rollback): it serves
 	// until Release, whatever automatic promotion decides.
-	Pinned        bool `protobuf:"varint,7,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Pinned bool `protobuf:"varint,7,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	// Where it came from; absent for snapshots taken before eddy recorded
+	// provenance.
+	Provenance    *Provenance `protobuf:"bytes,8,opt,name=provenance,proto3" json:"provenance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1704,6 +1707,349 @@ func (x *SnapshotInfo) GetPinned() bool {
 	return false
 }
 
+func (x *SnapshotInfo) GetProvenance() *Provenance {
+	if x != nil {
+		return x.Provenance
+	}
+	return nil
+}
+
+// Provenance is where a snapshot came from. A model's lineage begins with
+// its first event or, once a post-drift challenger replaces it, at the
+// last checkpoint before the detection that started the challenger.
+type Provenance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model's previous snapshot (0: the first).
+	Parent uint64 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// sha256 of the model configuration (JSON, defaults applied);
+	// GetSnapshot returns the configuration itself.
+	ConfigHash string `protobuf:"bytes,2,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
+	// eddy's module version and VCS revision, and the Go version, that took
+	// it.
+	Build string `protobuf:"bytes,3,opt,name=build,proto3" json:"build,omitempty"`
+	// A drift promotion: the sequence of the detection it answers.
+	Detection           uint64 `protobuf:"varint,4,opt,name=detection,proto3" json:"detection,omitempty"`
+	Learned             uint64 `protobuf:"varint,5,opt,name=learned,proto3" json:"learned,omitempty"`
+	LearnedSinceParent  uint64 `protobuf:"varint,6,opt,name=learned_since_parent,json=learnedSinceParent,proto3" json:"learned_since_parent,omitempty"`
+	Rejected            uint64 `protobuf:"varint,7,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	RejectedSinceParent uint64 `protobuf:"varint,8,opt,name=rejected_since_parent,json=rejectedSinceParent,proto3" json:"rejected_since_parent,omitempty"`
+	// Offsets [from, to) of the events topic consumed since the parent and
+	// since the lineage began, per partition: the since_parent ranges of a
+	// model's successive snapshots tile each partition.
+	SinceParent []*OffsetRange `protobuf:"bytes,9,rep,name=since_parent,json=sinceParent,proto3" json:"since_parent,omitempty"`
+	SinceBegan  []*OffsetRange `protobuf:"bytes,10,rep,name=since_began,json=sinceBegan,proto3" json:"since_began,omitempty"`
+	// Event times of the events since the parent, and since the lineage
+	// began (absent: no event had one).
+	FirstEventTime  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=first_event_time,json=firstEventTime,proto3" json:"first_event_time,omitempty"`
+	LastEventTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
+	BeganEventTime  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=began_event_time,json=beganEventTime,proto3" json:"began_event_time,omitempty"`
+	NewestEventTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=newest_event_time,json=newestEventTime,proto3" json:"newest_event_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Provenance) Reset() {
+	*x = Provenance{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Provenance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Provenance) ProtoMessage() {}
+
+func (x *Provenance) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
+func (*Provenance) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Provenance) GetParent() uint64 {
+	if x != nil {
+		return x.Parent
+	}
+	return 0
+}
+
+func (x *Provenance) GetConfigHash() string {
+	if x != nil {
+		return x.ConfigHash
+	}
+	return ""
+}
+
+func (x *Provenance) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+func (x *Provenance) GetDetection() uint64 {
+	if x != nil {
+		return x.Detection
+	}
+	return 0
+}
+
+func (x *Provenance) GetLearned() uint64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *Provenance) GetLearnedSinceParent() uint64 {
+	if x != nil {
+		return x.LearnedSinceParent
+	}
+	return 0
+}
+
+func (x *Provenance) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *Provenance) GetRejectedSinceParent() uint64 {
+	if x != nil {
+		return x.RejectedSinceParent
+	}
+	return 0
+}
+
+func (x *Provenance) GetSinceParent() []*OffsetRange {
+	if x != nil {
+		return x.SinceParent
+	}
+	return nil
+}
+
+func (x *Provenance) GetSinceBegan() []*OffsetRange {
+	if x != nil {
+		return x.SinceBegan
+	}
+	return nil
+}
+
+func (x *Provenance) GetFirstEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstEventTime
+	}
+	return nil
+}
+
+func (x *Provenance) GetLastEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEventTime
+	}
+	return nil
+}
+
+func (x *Provenance) GetBeganEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BeganEventTime
+	}
+	return nil
+}
+
+func (x *Provenance) GetNewestEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NewestEventTime
+	}
+	return nil
+}
+
+type OffsetRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	From          int64                  `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            int64                  `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OffsetRange) Reset() {
+	*x = OffsetRange{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OffsetRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OffsetRange) ProtoMessage() {}
+
+func (x *OffsetRange) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
+func (*OffsetRange) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OffsetRange) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *OffsetRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *OffsetRange) GetTo() int64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+type GetSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSnapshotRequest) Reset() {
+	*x = GetSnapshotRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSnapshotRequest) ProtoMessage() {}
+
+func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetSnapshotRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *GetSnapshotRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type GetSnapshotResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Snapshot *SnapshotInfo          `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// The configuration that took it (JSON, defaults applied), as its
+	// provenance's config_hash names it.
+	ConfigJson    string `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSnapshotResponse) Reset() {
+	*x = GetSnapshotResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSnapshotResponse) ProtoMessage() {}
+
+func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetSnapshotResponse) GetSnapshot() *SnapshotInfo {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *GetSnapshotResponse) GetConfigJson() string {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return ""
+}
+
 type ListSnapshotsResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Snapshots      []*SnapshotInfo        `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
@@ -1717,7 +2063,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +2075,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2088,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -1779,7 +2125,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2137,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2150,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -1837,7 +2183,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2195,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2208,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -1881,7 +2227,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2239,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2252,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -1930,7 +2276,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2288,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2301,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -2137,7 +2483,7 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"infer_want\x18\b \x01(\x04R\tinferWant\x12:\n" +
 	"\rfeature_drift\x18\t \x03(\v2\x15.eddy.v1.FeatureDriftR\ffeatureDrift\",\n" +
 	"\x14ListSnapshotsRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\"\xbc\x02\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"\xf1\x02\n" +
 	"\fSnapshotInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
@@ -2145,10 +2491,44 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\alearned\x18\x04 \x01(\x04R\alearned\x12<\n" +
 	"\ametrics\x18\x05 \x03(\v2\".eddy.v1.SnapshotInfo.MetricsEntryR\ametrics\x12\x18\n" +
 	"\aserving\x18\x06 \x01(\bR\aserving\x12\x16\n" +
-	"\x06pinned\x18\a \x01(\bR\x06pinned\x1a:\n" +
+	"\x06pinned\x18\a \x01(\bR\x06pinned\x123\n" +
+	"\n" +
+	"provenance\x18\b \x01(\v2\x13.eddy.v1.ProvenanceR\n" +
+	"provenance\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8d\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9d\x05\n" +
+	"\n" +
+	"Provenance\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x1f\n" +
+	"\vconfig_hash\x18\x02 \x01(\tR\n" +
+	"configHash\x12\x14\n" +
+	"\x05build\x18\x03 \x01(\tR\x05build\x12\x1c\n" +
+	"\tdetection\x18\x04 \x01(\x04R\tdetection\x12\x18\n" +
+	"\alearned\x18\x05 \x01(\x04R\alearned\x120\n" +
+	"\x14learned_since_parent\x18\x06 \x01(\x04R\x12learnedSinceParent\x12\x1a\n" +
+	"\brejected\x18\a \x01(\x04R\brejected\x122\n" +
+	"\x15rejected_since_parent\x18\b \x01(\x04R\x13rejectedSinceParent\x127\n" +
+	"\fsince_parent\x18\t \x03(\v2\x14.eddy.v1.OffsetRangeR\vsinceParent\x125\n" +
+	"\vsince_began\x18\n" +
+	" \x03(\v2\x14.eddy.v1.OffsetRangeR\n" +
+	"sinceBegan\x12D\n" +
+	"\x10first_event_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstEventTime\x12B\n" +
+	"\x0flast_event_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12D\n" +
+	"\x10began_event_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0ebeganEventTime\x12F\n" +
+	"\x11newest_event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0fnewestEventTime\"e\n" +
+	"\vOffsetRange\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x03R\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\x03R\x02to\"D\n" +
+	"\x12GetSnapshotRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"i\n" +
+	"\x13GetSnapshotResponse\x121\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x15.eddy.v1.SnapshotInfoR\bsnapshot\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\tR\n" +
+	"configJson\"\x8d\x01\n" +
 	"\x15ListSnapshotsResponse\x123\n" +
 	"\tsnapshots\x18\x01 \x03(\v2\x15.eddy.v1.SnapshotInfoR\tsnapshots\x12'\n" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
@@ -2166,9 +2546,10 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xd9\x03\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xa3\x04\n" +
 	"\x05Admin\x12N\n" +
-	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12<\n" +
+	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12H\n" +
+	"\vGetSnapshot\x12\x1b.eddy.v1.GetSnapshotRequest\x1a\x1c.eddy.v1.GetSnapshotResponse\x12<\n" +
 	"\aPromote\x12\x17.eddy.v1.PromoteRequest\x1a\x18.eddy.v1.PromoteResponse\x12>\n" +
 	"\bRollback\x12\x18.eddy.v1.RollbackRequest\x1a\x18.eddy.v1.PromoteResponse\x12<\n" +
 	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponse\x12B\n" +
@@ -2188,7 +2569,7 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
@@ -2208,55 +2589,69 @@ var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*GetSchemaResponse)(nil),     // 15: eddy.v1.GetSchemaResponse
 	(*ListSnapshotsRequest)(nil),  // 16: eddy.v1.ListSnapshotsRequest
 	(*SnapshotInfo)(nil),          // 17: eddy.v1.SnapshotInfo
-	(*ListSnapshotsResponse)(nil), // 18: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),        // 19: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),       // 20: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),        // 21: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),       // 22: eddy.v1.PromoteResponse
-	nil,                           // 23: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 24: eddy.v1.InspectResponse.MetricsEntry
-	nil,                           // 25: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 27: google.protobuf.Value
+	(*Provenance)(nil),            // 18: eddy.v1.Provenance
+	(*OffsetRange)(nil),           // 19: eddy.v1.OffsetRange
+	(*GetSnapshotRequest)(nil),    // 20: eddy.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),   // 21: eddy.v1.GetSnapshotResponse
+	(*ListSnapshotsResponse)(nil), // 22: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),        // 23: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),       // 24: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),        // 25: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),       // 26: eddy.v1.PromoteResponse
+	nil,                           // 27: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                           // 28: eddy.v1.InspectResponse.MetricsEntry
+	nil,                           // 29: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 31: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	23, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	27, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
 	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
 	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
 	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
-	26, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	30, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
 	6,  // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
-	26, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
-	24, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	30, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	28, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
 	10, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
 	11, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
 	13, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
 	14, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	26, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	25, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	17, // 14: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	27, // 15: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 16: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	16, // 17: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	19, // 18: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	20, // 19: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	21, // 20: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	12, // 21: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	8,  // 22: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
-	5,  // 23: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
-	1,  // 24: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	18, // 25: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	22, // 26: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	22, // 27: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	22, // 28: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	15, // 29: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	9,  // 30: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
-	7,  // 31: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	30, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	29, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	18, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
+	19, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
+	19, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
+	30, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
+	30, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
+	30, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
+	30, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
+	17, // 21: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
+	17, // 22: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	31, // 23: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 24: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	16, // 25: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	20, // 26: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
+	23, // 27: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	24, // 28: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	25, // 29: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	12, // 30: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	8,  // 31: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	5,  // 32: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
+	1,  // 33: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	22, // 34: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	21, // 35: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
+	26, // 36: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	26, // 37: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	26, // 38: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	15, // 39: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	9,  // 40: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	7,  // 41: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -2275,7 +2670,7 @@ func file_eddy_v1_eddy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -137,6 +137,7 @@ var Inference_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Admin_ListSnapshots_FullMethodName = "/eddy.v1.Admin/ListSnapshots"
+	Admin_GetSnapshot_FullMethodName   = "/eddy.v1.Admin/GetSnapshot"
 	Admin_Promote_FullMethodName       = "/eddy.v1.Admin/Promote"
 	Admin_Rollback_FullMethodName      = "/eddy.v1.Admin/Rollback"
 	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
@@ -161,6 +162,9 @@ type AdminClient interface {
 	// ListSnapshots lists the stored snapshots of a model, oldest first, from
 	// one consistent view of the store.
 	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
+	// GetSnapshot describes one stored snapshot with its provenance and the
+	// configuration that took it. NOT_FOUND once retention removed it.
+	GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (*GetSnapshotResponse, error)
 	// Promote serves a stored snapshot version and pins it. NOT_FOUND if it
 	// is not stored. With auto set (and no version) it is Release.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
@@ -203,6 +207,16 @@ func (c *adminClient) ListSnapshots(ctx context.Context, in *ListSnapshotsReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSnapshotsResponse)
 	err := c.cc.Invoke(ctx, Admin_ListSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (*GetSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSnapshotResponse)
+	err := c.cc.Invoke(ctx, Admin_GetSnapshot_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +299,9 @@ type AdminServer interface {
 	// ListSnapshots lists the stored snapshots of a model, oldest first, from
 	// one consistent view of the store.
 	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
+	// GetSnapshot describes one stored snapshot with its provenance and the
+	// configuration that took it. NOT_FOUND once retention removed it.
+	GetSnapshot(context.Context, *GetSnapshotRequest) (*GetSnapshotResponse, error)
 	// Promote serves a stored snapshot version and pins it. NOT_FOUND if it
 	// is not stored. With auto set (and no version) it is Release.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
@@ -325,6 +342,9 @@ type UnimplementedAdminServer struct{}
 
 func (UnimplementedAdminServer) ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListSnapshots not implemented")
+}
+func (UnimplementedAdminServer) GetSnapshot(context.Context, *GetSnapshotRequest) (*GetSnapshotResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSnapshot not implemented")
 }
 func (UnimplementedAdminServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Promote not implemented")
@@ -379,6 +399,24 @@ func _Admin_ListSnapshots_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).ListSnapshots(ctx, req.(*ListSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GetSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetSnapshot(ctx, req.(*GetSnapshotRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -501,6 +539,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSnapshots",
 			Handler:    _Admin_ListSnapshots_Handler,
+		},
+		{
+			MethodName: "GetSnapshot",
+			Handler:    _Admin_GetSnapshot_Handler,
 		},
 		{
 			MethodName: "Promote",
