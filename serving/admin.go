@@ -140,12 +140,9 @@ func snapshotInfoProto(in SnapshotInfo, serving uint64) *eddyv1.SnapshotInfo {
 }
 
 func (a *adminServer) GetSnapshot(ctx context.Context, req *eddyv1.GetSnapshotRequest) (*eddyv1.GetSnapshotResponse, error) {
-	if err := a.model(req.GetModel()); err != nil {
+	sa, err := optional[SnapshotAdmin](a, "GetSnapshot", req.GetModel(), "describe one snapshot")
+	if err != nil {
 		return nil, err
-	}
-	sa, ok := a.admin.(SnapshotAdmin)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, "this server cannot describe one snapshot")
 	}
 	in, config, err := sa.Snapshot(req.GetModel(), req.GetVersion())
 	if err != nil {
@@ -185,12 +182,9 @@ func (a *adminServer) Rollback(ctx context.Context, req *eddyv1.RollbackRequest)
 }
 
 func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaRequest) (*eddyv1.GetSchemaResponse, error) {
-	if err := a.model(req.GetModel()); err != nil {
+	sa, err := optional[SchemaAdmin](a, "GetSchema", req.GetModel(), "describe schemas")
+	if err != nil {
 		return nil, err
-	}
-	sa, ok := a.admin.(SchemaAdmin)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, "this server cannot describe schemas")
 	}
 	r, err := sa.Schema(req.GetModel())
 	if err != nil {
@@ -212,12 +206,9 @@ func (a *adminServer) GetSchema(ctx context.Context, req *eddyv1.GetSchemaReques
 }
 
 func (a *adminServer) ListAudit(ctx context.Context, req *eddyv1.ListAuditRequest) (*eddyv1.ListAuditResponse, error) {
-	if err := a.model(req.GetModel()); err != nil {
+	aa, err := optional[AuditAdmin](a, "ListAudit", req.GetModel(), "list audit logs")
+	if err != nil {
 		return nil, err
-	}
-	aa, ok := a.admin.(AuditAdmin)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, "this server keeps no audit log")
 	}
 	resp, err := aa.Audit(req.GetModel(), int(req.GetLimit()))
 	if err != nil {
@@ -226,19 +217,31 @@ func (a *adminServer) ListAudit(ctx context.Context, req *eddyv1.ListAuditReques
 	return resp, nil
 }
 
+// optional checks the model a request names and returns the optional part
+// I of the Admin that answers method (UNIMPLEMENTED, saying what this
+// server cannot do, without it).
+func optional[I any](a *adminServer, method, model, what string) (I, error) {
+	var none I
+	if err := a.model(model); err != nil {
+		return none, err
+	}
+	impl, ok := a.admin.(I)
+	if !ok {
+		return none, status.Errorf(codes.Unimplemented, "%s: this server cannot %s", method, what)
+	}
+	return impl, nil
+}
+
 // maxInspectTop bounds the weights one Inspect lists.
 const maxInspectTop = 10000
 
 func (a *adminServer) Inspect(ctx context.Context, req *eddyv1.InspectRequest) (*eddyv1.InspectResponse, error) {
-	if err := a.model(req.GetModel()); err != nil {
-		return nil, err
-	}
 	if req.GetTopK() > maxInspectTop {
 		return nil, status.Errorf(codes.InvalidArgument, "top_k %d exceeds the limit of %d", req.GetTopK(), maxInspectTop)
 	}
-	ia, ok := a.admin.(InspectAdmin)
-	if !ok {
-		return nil, status.Error(codes.Unimplemented, "this server cannot inspect models")
+	ia, err := optional[InspectAdmin](a, "Inspect", req.GetModel(), "inspect models")
+	if err != nil {
+		return nil, err
 	}
 	resp, err := ia.Inspect(req.GetModel(), req.GetVersion(), int(req.GetTopK()))
 	if err != nil {
