@@ -339,7 +339,9 @@ func decodeSnapshot(cfg ModelConfig, window int, data []byte) (*Snapshot, error)
 	if err != nil {
 		return nil, err
 	}
-	return newSnapshot(m, snapshotMeta{created: time.Unix(0, created).UTC(), reason: reason}), nil
+	s := newSnapshot(m, snapshotMeta{created: time.Unix(0, created).UTC(), reason: reason})
+	s.names = m.names // m is this snapshot's own: no copy
+	return s, nil
 }
 
 // readWeights reads a vector written by appendColumn of at most dim

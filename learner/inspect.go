@@ -67,6 +67,10 @@ type NamedWeight struct {
 
 // Inspect describes s, listing its top largest weights (0:
 // DefaultInspectTop). It reads every weight once. Safe for concurrent use.
+// Hashed buckets are named for a snapshot decoded from the store
+// (DecodeStoredSnapshot); one taken by Model.Snapshot carries no names (a
+// copy at every promotion would cost for nothing: serving never inspects),
+// and Model.Inspect names them.
 func (s *Snapshot) Inspect(top int) Inspection {
 	if top <= 0 {
 		top = DefaultInspectTop
@@ -183,5 +187,7 @@ func DecodeStoredSnapshot(cfg ModelConfig, data []byte) (*Snapshot, error) {
 // Inspect describes the live model m as a snapshot of it would: what
 // the model has learned up to now. One goroutine at a time (m's).
 func (m *Model) Inspect(top int) Inspection {
-	return newSnapshot(m, snapshotMeta{}).Inspect(top)
+	s := newSnapshot(m, snapshotMeta{})
+	s.names = m.names // read here and now, on m's goroutine: no copy
+	return s.Inspect(top)
 }

@@ -29,7 +29,7 @@ const DefaultHashNames = 4096
 // only when one of its buckets is to be named, and on one learned event
 // in 64, when the buckets' full hashes are compared with the
 // names' to find buckets that two features share. Owned by the model's
-// goroutine; snapshots hold a copy.
+// goroutine; a snapshot decoded from the store holds its own.
 type bucketNames struct {
 	limit int
 	names map[int]bucketName // weight index → name
@@ -196,18 +196,6 @@ func selectSmallest(a []rankedBucket, k int) {
 			return
 		}
 	}
-}
-
-func (b *bucketNames) clone() *bucketNames {
-	if b == nil {
-		return nil
-	}
-	c := &bucketNames{limit: b.limit, names: make(map[int]bucketName, len(b.names)), named: slices.Clone(b.named), floor: b.floor}
-	for k, v := range b.names {
-		c.names[k] = v
-	}
-	c.trace.Trace()
-	return c
 }
 
 // lookup returns the name of bucket index idx.

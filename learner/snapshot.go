@@ -26,7 +26,7 @@ type Snapshot struct {
 	schema   *features.Schema  // nil without one
 	skew     *Skew             // the live model's; Score feeds its serving side; nil without feature drift
 	cfg      ModelConfig       // for Inspect
-	names    *bucketNames      // a copy of the model's bucket names, for Inspect; nil when kept off
+	names    *bucketNames      // bucket names for Inspect: only a decoded snapshot's (DecodeStoredSnapshot) and Model.Inspect's; nil otherwise
 	scratch  sync.Pool         // *scoreScratch, so that Score allocates nothing
 }
 
@@ -57,7 +57,6 @@ func newSnapshot(m *Model, meta snapshotMeta) *Snapshot {
 		schema:   m.schema,
 		skew:     m.skew,
 		cfg:      m.cfg,
-		names:    m.names.clone(),
 	}
 }
 
