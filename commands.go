@@ -128,6 +128,16 @@ func (a *groupAdmin) Snapshot(model string, version uint64) (serving.SnapshotInf
 	return res.Snapshots[0], res.Config, nil
 }
 
+// Export encodes a stored snapshot of model as an export file, on an
+// instance that holds the model: an export can be larger than a message of
+// the commands topic.
+func (a *groupAdmin) Export(model string, version uint64) ([]byte, error) {
+	if h := a.engine.Holds(model); h == engine.Owned || h == engine.Restored || h == engine.Following {
+		return a.local.Export(model, version)
+	}
+	return nil, classified{serving.ErrPrecondition, fmt.Errorf("this instance does not hold model %s: export it from the instance that learns it (or a standby); eddy snapshots lists the versions", model)}
+}
+
 // Audit lists model's audit log: from the local store if this instance
 // holds the model, else from the instance that learns it.
 func (a *groupAdmin) Audit(model string, limit int) (*eddyv1.ListAuditResponse, error) {

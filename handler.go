@@ -156,6 +156,17 @@ func provenanceProto(p *engine.Provenance) *eddyv1.Provenance {
 		FirstEventTime: ts(p.FirstEventTime), LastEventTime: ts(p.LastEventTime), BeganEventTime: ts(p.BeganEventTime), NewestEventTime: ts(p.NewestEventTime)}
 }
 
+// Export encodes a stored snapshot of model as an export file.
+func (a engineAdmin) Export(model string, version uint64) ([]byte, error) {
+	for _, mc := range a.engine.Configs() {
+		if mc.Name == model {
+			data, err := exportSnapshot(a.engine, mc, version)
+			return data, adminError(err)
+		}
+	}
+	return nil, adminError(fmt.Errorf("%w: no model named %q", engine.ErrSnapshotNotFound, model))
+}
+
 // Audit lists model's audit log as the local store holds it.
 func (a engineAdmin) Audit(model string, limit int) (*eddyv1.ListAuditResponse, error) {
 	entries, err := a.engine.Audit(model, limit)

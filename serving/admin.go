@@ -41,6 +41,12 @@ type InspectAdmin interface {
 	Inspect(model string, version uint64, top int) (*eddyv1.InspectResponse, error)
 }
 
+// ExportAdmin may be implemented by an Admin that can export a stored
+// snapshot as a file (the ExportSnapshot RPC; without it UNIMPLEMENTED).
+type ExportAdmin interface {
+	Export(model string, version uint64) ([]byte, error)
+}
+
 // AuditAdmin may be implemented by an Admin that keeps an audit log of
 // operator actions (the ListAudit RPC; without it ListAudit is
 // UNIMPLEMENTED). limit is how many of the newest entries (0: all).
@@ -215,6 +221,24 @@ func (a *adminServer) ListAudit(ctx context.Context, req *eddyv1.ListAuditReques
 		return nil, a.statusOf("ListAudit", req.GetModel(), err)
 	}
 	return resp, nil
+}
+
+func (a *adminServer) ExportSnapshot(ctx context.Context, req *eddyv1.ExportSnapshotRequest) (*eddyv1.ExportSnapshotResponse, error) {
+	ea, err := optional[ExportAdmin](a, "ExportSnapshot", req.GetModel(), "export snapshots")
+	if err != nil {
+		return nil, err
+	}
+	version := req.GetVersion()
+	if version == 0 {
+		if version = a.serving(req.GetModel()); version == 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "model %s has no snapshot serving yet: give a version (see ListSnapshots)", req.GetModel())
+		}
+	}
+	data, err := ea.Export(req.GetModel(), version)
+	if err != nil {
+		return nil, a.statusOf("ExportSnapshot", req.GetModel(), err)
+	}
+	return &eddyv1.ExportSnapshotResponse{Data: data, Version: version}, nil
 }
 
 // optional checks the model a request names and returns the optional part

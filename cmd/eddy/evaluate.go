@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,6 +49,11 @@ binary model, say) are counted, and the first few are reported on stderr.
 after the header) before it is learned, as Predict --explain does (see eddy
 predict --help): a served snapshot that learned the same N-1 rows gives the
 same explanation, so a served one can be reproduced offline.
+
+--model-file FILE (written by eddy export) scores the rows with that
+snapshot instead, without learning: the metrics are those of the served
+model as it was, over the file (multiclass: accuracy only). Models whose
+features come from entity histories cannot be scored this way.
 `
 
 // modelFlagNames are the flags that describe the model; --config replaces
@@ -90,6 +96,7 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object at the end and nothing else on stdout")
 	fs.IntVar(&o.rollingWindow, "rolling-window", learner.DefaultRollingWindow, "rows covered by the rolling metric")
 	fs.IntVar(&o.explainRow, "explain-row", 0, "explain the prediction for data row N (1: the first after the header) before learning it")
+	fs.StringVar(&o.modelFile, "model-file", "", "score with this exported snapshot (eddy export), without learning, instead of training a model")
 	fs.IntVar(&o.explainTop, "top-k", 0, "with --explain-row: show the K terms of largest |contribution| (0: all)")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
@@ -111,6 +118,9 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if err := o.useConfigFile(configFile, modelName, given); err != nil {
 		return err
+	}
+	if o.modelFile != "" && (configFile != "" || o.explainRow > 0) {
+		return errors.New("evaluate: --model-file scores with an exported model: it cannot be combined with --config or --explain-row")
 	}
 	if asJSON {
 		o.every = 0 // stdout holds the one JSON object only
@@ -187,6 +197,9 @@ type evaluateOptions struct {
 	// before it is learned (0: none), keeping its explainTop terms of
 	// largest |contribution| (0: all).
 	explainRow, explainTop int
+	// modelFile, when set, is an export file whose snapshot scores the
+	// rows without learning.
+	modelFile string
 }
 
 // evaluation is the outcome of running a file through a model.
@@ -199,6 +212,8 @@ type evaluation struct {
 	rejected  int // rows the model refused
 	elapsed   time.Duration
 	explained *explainedRow // --explain-row
+	fixed     bool          // scored by an exported snapshot (--model-file): no learning
+	noLogLoss bool          // multiclass --model-file: the true class's probability is not known
 }
 
 // explainedRow is the explanation of one row's prediction.
@@ -217,6 +232,9 @@ const maxShownRejections = 5
 // progress bar and the first rejections go to progressOut. On cancellation
 // it returns ctx.Err() within 1000 rows.
 func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer) (evaluation, error) {
+	if o.modelFile != "" {
+		return scoreFile(ctx, o, progressOut)
+	}
 	start := time.Now()
 	cfg := o.model
 	if cfg.Name == "" {
@@ -412,7 +430,9 @@ func (e evaluation) writeText(w io.Writer, file string) {
 		return
 	}
 	line("accuracy", fmt.Sprintf("%.4f", m.Accuracy))
-	line("log_loss", fmt.Sprintf("%.4f", m.LogLoss))
+	if !e.noLogLoss {
+		line("log_loss", fmt.Sprintf("%.4f", m.LogLoss))
+	}
 	line("rolling", fmt.Sprintf("%.4f", m.Rolling))
 }
 
@@ -448,10 +468,113 @@ func (e evaluation) summary() evaluationSummary {
 		s.MAE, s.RMSE, s.Intercept = &m.MAE, &m.RMSE, &e.intercept
 	} else {
 		s.Accuracy, s.LogLoss = &m.Accuracy, &m.LogLoss
+		if e.noLogLoss {
+			s.LogLoss = nil
+		}
 	}
 	if x := e.explained; x != nil {
 		s.ExplainedRow, s.Score = &x.row, &x.score
 		s.Explanation, _ = protojson.Marshal(x.exp)
 	}
 	return s
+}
+
+// scoreFile scores the CSV file of o with the exported snapshot of
+// o.modelFile, without learning: each row's prediction against its label,
+// in the metrics evaluate prints (rolling: over the last rollingWindow
+// rows).
+func scoreFile(ctx context.Context, o evaluateOptions, progressOut io.Writer) (evaluation, error) {
+	start := time.Now()
+	exp, err := eddy.LoadExport(o.modelFile)
+	if err != nil {
+		return evaluation{}, fmt.Errorf("evaluate: %w", err)
+	}
+	task := exp.Task()
+	ev := evaluation{task: task, fixed: true, noLogLoss: task == learner.Multiclass}
+	fmt.Fprintf(progressOut, "evaluate: scoring with model %s version %d (%s, learned %d), exported %s; nothing is learned\n",
+		exp.Header.Model, exp.Header.Version, exp.Header.Reason, exp.Header.Learned, exp.Header.Exported.Format(time.RFC3339))
+	f, err := os.Open(o.file)
+	if err != nil {
+		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	defer f.Close()
+	src, err := newCSVExamples(bufio.NewReaderSize(f, 1<<16), o.file, stream.CSVConfig{Target: o.target, Ignore: o.ignore, Categorical: o.categorical})
+	if err != nil {
+		return ev, err
+	}
+	window := o.rollingWindow
+	if window == 0 {
+		window = learner.DefaultRollingWindow
+	}
+	var m learner.Metrics
+	var sumLog, sumAbs, sumSq, correct float64
+	recent := make([]float64, 0, window) // per row: correct (1/0), or absolute error
+	next := 0
+	for {
+		fields, label, hasLabel, err := src.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return ev, err
+		}
+		ev.rows++
+		if ev.rows%1000 == 0 {
+			if err := ctx.Err(); err != nil {
+				return ev, err
+			}
+		}
+		if !hasLabel {
+			ev.skipped++
+			continue
+		}
+		score, predicted := exp.Score(nil, fields)
+		m.N++
+		var r float64
+		switch task {
+		case learner.Regression:
+			r = math.Abs(score - label)
+			sumAbs += r
+			sumSq += r * r
+		default:
+			if float64(predicted) == label {
+				r = 1
+				correct++
+			}
+			if task == learner.Binary {
+				p := min(max(score, 1e-15), 1-1e-15)
+				if label == 1 {
+					sumLog -= math.Log(p)
+				} else {
+					sumLog -= math.Log(1 - p)
+				}
+			}
+		}
+		if len(recent) < window {
+			recent = append(recent, r)
+		} else {
+			recent[next] = r
+			next = (next + 1) % window
+		}
+	}
+	n := float64(m.N)
+	if n > 0 {
+		m.Accuracy, m.LogLoss, m.MAE, m.RMSE = correct/n, sumLog/n, sumAbs/n, math.Sqrt(sumSq/n)
+		if task == learner.Regression {
+			m.Accuracy = 0
+		} else {
+			m.MAE, m.RMSE = 0, 0
+		}
+		total := 0.0
+		for _, r := range recent {
+			total += r
+		}
+		m.Rolling = total / float64(len(recent))
+	}
+	ev.metrics = m
+	if in := exp.Inspect(1); len(in.Intercepts) > 0 {
+		ev.intercept = in.Intercepts[0]
+	}
+	ev.elapsed = time.Since(start)
+	return ev, nil
 }

@@ -40,6 +40,7 @@ func commands() []command {
 		{"release", "end a pin: serve the newest snapshot, resume automatic promotion", runRelease},
 		{"schema", "show a model's schema (declared or inferred) and its feature-drift detectors", runSchema},
 		{"inspect", "show what a model has learned: metrics, feature statistics, its largest weights by name", runInspect},
+		{"export", "write a stored snapshot to a checksummed file that evaluate --model-file scores with", runExport},
 		{"audit", "list the operator actions on a model: who promoted, rolled back, released or reset it, and when", runAudit},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},

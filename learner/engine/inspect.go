@@ -51,3 +51,7 @@ func (e *Engine) Inspect(model string, version uint64, top int) (learner.Inspect
 	}
 	return s.Inspect(top), nil
 }
+
+// Configs returns the configurations of the engine's models, defaults
+// applied. The caller must not modify them.
+func (e *Engine) Configs() []learner.ModelConfig { return e.cfg.Models }

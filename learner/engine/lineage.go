@@ -151,7 +151,7 @@ func (l *lineage) after(topic string, offsets []Offset, snapped bool, learned ui
 // provenance returns the provenance of snapshot snap of u, taken with the
 // lineage next (after this checkpoint) from the lineage before it.
 func (l *lineage) provenance(u *modelState, snap *learner.Snapshot, parent uint64, next lineage, hash string) Provenance {
-	p := Provenance{Version: snap.Version(), Parent: parent, Created: snap.Created(), Reason: snap.Reason(), ConfigHash: hash, Build: buildVersion(),
+	p := Provenance{Version: snap.Version(), Parent: parent, Created: snap.Created(), Reason: snap.Reason(), ConfigHash: hash, Build: Build(),
 		Learned: snap.Learned(), LearnedSinceParent: snap.Learned() - l.LearnedLast, Rejected: l.Rejected, RejectedSinceParent: l.Rejected - l.RejectedLast,
 		FirstEventTime: l.MinTime, LastEventTime: l.MaxTime, BeganEventTime: l.BeganTime, NewestEventTime: l.NewestTime}
 	if snap.Reason() == learner.ReasonDrift {
@@ -208,7 +208,9 @@ var buildOnce = sync.OnceValue(func() string {
 	return v + " " + info.GoVersion
 })
 
-func buildVersion() string { return buildOnce() }
+// Build returns eddy's module version and VCS revision (when the binary
+// was built from a checkout) and the Go version: what provenance records.
+func Build() string { return buildOnce() }
 
 // writeLineage adds u's lineage after this checkpoint, and the provenance
 // and configuration of its new snapshot (if any), to batch.

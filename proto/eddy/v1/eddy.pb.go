@@ -604,6 +604,112 @@ func (x *ClassMargin) GetProbability() float64 {
 	return 0
 }
 
+type ExportSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// 0: the version serving.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSnapshotRequest) Reset() {
+	*x = ExportSnapshotRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSnapshotRequest) ProtoMessage() {}
+
+func (x *ExportSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ExportSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExportSnapshotRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ExportSnapshotRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ExportSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file, as eddy export writes it.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSnapshotResponse) Reset() {
+	*x = ExportSnapshotResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSnapshotResponse) ProtoMessage() {}
+
+func (x *ExportSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ExportSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExportSnapshotResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportSnapshotResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type ListAuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -615,7 +721,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +733,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +746,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAuditRequest) GetModel() string {
@@ -679,7 +785,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +797,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +810,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuditEntry) GetSequence() uint64 {
@@ -766,7 +872,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +884,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +897,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAuditResponse) GetModel() string {
@@ -821,7 +927,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +939,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +952,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InspectRequest) GetModel() string {
@@ -906,7 +1012,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1024,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1037,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InspectResponse) GetModel() string {
@@ -1067,7 +1173,7 @@ type NumericFeature struct {
 
 func (x *NumericFeature) Reset() {
 	*x = NumericFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1185,7 @@ func (x *NumericFeature) String() string {
 func (*NumericFeature) ProtoMessage() {}
 
 func (x *NumericFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1198,7 @@ func (x *NumericFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NumericFeature.ProtoReflect.Descriptor instead.
 func (*NumericFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NumericFeature) GetName() string {
@@ -1151,7 +1257,7 @@ type NamedWeight struct {
 
 func (x *NamedWeight) Reset() {
 	*x = NamedWeight{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1269,7 @@ func (x *NamedWeight) String() string {
 func (*NamedWeight) ProtoMessage() {}
 
 func (x *NamedWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1282,7 @@ func (x *NamedWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedWeight.ProtoReflect.Descriptor instead.
 func (*NamedWeight) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NamedWeight) GetName() string {
@@ -1237,7 +1343,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1355,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1368,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSchemaRequest) GetModel() string {
@@ -1289,7 +1395,7 @@ type SchemaFeature struct {
 
 func (x *SchemaFeature) Reset() {
 	*x = SchemaFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1407,7 @@ func (x *SchemaFeature) String() string {
 func (*SchemaFeature) ProtoMessage() {}
 
 func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1420,7 @@ func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
 func (*SchemaFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SchemaFeature) GetName() string {
@@ -1387,7 +1493,7 @@ type FeatureDrift struct {
 
 func (x *FeatureDrift) Reset() {
 	*x = FeatureDrift{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1505,7 @@ func (x *FeatureDrift) String() string {
 func (*FeatureDrift) ProtoMessage() {}
 
 func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1518,7 @@ func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
 func (*FeatureDrift) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeatureDrift) GetFeature() string {
@@ -1470,7 +1576,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1588,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1601,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSchemaResponse) GetModel() string {
@@ -1570,7 +1676,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1688,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1701,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -1630,7 +1736,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1748,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1761,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -1750,7 +1856,7 @@ type Provenance struct {
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1868,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1881,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Provenance) GetParent() uint64 {
@@ -1888,7 +1994,7 @@ type OffsetRange struct {
 
 func (x *OffsetRange) Reset() {
 	*x = OffsetRange{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2006,7 @@ func (x *OffsetRange) String() string {
 func (*OffsetRange) ProtoMessage() {}
 
 func (x *OffsetRange) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2019,7 @@ func (x *OffsetRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
 func (*OffsetRange) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OffsetRange) GetTopic() string {
@@ -1954,7 +2060,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2072,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2085,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetSnapshotRequest) GetModel() string {
@@ -2008,7 +2114,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2126,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2139,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -2063,7 +2169,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2181,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2194,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -2125,7 +2231,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2243,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2256,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -2183,7 +2289,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2301,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2314,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -2227,7 +2333,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2345,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2358,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -2276,7 +2382,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2394,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2407,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -2390,7 +2496,13 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x05class\x18\x01 \x01(\x03R\x05class\x12\x1c\n" +
 	"\tintercept\x18\x02 \x01(\x01R\tintercept\x12\x16\n" +
 	"\x06margin\x18\x03 \x01(\x01R\x06margin\x12 \n" +
-	"\vprobability\x18\x04 \x01(\x01R\vprobability\">\n" +
+	"\vprobability\x18\x04 \x01(\x01R\vprobability\"G\n" +
+	"\x15ExportSnapshotRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"F\n" +
+	"\x16ExportSnapshotResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\">\n" +
 	"\x10ListAuditRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xd2\x01\n" +
@@ -2546,7 +2658,7 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xa3\x04\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xf6\x04\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12H\n" +
 	"\vGetSnapshot\x12\x1b.eddy.v1.GetSnapshotRequest\x1a\x1c.eddy.v1.GetSnapshotResponse\x12<\n" +
@@ -2555,7 +2667,8 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\aRelease\x12\x17.eddy.v1.ReleaseRequest\x1a\x18.eddy.v1.PromoteResponse\x12B\n" +
 	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponse\x12<\n" +
 	"\aInspect\x12\x17.eddy.v1.InspectRequest\x1a\x18.eddy.v1.InspectResponse\x12B\n" +
-	"\tListAudit\x12\x19.eddy.v1.ListAuditRequest\x1a\x1a.eddy.v1.ListAuditResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\tListAudit\x12\x19.eddy.v1.ListAuditRequest\x1a\x1a.eddy.v1.ListAuditResponse\x12Q\n" +
+	"\x0eExportSnapshot\x12\x1e.eddy.v1.ExportSnapshotRequest\x1a\x1f.eddy.v1.ExportSnapshotResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -2569,86 +2682,90 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_eddy_v1_eddy_proto_goTypes = []any{
-	(*PredictRequest)(nil),        // 0: eddy.v1.PredictRequest
-	(*PredictResponse)(nil),       // 1: eddy.v1.PredictResponse
-	(*Explanation)(nil),           // 2: eddy.v1.Explanation
-	(*ExplainedTerm)(nil),         // 3: eddy.v1.ExplainedTerm
-	(*ClassMargin)(nil),           // 4: eddy.v1.ClassMargin
-	(*ListAuditRequest)(nil),      // 5: eddy.v1.ListAuditRequest
-	(*AuditEntry)(nil),            // 6: eddy.v1.AuditEntry
-	(*ListAuditResponse)(nil),     // 7: eddy.v1.ListAuditResponse
-	(*InspectRequest)(nil),        // 8: eddy.v1.InspectRequest
-	(*InspectResponse)(nil),       // 9: eddy.v1.InspectResponse
-	(*NumericFeature)(nil),        // 10: eddy.v1.NumericFeature
-	(*NamedWeight)(nil),           // 11: eddy.v1.NamedWeight
-	(*GetSchemaRequest)(nil),      // 12: eddy.v1.GetSchemaRequest
-	(*SchemaFeature)(nil),         // 13: eddy.v1.SchemaFeature
-	(*FeatureDrift)(nil),          // 14: eddy.v1.FeatureDrift
-	(*GetSchemaResponse)(nil),     // 15: eddy.v1.GetSchemaResponse
-	(*ListSnapshotsRequest)(nil),  // 16: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),          // 17: eddy.v1.SnapshotInfo
-	(*Provenance)(nil),            // 18: eddy.v1.Provenance
-	(*OffsetRange)(nil),           // 19: eddy.v1.OffsetRange
-	(*GetSnapshotRequest)(nil),    // 20: eddy.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),   // 21: eddy.v1.GetSnapshotResponse
-	(*ListSnapshotsResponse)(nil), // 22: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),        // 23: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),       // 24: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),        // 25: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),       // 26: eddy.v1.PromoteResponse
-	nil,                           // 27: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                           // 28: eddy.v1.InspectResponse.MetricsEntry
-	nil,                           // 29: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 31: google.protobuf.Value
+	(*PredictRequest)(nil),         // 0: eddy.v1.PredictRequest
+	(*PredictResponse)(nil),        // 1: eddy.v1.PredictResponse
+	(*Explanation)(nil),            // 2: eddy.v1.Explanation
+	(*ExplainedTerm)(nil),          // 3: eddy.v1.ExplainedTerm
+	(*ClassMargin)(nil),            // 4: eddy.v1.ClassMargin
+	(*ExportSnapshotRequest)(nil),  // 5: eddy.v1.ExportSnapshotRequest
+	(*ExportSnapshotResponse)(nil), // 6: eddy.v1.ExportSnapshotResponse
+	(*ListAuditRequest)(nil),       // 7: eddy.v1.ListAuditRequest
+	(*AuditEntry)(nil),             // 8: eddy.v1.AuditEntry
+	(*ListAuditResponse)(nil),      // 9: eddy.v1.ListAuditResponse
+	(*InspectRequest)(nil),         // 10: eddy.v1.InspectRequest
+	(*InspectResponse)(nil),        // 11: eddy.v1.InspectResponse
+	(*NumericFeature)(nil),         // 12: eddy.v1.NumericFeature
+	(*NamedWeight)(nil),            // 13: eddy.v1.NamedWeight
+	(*GetSchemaRequest)(nil),       // 14: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),          // 15: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),           // 16: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),      // 17: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),   // 18: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),           // 19: eddy.v1.SnapshotInfo
+	(*Provenance)(nil),             // 20: eddy.v1.Provenance
+	(*OffsetRange)(nil),            // 21: eddy.v1.OffsetRange
+	(*GetSnapshotRequest)(nil),     // 22: eddy.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),    // 23: eddy.v1.GetSnapshotResponse
+	(*ListSnapshotsResponse)(nil),  // 24: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),         // 25: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),        // 26: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),         // 27: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),        // 28: eddy.v1.PromoteResponse
+	nil,                            // 29: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                            // 30: eddy.v1.InspectResponse.MetricsEntry
+	nil,                            // 31: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
+	(*structpb.Value)(nil),         // 33: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	27, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	29, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
 	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
 	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
 	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
-	30, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	6,  // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
-	30, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
-	28, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
-	10, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
-	11, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
-	13, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
-	14, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	30, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	29, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	18, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
-	19, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
-	19, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
-	30, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
-	30, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
-	30, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
-	30, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
-	17, // 21: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
-	17, // 22: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	31, // 23: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	32, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	8,  // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
+	32, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	30, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	12, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
+	13, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
+	15, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	16, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	32, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	31, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	20, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
+	21, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
+	21, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
+	32, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
+	32, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
+	32, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
+	32, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
+	19, // 21: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
+	19, // 22: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	33, // 23: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
 	0,  // 24: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	16, // 25: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	20, // 26: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
-	23, // 27: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	24, // 28: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	25, // 29: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	12, // 30: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	8,  // 31: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
-	5,  // 32: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
-	1,  // 33: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	22, // 34: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	21, // 35: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
-	26, // 36: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	26, // 37: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	26, // 38: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	15, // 39: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	9,  // 40: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
-	7,  // 41: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
+	18, // 25: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	22, // 26: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
+	25, // 27: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	26, // 28: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	27, // 29: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	14, // 30: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	10, // 31: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	7,  // 32: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
+	5,  // 33: eddy.v1.Admin.ExportSnapshot:input_type -> eddy.v1.ExportSnapshotRequest
+	1,  // 34: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	24, // 35: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	23, // 36: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
+	28, // 37: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	28, // 38: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	28, // 39: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	17, // 40: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	11, // 41: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	9,  // 42: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
+	6,  // 43: eddy.v1.Admin.ExportSnapshot:output_type -> eddy.v1.ExportSnapshotResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2661,16 +2778,16 @@ func file_eddy_v1_eddy_proto_init() {
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[11].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[13].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[14].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[15].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -136,14 +136,15 @@ var Inference_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_ListSnapshots_FullMethodName = "/eddy.v1.Admin/ListSnapshots"
-	Admin_GetSnapshot_FullMethodName   = "/eddy.v1.Admin/GetSnapshot"
-	Admin_Promote_FullMethodName       = "/eddy.v1.Admin/Promote"
-	Admin_Rollback_FullMethodName      = "/eddy.v1.Admin/Rollback"
-	Admin_Release_FullMethodName       = "/eddy.v1.Admin/Release"
-	Admin_GetSchema_FullMethodName     = "/eddy.v1.Admin/GetSchema"
-	Admin_Inspect_FullMethodName       = "/eddy.v1.Admin/Inspect"
-	Admin_ListAudit_FullMethodName     = "/eddy.v1.Admin/ListAudit"
+	Admin_ListSnapshots_FullMethodName  = "/eddy.v1.Admin/ListSnapshots"
+	Admin_GetSnapshot_FullMethodName    = "/eddy.v1.Admin/GetSnapshot"
+	Admin_Promote_FullMethodName        = "/eddy.v1.Admin/Promote"
+	Admin_Rollback_FullMethodName       = "/eddy.v1.Admin/Rollback"
+	Admin_Release_FullMethodName        = "/eddy.v1.Admin/Release"
+	Admin_GetSchema_FullMethodName      = "/eddy.v1.Admin/GetSchema"
+	Admin_Inspect_FullMethodName        = "/eddy.v1.Admin/Inspect"
+	Admin_ListAudit_FullMethodName      = "/eddy.v1.Admin/ListAudit"
+	Admin_ExportSnapshot_FullMethodName = "/eddy.v1.Admin/ExportSnapshot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -193,6 +194,12 @@ type AdminClient interface {
 	// it, as of the last checkpoint of the instance that learns it. The log
 	// moves with the model between instances and outlives a reset.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// ExportSnapshot returns a stored snapshot as a self-describing,
+	// checksummed file (eddy export): the model state, the configuration
+	// that took it and its provenance. Answered by an instance that holds
+	// the model (its owner, a standby, or one restored from its store);
+	// FAILED_PRECONDITION on another. Needs the admin role.
+	ExportSnapshot(ctx context.Context, in *ExportSnapshotRequest, opts ...grpc.CallOption) (*ExportSnapshotResponse, error)
 }
 
 type adminClient struct {
@@ -283,6 +290,16 @@ func (c *adminClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) ExportSnapshot(ctx context.Context, in *ExportSnapshotRequest, opts ...grpc.CallOption) (*ExportSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportSnapshotResponse)
+	err := c.cc.Invoke(ctx, Admin_ExportSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -330,6 +347,12 @@ type AdminServer interface {
 	// it, as of the last checkpoint of the instance that learns it. The log
 	// moves with the model between instances and outlives a reset.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// ExportSnapshot returns a stored snapshot as a self-describing,
+	// checksummed file (eddy export): the model state, the configuration
+	// that took it and its provenance. Answered by an instance that holds
+	// the model (its owner, a standby, or one restored from its store);
+	// FAILED_PRECONDITION on another. Needs the admin role.
+	ExportSnapshot(context.Context, *ExportSnapshotRequest) (*ExportSnapshotResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -363,6 +386,9 @@ func (UnimplementedAdminServer) Inspect(context.Context, *InspectRequest) (*Insp
 }
 func (UnimplementedAdminServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedAdminServer) ExportSnapshot(context.Context, *ExportSnapshotRequest) (*ExportSnapshotResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ExportSnapshot not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -529,6 +555,24 @@ func _Admin_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ExportSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ExportSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ExportSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ExportSnapshot(ctx, req.(*ExportSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -567,6 +611,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAudit",
 			Handler:    _Admin_ListAudit_Handler,
+		},
+		{
+			MethodName: "ExportSnapshot",
+			Handler:    _Admin_ExportSnapshot_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
