@@ -99,15 +99,6 @@ func (t *Transformer) Terms(fields []Field, v *Vector) []Term {
 	return terms
 }
 
-// NumericSlotName returns the name of numeric slot i, and false beyond the
-// slots in use.
-func (t *Transformer) NumericSlotName(i int) (string, bool) {
-	if i < 0 || i >= len(t.names) {
-		return "", false
-	}
-	return t.names[i], true
-}
-
 // TracedHash returns the full hash of entry i of v, written by Transform
 // with tracing on (0 for a numeric slot), and whether v was traced.
 func (v *Vector) TracedHash(i int) (uint64, bool) {

@@ -49,7 +49,9 @@ type Explanation struct {
 	Unused []string
 }
 
-// Contribution is one term of an explanation.
+// Contribution is one term of an explanation. Its Term's A and B (an
+// interaction's factors) index the terms in Transform's order, not the
+// sorted Terms of the Explanation: the Name names both factors.
 type Contribution struct {
 	features.Term
 	// Derived marks a feature derived from the entity's history (window,

@@ -83,11 +83,7 @@ func (s *Snapshot) Inspect(top int) Inspection {
 	for _, o := range s.lin.out {
 		in.Intercepts = append(in.Intercepts, o.intercept)
 	}
-	for slot := 0; ; slot++ {
-		name, ok := s.tr.NumericSlotName(slot)
-		if !ok {
-			break
-		}
+	for slot, name := range s.tr.NumericNames() {
 		count, mean, variance, _ := s.tr.Stats(name)
 		f := NumericFeature{Name: name, Count: count, Mean: mean, Std: math.Sqrt(variance)}
 		for k := range s.lin.out {
@@ -135,7 +131,9 @@ func (s *Snapshot) namedWeight(r rankedWeight) NamedWeight {
 		nw.Class = s.classes[r.out]
 	}
 	if !s.tr.IsHashed(r.idx) {
-		nw.Name, _ = s.tr.NumericSlotName(r.idx)
+		if names := s.tr.NumericNames(); r.idx < len(names) {
+			nw.Name = names[r.idx]
+		}
 		nw.Kind = "number"
 		return nw
 	}

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -43,12 +41,7 @@ func TestSIGHUPReloadsTheAuthFile(t *testing.T) {
 	reloadAccessOnHangup(ctx, o, svc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	keepProducing(t, broker, "events")
 
-	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := eddyv1.NewInferenceClient(conn)
+	client := predictClientCLI(t, svc.GRPCAddr())
 	predict := func(token string) codes.Code {
 		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 		_, err := client.Predict(ctx, &eddyv1.PredictRequest{Model: "sea", Features: map[string]*structpb.Value{"f1": structpb.NewNumberValue(1)}})
