@@ -76,6 +76,7 @@ const (
 	ReasonManual     = "manual"     // an admin promoted a stored version
 	ReasonRollback   = "rollback"   // an admin rolled back to the previous version
 	ReasonRelease    = "release"    // an admin released a pin: the newest snapshot serves
+	ReasonImport     = "import"     // an admin seeded the model with an exported snapshot
 )
 
 // Monitor is the champion/challenger state of one model: the champion (the
@@ -204,6 +205,14 @@ func (mon *Monitor) ChallengerWins() bool {
 func (mon *Monitor) AdoptChallenger(m *Model) {
 	m.adopt(mon.fresh)
 	mon.fresh = nil
+}
+
+// DropChallenger ends a post-drift challenger, if one runs: what it
+// learned was compared with a live model that is no longer there (Seed).
+func (mon *Monitor) DropChallenger() {
+	mon.fresh = nil
+	mon.freshDiff.reset()
+	mon.freshLive.reset()
 }
 
 // Observe scores the champion and the challengers on a labeled example that

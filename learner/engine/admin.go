@@ -22,6 +22,7 @@ const (
 	opPromote  adminOp = iota // pin a stored version
 	opRollback                // pin the version before the champion
 	opRelease                 // unpin: serve the newest, resume automatic promotion
+	opImport                  // seed the live model with an exported snapshot
 )
 
 // adminRequest is a command for the engine's goroutine.
@@ -29,7 +30,9 @@ type adminRequest struct {
 	ctx     context.Context // a request whose context ended before it runs is dropped
 	op      adminOp
 	model   string
-	version uint64 // opPromote only
+	version uint64         // opPromote only
+	seed    *learner.Model // opImport only: the exported snapshot's model
+	origin  *ImportOrigin  // opImport only
 	done    chan adminResult
 }
 
@@ -75,6 +78,36 @@ func (e *Engine) Rollback(ctx context.Context, model string) (uint64, error) {
 func (e *Engine) Release(ctx context.Context, model string) (uint64, error) {
 	return e.request(ctx, adminRequest{op: opRelease, model: model})
 }
+
+// Import seeds a model with a snapshot exported from another eddy (or from
+// this one): the live model takes over the snapshot's whole state (weights,
+// optimizer, scaler, classes, prequential record), a new snapshot of it is
+// stored and served at the next checkpoint, any pin is released, and the
+// model's lineage begins anew there (Provenance.Origin import, Imported
+// naming the export). Per-entity histories stay: they are data, not model.
+// snapshot is the stored snapshot as exported; exported is the
+// configuration of the model that took it, which must learn and predict
+// like this model's (learner.SameState) or Import refuses naming the
+// setting that differs. It returns the served version and runs like
+// Promote.
+func (e *Engine) Import(ctx context.Context, model string, snapshot []byte, exported learner.ModelConfig, origin ImportOrigin) (uint64, error) {
+	u := e.byName(model)
+	if u == nil {
+		return 0, fmt.Errorf("%w: no model named %q", ErrSnapshotNotFound, model)
+	}
+	if diff, same := learner.SameState(exported, u.cfg); !same {
+		return 0, fmt.Errorf("%w: the exported model is configured otherwise than model %s: %s", ErrImportMismatch, model, diff)
+	}
+	seed, err := learner.DecodeSnapshotModel(exported, e.cfg.RollingWindow, snapshot)
+	if err != nil {
+		return 0, err
+	}
+	return e.request(ctx, adminRequest{op: opImport, model: model, seed: seed, origin: &origin, version: origin.Version})
+}
+
+// ErrImportMismatch is returned by Import when the exported model's
+// configuration does not match the model it would seed.
+var ErrImportMismatch = errors.New("learner: cannot import")
 
 func (e *Engine) request(ctx context.Context, req adminRequest) (uint64, error) {
 	if err := ctx.Err(); err != nil {
@@ -136,6 +169,8 @@ func (e *Engine) runAdmin() {
 // runCommand applies one admin command to u's monitor.
 func (e *Engine) runCommand(u *modelState, req adminRequest) error {
 	switch req.op {
+	case opImport:
+		return e.seed(u, req.seed, req.origin, actorOf(req.ctx))
 	case opRelease:
 		return e.release(u, actorOf(req.ctx))
 	case opRollback:
@@ -188,6 +223,21 @@ func (e *Engine) release(u *modelState, actor string) error {
 	mon.SetPinned(false)
 	e.log.Info("champion released by an operator; automatic promotion resumes", "model", u.cfg.Name,
 		"version", mon.Champion().Version(), "previous", from, "actor", actor)
+	return nil
+}
+
+// seed makes from u's live model (Import): the next checkpoint stores a
+// snapshot of it and serves it.
+func (e *Engine) seed(u *modelState, from *learner.Model, origin *ImportOrigin, actor string) error {
+	if err := u.model.Seed(from); err != nil {
+		return fmt.Errorf("%w: %w", ErrImportMismatch, err)
+	}
+	u.mon.DropChallenger()
+	u.mon.SetPinned(false)
+	u.lin.restart(origin, u.model.Learned())
+	u.promotion = learner.ReasonImport
+	e.log.Info("model seeded by an operator with an exported snapshot; it serves from the next checkpoint", "model", u.cfg.Name,
+		"from_model", origin.Model, "from_version", origin.Version, "learned", origin.Learned, "sha256", origin.SHA256, "actor", actor)
 	return nil
 }
 

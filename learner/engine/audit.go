@@ -17,9 +17,10 @@ type AuditEntry struct {
 	Sequence uint64    `json:"-"` // 1 for a model's first entry
 	Time     time.Time `json:"time"`
 	Actor    string    `json:"actor"`             // who: the credential's name, "anonymous" without one
-	Action   string    `json:"action"`            // promote, rollback, release, reset
+	Action   string    `json:"action"`            // promote, rollback, release, import, reset
 	Model    string    `json:"model"`             //
-	Version  uint64    `json:"version,omitempty"` // the version asked for (promote)
+	Version  uint64    `json:"version,omitempty"` // the version asked for (promote), the exported one (import)
+	From     string    `json:"from,omitempty"`    // import: the export file's model, version and sha256
 	Result   string    `json:"result"`            // "ok", or the error
 	Serving  uint64    `json:"serving,omitempty"` // the champion after it
 }
@@ -50,10 +51,13 @@ func auditKey(name string, seq uint64) []byte {
 // effect; a refused command is logged here (pin and release log theirs).
 func (e *Engine) recordAction(u *modelState, req adminRequest, err error) {
 	entry := AuditEntry{Time: e.now().UTC(), Actor: actorOf(req.ctx), Action: req.op.String(), Model: u.cfg.Name, Version: req.version, Result: "ok"}
+	if o := req.origin; o != nil {
+		entry.From = fmt.Sprintf("model %s version %d sha256 %s", o.Model, o.Version, o.SHA256)
+	}
 	if err != nil {
 		entry.Result = err.Error()
 		e.log.Info("admin command refused", "model", entry.Model, "action", entry.Action, "actor", entry.Actor, "version", entry.Version, "err", err)
-	} else if c := u.mon.Champion(); c != nil {
+	} else if c := u.mon.Champion(); c != nil && req.op != opImport {
 		entry.Serving = c.Version() // pin and release log the change
 	}
 	u.audit = append(u.audit, entry)
@@ -61,9 +65,13 @@ func (e *Engine) recordAction(u *modelState, req adminRequest, err error) {
 }
 
 // writeAudit adds u's queued audit entries to batch, numbered after the
-// stored ones.
-func writeAudit(batch *store.Batch, u *modelState) error {
+// stored ones; a done import serves served, the snapshot the checkpoint
+// takes of the imported model.
+func writeAudit(batch *store.Batch, u *modelState, served uint64) error {
 	for i, a := range u.audit {
+		if a.Action == opImport.String() && a.Result == "ok" {
+			a.Serving = served
+		}
 		value, err := json.Marshal(a)
 		if err != nil {
 			return fmt.Errorf("learner: audit: %w", err)
@@ -123,6 +131,8 @@ func (op adminOp) String() string {
 		return "rollback"
 	case opRelease:
 		return "release"
+	case opImport:
+		return "import"
 	}
 	return "unknown"
 }

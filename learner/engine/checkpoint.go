@@ -123,7 +123,7 @@ func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.
 	if err := e.writeMonitor(batch, u, served); err != nil {
 		return err
 	}
-	if err := writeAudit(batch, u); err != nil {
+	if err := writeAudit(batch, u, version); err != nil {
 		return err
 	}
 	if u.fwatch != nil {
@@ -196,12 +196,12 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 		}
 		u.auditSeq += uint64(len(u.audit))
 		u.audit = u.audit[:0]
-		first := u.lin.first
+		first, seen := u.lin.first, u.lin.seen
 		u.lin = p.lineage
 		for i := range first {
-			first[i] = -1
+			first[i], seen[i] = -1, -1
 		}
-		u.lin.first = first
+		u.lin.first, u.lin.seen = first, seen
 		if p.snap != nil {
 			u.model.SetVersion(p.snap.Version())
 			u.snapped = u.model.Learned()

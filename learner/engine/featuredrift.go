@@ -202,7 +202,8 @@ func (e *Engine) featureDrifted(u *modelState, ex *Example, feature string, dist
 	challenger := u.cfg.FeatureDrift.Challenger && u.mon.Champion() != nil
 	if challenger {
 		u.mon.StartChallenger(u.model)
-		u.lin.ChallengerBegan = maps.Clone(u.lin.Next)
+		u.lin.ChallengerBegan = u.lin.position()
+		u.lin.ChallengerBegan[ex.Partition] = ex.Offset // the challenger learns ex too
 	}
 	e.log.Warn("feature drift detected: the distribution of a feature changed (a unit change, a broken upstream join?)",
 		"model", u.cfg.Name, "feature", feature, "distance", distance, "partition", ex.Partition, "offset", ex.Offset, "challenger_started", challenger)

@@ -46,6 +46,12 @@ type Provenance struct {
 	Rejected            uint64 `json:"rejected"` // over the lineage
 	RejectedSinceParent uint64 `json:"rejected_since_parent"`
 
+	// Origin is how the lineage (SinceBegan) began: "" with the model's
+	// first event, OriginChallenger or OriginImport (Imported says from
+	// which export).
+	Origin   string        `json:"origin,omitempty"`
+	Imported *ImportOrigin `json:"imported,omitempty"`
+
 	SinceParent []OffsetRange `json:"since_parent"`
 	SinceBegan  []OffsetRange `json:"since_began"`
 	// Event times (zero: no event had one) since the parent and since the
@@ -68,11 +74,33 @@ type lineage struct {
 	MaxTime      time.Time     `json:"max_time,omitzero"`
 	BeganTime    time.Time     `json:"began_time,omitzero"` // live: the lineage's first event time
 	NewestTime   time.Time     `json:"newest_time,omitzero"`
-	// ChallengerBegan is Next at the last detection: where a challenger's
-	// lineage begins if it replaces the model.
+	// ChallengerBegan is the position at the last detection (the next
+	// offset of each partition the challenger learns): where a
+	// challenger's lineage begins if it replaces the model.
 	ChallengerBegan map[int]int64 `json:"challenger_began,omitempty"`
+	// Origin is how the lineage began: "" with the model's first event,
+	// OriginChallenger, or OriginImport.
+	Origin   string        `json:"origin,omitempty"`
+	Imported *ImportOrigin `json:"imported,omitempty"` // Origin import: the export file's snapshot
 
 	first []int64 // live, not stored: per partition, the first offset since the last checkpoint (-1: none)
+	seen  []int64 // live, not stored: per partition, the offset after the last one since the last checkpoint (-1: none)
+}
+
+// How a lineage began, when not with the model's first event.
+const (
+	OriginChallenger = "challenger" // a post-drift challenger replaced the model
+	OriginImport     = "import"     // an operator seeded the model with an export file
+)
+
+// ImportOrigin is the exported snapshot an import seeded a model with.
+type ImportOrigin struct {
+	Model      string `json:"model"`
+	Version    uint64 `json:"version"`
+	Learned    uint64 `json:"learned"`
+	ConfigHash string `json:"config_hash,omitempty"`
+	Build      string `json:"build,omitempty"`
+	SHA256     string `json:"sha256"` // of the export file
 }
 
 func lineageKey(name string) []byte { return []byte("lineage/" + name) }
@@ -92,10 +120,12 @@ func configPrefix(name string) []byte { return []byte("config/" + name + "/") }
 func (l *lineage) observe(partition int, offset int64, at time.Time) {
 	for partition >= len(l.first) {
 		l.first = append(l.first, -1)
+		l.seen = append(l.seen, -1)
 	}
 	if l.first[partition] < 0 {
 		l.first[partition] = offset
 	}
+	l.seen[partition] = offset + 1
 	if at.IsZero() {
 		return
 	}
@@ -119,7 +149,7 @@ func (l *lineage) observe(partition int, offset int64, at time.Time) {
 func (l *lineage) after(topic string, offsets []Offset, snapped bool, learned uint64) lineage {
 	n := *l
 	n.Began, n.Last, n.Next = maps.Clone(l.Began), maps.Clone(l.Last), maps.Clone(l.Next)
-	n.first = nil
+	n.first, n.seen = nil, nil
 	if n.Began == nil {
 		n.Began, n.Last, n.Next = map[int]int64{}, map[int]int64{}, map[int]int64{}
 	}
@@ -153,7 +183,8 @@ func (l *lineage) after(topic string, offsets []Offset, snapped bool, learned ui
 func (l *lineage) provenance(u *modelState, snap *learner.Snapshot, parent uint64, next lineage, hash string) Provenance {
 	p := Provenance{Version: snap.Version(), Parent: parent, Created: snap.Created(), Reason: snap.Reason(), ConfigHash: hash, Build: Build(),
 		Learned: snap.Learned(), LearnedSinceParent: snap.Learned() - l.LearnedLast, Rejected: l.Rejected, RejectedSinceParent: l.Rejected - l.RejectedLast,
-		FirstEventTime: l.MinTime, LastEventTime: l.MaxTime, BeganEventTime: l.BeganTime, NewestEventTime: l.NewestTime}
+		FirstEventTime: l.MinTime, LastEventTime: l.MaxTime, BeganEventTime: l.BeganTime, NewestEventTime: l.NewestTime,
+		Origin: next.Origin, Imported: next.Imported}
 	if snap.Reason() == learner.ReasonDrift {
 		p.Detection = u.mon.Detections()
 	}
@@ -169,14 +200,44 @@ func (l *lineage) provenance(u *modelState, snap *learner.Snapshot, parent uint6
 	return p
 }
 
+// position returns the next offset of each partition of the lineage after
+// the events observed so far.
+func (l *lineage) position() map[int]int64 {
+	pos := maps.Clone(l.Next)
+	if pos == nil {
+		pos = map[int]int64{}
+	}
+	for p, next := range l.seen {
+		if next >= 0 {
+			pos[p] = next
+		}
+	}
+	return pos
+}
+
 // adoptChallenger begins a new lineage where the challenger that replaces
-// the model began: the last checkpoint before its detection.
+// the model began (ChallengerBegan).
 func (l *lineage) adoptChallenger() {
 	if l.ChallengerBegan != nil {
 		l.Began = maps.Clone(l.ChallengerBegan)
 	}
 	l.Rejected, l.RejectedLast = 0, 0
 	l.BeganTime = l.MinTime
+	l.Origin, l.Imported = OriginChallenger, nil
+}
+
+// restart begins a new lineage at the position after the events observed
+// so far, for a model seeded by import with what learned examples.
+func (l *lineage) restart(from *ImportOrigin, learned uint64) {
+	pos := l.position()
+	l.Began, l.Last, l.Next = pos, maps.Clone(pos), maps.Clone(pos)
+	for i := range l.first {
+		l.first[i], l.seen[i] = -1, -1
+	}
+	l.Rejected, l.RejectedLast, l.LearnedLast = 0, 0, learned
+	l.MinTime, l.MaxTime, l.BeganTime, l.NewestTime = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	l.ChallengerBegan = nil
+	l.Origin, l.Imported = OriginImport, from
 }
 
 // configHash returns the sha256 of mc's JSON encoding and that encoding.

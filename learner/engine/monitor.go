@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
@@ -40,7 +39,7 @@ func (e *Engine) watch(u *modelState, fields []features.Field, ex *Example) {
 // monitor has started a fresh challenger that learns only from what
 // follows).
 func (e *Engine) detected(u *modelState, ex *Example) {
-	u.lin.ChallengerBegan = maps.Clone(u.lin.Next)
+	u.lin.ChallengerBegan = u.lin.position() // the challenger learns what follows ex
 	mon := u.mon
 	now := e.now()
 	mon.SetLastDetection(now)
