@@ -138,6 +138,16 @@ func (a *groupAdmin) Export(model string, version uint64) ([]byte, error) {
 	return nil, classified{serving.ErrPrecondition, fmt.Errorf("this instance does not hold model %s: export it from the instance that learns it (or a standby); eddy snapshots lists the versions", model)}
 }
 
+// Import seeds model with an export file on the instance that learns it:
+// a file can be larger than a message of the commands topic, so the
+// caller must reach that instance (eddy status names it).
+func (a *groupAdmin) Import(ctx context.Context, model string, file []byte) (uint64, error) {
+	if a.here(ctx, model) {
+		return a.local.Import(ctx, model, file)
+	}
+	return 0, classified{serving.ErrPrecondition, fmt.Errorf("this instance does not learn model %s: import on the instance that does (eddy status names it)", model)}
+}
+
 // Audit lists model's audit log: from the local store if this instance
 // holds the model, else from the instance that learns it.
 func (a *groupAdmin) Audit(model string, limit int) (*eddyv1.ListAuditResponse, error) {

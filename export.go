@@ -2,7 +2,9 @@ package eddy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"github.com/eddyhq/eddy/features/codec"
 	"github.com/eddyhq/eddy/learner"
 	"github.com/eddyhq/eddy/learner/engine"
+	"github.com/eddyhq/eddy/serving"
 )
 
 // exportMagic starts an export file; the byte after it is the format.
@@ -148,4 +151,31 @@ func exportSnapshot(e *engine.Engine, mc learner.ModelConfig, version uint64) ([
 		}
 	}
 	return EncodeExport(h, data)
+}
+
+// importExport seeds model with an export file (engine.Import): the file
+// must be a valid export (DecodeExport) of a model configured to learn
+// alike. Its errors are classified for the Admin service.
+func importExport(ctx context.Context, e *engine.Engine, model string, file []byte) (uint64, error) {
+	h, snap, err := DecodeExport(file)
+	if err != nil {
+		return 0, classified{serving.ErrInvalid, err}
+	}
+	var exported learner.ModelConfig
+	if err := json.Unmarshal(h.Config, &exported); err != nil {
+		return 0, classified{serving.ErrInvalid, fmt.Errorf("%w: configuration: %v", ErrBadExport, err)}
+	}
+	sum := sha256.Sum256(file)
+	origin := engine.ImportOrigin{Model: h.Model, Version: h.Version, Learned: h.Learned, Build: h.Build, SHA256: hex.EncodeToString(sum[:])}
+	if h.Provenance != nil {
+		origin.ConfigHash = h.Provenance.ConfigHash
+	}
+	v, err := e.Import(ctx, model, snap, exported, origin)
+	switch {
+	case errors.Is(err, engine.ErrImportMismatch):
+		return 0, classified{serving.ErrPrecondition, err}
+	case errors.Is(err, learner.ErrCorrupt):
+		return 0, classified{serving.ErrInvalid, fmt.Errorf("%w: snapshot: %v", ErrBadExport, err)}
+	}
+	return v, adminError(err)
 }

@@ -153,7 +153,15 @@ func provenanceProto(p *engine.Provenance) *eddyv1.Provenance {
 	return &eddyv1.Provenance{Parent: p.Parent, ConfigHash: p.ConfigHash, Build: p.Build, Detection: p.Detection, Learned: p.Learned,
 		LearnedSinceParent: p.LearnedSinceParent, Rejected: p.Rejected, RejectedSinceParent: p.RejectedSinceParent,
 		SinceParent: ranges(p.SinceParent), SinceBegan: ranges(p.SinceBegan),
-		FirstEventTime: ts(p.FirstEventTime), LastEventTime: ts(p.LastEventTime), BeganEventTime: ts(p.BeganEventTime), NewestEventTime: ts(p.NewestEventTime)}
+		FirstEventTime: ts(p.FirstEventTime), LastEventTime: ts(p.LastEventTime), BeganEventTime: ts(p.BeganEventTime), NewestEventTime: ts(p.NewestEventTime),
+		Origin: p.Origin, Imported: importedFrom(p.Imported)}
+}
+
+func importedFrom(o *engine.ImportOrigin) *eddyv1.ImportedFrom {
+	if o == nil {
+		return nil
+	}
+	return &eddyv1.ImportedFrom{Model: o.Model, Version: o.Version, Learned: o.Learned, ConfigHash: o.ConfigHash, Build: o.Build, Sha256: o.SHA256}
 }
 
 // Export encodes a stored snapshot of model as an export file.
@@ -165,6 +173,11 @@ func (a engineAdmin) Export(model string, version uint64) ([]byte, error) {
 		}
 	}
 	return nil, adminError(fmt.Errorf("%w: no model named %q", engine.ErrSnapshotNotFound, model))
+}
+
+// Import seeds model with an export file (importExport).
+func (a engineAdmin) Import(ctx context.Context, model string, file []byte) (uint64, error) {
+	return importExport(asActor(ctx), a.engine, model, file)
 }
 
 // Audit lists model's audit log as the local store holds it.

@@ -26,7 +26,7 @@ func DecodeSnapshotModel(cfg ModelConfig, rollingWindow int, data []byte) (*Mode
 		return nil, fmt.Errorf("%w: unknown snapshot version %d", ErrCorrupt, v)
 	}
 	r.Varint() // created
-	r.String() // reason
+	r.Bytes()  // reason
 	if r.Err() != nil {
 		return nil, r.Err()
 	}

@@ -3,10 +3,12 @@ package serving
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"slices"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -45,6 +47,15 @@ type InspectAdmin interface {
 // snapshot as a file (the ExportSnapshot RPC; without it UNIMPLEMENTED).
 type ExportAdmin interface {
 	Export(model string, version uint64) ([]byte, error)
+}
+
+// ImportAdmin may be implemented by an Admin that can seed a model with an
+// export file (the ImportSnapshot RPC; without it UNIMPLEMENTED). It
+// returns the version serving afterwards. A file that is not a valid
+// export wraps ErrInvalid; one of a model configured otherwise wraps
+// ErrPrecondition.
+type ImportAdmin interface {
+	Import(ctx context.Context, model string, file []byte) (uint64, error)
 }
 
 // AuditAdmin may be implemented by an Admin that keeps an audit log of
@@ -96,6 +107,7 @@ type SnapshotAdmin interface {
 var (
 	ErrNotFound     = errors.New("serving: not found")           // NOT_FOUND
 	ErrPrecondition = errors.New("serving: precondition failed") // FAILED_PRECONDITION
+	ErrInvalid      = errors.New("serving: invalid argument")    // INVALID_ARGUMENT
 )
 
 // adminServer implements eddyv1.AdminServer over an Admin.
@@ -241,6 +253,46 @@ func (a *adminServer) ExportSnapshot(ctx context.Context, req *eddyv1.ExportSnap
 	return &eddyv1.ExportSnapshotResponse{Data: data, Version: version}, nil
 }
 
+// MaxImportBytes bounds the export file one ImportSnapshot streams.
+const MaxImportBytes = 256 << 20
+
+func (a *adminServer) ImportSnapshot(stream grpc.ClientStreamingServer[eddyv1.ImportSnapshotRequest, eddyv1.ImportSnapshotResponse]) error {
+	first, err := stream.Recv()
+	if err == io.EOF {
+		return status.Error(codes.InvalidArgument, "ImportSnapshot: no message: send the model and the file's first chunk")
+	}
+	if err != nil {
+		return err
+	}
+	model := first.GetModel()
+	ia, err := optional[ImportAdmin](a, "ImportSnapshot", model, "import snapshots")
+	if err != nil {
+		return err
+	}
+	file := first.GetChunk()
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if len(file)+len(req.GetChunk()) > MaxImportBytes {
+			return status.Errorf(codes.ResourceExhausted, "ImportSnapshot: the file is over %d MiB", MaxImportBytes>>20)
+		}
+		file = append(file, req.GetChunk()...)
+	}
+	if len(file) == 0 {
+		return status.Error(codes.InvalidArgument, "ImportSnapshot: the file is empty")
+	}
+	version, err := ia.Import(stream.Context(), model, file)
+	if err != nil {
+		return a.statusOf("ImportSnapshot", model, err)
+	}
+	return stream.SendAndClose(&eddyv1.ImportSnapshotResponse{Model: model, Version: version})
+}
+
 // optional checks the model a request names and returns the optional part
 // I of the Admin that answers method (UNIMPLEMENTED, saying what this
 // server cannot do, without it).
@@ -302,6 +354,8 @@ func (a *adminServer) statusOf(method, model string, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrPrecondition):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

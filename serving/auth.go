@@ -195,27 +195,55 @@ func identify(ctx context.Context, a *Access) (*Credential, error) {
 	return nil, nil
 }
 
-// authorize admits a call if its method is open or its credential holds
-// the role the method needs, and gives the handler the caller's identity.
+// authorize admits a unary call (admit) and gives the handler the caller's
+// identity.
 func (s *Server) authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.admit(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// authorizeStream admits a streaming call as authorize does a unary one.
+func (s *Server) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := s.admit(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, identifiedStream{ss, ctx})
+}
+
+// identifiedStream is a server stream whose context names the caller.
+type identifiedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s identifiedStream) Context() context.Context { return s.ctx }
+
+// admit admits a call of method if the method is open or the call's
+// credential holds the role the method needs, and returns ctx with the
+// caller's identity.
+func (s *Server) admit(ctx context.Context, method string) (context.Context, error) {
 	a := s.access.Load()
-	need := roleFor(info.FullMethod, a)
+	need := roleFor(method, a)
 	c, err := identify(ctx, a)
 	if need == "" {
 		if c != nil {
 			ctx = WithIdentity(ctx, c.Name)
 		}
-		return handler(ctx, req)
+		return ctx, nil
 	}
 	switch {
 	case err != nil:
 		return nil, status.Errorf(codes.Unauthenticated, "%v: send \"authorization: Bearer <token>\" with the token of a credential of the auth file (or a client certificate it names)", err)
 	case c == nil:
-		return nil, status.Errorf(codes.Unauthenticated, "%s needs a credential with the %s role: send \"authorization: Bearer <token>\" (or a client certificate the auth file names)", shortMethod(info.FullMethod), need)
+		return nil, status.Errorf(codes.Unauthenticated, "%s needs a credential with the %s role: send \"authorization: Bearer <token>\" (or a client certificate the auth file names)", shortMethod(method), need)
 	case !c.may(need):
-		return nil, status.Errorf(codes.PermissionDenied, "credential %q (roles %s) may not call %s, which needs the %s role", c.Name, strings.Join(c.Roles, ", "), shortMethod(info.FullMethod), need)
+		return nil, status.Errorf(codes.PermissionDenied, "credential %q (roles %s) may not call %s, which needs the %s role", c.Name, strings.Join(c.Roles, ", "), shortMethod(method), need)
 	}
-	return handler(WithIdentity(ctx, c.Name), req)
+	return WithIdentity(ctx, c.Name), nil
 }
 
 func shortMethod(full string) string { return full[strings.LastIndex(full, "/")+1:] }

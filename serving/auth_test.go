@@ -102,6 +102,14 @@ func TestRolesDecideWhoMayCallWhat(t *testing.T) {
 		_, err := adm.Promote(withHeader(auth), &eddyv1.PromoteRequest{Model: "m", Version: 1})
 		return status.Code(err)
 	}
+	importFile := func(auth string) codes.Code { // a client stream: authorized by the stream interceptor
+		stream, err := adm.ImportSnapshot(withHeader(auth))
+		if err == nil {
+			stream.Send(&eddyv1.ImportSnapshotRequest{Model: "m", Chunk: []byte("x")})
+			_, err = stream.CloseAndRecv()
+		}
+		return status.Code(err)
+	}
 	for _, tc := range []struct {
 		what string
 		got  codes.Code
@@ -120,6 +128,9 @@ func TestRolesDecideWhoMayCallWhat(t *testing.T) {
 		{"Promote as dashboards", promote("Bearer " + dashToken), codes.PermissionDenied},
 		{"Promote as scorer", promote("Bearer " + scorerToken), codes.PermissionDenied},
 		{"Promote as alice", promote("Bearer " + aliceToken), codes.OK},
+		{"ImportSnapshot without a credential", importFile(""), codes.Unauthenticated},
+		{"ImportSnapshot as dashboards", importFile("Bearer " + dashToken), codes.PermissionDenied},
+		{"ImportSnapshot as alice (admitted; this Admin cannot import)", importFile("Bearer " + aliceToken), codes.Unimplemented},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.what, tc.got, tc.want)

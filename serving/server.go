@@ -280,6 +280,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
 		grpc.ForceServerCodecV2(newCodec()), // Predict checks its requests before decoding them: see decode.go
 		grpc.ChainUnaryInterceptor(s.observe, s.authorize),
+		grpc.ChainStreamInterceptor(s.authorizeStream),
 		grpc.ConnectionTimeout(s.cfg.HandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.MaxConnectionIdle}),
 		// gRPC's defaults, stated: a client pinging more often than every 5

@@ -343,6 +343,16 @@ func printProvenance(w io.Writer, model string, r *eddyv1.GetSnapshotResponse) {
 	if p.GetDetection() > 0 {
 		fmt.Fprintf(w, "answers drift detection #%d\n", p.GetDetection())
 	}
+	switch p.GetOrigin() {
+	case "":
+		fmt.Fprintln(w, "lineage: began with the model's first event")
+	case "import":
+		i := p.GetImported()
+		fmt.Fprintf(w, "lineage: began with an import of model %s v%d (learned %d, configuration sha256 %s, build %s), file sha256 %s\n",
+			i.GetModel(), i.GetVersion(), i.GetLearned(), i.GetConfigHash(), i.GetBuild(), i.GetSha256())
+	default:
+		fmt.Fprintf(w, "lineage: began when a %s replaced the model\n", p.GetOrigin())
+	}
 	fmt.Fprintf(w, "examples: %d learned (%d since the parent), %d rejected (%d since the parent)\n",
 		p.GetLearned(), p.GetLearnedSinceParent(), p.GetRejected(), p.GetRejectedSinceParent())
 	times := func(a, b interface{ AsTime() time.Time }, ok bool) string {

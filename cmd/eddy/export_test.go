@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math"
 	"os"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/eddyhq/eddy"
@@ -27,7 +30,12 @@ import (
 // the file's snapshot answers a Predict bitwise as the service does, that
 // eddy evaluate --model-file scores the file with it without learning
 // (the same accuracy from two runs, n = 1,250), and that a file with one
-// byte changed, or cut short, is refused naming the problem.
+// byte changed, or cut short, is refused naming the problem. eddy import
+// seeds the model of a second service, on its own broker and store, with
+// the file: it serves a version that answers the Predict bitwise as the
+// first service's, with provenance and an audit entry naming the import;
+// the server itself refuses a changed file (INVALID_ARGUMENT naming the
+// checksum).
 func TestAnExportedModelScoresOfflineAsItServes(t *testing.T) {
 	broker := startBroker(t)
 	file := datasetPath(t, "phishing.csv")
@@ -83,6 +91,50 @@ func TestAnExportedModelScoresOfflineAsItServes(t *testing.T) {
 	data, _ := os.ReadFile(out)
 	changed := append([]byte(nil), data...)
 	changed[len(changed)/2] ^= 1
+
+	other := startTestService(t, testOptions(startBroker(t), t.TempDir(), learner.ModelConfig{Name: "phishing"}))
+	printed, _, err = runCLI(t, nil, "import", out, "--addr", other.GRPCAddr())
+	if err != nil || !strings.Contains(printed, "into model phishing: version 1 serves") {
+		t.Fatalf("import: %v\n%s", err, printed)
+	}
+	imported, err := predictClientCLI(t, other.GRPCAddr()).Predict(context.Background(), &eddyv1.PredictRequest{Model: "phishing", Features: features})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imported.GetModelVersion() != 1 || math.Float64bits(imported.GetProbability()) != math.Float64bits(resp.GetProbability()) {
+		t.Fatalf("the other service serves v%d %v after the import; the first served v%d %v", imported.GetModelVersion(), imported.GetProbability(), resp.GetModelVersion(), resp.GetProbability())
+	}
+	printed, _, err = runCLI(t, nil, "snapshots", "--model", "phishing", "--version", "1", "--addr", other.GRPCAddr())
+	if err != nil || !strings.Contains(printed, fmt.Sprintf("lineage: began with an import of model phishing v%d (learned 1250", exp.Header.Version)) {
+		t.Fatalf("snapshots --version 1 after the import: %v\n%s", err, printed)
+	}
+	if printed, _, err = runCLI(t, nil, "audit", "--model", "phishing", "--addr", other.GRPCAddr()); err != nil || !strings.Contains(printed, "import") {
+		t.Fatalf("audit after the import: %v\n%s", err, printed)
+	}
+	if _, _, err := runCLI(t, nil, "import", "--file", filepath.Join(t.TempDir(), "missing.eddy"), "--addr", other.GRPCAddr()); err == nil {
+		t.Error("importing a missing file succeeded")
+	}
+	conn, err := grpc.NewClient(other.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := eddyv1.NewAdminClient(conn).ImportSnapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(changed); i += 1000 {
+		req := &eddyv1.ImportSnapshotRequest{Chunk: changed[i:min(i+1000, len(changed))]}
+		if i == 0 {
+			req.Model = "phishing"
+		}
+		if err := stream.Send(req); err != nil {
+			break
+		}
+	}
+	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Errorf("the server took a changed file: %v, want INVALID_ARGUMENT naming the checksum", err)
+	}
 	for name, bad := range map[string][]byte{"one byte changed": changed, "cut short": data[:len(data)-100], "not an export": []byte("hello")} {
 		p := filepath.Join(t.TempDir(), "bad.eddy")
 		os.WriteFile(p, bad, 0o600)

@@ -41,6 +41,7 @@ func commands() []command {
 		{"schema", "show a model's schema (declared or inferred) and its feature-drift detectors", runSchema},
 		{"inspect", "show what a model has learned: metrics, feature statistics, its largest weights by name", runInspect},
 		{"export", "write a stored snapshot to a checksummed file that evaluate --model-file scores with", runExport},
+		{"import", "seed a model with an export file (from this eddy or another): it serves and learns on from it", runImport},
 		{"audit", "list the operator actions on a model: who promoted, rolled back, released or reset it, and when", runAudit},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},

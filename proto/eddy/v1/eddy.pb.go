@@ -604,6 +604,113 @@ func (x *ClassMargin) GetProbability() float64 {
 	return 0
 }
 
+type ImportSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model to seed (first message only; empty: the export's own).
+	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The next bytes of the file.
+	Chunk         []byte `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSnapshotRequest) Reset() {
+	*x = ImportSnapshotRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSnapshotRequest) ProtoMessage() {}
+
+func (x *ImportSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*ImportSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportSnapshotRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ImportSnapshotRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+type ImportSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The version serving afterwards: the new snapshot of the imported state.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSnapshotResponse) Reset() {
+	*x = ImportSnapshotResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSnapshotResponse) ProtoMessage() {}
+
+func (x *ImportSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*ImportSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportSnapshotResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ImportSnapshotResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type ExportSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -615,7 +722,7 @@ type ExportSnapshotRequest struct {
 
 func (x *ExportSnapshotRequest) Reset() {
 	*x = ExportSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +734,7 @@ func (x *ExportSnapshotRequest) String() string {
 func (*ExportSnapshotRequest) ProtoMessage() {}
 
 func (x *ExportSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +747,7 @@ func (x *ExportSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ExportSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExportSnapshotRequest) GetModel() string {
@@ -668,7 +775,7 @@ type ExportSnapshotResponse struct {
 
 func (x *ExportSnapshotResponse) Reset() {
 	*x = ExportSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +787,7 @@ func (x *ExportSnapshotResponse) String() string {
 func (*ExportSnapshotResponse) ProtoMessage() {}
 
 func (x *ExportSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +800,7 @@ func (x *ExportSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ExportSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExportSnapshotResponse) GetData() []byte {
@@ -721,7 +828,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +840,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +853,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAuditRequest) GetModel() string {
@@ -785,7 +892,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +904,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +917,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AuditEntry) GetSequence() uint64 {
@@ -872,7 +979,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +991,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1004,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAuditResponse) GetModel() string {
@@ -927,7 +1034,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1046,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1059,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InspectRequest) GetModel() string {
@@ -1012,7 +1119,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1131,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1144,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InspectResponse) GetModel() string {
@@ -1173,7 +1280,7 @@ type NumericFeature struct {
 
 func (x *NumericFeature) Reset() {
 	*x = NumericFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1292,7 @@ func (x *NumericFeature) String() string {
 func (*NumericFeature) ProtoMessage() {}
 
 func (x *NumericFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1305,7 @@ func (x *NumericFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NumericFeature.ProtoReflect.Descriptor instead.
 func (*NumericFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NumericFeature) GetName() string {
@@ -1257,7 +1364,7 @@ type NamedWeight struct {
 
 func (x *NamedWeight) Reset() {
 	*x = NamedWeight{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1376,7 @@ func (x *NamedWeight) String() string {
 func (*NamedWeight) ProtoMessage() {}
 
 func (x *NamedWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1389,7 @@ func (x *NamedWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedWeight.ProtoReflect.Descriptor instead.
 func (*NamedWeight) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NamedWeight) GetName() string {
@@ -1343,7 +1450,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1462,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1475,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetSchemaRequest) GetModel() string {
@@ -1395,7 +1502,7 @@ type SchemaFeature struct {
 
 func (x *SchemaFeature) Reset() {
 	*x = SchemaFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1514,7 @@ func (x *SchemaFeature) String() string {
 func (*SchemaFeature) ProtoMessage() {}
 
 func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1527,7 @@ func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
 func (*SchemaFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SchemaFeature) GetName() string {
@@ -1493,7 +1600,7 @@ type FeatureDrift struct {
 
 func (x *FeatureDrift) Reset() {
 	*x = FeatureDrift{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1612,7 @@ func (x *FeatureDrift) String() string {
 func (*FeatureDrift) ProtoMessage() {}
 
 func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1625,7 @@ func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
 func (*FeatureDrift) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FeatureDrift) GetFeature() string {
@@ -1576,7 +1683,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1695,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1708,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSchemaResponse) GetModel() string {
@@ -1676,7 +1783,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1795,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1808,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -1736,7 +1843,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1855,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1868,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -1850,13 +1957,18 @@ type Provenance struct {
 	LastEventTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
 	BeganEventTime  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=began_event_time,json=beganEventTime,proto3" json:"began_event_time,omitempty"`
 	NewestEventTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=newest_event_time,json=newestEventTime,proto3" json:"newest_event_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How the lineage (since_began) began: empty with the model's first
+	// event, "challenger" when a post-drift challenger replaced the model,
+	// "import" when an operator seeded it with an export file (imported).
+	Origin        string        `protobuf:"bytes,15,opt,name=origin,proto3" json:"origin,omitempty"`
+	Imported      *ImportedFrom `protobuf:"bytes,16,opt,name=imported,proto3" json:"imported,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1980,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1993,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Provenance) GetParent() uint64 {
@@ -1982,6 +2094,106 @@ func (x *Provenance) GetNewestEventTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Provenance) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *Provenance) GetImported() *ImportedFrom {
+	if x != nil {
+		return x.Imported
+	}
+	return nil
+}
+
+// The export file an imported lineage began with.
+type ImportedFrom struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Model      string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Version    uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Learned    uint64                 `protobuf:"varint,3,opt,name=learned,proto3" json:"learned,omitempty"`
+	ConfigHash string                 `protobuf:"bytes,4,opt,name=config_hash,json=configHash,proto3" json:"config_hash,omitempty"`
+	Build      string                 `protobuf:"bytes,5,opt,name=build,proto3" json:"build,omitempty"`
+	// sha256 of the file.
+	Sha256        string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedFrom) Reset() {
+	*x = ImportedFrom{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedFrom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedFrom) ProtoMessage() {}
+
+func (x *ImportedFrom) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedFrom.ProtoReflect.Descriptor instead.
+func (*ImportedFrom) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ImportedFrom) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ImportedFrom) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ImportedFrom) GetLearned() uint64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *ImportedFrom) GetConfigHash() string {
+	if x != nil {
+		return x.ConfigHash
+	}
+	return ""
+}
+
+func (x *ImportedFrom) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+func (x *ImportedFrom) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type OffsetRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -1994,7 +2206,7 @@ type OffsetRange struct {
 
 func (x *OffsetRange) Reset() {
 	*x = OffsetRange{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2218,7 @@ func (x *OffsetRange) String() string {
 func (*OffsetRange) ProtoMessage() {}
 
 func (x *OffsetRange) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2231,7 @@ func (x *OffsetRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
 func (*OffsetRange) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OffsetRange) GetTopic() string {
@@ -2060,7 +2272,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2284,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2297,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetSnapshotRequest) GetModel() string {
@@ -2114,7 +2326,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2338,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2351,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -2169,7 +2381,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2393,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2406,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -2231,7 +2443,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2455,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2468,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -2289,7 +2501,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2513,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2526,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -2333,7 +2545,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2557,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2570,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{27}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -2382,7 +2594,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2606,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2619,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{28}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -2496,7 +2708,13 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x05class\x18\x01 \x01(\x03R\x05class\x12\x1c\n" +
 	"\tintercept\x18\x02 \x01(\x01R\tintercept\x12\x16\n" +
 	"\x06margin\x18\x03 \x01(\x01R\x06margin\x12 \n" +
-	"\vprobability\x18\x04 \x01(\x01R\vprobability\"G\n" +
+	"\vprobability\x18\x04 \x01(\x01R\vprobability\"C\n" +
+	"\x15ImportSnapshotRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"H\n" +
+	"\x16ImportSnapshotResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"G\n" +
 	"\x15ExportSnapshotRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"F\n" +
@@ -2609,7 +2827,7 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"provenance\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9d\x05\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe8\x05\n" +
 	"\n" +
 	"Provenance\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x1f\n" +
@@ -2628,7 +2846,17 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x10first_event_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstEventTime\x12B\n" +
 	"\x0flast_event_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12D\n" +
 	"\x10began_event_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0ebeganEventTime\x12F\n" +
-	"\x11newest_event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0fnewestEventTime\"e\n" +
+	"\x11newest_event_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0fnewestEventTime\x12\x16\n" +
+	"\x06origin\x18\x0f \x01(\tR\x06origin\x121\n" +
+	"\bimported\x18\x10 \x01(\v2\x15.eddy.v1.ImportedFromR\bimported\"\xa7\x01\n" +
+	"\fImportedFrom\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x18\n" +
+	"\alearned\x18\x03 \x01(\x04R\alearned\x12\x1f\n" +
+	"\vconfig_hash\x18\x04 \x01(\tR\n" +
+	"configHash\x12\x14\n" +
+	"\x05build\x18\x05 \x01(\tR\x05build\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\"e\n" +
 	"\vOffsetRange\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x12\n" +
@@ -2658,7 +2886,7 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
 	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xf6\x04\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xcb\x05\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12H\n" +
 	"\vGetSnapshot\x12\x1b.eddy.v1.GetSnapshotRequest\x1a\x1c.eddy.v1.GetSnapshotResponse\x12<\n" +
@@ -2668,7 +2896,8 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\tGetSchema\x12\x19.eddy.v1.GetSchemaRequest\x1a\x1a.eddy.v1.GetSchemaResponse\x12<\n" +
 	"\aInspect\x12\x17.eddy.v1.InspectRequest\x1a\x18.eddy.v1.InspectResponse\x12B\n" +
 	"\tListAudit\x12\x19.eddy.v1.ListAuditRequest\x1a\x1a.eddy.v1.ListAuditResponse\x12Q\n" +
-	"\x0eExportSnapshot\x12\x1e.eddy.v1.ExportSnapshotRequest\x1a\x1f.eddy.v1.ExportSnapshotResponseB-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
+	"\x0eExportSnapshot\x12\x1e.eddy.v1.ExportSnapshotRequest\x1a\x1f.eddy.v1.ExportSnapshotResponse\x12S\n" +
+	"\x0eImportSnapshot\x12\x1e.eddy.v1.ImportSnapshotRequest\x1a\x1f.eddy.v1.ImportSnapshotResponse(\x01B-Z+github.com/eddyhq/eddy/proto/eddy/v1;eddyv1b\x06proto3"
 
 var (
 	file_eddy_v1_eddy_proto_rawDescOnce sync.Once
@@ -2682,93 +2911,99 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_eddy_v1_eddy_proto_goTypes = []any{
 	(*PredictRequest)(nil),         // 0: eddy.v1.PredictRequest
 	(*PredictResponse)(nil),        // 1: eddy.v1.PredictResponse
 	(*Explanation)(nil),            // 2: eddy.v1.Explanation
 	(*ExplainedTerm)(nil),          // 3: eddy.v1.ExplainedTerm
 	(*ClassMargin)(nil),            // 4: eddy.v1.ClassMargin
-	(*ExportSnapshotRequest)(nil),  // 5: eddy.v1.ExportSnapshotRequest
-	(*ExportSnapshotResponse)(nil), // 6: eddy.v1.ExportSnapshotResponse
-	(*ListAuditRequest)(nil),       // 7: eddy.v1.ListAuditRequest
-	(*AuditEntry)(nil),             // 8: eddy.v1.AuditEntry
-	(*ListAuditResponse)(nil),      // 9: eddy.v1.ListAuditResponse
-	(*InspectRequest)(nil),         // 10: eddy.v1.InspectRequest
-	(*InspectResponse)(nil),        // 11: eddy.v1.InspectResponse
-	(*NumericFeature)(nil),         // 12: eddy.v1.NumericFeature
-	(*NamedWeight)(nil),            // 13: eddy.v1.NamedWeight
-	(*GetSchemaRequest)(nil),       // 14: eddy.v1.GetSchemaRequest
-	(*SchemaFeature)(nil),          // 15: eddy.v1.SchemaFeature
-	(*FeatureDrift)(nil),           // 16: eddy.v1.FeatureDrift
-	(*GetSchemaResponse)(nil),      // 17: eddy.v1.GetSchemaResponse
-	(*ListSnapshotsRequest)(nil),   // 18: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),           // 19: eddy.v1.SnapshotInfo
-	(*Provenance)(nil),             // 20: eddy.v1.Provenance
-	(*OffsetRange)(nil),            // 21: eddy.v1.OffsetRange
-	(*GetSnapshotRequest)(nil),     // 22: eddy.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),    // 23: eddy.v1.GetSnapshotResponse
-	(*ListSnapshotsResponse)(nil),  // 24: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),         // 25: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),        // 26: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),         // 27: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),        // 28: eddy.v1.PromoteResponse
-	nil,                            // 29: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                            // 30: eddy.v1.InspectResponse.MetricsEntry
-	nil,                            // 31: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
-	(*structpb.Value)(nil),         // 33: google.protobuf.Value
+	(*ImportSnapshotRequest)(nil),  // 5: eddy.v1.ImportSnapshotRequest
+	(*ImportSnapshotResponse)(nil), // 6: eddy.v1.ImportSnapshotResponse
+	(*ExportSnapshotRequest)(nil),  // 7: eddy.v1.ExportSnapshotRequest
+	(*ExportSnapshotResponse)(nil), // 8: eddy.v1.ExportSnapshotResponse
+	(*ListAuditRequest)(nil),       // 9: eddy.v1.ListAuditRequest
+	(*AuditEntry)(nil),             // 10: eddy.v1.AuditEntry
+	(*ListAuditResponse)(nil),      // 11: eddy.v1.ListAuditResponse
+	(*InspectRequest)(nil),         // 12: eddy.v1.InspectRequest
+	(*InspectResponse)(nil),        // 13: eddy.v1.InspectResponse
+	(*NumericFeature)(nil),         // 14: eddy.v1.NumericFeature
+	(*NamedWeight)(nil),            // 15: eddy.v1.NamedWeight
+	(*GetSchemaRequest)(nil),       // 16: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),          // 17: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),           // 18: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),      // 19: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),   // 20: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),           // 21: eddy.v1.SnapshotInfo
+	(*Provenance)(nil),             // 22: eddy.v1.Provenance
+	(*ImportedFrom)(nil),           // 23: eddy.v1.ImportedFrom
+	(*OffsetRange)(nil),            // 24: eddy.v1.OffsetRange
+	(*GetSnapshotRequest)(nil),     // 25: eddy.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),    // 26: eddy.v1.GetSnapshotResponse
+	(*ListSnapshotsResponse)(nil),  // 27: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),         // 28: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),        // 29: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),         // 30: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),        // 31: eddy.v1.PromoteResponse
+	nil,                            // 32: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                            // 33: eddy.v1.InspectResponse.MetricsEntry
+	nil,                            // 34: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(*structpb.Value)(nil),         // 36: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	29, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	32, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
 	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
 	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
 	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
-	32, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	8,  // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
-	32, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
-	30, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
-	12, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
-	13, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
-	15, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
-	16, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	32, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	31, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	20, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
-	21, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
-	21, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
-	32, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
-	32, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
-	32, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
-	32, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
-	19, // 21: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
-	19, // 22: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	33, // 23: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 24: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	18, // 25: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	22, // 26: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
-	25, // 27: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	26, // 28: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	27, // 29: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	14, // 30: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	10, // 31: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
-	7,  // 32: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
-	5,  // 33: eddy.v1.Admin.ExportSnapshot:input_type -> eddy.v1.ExportSnapshotRequest
-	1,  // 34: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	24, // 35: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	23, // 36: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
-	28, // 37: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	28, // 38: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	28, // 39: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	17, // 40: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	11, // 41: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
-	9,  // 42: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
-	6,  // 43: eddy.v1.Admin.ExportSnapshot:output_type -> eddy.v1.ExportSnapshotResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	35, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	10, // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
+	35, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	33, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	14, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
+	15, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
+	17, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	18, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	35, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	34, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	22, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
+	24, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
+	24, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
+	35, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
+	35, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
+	35, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
+	35, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
+	23, // 21: eddy.v1.Provenance.imported:type_name -> eddy.v1.ImportedFrom
+	21, // 22: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
+	21, // 23: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	36, // 24: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 25: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	20, // 26: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	25, // 27: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
+	28, // 28: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	29, // 29: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	30, // 30: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	16, // 31: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	12, // 32: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	9,  // 33: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
+	7,  // 34: eddy.v1.Admin.ExportSnapshot:input_type -> eddy.v1.ExportSnapshotRequest
+	5,  // 35: eddy.v1.Admin.ImportSnapshot:input_type -> eddy.v1.ImportSnapshotRequest
+	1,  // 36: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	27, // 37: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	26, // 38: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
+	31, // 39: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	31, // 40: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	31, // 41: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	19, // 42: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	13, // 43: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	11, // 44: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
+	8,  // 45: eddy.v1.Admin.ExportSnapshot:output_type -> eddy.v1.ExportSnapshotResponse
+	6,  // 46: eddy.v1.Admin.ImportSnapshot:output_type -> eddy.v1.ImportSnapshotResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -2778,16 +3013,16 @@ func file_eddy_v1_eddy_proto_init() {
 	}
 	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[13].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[15].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[16].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[17].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -145,6 +145,7 @@ const (
 	Admin_Inspect_FullMethodName        = "/eddy.v1.Admin/Inspect"
 	Admin_ListAudit_FullMethodName      = "/eddy.v1.Admin/ListAudit"
 	Admin_ExportSnapshot_FullMethodName = "/eddy.v1.Admin/ExportSnapshot"
+	Admin_ImportSnapshot_FullMethodName = "/eddy.v1.Admin/ImportSnapshot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -190,8 +191,8 @@ type AdminClient interface {
 	// that stored snapshot (NOT_FOUND once retention removed it).
 	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
 	// ListAudit lists the operator actions on a model (promote, rollback,
-	// release, reset), oldest first, each with who did it and what came of
-	// it, as of the last checkpoint of the instance that learns it. The log
+	// release, import, reset), oldest first, each with who did it and what
+	// came of it, as of the last checkpoint of the instance that learns it. The log
 	// moves with the model between instances and outlives a reset.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	// ExportSnapshot returns a stored snapshot as a self-describing,
@@ -200,6 +201,17 @@ type AdminClient interface {
 	// the model (its owner, a standby, or one restored from its store);
 	// FAILED_PRECONDITION on another. Needs the admin role.
 	ExportSnapshot(ctx context.Context, in *ExportSnapshotRequest, opts ...grpc.CallOption) (*ExportSnapshotResponse, error)
+	// ImportSnapshot seeds a model with an export file (eddy import): the
+	// model's live state becomes the exported snapshot's, a snapshot of it
+	// is stored and served at once (any pin is released), and the model's
+	// lineage begins there (provenance origin "import"); it goes on learning
+	// from it. The file is streamed in chunks (each at most the server's
+	// message limit; 256 MiB in all); the first message names the model. An
+	// export of a model configured to learn otherwise (task, loss,
+	// optimizer, features, schema) is FAILED_PRECONDITION naming the
+	// setting; a changed or cut file INVALID_ARGUMENT. Answered by the
+	// instance that learns the model. Needs the admin role.
+	ImportSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportSnapshotRequest, ImportSnapshotResponse], error)
 }
 
 type adminClient struct {
@@ -300,6 +312,19 @@ func (c *adminClient) ExportSnapshot(ctx context.Context, in *ExportSnapshotRequ
 	return out, nil
 }
 
+func (c *adminClient) ImportSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportSnapshotRequest, ImportSnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_ImportSnapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportSnapshotRequest, ImportSnapshotResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ImportSnapshotClient = grpc.ClientStreamingClient[ImportSnapshotRequest, ImportSnapshotResponse]
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -343,8 +368,8 @@ type AdminServer interface {
 	// that stored snapshot (NOT_FOUND once retention removed it).
 	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
 	// ListAudit lists the operator actions on a model (promote, rollback,
-	// release, reset), oldest first, each with who did it and what came of
-	// it, as of the last checkpoint of the instance that learns it. The log
+	// release, import, reset), oldest first, each with who did it and what
+	// came of it, as of the last checkpoint of the instance that learns it. The log
 	// moves with the model between instances and outlives a reset.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	// ExportSnapshot returns a stored snapshot as a self-describing,
@@ -353,6 +378,17 @@ type AdminServer interface {
 	// the model (its owner, a standby, or one restored from its store);
 	// FAILED_PRECONDITION on another. Needs the admin role.
 	ExportSnapshot(context.Context, *ExportSnapshotRequest) (*ExportSnapshotResponse, error)
+	// ImportSnapshot seeds a model with an export file (eddy import): the
+	// model's live state becomes the exported snapshot's, a snapshot of it
+	// is stored and served at once (any pin is released), and the model's
+	// lineage begins there (provenance origin "import"); it goes on learning
+	// from it. The file is streamed in chunks (each at most the server's
+	// message limit; 256 MiB in all); the first message names the model. An
+	// export of a model configured to learn otherwise (task, loss,
+	// optimizer, features, schema) is FAILED_PRECONDITION naming the
+	// setting; a changed or cut file INVALID_ARGUMENT. Answered by the
+	// instance that learns the model. Needs the admin role.
+	ImportSnapshot(grpc.ClientStreamingServer[ImportSnapshotRequest, ImportSnapshotResponse]) error
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -389,6 +425,9 @@ func (UnimplementedAdminServer) ListAudit(context.Context, *ListAuditRequest) (*
 }
 func (UnimplementedAdminServer) ExportSnapshot(context.Context, *ExportSnapshotRequest) (*ExportSnapshotResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ExportSnapshot not implemented")
+}
+func (UnimplementedAdminServer) ImportSnapshot(grpc.ClientStreamingServer[ImportSnapshotRequest, ImportSnapshotResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ImportSnapshot not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -573,6 +612,13 @@ func _Admin_ExportSnapshot_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ImportSnapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServer).ImportSnapshot(&grpc.GenericServerStream[ImportSnapshotRequest, ImportSnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_ImportSnapshotServer = grpc.ClientStreamingServer[ImportSnapshotRequest, ImportSnapshotResponse]
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -617,6 +663,12 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_ExportSnapshot_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImportSnapshot",
+			Handler:       _Admin_ImportSnapshot_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "eddy/v1/eddy.proto",
 }
