@@ -274,6 +274,7 @@ func (e *prequential) decode(r *codec.Reader) {
 	e.logLoss, e.absErr, e.sqErr = r.Float(), r.Float(), r.Float()
 	var s storedRing
 	n := r.Count()
+	e.stored = n
 	s.next, s.filled = r.Uvarint(), r.Uvarint()
 	s.sum = r.Float()
 	s.values = readValues(r, n)

@@ -27,6 +27,7 @@ type prequential struct {
 	// window holds the last per-example errors (0/1 loss or absolute
 	// error).
 	window ring
+	stored int // decoded: the window length the state was stored with
 }
 
 func newPrequential(task Task, window int) prequential {

@@ -1,8 +1,10 @@
 package learner
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/eddyhq/eddy/features/codec"
 )
@@ -33,6 +35,11 @@ func DecodeSnapshotModel(cfg ModelConfig, rollingWindow int, data []byte) (*Mode
 	m, _, err := decodeState(cfg, rollingWindow, r.Rest())
 	return m, err
 }
+
+// StoredRollingWindow returns the number of examples the rolling metrics
+// covered in the service that stored m's state (0: m was not decoded): a
+// model must be decoded with it to go on exactly as it would have there.
+func (m *Model) StoredRollingWindow() int { return m.eval.stored }
 
 // SameState reports whether models of configurations a and b learn and
 // predict alike from the same state, and if not, the first setting that
@@ -73,4 +80,54 @@ func (m *Model) Seed(from *Model) error {
 	m.storedMaxNumeric = from.storedMaxNumeric
 	m.checker = newChecker(m.schema, m.tr)
 	return nil
+}
+
+// StateDiff is how far two models' learned states are apart.
+type StateDiff struct {
+	Identical bool    // the encoded states (weights, optimizer, scaler, metrics, learned) are bitwise equal
+	Weights   int     // weights compared: intercepts and coefficients of every output
+	Differ    int     // of those, how many are not bitwise equal
+	MaxAbs    float64 // largest |a - b| over the weights
+	RelL2     float64 // ||a - b|| / ||b|| over the weights (0 when b is all zero)
+}
+
+// CompareState compares what m and o have learned (o is the reference).
+// Their configurations must have the same state (SameState).
+func (m *Model) CompareState(o *Model) StateDiff {
+	d := StateDiff{Identical: bytes.Equal(m.AppendStateAs(nil, 0), o.AppendStateAs(nil, 0))}
+	var diff2, norm2 float64
+	add := func(a, b float64) {
+		d.Weights++
+		if math.Float64bits(a) != math.Float64bits(b) {
+			d.Differ++
+		}
+		delta := a - b
+		d.MaxAbs = max(d.MaxAbs, math.Abs(delta))
+		diff2 += delta * delta
+		norm2 += b * b
+	}
+	for k := range max(len(m.lin.out), len(o.lin.out)) {
+		var a, b output
+		if k < len(m.lin.out) {
+			a = m.lin.out[k]
+		}
+		if k < len(o.lin.out) {
+			b = o.lin.out[k]
+		}
+		add(a.intercept, b.intercept)
+		for i := 0; i < max(len(a.p), len(b.p)); i += m.lin.stride {
+			add(at(a.p, i), at(b.p, i))
+		}
+	}
+	if norm2 > 0 {
+		d.RelL2 = math.Sqrt(diff2 / norm2)
+	}
+	return d
+}
+
+func at(p []float64, i int) float64 {
+	if i < len(p) {
+		return p[i]
+	}
+	return 0
 }

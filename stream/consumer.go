@@ -774,20 +774,13 @@ func (c *Consumer) process(g *generation, m *kafka.Message) error {
 		return nil
 	}
 	ev := &g.event
-	if err := c.decoder.Decode(m.Value, ev); err != nil {
+	if err := c.decoder.DecodeMessage(m, ev); err != nil {
 		var de *DecodeError
 		if !errors.As(err, &de) {
 			return err
 		}
 		c.deadLetter(g, m, string(de.Reason), de.Detail)
 	} else {
-		if ev.Key == nil {
-			ev.Key = m.Key
-		}
-		if !ev.HasTime {
-			ev.Time, ev.HasTime = m.Time, true
-		}
-		ev.Partition, ev.Offset = m.Partition, m.Offset
 		if err := c.handler.Handle(m.Topic, ev); err != nil {
 			var rej Rejection
 			if !errors.As(err, &rej) {

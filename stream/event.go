@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // FieldKind says which JSON type a feature value had.
@@ -161,6 +163,24 @@ func orDefault(v, def int) int {
 // The slices in ev alias data and the Decoder; see Event.
 func (d *Decoder) Decode(data []byte, ev *Event) error {
 	return d.decode(data, ev, docEvent)
+}
+
+// DecodeMessage decodes the event of a Kafka message as the consumer does:
+// Decode of its value, then the message's key as the event's when the
+// event names none, the message's time when it has none, and its
+// partition and offset.
+func (d *Decoder) DecodeMessage(m *kafka.Message, ev *Event) error {
+	if err := d.Decode(m.Value, ev); err != nil {
+		return err
+	}
+	if ev.Key == nil {
+		ev.Key = m.Key
+	}
+	if !ev.HasTime {
+		ev.Time, ev.HasTime = m.Time, true
+	}
+	ev.Partition, ev.Offset = m.Partition, m.Offset
+	return nil
 }
 
 // docKind says which message a Decode call parses: an event or a label.

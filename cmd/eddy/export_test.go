@@ -92,7 +92,8 @@ func TestAnExportedModelScoresOfflineAsItServes(t *testing.T) {
 	changed := append([]byte(nil), data...)
 	changed[len(changed)/2] ^= 1
 
-	other := startTestService(t, testOptions(startBroker(t), t.TempDir(), learner.ModelConfig{Name: "phishing"}))
+	otherBroker := startBroker(t)
+	other := startTestService(t, testOptions(otherBroker, t.TempDir(), learner.ModelConfig{Name: "phishing"}))
 	printed, _, err = runCLI(t, nil, "import", out, "--addr", other.GRPCAddr())
 	if err != nil || !strings.Contains(printed, "into model phishing: version 1 serves") {
 		t.Fatalf("import: %v\n%s", err, printed)
@@ -110,6 +111,9 @@ func TestAnExportedModelScoresOfflineAsItServes(t *testing.T) {
 	}
 	if printed, _, err = runCLI(t, nil, "audit", "--model", "phishing", "--addr", other.GRPCAddr()); err != nil || !strings.Contains(printed, "import") {
 		t.Fatalf("audit after the import: %v\n%s", err, printed)
+	}
+	if _, _, err := runCLI(t, nil, "replay", "--model", "phishing", "--addr", other.GRPCAddr(), "--brokers", otherBroker); err == nil || !strings.Contains(err.Error(), "began with an import of model phishing") {
+		t.Errorf("replay of an imported lineage: %v, want it refused naming the import", err)
 	}
 	if _, _, err := runCLI(t, nil, "import", "--file", filepath.Join(t.TempDir(), "missing.eddy"), "--addr", other.GRPCAddr()); err == nil {
 		t.Error("importing a missing file succeeded")

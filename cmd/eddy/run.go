@@ -42,6 +42,7 @@ func commands() []command {
 		{"inspect", "show what a model has learned: metrics, feature statistics, its largest weights by name", runInspect},
 		{"export", "write a stored snapshot to a checksummed file that evaluate --model-file scores with", runExport},
 		{"import", "seed a model with an export file (from this eddy or another): it serves and learns on from it", runImport},
+		{"replay", "re-learn a stored snapshot from Kafka over the offsets its lineage names and check it is reproduced", runReplay},
 		{"audit", "list the operator actions on a model: who promoted, rolled back, released or reset it, and when", runAudit},
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},
