@@ -142,6 +142,35 @@ func TestBucketNamesStayWithinTheirLimit(t *testing.T) {
 	}
 }
 
+// TestNamingBucketsTracesFewEvents learns a stream of ever new categories
+// (as ids are) once the dictionary is full: an event is transformed again
+// with tracing only when the dictionary takes names (one event in 16) or
+// compares hashes (one in 64), not on every event.
+func TestNamingBucketsTracesFewEvents(t *testing.T) {
+	m, err := NewModel(ModelConfig{Name: "m", Task: Binary, HashNames: 256}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 40000
+	for i := range events {
+		f := []features.Field{
+			{Name: []byte("id"), Kind: features.String, Str: fmt.Appendf(nil, "u%d", i)},
+			{Name: []byte("country"), Kind: features.String, Str: fmt.Appendf(nil, "c%d", i%30)},
+		}
+		if _, err := m.LearnEvent(nil, time.Time{}, f, float64(i%30%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.names.floor == 0 {
+		t.Fatal("the dictionary never filled: the test does not reach the steady state")
+	}
+	if rate := float64(m.names.traced) / events; rate > 1.0/16+1.0/64+0.02 {
+		t.Errorf("%d of %d events traced (%.3f); want at most about 1/16 + 1/64 = 0.078", m.names.traced, events, rate)
+	} else {
+		t.Logf("%d of %d events traced (%.3f)", m.names.traced, events, rate)
+	}
+}
+
 // TestABucketTwoFeaturesShareIsMarked learns 40 categories into 4
 // buckets: Inspect marks the buckets that hold more than one.
 func TestABucketTwoFeaturesShareIsMarked(t *testing.T) {

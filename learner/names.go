@@ -31,11 +31,12 @@ const DefaultHashNames = 4096
 // names' to find buckets that two features share. Owned by the model's
 // goroutine; a snapshot decoded from the store holds its own.
 type bucketNames struct {
-	limit int
-	names map[int]bucketName // weight index → name
-	named []uint64           // bit per weight index: in names
-	floor float64            // a new bucket is admitted when full only above this |weight|
-	trace features.Vector    // scratch: the event transformed with tracing
+	limit  int
+	names  map[int]bucketName // weight index → name
+	named  []uint64           // bit per weight index: in names
+	floor  float64            // a new bucket is admitted when full only above this |weight|
+	trace  features.Vector    // scratch: the event transformed with tracing
+	traced uint64             // events transformed again with tracing (the cost tests bound)
 }
 
 type bucketName struct {
@@ -97,7 +98,10 @@ func (b *bucketNames) observe(tr *features.Transformer, fields []features.Field,
 	// A full dictionary takes new names on one event in 16 only, so that
 	// a stream of ever new values does not make every event name some.
 	open := b.floor == 0 || scattered(n+1, 4) // the floor rises at the first eviction
-	if !check && open {
+	if !check {
+		if !open {
+			return
+		}
 		for _, idx := range vec.Index {
 			if tr.IsHashed(idx) && !b.isNamed(idx) && b.admits(weightOf(lin, idx), open) {
 				check = true
@@ -108,6 +112,7 @@ func (b *bucketNames) observe(tr *features.Transformer, fields []features.Field,
 			return
 		}
 	}
+	b.traced++
 	tr.Transform(fields, &b.trace)
 	for i, idx := range b.trace.Index {
 		if !tr.IsHashed(idx) {
