@@ -148,7 +148,7 @@ func DecodeTransformer(data []byte) (*Transformer, []byte, error) {
 			return nil, nil, fmt.Errorf("%w: slot %q twice", ErrCorrupt, name)
 		}
 		fi.slot = int32(t.addSlot(name))
-		t.info[name] = fi
+		t.setInfo(name, fi)
 		slot := int(fi.slot)
 		t.count[slot], t.mean[slot], t.vars[slot] = r.Float(), r.Float(), r.Float()
 	}

@@ -217,6 +217,11 @@ type Transformer struct {
 	undoSlots int         // slot count before the last Update
 	overflow  uint64      // numeric features left without a slot (TooManyFeatures ignore_feature)
 	resolved  []int32     // per field of the current Update: slot, skipField or newField
+	stats     []slotStats // per field of the current Update: the statistics after it
+	// gen counts the changes of info, so that a nameCache resolved
+	// against an older state resolves again.
+	gen   uint64
+	byPos nameCache // Update's own cache (Transform uses its Vector's)
 }
 
 // New returns an empty Transformer for cfg, which must be valid.
@@ -230,6 +235,7 @@ func New(cfg Config) *Transformer {
 // index builds the field map and interaction pairs from the configuration,
 // keeping the slots of fields already learned.
 func (t *Transformer) index() {
+	t.gen++
 	old := t.info
 	t.info = make(map[string]fieldInfo, len(old))
 	for name, fi := range old {
@@ -349,13 +355,23 @@ func (t *Transformer) Update(fields []Field) error {
 			f := &fields[i]
 			fi := t.lookup(string(f.Name))
 			fi.slot = int32(t.addSlot(string(f.Name)))
-			t.info[string(f.Name)] = fi
+			t.setInfo(string(f.Name), fi)
 			slot = int(fi.slot)
 		}
 		t.undo = append(t.undo, undoEntry{slot, t.count[slot], t.mean[slot], t.vars[slot]})
-		t.count[slot], t.mean[slot], t.vars[slot] = t.next(slot, fields[i].Num)
+		st := t.stats[i]
+		t.count[slot], t.mean[slot], t.vars[slot] = st.count, st.mean, st.vars
 	}
 	return nil
+}
+
+// slotStats are a numeric slot's statistics: examples, mean, variance.
+type slotStats struct{ count, mean, vars float64 }
+
+// setInfo records what name resolves to, invalidating every nameCache.
+func (t *Transformer) setInfo(name string, fi fieldInfo) {
+	t.info[name] = fi
+	t.gen++
 }
 
 // Markers in Transformer.resolved besides slot numbers.
@@ -368,11 +384,13 @@ const (
 // and resolves each field's slot into t.resolved so that Update looks each
 // name up only once.
 func (t *Transformer) check(fields []Field) error {
-	t.resolved = t.resolved[:0]
+	t.resolved, t.stats = t.resolved[:0], t.stats[:0]
 	newSlots := 0
 	for i := range fields {
 		f := &fields[i]
-		fi, known := t.info[string(f.Name)]
+		t.stats = append(t.stats, slotStats{})
+		r := t.byPos.resolve(t, i, f.Name)
+		fi, known := r.info, r.known
 		if f.Kind == String || known && fi.ignored {
 			t.resolved = append(t.resolved, skipField)
 			continue
@@ -397,9 +415,11 @@ func (t *Transformer) check(fields []Field) error {
 			newSlots++
 			t.resolved = append(t.resolved, newField)
 		}
-		if _, mean, vars := t.next(slot, f.Num); !finite(mean) || !finite(vars) {
+		count, mean, vars := t.next(slot, f.Num)
+		if !finite(mean) || !finite(vars) {
 			return fmt.Errorf("%w: feature %q = %g", ErrNonFinite, f.Name, f.Num)
 		}
+		t.stats[i] = slotStats{count, mean, vars}
 	}
 	return nil
 }
@@ -452,8 +472,9 @@ func (t *Transformer) Rollback() {
 		fi.slot = -1
 		if fi.ns == 0 && !fi.ignored {
 			delete(t.info, name)
+			t.gen++
 		} else {
-			t.info[name] = fi
+			t.setInfo(name, fi)
 		}
 		t.names, t.count, t.mean, t.vars = t.names[:last], t.count[:last], t.mean[:last], t.vars[:last]
 	}
@@ -469,6 +490,11 @@ type Vector struct {
 	ns    []uint8   // namespace of each entry, for interactions
 	raw   []float64 // unscaled value of each entry, for Rescale
 	max   int       // largest index + 1
+
+	// byPos resolves the names of the fields Transform reads, by their
+	// position: it belongs to the Vector so that concurrent Transforms
+	// of one Transformer (a served snapshot) share nothing.
+	byPos nameCache
 
 	// With tracing on (Trace), where each entry came from: see Terms.
 	trace bool
@@ -519,12 +545,13 @@ func (t *Transformer) Transform(fields []Field, dst *Vector) {
 	dst.Reset()
 	for i := range fields {
 		f := &fields[i]
-		fi, known := t.info[string(f.Name)]
+		r := dst.byPos.resolve(t, i, f.Name)
+		fi, known := r.info, r.known
 		if known && fi.ignored {
 			continue
 		}
 		if f.Kind == String {
-			h := t.categoryHash(f.Name, f.Str)
+			h := t.categoryHash(r, f.Name, f.Str)
 			dst.add(t.bucket(h), 1, 1, fi.ns)
 			dst.note(int32(i), -1, h)
 			continue
@@ -611,12 +638,13 @@ func (t *Transformer) scale(slot int, x float64) float64 {
 	return (x - t.mean[slot]) / sd
 }
 
-// categoryHash is the full hash of name=value.
-func (t *Transformer) categoryHash(name, value []byte) uint64 {
+// categoryHash is the full hash of name=value; r is name resolved, whose
+// hash it reuses.
+func (t *Transformer) categoryHash(r *resolvedName, name, value []byte) uint64 {
 	if t.hash == hashFNV {
 		return fnv1a(name, value)
 	}
-	return mix(xxhash.Sum64(name), xxhash.Sum64(value))
+	return mix(r.hash, xxhash.Sum64(value))
 }
 
 // bucket is the index of full hash h in the hashed space.
