@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -76,7 +75,7 @@ func (e *CSVRowError) Error() string { return fmt.Sprintf("stream: CSV line %d: 
 //
 // A CSVReader is not safe for concurrent use.
 type CSVReader struct {
-	csv     *csv.Reader
+	csv     *csvRecords
 	header  []string
 	names   [][]byte // the header's names, converted once
 	skip    []bool   // per column: not a feature (unnamed, target, key or ignored)
@@ -99,9 +98,12 @@ type catSpan struct{ field, start, end int }
 // after it. Its errors are ErrCSVEmpty, a *CSVHeaderError, a
 // *CSVColumnError, or the error of reading r.
 func NewCSVReader(r io.Reader, cfg CSVConfig) (*CSVReader, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	cr := newCSVRecords(r)
+	fields, _, err := cr.read()
+	header := make([]string, len(fields))
+	for i, f := range fields {
+		header[i] = string(f)
+	}
 	var pe *csv.ParseError
 	switch {
 	case errors.Is(err, io.EOF):
@@ -111,7 +113,7 @@ func NewCSVReader(r io.Reader, cfg CSVConfig) (*CSVReader, error) {
 	case err != nil:
 		return nil, fmt.Errorf("stream: reading the CSV header: %w", err)
 	}
-	c := &CSVReader{csv: cr, header: slices.Clone(header), target: -1, key: -1}
+	c := &CSVReader{csv: cr, header: header, target: -1, key: -1}
 	c.names = make([][]byte, len(c.header))
 	c.skip = make([]bool, len(c.header))
 	for i, h := range c.header {
@@ -195,7 +197,7 @@ func (c *CSVReader) Row() int { return c.row }
 // CSVReader and are valid until the next Read.
 func (c *CSVReader) Read(ev *Event) error {
 	*ev = Event{Fields: ev.Fields[:0]}
-	rec, err := c.csv.Read()
+	rec, line, err := c.csv.read()
 	if errors.Is(err, io.EOF) {
 		return io.EOF
 	}
@@ -203,10 +205,10 @@ func (c *CSVReader) Read(ev *Event) error {
 	if err != nil {
 		return c.readError(rec, err)
 	}
-	c.line, _ = c.csv.FieldPos(0)
+	c.line = line
 	c.cats, c.spans = c.cats[:0], c.spans[:0]
 	for i, cell := range rec {
-		if c.skip[i] || cell == "" {
+		if c.skip[i] || len(cell) == 0 {
 			continue
 		}
 		f := Field{Name: c.names[i], Kind: KindString}
@@ -214,7 +216,7 @@ func (c *CSVReader) Read(ev *Event) error {
 			f.Kind, f.Num = cellKind(cell)
 		}
 		if f.Kind == KindString { // numbers and booleans are ASCII
-			if !utf8.ValidString(cell) {
+			if !utf8.Valid(cell) {
 				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
 			}
 			// Str is set below: cats may move while the row is appended.
@@ -226,7 +228,7 @@ func (c *CSVReader) Read(ev *Event) error {
 	for _, sp := range c.spans {
 		ev.Fields[sp.field].Str = c.cats[sp.start:sp.end:sp.end]
 	}
-	if c.target >= 0 && rec[c.target] != "" {
+	if c.target >= 0 && len(rec[c.target]) > 0 {
 		label, ok := parseLabel(rec[c.target])
 		if !ok {
 			return &CSVRowError{c.line, fmt.Sprintf("label %q in column %q is not a number or boolean", rec[c.target], c.header[c.target])}
@@ -242,7 +244,7 @@ func (c *CSVReader) Read(ev *Event) error {
 
 // readError turns an error of csv.Reader.Read into a *CSVRowError naming
 // the line, unless the input itself failed.
-func (c *CSVReader) readError(rec []string, err error) error {
+func (c *CSVReader) readError(rec [][]byte, err error) error {
 	var pe *csv.ParseError
 	if !errors.As(err, &pe) {
 		return fmt.Errorf("stream: reading CSV: %w", err)
@@ -256,7 +258,7 @@ func (c *CSVReader) readError(rec []string, err error) error {
 
 // cellKind reads a non-empty cell: a finite number, true or false in any
 // case, or else a category.
-func cellKind(cell string) (FieldKind, float64) {
+func cellKind(cell []byte) (FieldKind, float64) {
 	switch {
 	case asciiEqualFold(cell, "true"):
 		return KindBool, 1
@@ -266,7 +268,7 @@ func cellKind(cell string) (FieldKind, float64) {
 	// A number starts with a digit, sign, point, "inf" or "nan"; testing that
 	// first spares a category the error ParseFloat would allocate.
 	if strings.IndexByte("0123456789+-.iInN", cell[0]) >= 0 {
-		if x, err := strconv.ParseFloat(cell, 64); err == nil && finite(x) {
+		if x, ok := parseFloat(cell); ok && finite(x) {
 			return KindNumber, x
 		}
 	}
@@ -275,20 +277,20 @@ func cellKind(cell string) (FieldKind, float64) {
 
 // parseLabel reads a label cell: true and false (in any case) are 1 and 0;
 // otherwise it must be a finite number.
-func parseLabel(cell string) (float64, bool) {
+func parseLabel(cell []byte) (float64, bool) {
 	switch {
 	case asciiEqualFold(cell, "true"):
 		return 1, true
 	case asciiEqualFold(cell, "false"):
 		return 0, true
 	}
-	x, err := strconv.ParseFloat(cell, 64)
-	return x, err == nil && finite(x)
+	x, ok := parseFloat(cell)
+	return x, ok && finite(x)
 }
 
 // asciiEqualFold reports whether s equals the lower-case ASCII word lower in
 // any case, without allocating.
-func asciiEqualFold(s, lower string) bool {
+func asciiEqualFold(s []byte, lower string) bool {
 	if len(s) != len(lower) {
 		return false
 	}

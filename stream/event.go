@@ -651,9 +651,8 @@ func (d *Decoder) readNumber() (float64, *DecodeError) {
 	if err := d.scanNumber(); err != nil {
 		return 0, err
 	}
-	// The grammar is already checked, so only overflow can fail; ParseFloat
-	// clones the string into its errors, so the unsafe string stays local.
-	n, _ := strconv.ParseFloat(unsafeString(d.data[start:d.pos]), 64)
+	// The grammar is already checked, so only overflow can fail (to ±Inf).
+	n, _ := parseFloat(d.data[start:d.pos])
 	if math.IsInf(n, 0) || math.IsNaN(n) {
 		return 0, &DecodeError{ReasonNonFinite, d.at.String() + " overflows float64"}
 	}

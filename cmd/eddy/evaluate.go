@@ -251,21 +251,20 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 		return ev, fmt.Errorf("evaluate: %w", err)
 	}
 	defer f.Close()
-	total, err := countLines(f)
-	if err != nil {
-		return ev, fmt.Errorf("evaluate: %w", err)
+	size := int64(0)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return ev, fmt.Errorf("evaluate: %w", err)
-	}
-	src, err := newCSVExamples(bufio.NewReaderSize(f, 1<<16), o.file, stream.CSVConfig{Target: o.target, Ignore: o.ignore, Categorical: o.categorical})
+	in := &countingReader{r: f}
+	src, err := newCSVExamples(bufio.NewReaderSize(in, 1<<16), o.file, stream.CSVConfig{Target: o.target, Ignore: o.ignore, Categorical: o.categorical})
 	if err != nil {
 		return ev, err
 	}
 	for _, i := range src.rows.Unnamed() {
 		fmt.Fprintf(progressOut, "evaluate: %s: column %d has no name (a pandas index?): left out\n", o.file, i+1)
 	}
-	bar := newProgress(progressOut, "evaluating "+filepath.Base(o.file), total-1)
+	bar := newProgress(progressOut, "evaluating "+filepath.Base(o.file), int(size))
+	bar.read = func() int64 { return in.n }
 	err = learnRows(ctx, o, src, model, bar, &ev)
 	bar.update(ev.rows)
 	bar.finish()
@@ -577,4 +576,16 @@ func scoreFile(ctx context.Context, o evaluateOptions, progressOut io.Writer) (e
 	}
 	ev.elapsed = time.Since(start)
 	return ev, nil
+}
+
+// countingReader counts the bytes read through it, for progress.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

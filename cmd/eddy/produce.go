@@ -443,6 +443,21 @@ type progress struct {
 	last     time.Time
 	lastTick int
 	tty      bool
+	// read, when set, measures progress instead of done/total: bytes
+	// read of a file of size total (so that a file need not be read
+	// twice, once to count its rows).
+	read func() int64
+}
+
+// fraction is how far the work is, from 0 to 1.
+func (p *progress) fraction(done int) float64 {
+	switch {
+	case p.total <= 0:
+		return 1
+	case p.read != nil:
+		return min(float64(p.read())/float64(p.total), 1)
+	}
+	return min(float64(done)/float64(p.total), 1)
 }
 
 func newProgress(w io.Writer, label string, total int) *progress {
@@ -458,46 +473,34 @@ func newProgress(w io.Writer, label string, total int) *progress {
 func (p *progress) update(done int) {
 	now := time.Now()
 	if p.tty {
-		if now.Sub(p.last) < 100*time.Millisecond && done < p.total {
+		if now.Sub(p.last) < 100*time.Millisecond && (p.total <= 0 || p.fraction(done) < 1) {
 			return
 		}
 		p.last = now
 		fmt.Fprintf(p.w, "\r%s", p.line(done))
 		return
 	}
-	if p.total > 0 && done*10/p.total > p.lastTick {
-		p.lastTick = done * 10 / p.total
+	if tick := int(p.fraction(done) * 10); p.total > 0 && tick > p.lastTick {
+		p.lastTick = tick
 		fmt.Fprintln(p.w, p.line(done))
 	}
 }
 
 func (p *progress) line(done int) string {
 	const width = 30
-	frac := 1.0
-	if p.total > 0 {
-		frac = min(float64(done)/float64(p.total), 1)
-	}
+	frac := p.fraction(done)
 	filled := int(frac * width)
 	rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-9)
-	return fmt.Sprintf("%s [%s%s] %3.0f%% %d/%d  %.0f events/s", p.label,
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), 100*frac, done, p.total, rate)
+	count := fmt.Sprintf("%d/%d", done, p.total)
+	if p.read != nil {
+		count = fmt.Sprintf("%d rows", done)
+	}
+	return fmt.Sprintf("%s [%s%s] %3.0f%% %s  %.0f events/s", p.label,
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), 100*frac, count, rate)
 }
 
 func (p *progress) finish() {
 	if p.tty {
 		fmt.Fprintln(p.w)
 	}
-}
-
-// countLines counts the non-blank lines of r.
-func countLines(r io.Reader) (int, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	n := 0
-	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
-			n++
-		}
-	}
-	return n, sc.Err()
 }
