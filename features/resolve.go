@@ -26,6 +26,7 @@ type resolvedName struct {
 	known bool   // name is in Transformer.info
 	hash  uint64 // xxhash of name
 	gen   uint64 // the Transformer.gen it was resolved at
+	ok    bool   // resolved at all
 }
 
 // nameCache is owned by one goroutine (a Vector's user, or the
@@ -44,22 +45,18 @@ func (c *nameCache) resolve(t *Transformer, i int, name []byte) *resolvedName {
 		c.owner = t
 		c.at = c.at[:0]
 	}
-	if i < len(c.at) {
-		r := &c.at[i]
-		if r.gen == t.gen && bytes.Equal(r.name, name) {
-			return r
-		}
-		t.resolveInto(r, name)
-		return r
+	if i >= maxCachedPositions {
+		t.resolveInto(&c.miss, name)
+		return &c.miss
 	}
-	if i == len(c.at) && i < maxCachedPositions {
+	for len(c.at) <= i { // a caller may skip positions (Update skips categories)
 		c.at = append(c.at, resolvedName{})
-		r := &c.at[i]
-		t.resolveInto(r, name)
-		return r
 	}
-	t.resolveInto(&c.miss, name)
-	return &c.miss
+	r := &c.at[i]
+	if !r.ok || r.gen != t.gen || !bytes.Equal(r.name, name) {
+		t.resolveInto(r, name)
+	}
+	return r
 }
 
 // resolveInto looks name up in t and stores the answer in r.
@@ -70,5 +67,5 @@ func (t *Transformer) resolveInto(r *resolvedName, name []byte) {
 		r.info = fieldInfo{slot: -1}
 	}
 	r.hash = xxhash.Sum64(name)
-	r.gen = t.gen
+	r.gen, r.ok = t.gen, true
 }

@@ -39,6 +39,11 @@ func TestTheNameCacheNeverChangesAResult(t *testing.T) {
 		if e%11 == 0 {
 			tr.Rollback()
 		}
+		for i, f := range fields { // Update remembers numeric names even after a category
+			if r := tr.byPos.at; f.Kind == Number && (i >= len(r) || !r[i].ok || string(r[i].name) != string(f.Name)) {
+				t.Fatalf("event %d: Update did not remember %q at position %d", e, f.Name, i)
+			}
+		}
 		tr.Transform(fields, &cached)
 		var fresh Vector
 		tr.Transform(fields, &fresh)

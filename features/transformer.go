@@ -389,9 +389,13 @@ func (t *Transformer) check(fields []Field) error {
 	for i := range fields {
 		f := &fields[i]
 		t.stats = append(t.stats, slotStats{})
+		if f.Kind == String {
+			t.resolved = append(t.resolved, skipField)
+			continue
+		}
 		r := t.byPos.resolve(t, i, f.Name)
 		fi, known := r.info, r.known
-		if f.Kind == String || known && fi.ignored {
+		if known && fi.ignored {
 			t.resolved = append(t.resolved, skipField)
 			continue
 		}

@@ -216,7 +216,7 @@ func (c *CSVReader) Read(ev *Event) error {
 			f.Kind, f.Num = cellKind(cell)
 		}
 		if f.Kind == KindString { // numbers and booleans are ASCII
-			if !utf8.Valid(cell) {
+			if !c.csv.ascii && !utf8.Valid(cell) {
 				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
 			}
 			// Str is set below: cats may move while the row is appended.
@@ -267,13 +267,21 @@ func cellKind(cell []byte) (FieldKind, float64) {
 	}
 	// A number starts with a digit, sign, point, "inf" or "nan"; testing that
 	// first spares a category the error ParseFloat would allocate.
-	if strings.IndexByte("0123456789+-.iInN", cell[0]) >= 0 {
+	if numberStart[cell[0]] {
 		if x, ok := parseFloat(cell); ok && finite(x) {
 			return KindNumber, x
 		}
 	}
 	return KindString, 0
 }
+
+// numberStart marks the bytes a number can start with.
+var numberStart = func() (t [256]bool) {
+	for _, c := range []byte("0123456789+-.iInN") {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseLabel reads a label cell: true and false (in any case) are 1 and 0;
 // otherwise it must be a finite number.

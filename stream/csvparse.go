@@ -3,6 +3,7 @@ package stream
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"io"
 )
@@ -22,7 +23,8 @@ type csvRecords struct {
 	rec     []byte // a quoted record, unquoted
 	ends    []int  // where each field of rec ends
 	fields  [][]byte
-	want    int // fields per record: the first record's count (0 before it)
+	want    int  // fields per record: the first record's count (0 before it)
+	ascii   bool // the last record is all ASCII (so its fields are valid UTF-8)
 }
 
 func newCSVRecords(r io.Reader) *csvRecords {
@@ -59,6 +61,19 @@ func (c *csvRecords) readLine() ([]byte, error) {
 	return line, err
 }
 
+// isASCII reports whether b is all ASCII, eight bytes at a time.
+func isASCII(b []byte) bool {
+	var or uint64
+	for len(b) >= 8 {
+		or |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		or |= uint64(c)
+	}
+	return or&0x8080808080808080 == 0
+}
+
 // lengthNL is 1 if b ends with \n, else 0.
 func lengthNL(b []byte) int {
 	if len(b) > 0 && b[len(b)-1] == '\n' {
@@ -88,6 +103,7 @@ func (c *csvRecords) read() ([][]byte, int, error) {
 	var err error
 	if bytes.IndexByte(line, '"') < 0 {
 		line = line[:len(line)-lengthNL(line)]
+		c.ascii = isASCII(line)
 		for {
 			i := bytes.IndexByte(line, ',')
 			if i < 0 {
@@ -100,6 +116,7 @@ func (c *csvRecords) read() ([][]byte, int, error) {
 	} else {
 		err = c.readQuoted(line, errRead, recLine)
 		errRead = nil
+		c.ascii = isASCII(c.rec)
 	}
 	if err == nil {
 		err = errRead

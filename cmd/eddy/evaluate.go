@@ -362,9 +362,9 @@ func (s *csvExamples) next() (fields []features.Field, label float64, hasLabel b
 	if !s.ev.HasLabel {
 		return nil, 0, false, nil
 	}
-	s.fields = s.fields[:0]
-	for _, f := range s.ev.Fields {
-		s.fields = append(s.fields, features.Field{Name: f.Name, Kind: featureKind(f.Kind), Num: f.Num, Str: f.Str})
+	s.fields = slices.Grow(s.fields[:0], len(s.ev.Fields))[:len(s.ev.Fields)]
+	for i, f := range s.ev.Fields {
+		s.fields[i] = features.Field{Name: f.Name, Kind: featureKind(f.Kind), Num: f.Num, Str: f.Str}
 	}
 	return s.fields, s.ev.Label, true, nil
 }
