@@ -86,13 +86,8 @@ type CSVReader struct {
 	line    int // line of the row last read
 	row     int // records read, valid or not
 
-	cats   []byte    // the row's categorical values, back to back
-	spans  []catSpan // where each categorical value lies in cats
 	keyBuf []byte
 }
-
-// catSpan locates the value of Fields[field] in CSVReader.cats.
-type catSpan struct{ field, start, end int }
 
 // NewCSVReader reads the header row of r and returns a reader of the rows
 // after it. Its errors are ErrCSVEmpty, a *CSVHeaderError, a
@@ -206,7 +201,7 @@ func (c *CSVReader) Read(ev *Event) error {
 		return c.readError(rec, err)
 	}
 	c.line = line
-	c.cats, c.spans = c.cats[:0], c.spans[:0]
+	ev.Fields = slices.Grow(ev.Fields, len(rec))
 	for i, cell := range rec {
 		if c.skip[i] || len(cell) == 0 {
 			continue
@@ -219,14 +214,9 @@ func (c *CSVReader) Read(ev *Event) error {
 			if !c.csv.ascii && !utf8.Valid(cell) {
 				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
 			}
-			// Str is set below: cats may move while the row is appended.
-			c.spans = append(c.spans, catSpan{len(ev.Fields), len(c.cats), len(c.cats) + len(cell)})
-			c.cats = append(c.cats, cell...)
+			f.Str = cell // the record's bytes, valid until the next read
 		}
 		ev.Fields = append(ev.Fields, f)
-	}
-	for _, sp := range c.spans {
-		ev.Fields[sp.field].Str = c.cats[sp.start:sp.end:sp.end]
 	}
 	if c.target >= 0 && len(rec[c.target]) > 0 {
 		label, ok := parseLabel(rec[c.target])

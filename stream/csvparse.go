@@ -107,7 +107,7 @@ func (c *csvRecords) read() ([][]byte, int, error) {
 		for {
 			i := bytes.IndexByte(line, ',')
 			if i < 0 {
-				c.fields = append(c.fields, line)
+				c.fields = append(c.fields, line[:len(line):len(line)])
 				break
 			}
 			c.fields = append(c.fields, line[:i:i])
