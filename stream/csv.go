@@ -206,17 +206,22 @@ func (c *CSVReader) Read(ev *Event) error {
 		if c.skip[i] || len(cell) == 0 {
 			continue
 		}
-		f := Field{Name: c.names[i], Kind: KindString}
+		kind, num := KindString, 0.0
 		if !c.cat[i] {
-			f.Kind, f.Num = cellKind(cell)
+			kind, num = cellKind(cell)
 		}
-		if f.Kind == KindString { // numbers and booleans are ASCII
+		var str []byte
+		if kind == KindString { // numbers and booleans are ASCII
 			if !c.csv.ascii && !utf8.Valid(cell) {
 				return &CSVRowError{c.line, fmt.Sprintf("column %q is not valid UTF-8: %q", c.header[i], cell)}
 			}
-			f.Str = cell // the record's bytes, valid until the next read
+			str = cell // the record's bytes, valid until the next read
 		}
-		ev.Fields = append(ev.Fields, f)
+		// Member by member: a Field built whole and copied in is written
+		// twice, and its second copy stalls on the first.
+		ev.Fields = ev.Fields[:len(ev.Fields)+1]
+		f := &ev.Fields[len(ev.Fields)-1]
+		f.Name, f.Kind, f.Num, f.Str = c.names[i], kind, num, str
 	}
 	if c.target >= 0 && len(rec[c.target]) > 0 {
 		label, ok := parseLabel(rec[c.target])

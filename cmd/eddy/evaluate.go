@@ -363,8 +363,10 @@ func (s *csvExamples) next() (fields []features.Field, label float64, hasLabel b
 		return nil, 0, false, nil
 	}
 	s.fields = slices.Grow(s.fields[:0], len(s.ev.Fields))[:len(s.ev.Fields)]
-	for i, f := range s.ev.Fields {
-		s.fields[i] = features.Field{Name: f.Name, Kind: featureKind(f.Kind), Num: f.Num, Str: f.Str}
+	for i := range s.ev.Fields {
+		f := &s.ev.Fields[i]
+		d := &s.fields[i] // member by member, as stream.CSVReader fills them
+		d.Name, d.Kind, d.Num, d.Str = f.Name, featureKind(f.Kind), f.Num, f.Str
 	}
 	return s.fields, s.ev.Label, true, nil
 }
