@@ -101,19 +101,7 @@ func (c *csvRecords) read() ([][]byte, int, error) {
 	recLine := c.numLine
 	c.fields = c.fields[:0]
 	var err error
-	if bytes.IndexByte(line, '"') < 0 {
-		line = line[:len(line)-lengthNL(line)]
-		c.ascii = isASCII(line)
-		for {
-			i := bytes.IndexByte(line, ',')
-			if i < 0 {
-				c.fields = append(c.fields, line[:len(line):len(line)])
-				break
-			}
-			c.fields = append(c.fields, line[:i:i])
-			line = line[i+1:]
-		}
-	} else {
+	if !c.split(line[:len(line)-lengthNL(line)]) {
 		err = c.readQuoted(line, errRead, recLine)
 		errRead = nil
 		c.ascii = isASCII(c.rec)
@@ -129,6 +117,28 @@ func (c *csvRecords) read() ([][]byte, int, error) {
 		c.want = len(c.fields)
 	}
 	return c.fields, recLine, err
+}
+
+// split splits a line without quotes at its commas, in one pass that also
+// tells whether it is all ASCII. It returns false, having split nothing
+// sure, if the line has a quote.
+func (c *csvRecords) split(line []byte) bool {
+	var or byte
+	start := 0
+	for i, b := range line {
+		or |= b
+		switch b {
+		case ',':
+			c.fields = append(c.fields, line[start:i:i])
+			start = i + 1
+		case '"':
+			c.fields = c.fields[:0]
+			return false
+		}
+	}
+	c.fields = append(c.fields, line[start:len(line):len(line)])
+	c.ascii = or < 0x80
+	return true
 }
 
 // readQuoted parses a record with a quote in its first line, reading more

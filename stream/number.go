@@ -1,6 +1,9 @@
 package stream
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // parseFloat reads b as strconv.ParseFloat(b, 64) does, to the same bits,
 // faster for the common form of data files and JSON: an optional sign,
@@ -54,8 +57,23 @@ func parseFloat(b []byte) (x float64, ok bool) {
 }
 
 // slowParseFloat is strconv.ParseFloat, which clones the string into its
-// errors: the unsafe string does not outlive the call.
+// errors: the unsafe string does not outlive the call. Text without a
+// digit is a number only as [+-]inf, [+-]infinity or nan in any case;
+// anything else is refused here, sparing the error ParseFloat would
+// allocate for every category that starts like one ("NSW", "index").
 func slowParseFloat(b []byte) (float64, bool) {
+	if bytes.IndexAny(b, "0123456789") < 0 {
+		word := b
+		if len(word) > 0 && (word[0] == '+' || word[0] == '-') {
+			word = word[1:]
+		}
+		switch {
+		case asciiEqualFold(word, "inf"), asciiEqualFold(word, "infinity"):
+		case asciiEqualFold(b, "nan"):
+		default:
+			return 0, false
+		}
+	}
 	x, err := strconv.ParseFloat(unsafeString(b), 64)
 	return x, err == nil
 }

@@ -26,11 +26,12 @@ func TestParseFloatIsStrconvToTheBit(t *testing.T) {
 		"0x1p-2", "1_000", "1..2", "1.2.3", "12a", " 1", "0.1", "0.2", "0.3", "123456789012345", "1234567890123456",
 		"9007199254740993", "1e400", "-1e400", "0.0000000000000000000001", "0.00000000000000000000001", "1.7976931348623157", "4.9406564584124654",
 		"-19.3722", "344.7002", "66.1799",
+		"NSW", "index", "nan", "NaN", "+nan", "-NaN", "inf", "+Inf", "-infinity", "INFINITY", "infin", "+", "in", "n",
 	} {
 		checkParseFloat(t, s)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	const chars = "0123456789012345678901234567890123456789.-+e"
+	const chars = "0123456789012345678901234567890123456789.-+eEinfatyINFATY_x"
 	for range 200000 {
 		b := make([]byte, 1+rng.IntN(24))
 		for i := range b {
