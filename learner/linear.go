@@ -119,8 +119,14 @@ func (l *linear) grow(o *output, span int) {
 	if span*l.stride <= len(o.p) {
 		return
 	}
-	// Amortise: grow geometrically, but never beyond the index space.
+	// Amortise: grow geometrically, but never beyond the index space; past
+	// half of it, to all of it at once (a hashed category lands anywhere in
+	// the hashed space, so the first grows nearly all the way: a second
+	// copy would leave the first as garbage as large as the weights).
 	size := min(max(span, 2*len(o.p)/l.stride), max(l.dim, span))
+	if size > l.dim/2 {
+		size = max(l.dim, span)
+	}
 	o.p = growTo(o.p, size*l.stride)
 }
 

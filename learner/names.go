@@ -37,6 +37,7 @@ type bucketNames struct {
 	floor  float64            // a new bucket is admitted when full only above this |weight|
 	trace  features.Vector    // scratch: the event transformed with tracing
 	traced uint64             // events transformed again with tracing (the cost tests bound)
+	ranked []rankedBucket     // scratch of evict
 }
 
 type bucketName struct {
@@ -146,10 +147,11 @@ func (b *bucketNames) observe(tr *features.Transformer, fields []features.Field,
 // (quickselect), so a stream of ever new values that keeps the dictionary
 // full costs a few comparisons per name, not a sort.
 func (b *bucketNames) evict(lin *linear) {
-	all := make([]rankedBucket, 0, len(b.names))
+	all := b.ranked[:0]
 	for idx := range b.names {
 		all = append(all, rankedBucket{idx, weightOf(lin, idx)})
 	}
+	b.ranked = all
 	k := max(1, len(all)/4)
 	selectSmallest(all, k)
 	for _, r := range all[:k] {
