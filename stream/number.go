@@ -7,10 +7,10 @@ import (
 
 // parseFloat reads b as strconv.ParseFloat(b, 64) does, to the same bits,
 // faster for the common form of data files and JSON: an optional sign,
-// up to 15 significant digits and an optional fraction, no exponent. Such
-// a number is an integer below 2^53 divided by a power of ten up to 10^22,
-// both exact in a float64, so one IEEE division rounds it correctly (the
-// "exact" fast path of strconv itself). Anything else goes to strconv.
+// digits and an optional fraction, no exponent, whose digits make an
+// integer up to 2^53. Such a number is that integer divided by a power of
+// ten up to 10^22, both exact in a float64, so one IEEE division rounds it
+// correctly (the "exact" fast path of strconv itself). Anything else goes to strconv.
 // ok is false where ParseFloat fails; x is then what ParseFloat returns
 // (±Inf for a number beyond float64, else 0). Only the ParseFloat path can
 // allocate (for its error).
@@ -19,31 +19,32 @@ func parseFloat(b []byte) (x float64, ok bool) {
 	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
 		neg, i = b[0] == '-', 1
 	}
+	start := i
 	var mant uint64
-	digits, frac, point := 0, 0, false
 	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case '0' <= c && c <= '9':
-			if digits > 0 || c != '0' {
-				digits++
-			}
-			mant = mant*10 + uint64(c-'0')
-			if point {
-				frac++
-			}
-		case c == '.' && !point:
-			point = true
-		default:
-			return slowParseFloat(b)
+		d := b[i] - '0'
+		if d > 9 {
+			break
 		}
+		mant = mant*10 + uint64(d)
 	}
-	start := 0
-	if neg || (len(b) > 0 && b[0] == '+') {
-		start = 1
+	digits, frac := i-start, 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		from := i
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			mant = mant*10 + uint64(d)
+		}
+		frac = i - from
+		digits += frac
 	}
-	// At least one digit, and at most 15 significant ones (below 2^53).
-	if n := len(b) - start; n == 0 || (point && n == 1) || digits > 15 || frac > 22 {
+	// Everything read, at least one digit, no overflow of mant (19 digits
+	// at most), mant exact in a float64 and 10^frac too.
+	if i != len(b) || digits == 0 || digits > 19 || mant > 1<<53 || frac > 22 {
 		return slowParseFloat(b)
 	}
 	x = float64(mant)

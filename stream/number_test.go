@@ -50,3 +50,14 @@ func FuzzParseFloat(f *testing.F) {
 	f.Add("1e5")
 	f.Fuzz(func(t *testing.T, s string) { checkParseFloat(t, s) })
 }
+
+func BenchmarkParseFloat(b *testing.B) {
+	cells := [][]byte{[]byte("-0.9152"), []byte("68.7518"), []byte("-0.9100"), []byte("130.4514"), []byte("2.6807"), []byte("-1.5926"), []byte("0.3985"), []byte("-78.8822")}
+	b.ReportAllocs()
+	sum := 0.0
+	for i := 0; b.Loop(); i++ {
+		x, _ := parseFloat(cells[i%len(cells)])
+		sum += x
+	}
+	_ = sum
+}
