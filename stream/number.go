@@ -63,7 +63,7 @@ func parseFloat(b []byte) (x float64, ok bool) {
 // anything else is refused here, sparing the error ParseFloat would
 // allocate for every category that starts like one ("NSW", "index").
 func slowParseFloat(b []byte) (float64, bool) {
-	if bytes.IndexAny(b, "0123456789") < 0 {
+	if !bytes.ContainsAny(b, "0123456789") {
 		word := b
 		if len(word) > 0 && (word[0] == '+' || word[0] == '-') {
 			word = word[1:]
