@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"reflect"
@@ -81,6 +82,7 @@ func TestAServiceStartedThroughItsPublicAPILearnsServesAndStops(t *testing.T) {
 	if v := resp.GetModelVersion(); v == 0 || v != model().ServedVersion {
 		t.Errorf("Predict answered from v%d, Stats says v%d serves", v, model().ServedVersion)
 	}
+	assertBatchIsPredictBitwise(ctx, t, predictClient(t, svc.GRPCAddr()))
 	health, err := http.Get("http://" + svc.MetricsAddr() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -167,5 +169,31 @@ func TestNewRefusesAConfigThatCannotWorkAndSaysWhy(t *testing.T) {
 				t.Fatalf("New = %v, want an error saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// assertBatchIsPredictBitwise scores 100 SEA rows with PredictBatch and
+// each with Predict: the learned model gives the same probability, bit for
+// bit, from the same version.
+func assertBatchIsPredictBitwise(ctx context.Context, t *testing.T, client eddyv1.InferenceClient) {
+	t.Helper()
+	batch := &eddyv1.PredictBatchRequest{}
+	for i := range 100 {
+		batch.Requests = append(batch.Requests, &eddyv1.PredictRequest{Model: "sea", Features: map[string]*structpb.Value{
+			"f1": structpb.NewNumberValue(float64(i) / 10), "f2": structpb.NewNumberValue(10 - float64(i)/7), "f3": structpb.NewNumberValue(float64(i%9) + 0.5)}})
+	}
+	resp, err := client.PredictBatch(ctx, batch)
+	if err != nil {
+		t.Fatalf("PredictBatch: %v", err)
+	}
+	for i, row := range batch.Requests {
+		single, err := client.Predict(ctx, row)
+		if err != nil {
+			t.Fatalf("Predict of row %d: %v", i, err)
+		}
+		got := resp.GetResults()[i].GetResponse()
+		if got.GetModelVersion() != single.GetModelVersion() || math.Float64bits(got.GetProbability()) != math.Float64bits(single.GetProbability()) || got.GetPredictedLabel() != single.GetPredictedLabel() {
+			t.Fatalf("row %d: PredictBatch answered %v, Predict %v", i, got, single)
+		}
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 // Roles a Credential may hold.
 const (
-	// RolePredict may call Predict.
+	// RolePredict may call Predict and PredictBatch.
 	RolePredict = "predict"
 	// RoleRead may call the Admin RPCs that change nothing (ListSnapshots,
 	// GetSnapshot, GetSchema, Inspect, ListAudit).
@@ -148,7 +148,7 @@ func roleFor(method string, a *Access) string {
 			return RoleRead
 		}
 		return RoleAdmin
-	case method == eddyv1.Inference_Predict_FullMethodName && a.RequirePredict:
+	case (method == eddyv1.Inference_Predict_FullMethodName || method == eddyv1.Inference_PredictBatch_FullMethodName) && a.RequirePredict:
 		return RolePredict
 	}
 	return ""

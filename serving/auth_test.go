@@ -94,6 +94,10 @@ func TestRolesDecideWhoMayCallWhat(t *testing.T) {
 		_, err := inference.Predict(withHeader(auth), &eddyv1.PredictRequest{Model: "m", Features: numbers(1)})
 		return status.Code(err)
 	}
+	batch := func(auth string) codes.Code {
+		_, err := inference.PredictBatch(withHeader(auth), &eddyv1.PredictBatchRequest{Requests: []*eddyv1.PredictRequest{{Model: "m", Features: numbers(1)}}})
+		return status.Code(err)
+	}
 	list := func(auth string) codes.Code {
 		_, err := adm.ListSnapshots(withHeader(auth), &eddyv1.ListSnapshotsRequest{Model: "m"})
 		return status.Code(err)
@@ -122,6 +126,9 @@ func TestRolesDecideWhoMayCallWhat(t *testing.T) {
 		{"Predict as scorer, scheme in upper case", predict("BEARER " + scorerToken), codes.OK},
 		{"Predict as dashboards (read)", predict("Bearer " + dashToken), codes.PermissionDenied},
 		{"Predict as alice (admin)", predict("Bearer " + aliceToken), codes.OK},
+		{"PredictBatch without a credential", batch(""), codes.Unauthenticated},
+		{"PredictBatch as scorer", batch("Bearer " + scorerToken), codes.OK},
+		{"PredictBatch as dashboards (read)", batch("Bearer " + dashToken), codes.PermissionDenied},
 		{"ListSnapshots as scorer", list("Bearer " + scorerToken), codes.PermissionDenied},
 		{"ListSnapshots as dashboards", list("Bearer " + dashToken), codes.OK},
 		{"ListSnapshots without a credential", list(""), codes.Unauthenticated},

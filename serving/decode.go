@@ -1,8 +1,11 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -13,18 +16,22 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eddyhq/eddy/features"
 	eddyv1 "github.com/eddyhq/eddy/proto/eddy/v1"
 )
 
-// Predict requests are read in two steps instead of by gRPC's protobuf
-// codec, which decodes a whole message before any handler runs: it builds
-// the complete feature map of a request that is then refused for having too
-// many features (a 1 MiB request holds ~45,000), and it fails a request with
-// invalid UTF-8 in a string as INTERNAL, without saying where. Instead, the
-// codec hands Predict's handler the request's bytes undecoded (rawRequest);
-// checkPredictWire walks them without allocating, counting the features and
-// validating every string, and only a request that passes is decoded.
+// Predict requests are not decoded by gRPC's protobuf codec, which decodes
+// a whole message before any handler runs: it builds the complete feature
+// map of a request that is then refused for having too many features (a
+// 1 MiB request holds ~45,000), it fails a request with invalid UTF-8 in a
+// string as INTERNAL, without saying where, and it allocates a map entry
+// and two messages per feature that the handler turns into fields at once.
+// Instead, the codec hands the handlers of Predict and PredictBatch the
+// request's bytes undecoded (rawRequest), and decodeCall reads them
+// straight into fields, counting the features and validating every string
+// as it goes.
 
 // rawRequest receives a request's bytes from codec, undecoded. The handler
 // must Free buf.
@@ -48,187 +55,353 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (codec) Name() string { return "proto" }
 
-// inferenceService is the Inference service description with Predict's
-// handler replaced by s.handlePredict.
+// inferenceService is the Inference service description with the handlers
+// of Predict and PredictBatch replaced by s.handlePredict and
+// s.handlePredictBatch.
 func (s *Server) inferenceService() *grpc.ServiceDesc {
 	desc := eddyv1.Inference_ServiceDesc
 	desc.Methods = append([]grpc.MethodDesc(nil), desc.Methods...)
 	for i := range desc.Methods {
-		if desc.Methods[i].MethodName == "Predict" {
+		switch desc.Methods[i].MethodName {
+		case "Predict":
 			desc.Methods[i].Handler = s.handlePredict
+		case "PredictBatch":
+			desc.Methods[i].Handler = s.handlePredictBatch
 		}
 	}
 	return &desc
 }
 
-// handlePredict is the gRPC method handler of Predict: it checks the
-// request's bytes, decodes them and calls Predict, through the unary
-// interceptors either way so that refused requests are observed too.
+// predictCall is one Predict request as the handler scores it. Over gRPC,
+// decodeCall fills it from the request's bytes, which key and fields view
+// and which must outlive the call; Predict fills it from a PredictRequest.
+type predictCall struct {
+	model      string // the configured name when it is one (not a view)
+	key        []byte // nil: none
+	explain    bool
+	topK       uint32
+	allClasses bool
+	fields     []features.Field
+}
+
+// reset empties c for reuse, dropping its views of the request.
+func (c *predictCall) reset() {
+	clear(c.fields)
+	*c = predictCall{fields: c.fields[:0]}
+}
+
+// handlePredict is the gRPC method handler of Predict: it decodes the
+// request's bytes straight into fields (decodeCall) and answers them,
+// through the unary interceptors either way so that refused requests are
+// observed too. The request's bytes are freed once the handler returns:
+// the response holds none of them.
 func (s *Server) handlePredict(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	var raw rawRequest
 	if err := dec(&raw); err != nil {
 		return nil, err
 	}
-	req := new(eddyv1.PredictRequest)
-	invalid := s.decodePredict(raw.buf.ReadOnlyData(), req)
-	raw.buf.Free() // proto.Unmarshal copied what it kept
+	defer raw.buf.Free()
+	c := s.calls.Get().(*predictCall)
+	defer func() { c.reset(); s.calls.Put(c) }()
+	invalid := s.decodeCall(raw.buf.ReadOnlyData(), c)
 	handler := func(ctx context.Context, r any) (any, error) {
 		if invalid != nil {
 			return nil, invalid
 		}
-		return s.Predict(ctx, r.(*eddyv1.PredictRequest))
+		a := new(answerBox)
+		if err := s.answer(r.(*predictCall), &a.resp, &a.score, &a.label); err != nil {
+			return nil, err
+		}
+		return &a.resp, nil
 	}
 	if interceptor == nil {
-		return handler(ctx, req)
+		return handler(ctx, c)
 	}
-	return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: eddyv1.Inference_Predict_FullMethodName}, handler)
-}
-
-// decodePredict decodes data into req if checkPredictWire accepts it. Any
-// error is an InvalidArgument status.
-func (s *Server) decodePredict(data []byte, req *eddyv1.PredictRequest) error {
-	model, err := s.checkPredictWire(data)
-	if err != nil {
-		req.Model = model // observe labels the refusal with the model, if it is one
-		return err
-	}
-	if err := proto.Unmarshal(data, req); err != nil {
-		// What checkPredictWire does not look into: lists and objects, which
-		// Predict refuses anyway.
-		return status.Errorf(codes.InvalidArgument, "malformed request: %v", err)
-	}
-	return nil
+	return interceptor(ctx, c, &grpc.UnaryServerInfo{Server: srv, FullMethod: eddyv1.Inference_Predict_FullMethodName}, handler)
 }
 
 // Field numbers of PredictRequest, its map entries and google.protobuf.Value.
 const (
-	requestModel     protowire.Number = 1
-	requestEntityKey protowire.Number = 2
-	requestFeatures  protowire.Number = 3
-	entryKey         protowire.Number = 1
-	entryValue       protowire.Number = 2
-	valueString      protowire.Number = 3
+	requestModel      protowire.Number = 1
+	requestEntityKey  protowire.Number = 2
+	requestFeatures   protowire.Number = 3
+	requestExplain    protowire.Number = 4
+	requestTopK       protowire.Number = 5
+	requestAllClasses protowire.Number = 6
+	entryKey          protowire.Number = 1
+	entryValue        protowire.Number = 2
+	valueNull         protowire.Number = 1
+	valueNumber       protowire.Number = 2
+	valueString       protowire.Number = 3
+	valueBool         protowire.Number = 4
+	valueStruct       protowire.Number = 5
+	valueList         protowire.Number = 6
 )
 
-// checkPredictWire walks an encoded PredictRequest without decoding it. It
-// refuses more than MaxFeatures features, malformed wire data, and invalid
-// UTF-8 in the model name, the entity key, feature names and string values,
-// which protobuf strings cannot carry. It returns the model name when it is
-// valid UTF-8, for metrics.
-func (s *Server) checkPredictWire(data []byte) (model string, err error) {
+// decodeCall decodes an encoded PredictRequest into c without protobuf-go's
+// decoder, which would build a map and a message per feature: the fields
+// view data. It accepts what protobuf-go accepts and toFields then admits
+// (FuzzDecodePredict compares them), except that a feature named twice is
+// refused (protobuf-go keeps the last). It refuses more than MaxFeatures
+// features, counted before any error in them is reported; malformed wire
+// data; invalid UTF-8 in the model name, the entity key, feature names and
+// string values, naming where. Every error is InvalidArgument. c.model is
+// set when the model name was read, for metrics.
+func (s *Server) decodeCall(data []byte, c *predictCall) error {
 	var firstInvalid error // reported unless there are too many features
 	count := 0
 	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
+		num, typ, n := consumeTag(data)
 		if n < 0 {
-			return model, malformed(n)
+			return malformed(n)
 		}
 		data = data[n:]
-		if typ != protowire.BytesType || num > requestFeatures {
-			if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
-				return model, malformed(n)
+		switch {
+		case typ == protowire.BytesType && num <= requestFeatures:
+			field, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return malformed(n)
 			}
 			data = data[n:]
-			continue
-		}
-		field, n := protowire.ConsumeBytes(data)
-		if n < 0 {
-			return model, malformed(n)
-		}
-		data = data[n:]
-		switch num {
-		case requestModel:
-			if !utf8.Valid(field) {
-				return "", status.Errorf(codes.InvalidArgument, "the model name is not valid UTF-8: %s", quoteShort(field))
+			switch num {
+			case requestModel:
+				if !utf8.Valid(field) {
+					c.model = ""
+					return status.Errorf(codes.InvalidArgument, "the model name is not valid UTF-8: %s", quoteShort(field))
+				}
+				c.model = s.modelName(field)
+			case requestEntityKey:
+				if !utf8.Valid(field) && firstInvalid == nil {
+					firstInvalid = status.Errorf(codes.InvalidArgument, "entity_key is not valid UTF-8: %s", quoteShort(field))
+				}
+				c.key = nil
+				if len(field) > 0 {
+					c.key = field
+				}
+			case requestFeatures:
+				count++
+				if count <= s.cfg.MaxFeatures && firstInvalid == nil {
+					f, err := decodeFeature(field)
+					if err != nil {
+						firstInvalid = err
+					} else {
+						c.fields = append(c.fields, f)
+					}
+				}
 			}
-			model = string(field)
-		case requestEntityKey:
-			if !utf8.Valid(field) && firstInvalid == nil {
-				firstInvalid = status.Errorf(codes.InvalidArgument, "entity_key is not valid UTF-8: %s", quoteShort(field))
+		case typ == protowire.VarintType && num >= requestExplain && num <= requestAllClasses:
+			v, n := protowire.ConsumeVarint(data)
+			if n < 0 {
+				return malformed(n)
 			}
-		case requestFeatures:
-			count++
-			if count <= s.cfg.MaxFeatures && firstInvalid == nil {
-				firstInvalid = checkFeatureWire(field)
+			data = data[n:]
+			switch num {
+			case requestExplain:
+				c.explain = v != 0
+			case requestTopK:
+				c.topK = uint32(v)
+			case requestAllClasses:
+				c.allClasses = v != 0
 			}
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+				return malformed(n)
+			}
+			data = data[n:]
 		}
 	}
 	if count > s.cfg.MaxFeatures {
-		return model, tooManyFeatures(count, s.cfg.MaxFeatures)
+		return tooManyFeatures(count, s.cfg.MaxFeatures)
 	}
-	return model, firstInvalid
+	if firstInvalid != nil {
+		return firstInvalid
+	}
+	return sortFields(c.fields)
 }
 
-// checkFeatureWire checks one encoded map entry: its name and, if its value
-// is a string, the string.
-func checkFeatureWire(entry []byte) error {
-	var name, badValue []byte
+// consumeTag is protowire.ConsumeTag refusing the field numbers protobuf-go
+// refuses when it decodes a message (above MaxValidNumber).
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1 // protowire's code for a malformed varint: "parse error"
+	}
+	return num, typ, n
+}
+
+// sortFields sorts fields by name, as the score's float sum needs a fixed
+// order (a map's is random), and refuses a name that appears twice.
+func sortFields(fields []features.Field) error {
+	slices.SortFunc(fields, func(a, b features.Field) int { return bytes.Compare(a.Name, b.Name) })
+	for i := 1; i < len(fields); i++ {
+		if bytes.Equal(fields[i].Name, fields[i-1].Name) {
+			return status.Errorf(codes.InvalidArgument, "feature %s appears twice in the request", quoteShort(fields[i].Name))
+		}
+	}
+	return nil
+}
+
+// decodeFeature decodes one encoded map entry of features (its name and
+// its google.protobuf.Value, every occurrence of which is merged, last
+// kind wins, as protobuf-go merges them) into a field, refusing what
+// toFields refuses with the same messages.
+func decodeFeature(entry []byte) (features.Field, error) {
+	var name, badString []byte
+	var v wireValue
 	for len(entry) > 0 {
-		num, typ, n := protowire.ConsumeTag(entry)
+		num, typ, n := consumeTag(entry)
 		if n < 0 {
-			return malformed(n)
+			return features.Field{}, malformed(n)
 		}
 		entry = entry[n:]
 		if typ != protowire.BytesType || (num != entryKey && num != entryValue) {
 			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
-				return malformed(n)
+				return features.Field{}, malformed(n)
 			}
 			entry = entry[n:]
 			continue
 		}
 		field, n := protowire.ConsumeBytes(entry)
 		if n < 0 {
-			return malformed(n)
+			return features.Field{}, malformed(n)
 		}
 		entry = entry[n:]
 		if num == entryKey {
 			if !utf8.Valid(field) {
-				return status.Errorf(codes.InvalidArgument, "a feature name is not valid UTF-8: %s", quoteShort(field))
+				return features.Field{}, status.Errorf(codes.InvalidArgument, "a feature name is not valid UTF-8: %s", quoteShort(field))
 			}
 			name = field
 			continue
 		}
-		bad, err := invalidString(field)
+		bad, err := v.merge(field)
 		if err != nil {
-			return err
+			return features.Field{}, err
 		}
-		if badValue == nil {
-			badValue = bad
+		if badString == nil {
+			badString = bad
 		}
 	}
-	if badValue != nil { // reported once the name, which may follow the value, is known
-		return status.Errorf(codes.InvalidArgument, "feature %s has a string value that is not valid UTF-8: %s", quoteShort(name), quoteShort(badValue))
+	if badString != nil { // reported once the name, which may follow the value, is known
+		return features.Field{}, status.Errorf(codes.InvalidArgument, "feature %s has a string value that is not valid UTF-8: %s", quoteShort(name), quoteShort(badString))
 	}
-	return nil
+	return v.field(name)
 }
 
-// invalidString returns the first string_value of an encoded
-// google.protobuf.Value that is not valid UTF-8, or nil.
-func invalidString(value []byte) ([]byte, error) {
-	var bad []byte
-	for len(value) > 0 {
-		num, typ, n := protowire.ConsumeTag(value)
+// wireValue is a google.protobuf.Value read from the wire: its kind (the
+// oneof field last set, 0 for none) and a number's, a bool's or a string's
+// value.
+type wireValue struct {
+	kind protowire.Number
+	num  float64
+	str  []byte
+}
+
+// Messages nested in a Value (lists and objects, which Predict refuses)
+// are checked by protobuf-go at the depth it would reach them, so that
+// they are refused exactly when it refuses them: a PredictRequest, its map
+// entry and the Value are three levels.
+var nestedOptions = proto.UnmarshalOptions{RecursionLimit: protowire.DefaultRecursionLimit - 3}
+
+// merge reads one encoded occurrence of a Value into v, returning the
+// first string_value that is not valid UTF-8.
+func (v *wireValue) merge(b []byte) (badString []byte, err error) {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, malformed(n)
 		}
-		value = value[n:]
-		if num != valueString || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, value); n < 0 {
+		b = b[n:]
+		switch {
+		case (num == valueNull || num == valueBool) && typ == protowire.VarintType:
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
 				return nil, malformed(n)
 			}
-			value = value[n:]
-			continue
-		}
-		str, n := protowire.ConsumeBytes(value)
-		if n < 0 {
-			return nil, malformed(n)
-		}
-		value = value[n:]
-		if bad == nil && !utf8.Valid(str) {
-			bad = str
+			b = b[n:]
+			v.kind, v.num = num, 0
+			if num == valueBool && x != 0 {
+				v.num = 1
+			}
+		case num == valueNumber && typ == protowire.Fixed64Type:
+			x, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return nil, malformed(n)
+			}
+			b = b[n:]
+			v.kind, v.num = num, math.Float64frombits(x)
+		case num >= valueString && num <= valueList && num != valueBool && typ == protowire.BytesType:
+			field, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, malformed(n)
+			}
+			b = b[n:]
+			v.kind = num
+			switch num {
+			case valueString:
+				v.str = field
+				if badString == nil && !utf8.Valid(field) {
+					badString = field
+				}
+			case valueStruct:
+				if err := nestedOptions.Unmarshal(field, new(structpb.Struct)); err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "malformed request: %v", err)
+				}
+			case valueList:
+				if err := nestedOptions.Unmarshal(field, new(structpb.ListValue)); err != nil {
+					return nil, status.Errorf(codes.InvalidArgument, "malformed request: %v", err)
+				}
+			}
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, malformed(n)
+			}
+			b = b[n:]
 		}
 	}
-	return bad, nil
+	return badString, nil
+}
+
+// field is v as the feature name, refused as toFields refuses it.
+func (v *wireValue) field(name []byte) (features.Field, error) {
+	if len(name) == 0 {
+		return features.Field{}, status.Error(codes.InvalidArgument, "a feature has an empty name")
+	}
+	f := features.Field{Name: name}
+	switch v.kind {
+	case valueNumber:
+		if err := checkNumber(name, v.num); err != nil {
+			return features.Field{}, err
+		}
+		f.Kind, f.Num = features.Number, v.num
+	case valueString:
+		f.Kind, f.Str = features.String, v.str
+	case valueBool:
+		f.Kind, f.Num = features.Bool, v.num
+	default:
+		kind := "empty"
+		switch v.kind {
+		case valueNull:
+			kind = "null"
+		case valueStruct:
+			kind = "object"
+		case valueList:
+			kind = "list"
+		}
+		return features.Field{}, status.Errorf(codes.InvalidArgument, "feature %q has unsupported type %s (want number, string or bool)", name, kind)
+	}
+	return f, nil
+}
+
+// checkNumber refuses a numeric feature that is not finite or beyond
+// ±features.MaxAbs.
+func checkNumber(name []byte, x float64) error {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return status.Errorf(codes.InvalidArgument, "feature %q is not a finite number", name)
+	}
+	if math.Abs(x) > features.MaxAbs {
+		return status.Errorf(codes.InvalidArgument, "feature %q = %g is out of range (the limit is ±%g)", name, x, features.MaxAbs)
+	}
+	return nil
 }
 
 func malformed(n int) error {

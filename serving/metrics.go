@@ -10,6 +10,9 @@ type serverMetrics struct {
 	version   *prometheus.GaugeVec
 	schema    *prometheus.CounterVec
 	explained *prometheus.CounterVec
+
+	batchLatency prometheus.Histogram
+	batchRefused prometheus.Counter
 }
 
 func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics {
@@ -21,7 +24,7 @@ func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics
 		}, []string{"model"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_predict_requests_total",
-			Help: "Predict RPCs answered, by model and gRPC status code.",
+			Help: "Predictions answered, by model and gRPC status code: Predict RPCs and the rows of PredictBatch calls (each row under its own code).",
 		}, []string{"model", "code"}),
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_served_model_version",
@@ -36,9 +39,18 @@ func newServerMetrics(reg prometheus.Registerer, models []string) *serverMetrics
 		Name: "eddy_predict_explained_total",
 		Help: "Predict requests answered with an explanation (explain: true), by model.",
 	}, []string{"model"})
+	m.batchLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "eddy_predict_batch_duration_seconds",
+		Help:    "Time to answer a PredictBatch RPC, all its rows.",
+		Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
+	})
+	m.batchRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eddy_predict_batch_refused_total",
+		Help: "PredictBatch RPCs refused as a whole (too many rows, a malformed message, no credential); rows refused alone count in eddy_predict_requests_total.",
+	})
 	for _, name := range models {
 		m.version.WithLabelValues(name).Set(0)
 	}
-	reg.MustRegister(m.latency, m.requests, m.version, m.schema, m.explained)
+	reg.MustRegister(m.latency, m.requests, m.version, m.schema, m.explained, m.batchLatency, m.batchRefused)
 	return m
 }

@@ -1,15 +1,13 @@
 package serving
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
-	"slices"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -109,6 +107,16 @@ type Config struct {
 	// NoReflection leaves gRPC server reflection off (production: clients
 	// then need eddy.proto).
 	NoReflection bool
+	// MaxBatchRows bounds the rows of one PredictBatch call; a call with
+	// more is refused with InvalidArgument. The default is 1000.
+	MaxBatchRows int
+	// StreamWorkers is how many goroutines gRPC keeps to run RPCs on
+	// (grpc.NumStreamWorkers): an RPC then runs on a goroutine whose stack
+	// has already grown, instead of on a new one that grows its stack
+	// again; when every worker is busy gRPC starts a goroutine, as without
+	// workers. The default is GOMAXPROCS; -1 starts a goroutine per RPC
+	// (gRPC's own default).
+	StreamWorkers int
 }
 
 // Defaults of Config.
@@ -118,6 +126,7 @@ const (
 	DefaultShutdownGrace     = 5 * time.Second
 	DefaultMaxConnectionIdle = 2 * time.Minute
 	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultMaxBatchRows      = 1000
 )
 
 // ErrInvalidConfig is wrapped by the errors of Config.Validate and New.
@@ -140,6 +149,12 @@ func (c *Config) EnsureDefaults() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if c.MaxBatchRows == 0 {
+		c.MaxBatchRows = DefaultMaxBatchRows
+	}
+	if c.StreamWorkers == 0 {
+		c.StreamWorkers = runtime.GOMAXPROCS(0)
+	}
 }
 
 // Validate reports the first invalid setting, naming it. Zero values are
@@ -148,7 +163,7 @@ func (c *Config) Validate() error {
 	for _, v := range []struct {
 		name  string
 		value int
-	}{{"MaxFeatures", c.MaxFeatures}, {"MaxRequestBytes", c.MaxRequestBytes}} {
+	}{{"MaxFeatures", c.MaxFeatures}, {"MaxRequestBytes", c.MaxRequestBytes}, {"MaxBatchRows", c.MaxBatchRows}} {
 		if v.value < 0 {
 			return fmt.Errorf("%w: %s is negative (%d); zero means the default", ErrInvalidConfig, v.name, v.value)
 		}
@@ -160,6 +175,9 @@ func (c *Config) Validate() error {
 		if v.value < 0 {
 			return fmt.Errorf("%w: %s is negative (%v); zero means the default", ErrInvalidConfig, v.name, v.value)
 		}
+	}
+	if c.StreamWorkers < -1 {
+		return fmt.Errorf("%w: StreamWorkers is %d; want a count, 0 for the default or -1 for a goroutine per RPC", ErrInvalidConfig, c.StreamWorkers)
 	}
 	if strings.ContainsAny(c.AdminToken, "\r\n") || strings.TrimSpace(c.AdminToken) != c.AdminToken {
 		return fmt.Errorf("%w: AdminToken has surrounding spaces or line breaks, which no client can send in a header", ErrInvalidConfig)
@@ -181,7 +199,7 @@ type Server struct {
 	log      *slog.Logger
 	health   *health.Server
 	notReady atomic.Bool // SetServing(false)
-	fields   sync.Pool   // *[]features.Field scratch per request
+	calls    sync.Pool   // *predictCall scratch per request
 	admin    Admin       // nil: the Admin service is not registered
 	access   atomic.Pointer[Access]
 }
@@ -207,6 +225,7 @@ func (s *Server) SetServing(serving bool) {
 }
 
 type slot struct {
+	name    string // the model's configured name
 	current atomic.Pointer[published]
 }
 
@@ -237,13 +256,13 @@ func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logge
 		if _, dup := s.models[m]; dup {
 			return nil, fmt.Errorf("%w: model %q is named twice", ErrInvalidConfig, m)
 		}
-		s.models[m] = &slot{}
+		s.models[m] = &slot{name: m}
 	}
 	sorted := append([]string(nil), models...)
 	sort.Strings(sorted)
 	s.names = strings.Join(sorted, ", ")
 	s.metrics = newServerMetrics(reg, models)
-	s.fields.New = func() any { b := make([]features.Field, 0, 16); return &b }
+	s.calls.New = func() any { return &predictCall{fields: make([]features.Field, 0, 16)} }
 	if err := s.SetAccess(cfg.Access); err != nil {
 		return nil, err
 	}
@@ -288,6 +307,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// cannot keep a connection busy.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute, PermitWithoutStream: false}),
 	}
+	if s.cfg.StreamWorkers > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(uint32(s.cfg.StreamWorkers)))
+	}
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
@@ -325,70 +347,93 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// Predict implements eddyv1.InferenceServer.
+// Predict implements eddyv1.InferenceServer. (Over gRPC, handlePredict
+// decodes the request's bytes itself and answers them as Predict does.)
 func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddyv1.PredictResponse, error) {
-	if req.GetModel() == "" {
-		return nil, status.Error(codes.InvalidArgument, "model is required")
+	c := s.calls.Get().(*predictCall)
+	defer func() { c.reset(); s.calls.Put(c) }()
+	c.model, c.explain, c.topK, c.allClasses = req.GetModel(), req.GetExplain(), req.GetTopK(), req.GetAllClasses()
+	if req.GetEntityKey() != "" {
+		c.key = bytesOf(req.GetEntityKey())
 	}
-	sl, ok := s.models[req.GetModel()]
+	var err error
+	if c.fields, err = s.toFields(req.GetFeatures(), c.fields); err != nil {
+		return nil, err
+	}
+	if err := sortFields(c.fields); err != nil {
+		return nil, err
+	}
+	a := new(answerBox)
+	if err := s.answer(c, &a.resp, &a.score, &a.label); err != nil {
+		return nil, err
+	}
+	return &a.resp, nil
+}
+
+// answer scores c, whose fields are valid and sorted, with the model's
+// current snapshot into resp, whose probability or value and label point
+// at score and label.
+func (s *Server) answer(c *predictCall, resp *eddyv1.PredictResponse, score *float64, label *int32) error {
+	if c.model == "" {
+		return status.Error(codes.InvalidArgument, "model is required")
+	}
+	sl, ok := s.models[c.model]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "unknown model %q (serving: %s)", req.GetModel(), s.names)
+		return status.Errorf(codes.NotFound, "unknown model %q (serving: %s)", c.model, s.names)
 	}
 	p := sl.current.Load()
 	if p == nil {
-		return nil, status.Errorf(codes.Unavailable, "model %q has no promoted snapshot yet: it is published once it has learned from its first examples", req.GetModel())
+		return status.Errorf(codes.Unavailable, "model %q has no promoted snapshot yet: it is published once it has learned from its first examples", c.model)
 	}
-	buf := s.fields.Get().(*[]features.Field)
-	defer s.fields.Put(buf) // runs after the deferred clear below
-	fields, err := s.toFields(req.GetFeatures(), (*buf)[:0])
-	defer func() {
-		clear(fields) // do not keep this request's strings alive in the pool
-		*buf = fields[:0]
-	}()
-	if err != nil {
-		return nil, err
-	}
-	// Map order is random; a fixed order makes the float sum, and so the
-	// score, identical for identical requests.
-	slices.SortFunc(fields, func(a, b features.Field) int { return bytes.Compare(a.Name, b.Name) })
-	var key []byte
-	if req.GetEntityKey() != "" {
-		key = bytesOf(req.GetEntityKey())
-	}
-	var score float64
-	var label int32
 	var viol []features.Violation
 	var explanation *eddyv1.Explanation
 	sc, checks := p.snap.(SchemaChecker)
 	switch {
-	case req.GetExplain():
+	case c.explain:
 		ex, ok := p.snap.(Explainer)
 		if !ok {
-			return nil, status.Errorf(codes.Unimplemented, "model %s cannot explain its predictions", req.GetModel())
+			return status.Errorf(codes.Unimplemented, "model %s cannot explain its predictions", c.model)
 		}
-		score, label, explanation, viol = ex.ExplainScore(key, fields, int(req.GetTopK()), req.GetAllClasses())
-		s.metrics.explained.WithLabelValues(req.GetModel()).Inc()
+		*score, *label, explanation, viol = ex.ExplainScore(c.key, c.fields, int(c.topK), c.allClasses)
+		s.metrics.explained.WithLabelValues(sl.name).Inc()
 	case checks:
-		score, label, viol = sc.ScoreChecked(key, fields, nil)
+		*score, *label, viol = sc.ScoreChecked(c.key, c.fields, nil)
 	default:
-		score, label = p.snap.Score(key, fields)
+		*score, *label = p.snap.Score(c.key, c.fields)
 	}
 	var warnings []string
 	for _, v := range viol {
-		s.metrics.schema.WithLabelValues(req.GetModel(), v.Kind).Inc()
+		s.metrics.schema.WithLabelValues(sl.name, v.Kind).Inc()
 		warnings = append(warnings, v.Detail)
 	}
 	if len(warnings) > 0 && checks && sc.StrictSchema() {
-		return nil, status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", req.GetModel(), strings.Join(warnings, "; "))
+		return status.Errorf(codes.InvalidArgument, "the request breaks the schema of model %s: %s", sl.name, strings.Join(warnings, "; "))
 	}
 	task := p.snap.TaskName()
-	resp := &eddyv1.PredictResponse{Model: req.GetModel(), ModelVersion: p.snap.Version(), Task: task, Warnings: warnings, Explanation: explanation}
+	*resp = eddyv1.PredictResponse{Model: sl.name, ModelVersion: p.snap.Version(), Task: task, Warnings: warnings, Explanation: explanation}
 	if task == "regression" {
-		resp.Value = &score
+		resp.Value = score
 	} else {
-		resp.Probability, resp.PredictedLabel = &score, &label
+		resp.Probability, resp.PredictedLabel = score, label
 	}
-	return resp, nil
+	return nil
+}
+
+// answerBox holds a response with the score and label its optional fields
+// point at: one allocation per answer instead of three.
+type answerBox struct {
+	resp  eddyv1.PredictResponse
+	score float64
+	label int32
+}
+
+// modelName returns the configured name that b spells, without allocating,
+// or a copy of b.
+func (s *Server) modelName(b []byte) string {
+	if sl, ok := s.models[string(b)]; ok {
+		return sl.name
+	}
+	return string(b)
 }
 
 // toFields validates raw request features and converts them without copying
@@ -404,11 +449,8 @@ func (s *Server) toFields(raw map[string]*structpb.Value, dst []features.Field) 
 		f := features.Field{Name: bytesOf(name)}
 		switch k := v.GetKind().(type) {
 		case *structpb.Value_NumberValue:
-			if math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0) {
-				return dst, status.Errorf(codes.InvalidArgument, "feature %q is not a finite number", name)
-			}
-			if math.Abs(k.NumberValue) > features.MaxAbs {
-				return dst, status.Errorf(codes.InvalidArgument, "feature %q = %g is out of range (the limit is ±%g)", name, k.NumberValue, features.MaxAbs)
+			if err := checkNumber(f.Name, k.NumberValue); err != nil {
+				return dst, err
 			}
 			f.Kind, f.Num = features.Number, k.NumberValue
 		case *structpb.Value_StringValue:
@@ -445,13 +487,25 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 func (s *Server) observe(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	if pr, ok := req.(*eddyv1.PredictRequest); ok {
-		model := pr.GetModel()
-		if _, known := s.models[model]; !known {
-			model = "unknown" // keep label values bounded
-		}
+	switch r := req.(type) {
+	case *predictCall:
+		model := s.modelLabel(r.model)
 		s.metrics.latency.WithLabelValues(model).Observe(time.Since(start).Seconds())
 		s.metrics.requests.WithLabelValues(model, status.Code(err).String()).Inc()
+	case *eddyv1.PredictBatchRequest:
+		s.metrics.batchLatency.Observe(time.Since(start).Seconds())
+		if err != nil { // a refused call: its rows were not counted
+			s.metrics.batchRefused.Inc()
+		}
 	}
 	return resp, err
+}
+
+// modelLabel is model as a label value: a configured name or "unknown", so
+// that label values stay bounded.
+func (s *Server) modelLabel(model string) string {
+	if _, known := s.models[model]; !known {
+		return "unknown"
+	}
+	return model
 }

@@ -39,10 +39,13 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (rawCodec) Name() string { return "proto" }
 
+// forceRaw is the call option that sends rawBytes as they are.
+var forceRaw = grpc.ForceCodecV2(rawCodec{})
+
 // predictRaw calls Predict with a request encoded by hand.
 func predictRaw(ctx context.Context, conn *grpc.ClientConn, req rawBytes) (*eddyv1.PredictResponse, error) {
 	resp := new(eddyv1.PredictResponse)
-	err := conn.Invoke(ctx, eddyv1.Inference_Predict_FullMethodName, req, resp, grpc.ForceCodecV2(rawCodec{}))
+	err := conn.Invoke(ctx, eddyv1.Inference_Predict_FullMethodName, req, resp, forceRaw)
 	return resp, err
 }
 

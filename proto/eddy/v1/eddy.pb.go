@@ -26,6 +26,162 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type PredictBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rows, each a Predict request; they may name different models.
+	Requests      []*PredictRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PredictBatchRequest) Reset() {
+	*x = PredictBatchRequest{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PredictBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PredictBatchRequest) ProtoMessage() {}
+
+func (x *PredictBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PredictBatchRequest.ProtoReflect.Descriptor instead.
+func (*PredictBatchRequest) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PredictBatchRequest) GetRequests() []*PredictRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type PredictBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in the order of the requests.
+	Results       []*PredictResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PredictBatchResponse) Reset() {
+	*x = PredictBatchResponse{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PredictBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PredictBatchResponse) ProtoMessage() {}
+
+func (x *PredictBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PredictBatchResponse.ProtoReflect.Descriptor instead.
+func (*PredictBatchResponse) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PredictBatchResponse) GetResults() []*PredictResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PredictResult is one row's answer: Predict's response, or the error
+// Predict would have returned for the row.
+type PredictResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absent when the row was refused.
+	Response *PredictResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// The row's gRPC status code when it was refused (google.rpc.Code:
+	// 3 INVALID_ARGUMENT, 5 NOT_FOUND, 14 UNAVAILABLE, ...), else 0 (OK).
+	ErrorCode int32 `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// The status message, naming the problem.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PredictResult) Reset() {
+	*x = PredictResult{}
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PredictResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PredictResult) ProtoMessage() {}
+
+func (x *PredictResult) ProtoReflect() protoreflect.Message {
+	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PredictResult.ProtoReflect.Descriptor instead.
+func (*PredictResult) Descriptor() ([]byte, []int) {
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PredictResult) GetResponse() *PredictResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *PredictResult) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *PredictResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type PredictRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name of the model, as configured.
@@ -52,7 +208,7 @@ type PredictRequest struct {
 
 func (x *PredictRequest) Reset() {
 	*x = PredictRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[0]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +220,7 @@ func (x *PredictRequest) String() string {
 func (*PredictRequest) ProtoMessage() {}
 
 func (x *PredictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[0]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +233,7 @@ func (x *PredictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PredictRequest.ProtoReflect.Descriptor instead.
 func (*PredictRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{0}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PredictRequest) GetModel() string {
@@ -152,7 +308,7 @@ type PredictResponse struct {
 
 func (x *PredictResponse) Reset() {
 	*x = PredictResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[1]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +320,7 @@ func (x *PredictResponse) String() string {
 func (*PredictResponse) ProtoMessage() {}
 
 func (x *PredictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[1]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +333,7 @@ func (x *PredictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PredictResponse.ProtoReflect.Descriptor instead.
 func (*PredictResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{1}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PredictResponse) GetModel() string {
@@ -267,7 +423,7 @@ type Explanation struct {
 
 func (x *Explanation) Reset() {
 	*x = Explanation{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +435,7 @@ func (x *Explanation) String() string {
 func (*Explanation) ProtoMessage() {}
 
 func (x *Explanation) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[2]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +448,7 @@ func (x *Explanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
 func (*Explanation) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{2}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Explanation) GetLink() string {
@@ -396,7 +552,7 @@ type ExplainedTerm struct {
 
 func (x *ExplainedTerm) Reset() {
 	*x = ExplainedTerm{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +564,7 @@ func (x *ExplainedTerm) String() string {
 func (*ExplainedTerm) ProtoMessage() {}
 
 func (x *ExplainedTerm) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[3]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +577,7 @@ func (x *ExplainedTerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainedTerm.ProtoReflect.Descriptor instead.
 func (*ExplainedTerm) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{3}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExplainedTerm) GetName() string {
@@ -548,7 +704,7 @@ type ClassMargin struct {
 
 func (x *ClassMargin) Reset() {
 	*x = ClassMargin{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +716,7 @@ func (x *ClassMargin) String() string {
 func (*ClassMargin) ProtoMessage() {}
 
 func (x *ClassMargin) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[4]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +729,7 @@ func (x *ClassMargin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassMargin.ProtoReflect.Descriptor instead.
 func (*ClassMargin) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{4}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClassMargin) GetClass() int64 {
@@ -616,7 +772,7 @@ type ImportSnapshotRequest struct {
 
 func (x *ImportSnapshotRequest) Reset() {
 	*x = ImportSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +784,7 @@ func (x *ImportSnapshotRequest) String() string {
 func (*ImportSnapshotRequest) ProtoMessage() {}
 
 func (x *ImportSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[5]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +797,7 @@ func (x *ImportSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ImportSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{5}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportSnapshotRequest) GetModel() string {
@@ -669,7 +825,7 @@ type ImportSnapshotResponse struct {
 
 func (x *ImportSnapshotResponse) Reset() {
 	*x = ImportSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +837,7 @@ func (x *ImportSnapshotResponse) String() string {
 func (*ImportSnapshotResponse) ProtoMessage() {}
 
 func (x *ImportSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[6]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +850,7 @@ func (x *ImportSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ImportSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{6}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ImportSnapshotResponse) GetModel() string {
@@ -722,7 +878,7 @@ type ExportSnapshotRequest struct {
 
 func (x *ExportSnapshotRequest) Reset() {
 	*x = ExportSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +890,7 @@ func (x *ExportSnapshotRequest) String() string {
 func (*ExportSnapshotRequest) ProtoMessage() {}
 
 func (x *ExportSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[7]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +903,7 @@ func (x *ExportSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ExportSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{7}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExportSnapshotRequest) GetModel() string {
@@ -775,7 +931,7 @@ type ExportSnapshotResponse struct {
 
 func (x *ExportSnapshotResponse) Reset() {
 	*x = ExportSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +943,7 @@ func (x *ExportSnapshotResponse) String() string {
 func (*ExportSnapshotResponse) ProtoMessage() {}
 
 func (x *ExportSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[8]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +956,7 @@ func (x *ExportSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ExportSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{8}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExportSnapshotResponse) GetData() []byte {
@@ -828,7 +984,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +996,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[9]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1009,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{9}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAuditRequest) GetModel() string {
@@ -892,7 +1048,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1060,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[10]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1073,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{10}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuditEntry) GetSequence() uint64 {
@@ -979,7 +1135,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1147,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[11]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1160,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{11}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListAuditResponse) GetModel() string {
@@ -1034,7 +1190,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1202,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[12]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1215,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{12}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InspectRequest) GetModel() string {
@@ -1119,7 +1275,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1287,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[13]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1300,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{13}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InspectResponse) GetModel() string {
@@ -1280,7 +1436,7 @@ type NumericFeature struct {
 
 func (x *NumericFeature) Reset() {
 	*x = NumericFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1448,7 @@ func (x *NumericFeature) String() string {
 func (*NumericFeature) ProtoMessage() {}
 
 func (x *NumericFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[14]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1461,7 @@ func (x *NumericFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NumericFeature.ProtoReflect.Descriptor instead.
 func (*NumericFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{14}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NumericFeature) GetName() string {
@@ -1364,7 +1520,7 @@ type NamedWeight struct {
 
 func (x *NamedWeight) Reset() {
 	*x = NamedWeight{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1532,7 @@ func (x *NamedWeight) String() string {
 func (*NamedWeight) ProtoMessage() {}
 
 func (x *NamedWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[15]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1545,7 @@ func (x *NamedWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedWeight.ProtoReflect.Descriptor instead.
 func (*NamedWeight) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{15}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NamedWeight) GetName() string {
@@ -1450,7 +1606,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1618,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[16]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1631,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{16}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSchemaRequest) GetModel() string {
@@ -1502,7 +1658,7 @@ type SchemaFeature struct {
 
 func (x *SchemaFeature) Reset() {
 	*x = SchemaFeature{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1670,7 @@ func (x *SchemaFeature) String() string {
 func (*SchemaFeature) ProtoMessage() {}
 
 func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[17]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1683,7 @@ func (x *SchemaFeature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaFeature.ProtoReflect.Descriptor instead.
 func (*SchemaFeature) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{17}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SchemaFeature) GetName() string {
@@ -1600,7 +1756,7 @@ type FeatureDrift struct {
 
 func (x *FeatureDrift) Reset() {
 	*x = FeatureDrift{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1768,7 @@ func (x *FeatureDrift) String() string {
 func (*FeatureDrift) ProtoMessage() {}
 
 func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[18]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1781,7 @@ func (x *FeatureDrift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureDrift.ProtoReflect.Descriptor instead.
 func (*FeatureDrift) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{18}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FeatureDrift) GetFeature() string {
@@ -1683,7 +1839,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1851,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[19]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1864,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{19}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetSchemaResponse) GetModel() string {
@@ -1783,7 +1939,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1951,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[20]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1964,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{20}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListSnapshotsRequest) GetModel() string {
@@ -1843,7 +1999,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2011,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[21]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2024,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{21}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotInfo) GetVersion() uint64 {
@@ -1968,7 +2124,7 @@ type Provenance struct {
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2136,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[22]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2149,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{22}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Provenance) GetParent() uint64 {
@@ -2124,7 +2280,7 @@ type ImportedFrom struct {
 
 func (x *ImportedFrom) Reset() {
 	*x = ImportedFrom{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2292,7 @@ func (x *ImportedFrom) String() string {
 func (*ImportedFrom) ProtoMessage() {}
 
 func (x *ImportedFrom) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[23]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2305,7 @@ func (x *ImportedFrom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedFrom.ProtoReflect.Descriptor instead.
 func (*ImportedFrom) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{23}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ImportedFrom) GetModel() string {
@@ -2206,7 +2362,7 @@ type OffsetRange struct {
 
 func (x *OffsetRange) Reset() {
 	*x = OffsetRange{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2374,7 @@ func (x *OffsetRange) String() string {
 func (*OffsetRange) ProtoMessage() {}
 
 func (x *OffsetRange) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[24]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2387,7 @@ func (x *OffsetRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OffsetRange.ProtoReflect.Descriptor instead.
 func (*OffsetRange) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{24}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OffsetRange) GetTopic() string {
@@ -2272,7 +2428,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2440,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[25]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2453,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{25}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetSnapshotRequest) GetModel() string {
@@ -2326,7 +2482,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2494,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[26]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2507,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{26}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -2381,7 +2537,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2549,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[27]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2562,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{27}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -2443,7 +2599,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2611,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[28]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2624,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{28}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PromoteRequest) GetModel() string {
@@ -2501,7 +2657,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2669,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[29]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2682,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{29}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RollbackRequest) GetModel() string {
@@ -2545,7 +2701,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2713,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[30]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2726,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{30}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReleaseRequest) GetModel() string {
@@ -2594,7 +2750,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +2762,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddy_v1_eddy_proto_msgTypes[31]
+	mi := &file_eddy_v1_eddy_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +2775,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{31}
+	return file_eddy_v1_eddy_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PromoteResponse) GetModel() string {
@@ -2647,7 +2803,16 @@ var File_eddy_v1_eddy_proto protoreflect.FileDescriptor
 
 const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\n" +
-	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x02\n" +
+	"\x12eddy/v1/eddy.proto\x12\aeddy.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
+	"\x13PredictBatchRequest\x123\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.eddy.v1.PredictRequestR\brequests\"H\n" +
+	"\x14PredictBatchResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.eddy.v1.PredictResultR\aresults\"z\n" +
+	"\rPredictResult\x124\n" +
+	"\bresponse\x18\x01 \x01(\v2\x18.eddy.v1.PredictResponseR\bresponse\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\x05R\terrorCode\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xad\x02\n" +
 	"\x0ePredictRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1d\n" +
 	"\n" +
@@ -2884,9 +3049,10 @@ const file_eddy_v1_eddy_proto_rawDesc = "" +
 	"\x0fPromoteResponse\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12'\n" +
 	"\x0fserving_version\x18\x02 \x01(\x04R\x0eservingVersion\x12\x16\n" +
-	"\x06pinned\x18\x03 \x01(\bR\x06pinned2I\n" +
+	"\x06pinned\x18\x03 \x01(\bR\x06pinned2\x96\x01\n" +
 	"\tInference\x12<\n" +
-	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse2\xcb\x05\n" +
+	"\aPredict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse\x12K\n" +
+	"\fPredictBatch\x12\x1c.eddy.v1.PredictBatchRequest\x1a\x1d.eddy.v1.PredictBatchResponse2\xcb\x05\n" +
 	"\x05Admin\x12N\n" +
 	"\rListSnapshots\x12\x1d.eddy.v1.ListSnapshotsRequest\x1a\x1e.eddy.v1.ListSnapshotsResponse\x12H\n" +
 	"\vGetSnapshot\x12\x1b.eddy.v1.GetSnapshotRequest\x1a\x1c.eddy.v1.GetSnapshotResponse\x12<\n" +
@@ -2911,99 +3077,107 @@ func file_eddy_v1_eddy_proto_rawDescGZIP() []byte {
 	return file_eddy_v1_eddy_proto_rawDescData
 }
 
-var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_eddy_v1_eddy_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_eddy_v1_eddy_proto_goTypes = []any{
-	(*PredictRequest)(nil),         // 0: eddy.v1.PredictRequest
-	(*PredictResponse)(nil),        // 1: eddy.v1.PredictResponse
-	(*Explanation)(nil),            // 2: eddy.v1.Explanation
-	(*ExplainedTerm)(nil),          // 3: eddy.v1.ExplainedTerm
-	(*ClassMargin)(nil),            // 4: eddy.v1.ClassMargin
-	(*ImportSnapshotRequest)(nil),  // 5: eddy.v1.ImportSnapshotRequest
-	(*ImportSnapshotResponse)(nil), // 6: eddy.v1.ImportSnapshotResponse
-	(*ExportSnapshotRequest)(nil),  // 7: eddy.v1.ExportSnapshotRequest
-	(*ExportSnapshotResponse)(nil), // 8: eddy.v1.ExportSnapshotResponse
-	(*ListAuditRequest)(nil),       // 9: eddy.v1.ListAuditRequest
-	(*AuditEntry)(nil),             // 10: eddy.v1.AuditEntry
-	(*ListAuditResponse)(nil),      // 11: eddy.v1.ListAuditResponse
-	(*InspectRequest)(nil),         // 12: eddy.v1.InspectRequest
-	(*InspectResponse)(nil),        // 13: eddy.v1.InspectResponse
-	(*NumericFeature)(nil),         // 14: eddy.v1.NumericFeature
-	(*NamedWeight)(nil),            // 15: eddy.v1.NamedWeight
-	(*GetSchemaRequest)(nil),       // 16: eddy.v1.GetSchemaRequest
-	(*SchemaFeature)(nil),          // 17: eddy.v1.SchemaFeature
-	(*FeatureDrift)(nil),           // 18: eddy.v1.FeatureDrift
-	(*GetSchemaResponse)(nil),      // 19: eddy.v1.GetSchemaResponse
-	(*ListSnapshotsRequest)(nil),   // 20: eddy.v1.ListSnapshotsRequest
-	(*SnapshotInfo)(nil),           // 21: eddy.v1.SnapshotInfo
-	(*Provenance)(nil),             // 22: eddy.v1.Provenance
-	(*ImportedFrom)(nil),           // 23: eddy.v1.ImportedFrom
-	(*OffsetRange)(nil),            // 24: eddy.v1.OffsetRange
-	(*GetSnapshotRequest)(nil),     // 25: eddy.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),    // 26: eddy.v1.GetSnapshotResponse
-	(*ListSnapshotsResponse)(nil),  // 27: eddy.v1.ListSnapshotsResponse
-	(*PromoteRequest)(nil),         // 28: eddy.v1.PromoteRequest
-	(*RollbackRequest)(nil),        // 29: eddy.v1.RollbackRequest
-	(*ReleaseRequest)(nil),         // 30: eddy.v1.ReleaseRequest
-	(*PromoteResponse)(nil),        // 31: eddy.v1.PromoteResponse
-	nil,                            // 32: eddy.v1.PredictRequest.FeaturesEntry
-	nil,                            // 33: eddy.v1.InspectResponse.MetricsEntry
-	nil,                            // 34: eddy.v1.SnapshotInfo.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
-	(*structpb.Value)(nil),         // 36: google.protobuf.Value
+	(*PredictBatchRequest)(nil),    // 0: eddy.v1.PredictBatchRequest
+	(*PredictBatchResponse)(nil),   // 1: eddy.v1.PredictBatchResponse
+	(*PredictResult)(nil),          // 2: eddy.v1.PredictResult
+	(*PredictRequest)(nil),         // 3: eddy.v1.PredictRequest
+	(*PredictResponse)(nil),        // 4: eddy.v1.PredictResponse
+	(*Explanation)(nil),            // 5: eddy.v1.Explanation
+	(*ExplainedTerm)(nil),          // 6: eddy.v1.ExplainedTerm
+	(*ClassMargin)(nil),            // 7: eddy.v1.ClassMargin
+	(*ImportSnapshotRequest)(nil),  // 8: eddy.v1.ImportSnapshotRequest
+	(*ImportSnapshotResponse)(nil), // 9: eddy.v1.ImportSnapshotResponse
+	(*ExportSnapshotRequest)(nil),  // 10: eddy.v1.ExportSnapshotRequest
+	(*ExportSnapshotResponse)(nil), // 11: eddy.v1.ExportSnapshotResponse
+	(*ListAuditRequest)(nil),       // 12: eddy.v1.ListAuditRequest
+	(*AuditEntry)(nil),             // 13: eddy.v1.AuditEntry
+	(*ListAuditResponse)(nil),      // 14: eddy.v1.ListAuditResponse
+	(*InspectRequest)(nil),         // 15: eddy.v1.InspectRequest
+	(*InspectResponse)(nil),        // 16: eddy.v1.InspectResponse
+	(*NumericFeature)(nil),         // 17: eddy.v1.NumericFeature
+	(*NamedWeight)(nil),            // 18: eddy.v1.NamedWeight
+	(*GetSchemaRequest)(nil),       // 19: eddy.v1.GetSchemaRequest
+	(*SchemaFeature)(nil),          // 20: eddy.v1.SchemaFeature
+	(*FeatureDrift)(nil),           // 21: eddy.v1.FeatureDrift
+	(*GetSchemaResponse)(nil),      // 22: eddy.v1.GetSchemaResponse
+	(*ListSnapshotsRequest)(nil),   // 23: eddy.v1.ListSnapshotsRequest
+	(*SnapshotInfo)(nil),           // 24: eddy.v1.SnapshotInfo
+	(*Provenance)(nil),             // 25: eddy.v1.Provenance
+	(*ImportedFrom)(nil),           // 26: eddy.v1.ImportedFrom
+	(*OffsetRange)(nil),            // 27: eddy.v1.OffsetRange
+	(*GetSnapshotRequest)(nil),     // 28: eddy.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),    // 29: eddy.v1.GetSnapshotResponse
+	(*ListSnapshotsResponse)(nil),  // 30: eddy.v1.ListSnapshotsResponse
+	(*PromoteRequest)(nil),         // 31: eddy.v1.PromoteRequest
+	(*RollbackRequest)(nil),        // 32: eddy.v1.RollbackRequest
+	(*ReleaseRequest)(nil),         // 33: eddy.v1.ReleaseRequest
+	(*PromoteResponse)(nil),        // 34: eddy.v1.PromoteResponse
+	nil,                            // 35: eddy.v1.PredictRequest.FeaturesEntry
+	nil,                            // 36: eddy.v1.InspectResponse.MetricsEntry
+	nil,                            // 37: eddy.v1.SnapshotInfo.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
+	(*structpb.Value)(nil),         // 39: google.protobuf.Value
 }
 var file_eddy_v1_eddy_proto_depIdxs = []int32{
-	32, // 0: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
-	2,  // 1: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
-	3,  // 2: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
-	4,  // 3: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
-	35, // 4: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	10, // 5: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
-	35, // 6: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
-	33, // 7: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
-	14, // 8: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
-	15, // 9: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
-	17, // 10: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
-	18, // 11: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
-	35, // 12: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
-	34, // 13: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
-	22, // 14: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
-	24, // 15: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
-	24, // 16: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
-	35, // 17: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
-	35, // 18: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
-	35, // 19: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
-	35, // 20: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
-	23, // 21: eddy.v1.Provenance.imported:type_name -> eddy.v1.ImportedFrom
-	21, // 22: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
-	21, // 23: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
-	36, // 24: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 25: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
-	20, // 26: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
-	25, // 27: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
-	28, // 28: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
-	29, // 29: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
-	30, // 30: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
-	16, // 31: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
-	12, // 32: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
-	9,  // 33: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
-	7,  // 34: eddy.v1.Admin.ExportSnapshot:input_type -> eddy.v1.ExportSnapshotRequest
-	5,  // 35: eddy.v1.Admin.ImportSnapshot:input_type -> eddy.v1.ImportSnapshotRequest
-	1,  // 36: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
-	27, // 37: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
-	26, // 38: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
-	31, // 39: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
-	31, // 40: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
-	31, // 41: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
-	19, // 42: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
-	13, // 43: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
-	11, // 44: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
-	8,  // 45: eddy.v1.Admin.ExportSnapshot:output_type -> eddy.v1.ExportSnapshotResponse
-	6,  // 46: eddy.v1.Admin.ImportSnapshot:output_type -> eddy.v1.ImportSnapshotResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	3,  // 0: eddy.v1.PredictBatchRequest.requests:type_name -> eddy.v1.PredictRequest
+	2,  // 1: eddy.v1.PredictBatchResponse.results:type_name -> eddy.v1.PredictResult
+	4,  // 2: eddy.v1.PredictResult.response:type_name -> eddy.v1.PredictResponse
+	35, // 3: eddy.v1.PredictRequest.features:type_name -> eddy.v1.PredictRequest.FeaturesEntry
+	5,  // 4: eddy.v1.PredictResponse.explanation:type_name -> eddy.v1.Explanation
+	6,  // 5: eddy.v1.Explanation.terms:type_name -> eddy.v1.ExplainedTerm
+	7,  // 6: eddy.v1.Explanation.classes:type_name -> eddy.v1.ClassMargin
+	38, // 7: eddy.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	13, // 8: eddy.v1.ListAuditResponse.entries:type_name -> eddy.v1.AuditEntry
+	38, // 9: eddy.v1.InspectResponse.created:type_name -> google.protobuf.Timestamp
+	36, // 10: eddy.v1.InspectResponse.metrics:type_name -> eddy.v1.InspectResponse.MetricsEntry
+	17, // 11: eddy.v1.InspectResponse.numeric:type_name -> eddy.v1.NumericFeature
+	18, // 12: eddy.v1.InspectResponse.top_weights:type_name -> eddy.v1.NamedWeight
+	20, // 13: eddy.v1.GetSchemaResponse.features:type_name -> eddy.v1.SchemaFeature
+	21, // 14: eddy.v1.GetSchemaResponse.feature_drift:type_name -> eddy.v1.FeatureDrift
+	38, // 15: eddy.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	37, // 16: eddy.v1.SnapshotInfo.metrics:type_name -> eddy.v1.SnapshotInfo.MetricsEntry
+	25, // 17: eddy.v1.SnapshotInfo.provenance:type_name -> eddy.v1.Provenance
+	27, // 18: eddy.v1.Provenance.since_parent:type_name -> eddy.v1.OffsetRange
+	27, // 19: eddy.v1.Provenance.since_began:type_name -> eddy.v1.OffsetRange
+	38, // 20: eddy.v1.Provenance.first_event_time:type_name -> google.protobuf.Timestamp
+	38, // 21: eddy.v1.Provenance.last_event_time:type_name -> google.protobuf.Timestamp
+	38, // 22: eddy.v1.Provenance.began_event_time:type_name -> google.protobuf.Timestamp
+	38, // 23: eddy.v1.Provenance.newest_event_time:type_name -> google.protobuf.Timestamp
+	26, // 24: eddy.v1.Provenance.imported:type_name -> eddy.v1.ImportedFrom
+	24, // 25: eddy.v1.GetSnapshotResponse.snapshot:type_name -> eddy.v1.SnapshotInfo
+	24, // 26: eddy.v1.ListSnapshotsResponse.snapshots:type_name -> eddy.v1.SnapshotInfo
+	39, // 27: eddy.v1.PredictRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	3,  // 28: eddy.v1.Inference.Predict:input_type -> eddy.v1.PredictRequest
+	0,  // 29: eddy.v1.Inference.PredictBatch:input_type -> eddy.v1.PredictBatchRequest
+	23, // 30: eddy.v1.Admin.ListSnapshots:input_type -> eddy.v1.ListSnapshotsRequest
+	28, // 31: eddy.v1.Admin.GetSnapshot:input_type -> eddy.v1.GetSnapshotRequest
+	31, // 32: eddy.v1.Admin.Promote:input_type -> eddy.v1.PromoteRequest
+	32, // 33: eddy.v1.Admin.Rollback:input_type -> eddy.v1.RollbackRequest
+	33, // 34: eddy.v1.Admin.Release:input_type -> eddy.v1.ReleaseRequest
+	19, // 35: eddy.v1.Admin.GetSchema:input_type -> eddy.v1.GetSchemaRequest
+	15, // 36: eddy.v1.Admin.Inspect:input_type -> eddy.v1.InspectRequest
+	12, // 37: eddy.v1.Admin.ListAudit:input_type -> eddy.v1.ListAuditRequest
+	10, // 38: eddy.v1.Admin.ExportSnapshot:input_type -> eddy.v1.ExportSnapshotRequest
+	8,  // 39: eddy.v1.Admin.ImportSnapshot:input_type -> eddy.v1.ImportSnapshotRequest
+	4,  // 40: eddy.v1.Inference.Predict:output_type -> eddy.v1.PredictResponse
+	1,  // 41: eddy.v1.Inference.PredictBatch:output_type -> eddy.v1.PredictBatchResponse
+	30, // 42: eddy.v1.Admin.ListSnapshots:output_type -> eddy.v1.ListSnapshotsResponse
+	29, // 43: eddy.v1.Admin.GetSnapshot:output_type -> eddy.v1.GetSnapshotResponse
+	34, // 44: eddy.v1.Admin.Promote:output_type -> eddy.v1.PromoteResponse
+	34, // 45: eddy.v1.Admin.Rollback:output_type -> eddy.v1.PromoteResponse
+	34, // 46: eddy.v1.Admin.Release:output_type -> eddy.v1.PromoteResponse
+	22, // 47: eddy.v1.Admin.GetSchema:output_type -> eddy.v1.GetSchemaResponse
+	16, // 48: eddy.v1.Admin.Inspect:output_type -> eddy.v1.InspectResponse
+	14, // 49: eddy.v1.Admin.ListAudit:output_type -> eddy.v1.ListAuditResponse
+	11, // 50: eddy.v1.Admin.ExportSnapshot:output_type -> eddy.v1.ExportSnapshotResponse
+	9,  // 51: eddy.v1.Admin.ImportSnapshot:output_type -> eddy.v1.ImportSnapshotResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_eddy_v1_eddy_proto_init() }
@@ -3011,18 +3185,18 @@ func file_eddy_v1_eddy_proto_init() {
 	if File_eddy_v1_eddy_proto != nil {
 		return
 	}
-	file_eddy_v1_eddy_proto_msgTypes[1].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[15].OneofWrappers = []any{}
-	file_eddy_v1_eddy_proto_msgTypes[17].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[4].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[6].OneofWrappers = []any{}
 	file_eddy_v1_eddy_proto_msgTypes[18].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[20].OneofWrappers = []any{}
+	file_eddy_v1_eddy_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddy_v1_eddy_proto_rawDesc), len(file_eddy_v1_eddy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Inference_Predict_FullMethodName = "/eddy.v1.Inference/Predict"
+	Inference_Predict_FullMethodName      = "/eddy.v1.Inference/Predict"
+	Inference_PredictBatch_FullMethodName = "/eddy.v1.Inference/PredictBatch"
 )
 
 // InferenceClient is the client API for Inference service.
@@ -36,6 +37,14 @@ type InferenceClient interface {
 	// problem), NOT_FOUND for an unknown model, UNAVAILABLE while a model has
 	// no promoted snapshot yet.
 	Predict(ctx context.Context, in *PredictRequest, opts ...grpc.CallOption) (*PredictResponse, error)
+	// PredictBatch scores many examples in one call, each row exactly as
+	// Predict scores it (the same answer, bit for bit), for a client that
+	// has many to score: one call of 100 rows costs far less than 100 calls.
+	// It needs the credential Predict needs. A row Predict would refuse is
+	// refused alone, in its result; the other rows are answered. Errors of
+	// the whole call: INVALID_ARGUMENT for more rows than the server's limit
+	// (1000 by default) or a malformed message.
+	PredictBatch(ctx context.Context, in *PredictBatchRequest, opts ...grpc.CallOption) (*PredictBatchResponse, error)
 }
 
 type inferenceClient struct {
@@ -56,6 +65,16 @@ func (c *inferenceClient) Predict(ctx context.Context, in *PredictRequest, opts 
 	return out, nil
 }
 
+func (c *inferenceClient) PredictBatch(ctx context.Context, in *PredictBatchRequest, opts ...grpc.CallOption) (*PredictBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PredictBatchResponse)
+	err := c.cc.Invoke(ctx, Inference_PredictBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InferenceServer is the server API for Inference service.
 // All implementations must embed UnimplementedInferenceServer
 // for forward compatibility.
@@ -67,6 +86,14 @@ type InferenceServer interface {
 	// problem), NOT_FOUND for an unknown model, UNAVAILABLE while a model has
 	// no promoted snapshot yet.
 	Predict(context.Context, *PredictRequest) (*PredictResponse, error)
+	// PredictBatch scores many examples in one call, each row exactly as
+	// Predict scores it (the same answer, bit for bit), for a client that
+	// has many to score: one call of 100 rows costs far less than 100 calls.
+	// It needs the credential Predict needs. A row Predict would refuse is
+	// refused alone, in its result; the other rows are answered. Errors of
+	// the whole call: INVALID_ARGUMENT for more rows than the server's limit
+	// (1000 by default) or a malformed message.
+	PredictBatch(context.Context, *PredictBatchRequest) (*PredictBatchResponse, error)
 	mustEmbedUnimplementedInferenceServer()
 }
 
@@ -79,6 +106,9 @@ type UnimplementedInferenceServer struct{}
 
 func (UnimplementedInferenceServer) Predict(context.Context, *PredictRequest) (*PredictResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Predict not implemented")
+}
+func (UnimplementedInferenceServer) PredictBatch(context.Context, *PredictBatchRequest) (*PredictBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PredictBatch not implemented")
 }
 func (UnimplementedInferenceServer) mustEmbedUnimplementedInferenceServer() {}
 func (UnimplementedInferenceServer) testEmbeddedByValue()                   {}
@@ -119,6 +149,24 @@ func _Inference_Predict_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Inference_PredictBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PredictBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InferenceServer).PredictBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inference_PredictBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InferenceServer).PredictBatch(ctx, req.(*PredictBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Inference_ServiceDesc is the grpc.ServiceDesc for Inference service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -129,6 +177,10 @@ var Inference_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Predict",
 			Handler:    _Inference_Predict_Handler,
+		},
+		{
+			MethodName: "PredictBatch",
+			Handler:    _Inference_PredictBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
