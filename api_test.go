@@ -1,6 +1,7 @@
 package eddy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -161,6 +162,7 @@ func TestNewRefusesAConfigThatCannotWorkAndSaysWhy(t *testing.T) {
 		{"negative checkpoint settings", eddy.Config{DataDir: t.TempDir(), Consumer: eddy.ConsumerConfig{CheckpointEvery: -1}, Learner: model}, nil, "checkpoint"},
 		{"metrics without a gatherer", eddy.Config{DataDir: t.TempDir(), MetricsAddr: "127.0.0.1:0", Brokers: []string{"127.0.0.1:1"}, Learner: model},
 			registererOnly{prometheus.NewRegistry()}, "Gatherer"},
+		{"profiles without a metrics listener", eddy.Config{DataDir: t.TempDir(), Pprof: true, Learner: model}, nil, "set MetricsAddr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,6 +171,55 @@ func TestNewRefusesAConfigThatCannotWorkAndSaysWhy(t *testing.T) {
 				t.Fatalf("New = %v, want an error saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestProfilesAreServedOnlyWhenAskedFor: without Pprof the metrics
+// listener answers 404 under /debug/pprof/; with it, the index and a heap
+// profile (gzipped protobuf, as go tool pprof reads it).
+func TestProfilesAreServedOnlyWhenAskedFor(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := eddy.Config{
+			DataDir: t.TempDir(), Ephemeral: true, EmbeddedAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+			Pprof: on, Learner: engine.Config{Models: []learner.ModelConfig{{Name: "sea"}}},
+		}
+		svc, err := eddy.New(context.Background(), cfg, testLogger(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		get := func(path string) (int, []byte) {
+			var resp *http.Response
+			for range 100 { // the listener is bound by New; Run serves it
+				if resp, err = http.Get("http://" + svc.MetricsAddr() + path); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, body
+		}
+		index, _ := get("/debug/pprof/")
+		heap, profile := get("/debug/pprof/heap")
+		metrics, _ := get("/metrics")
+		switch {
+		case metrics != http.StatusOK:
+			t.Errorf("Pprof %v: /metrics = %d, want 200", on, metrics)
+		case !on && (index != http.StatusNotFound || heap != http.StatusNotFound):
+			t.Errorf("without Pprof: /debug/pprof/ = %d, /debug/pprof/heap = %d, want 404 for both", index, heap)
+		case on && (index != http.StatusOK || heap != http.StatusOK || !bytes.HasPrefix(profile, []byte{0x1f, 0x8b})):
+			t.Errorf("with Pprof: /debug/pprof/ = %d, /debug/pprof/heap = %d (%d bytes, gzip: %v), want 200 and a gzipped profile", index, heap, len(profile), bytes.HasPrefix(profile, []byte{0x1f, 0x8b}))
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
 	}
 }
 

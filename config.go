@@ -100,6 +100,13 @@ type Config struct {
 	MetricsIdleTimeout time.Duration
 	// MetricsTLS, when set, serves /metrics and /healthz over TLS only.
 	MetricsTLS *tls.Config
+	// Pprof serves Go's profiles (net/http/pprof: CPU, heap, goroutines,
+	// allocations, blocking, traces) under /debug/pprof/ on the metrics
+	// listener. Off by default: a profile shows the program's internals
+	// and a CPU profile or trace costs CPU while it runs, so turn it on
+	// only where the metrics address is reachable by operators alone (or
+	// with MetricsTLS).
+	Pprof bool
 	// Learner configures the models (at least one) and their promotion and
 	// retention; see engine.Config for its defaults.
 	Learner engine.Config
@@ -221,6 +228,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: a serve-only replica learns nothing and cannot reset a model: reset it on a learning instance (role learn)", ErrInvalidConfig)
 	case c.Consumer.Start != "" && c.Consumer.Start != "earliest" && c.Consumer.Start != "latest":
 		return fmt.Errorf("%w: start %q: want earliest or latest", ErrInvalidConfig, c.Consumer.Start)
+	case c.Pprof && c.MetricsAddr == "":
+		return fmt.Errorf("%w: Pprof serves profiles on the metrics listener: set MetricsAddr too", ErrInvalidConfig)
 	}
 	if len(c.Brokers) == 0 && c.EmbeddedAddr != "" {
 		if _, err := loopbackPort(c.EmbeddedAddr); err != nil {

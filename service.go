@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -429,6 +430,13 @@ func (s *Service) serveMetrics(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles under it: heap, goroutine, allocs, block, mutex, ...
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: s.cfg.MetricsIdleTimeout, TLSConfig: s.cfg.MetricsTLS}
 	errc := make(chan error, 1)
 	go func() {

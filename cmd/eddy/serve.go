@@ -48,6 +48,7 @@ type serveOptions struct {
 	reflection   bool
 	metricsCert  string
 	metricsKey   string
+	pprof        bool
 
 	grpcIdleTimeout     time.Duration
 	grpcMaxRequestBytes int
@@ -103,6 +104,7 @@ func (o *serveOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.reflection, "grpc-reflection", true, "serve gRPC server reflection (false in production: clients then need eddy.proto)")
 	fs.StringVar(&o.metricsCert, "metrics-tls-cert", "", "PEM certificate file: serve /metrics and /healthz over TLS (with --metrics-tls-key)")
 	fs.StringVar(&o.metricsKey, "metrics-tls-key", "", "PEM private key file of --metrics-tls-cert")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on --metrics-addr; for operators only: keep that address private")
 	fs.DurationVar(&o.grpcIdleTimeout, "grpc-idle-timeout", serving.DefaultMaxConnectionIdle, "close gRPC connections with no RPC in flight for this long (clients reconnect on their next call)")
 	fs.IntVar(&o.grpcMaxRequestBytes, "grpc-max-request-bytes", serving.DefaultMaxRequestBytes, "largest gRPC request accepted, in bytes (RESOURCE_EXHAUSTED beyond)")
 	fs.DurationVar(&o.metricsIdleTimeout, "metrics-idle-timeout", eddy.DefaultMetricsIdleTimeout, "close /metrics keep-alive connections idle for this long")
@@ -206,6 +208,7 @@ func (o *serveOptions) serviceConfig() (eddy.Config, error) {
 		GRPCAddr:           o.grpcAddr,
 		MetricsAddr:        o.metricsAddr,
 		MetricsIdleTimeout: o.metricsIdleTimeout,
+		Pprof:              o.pprof,
 		Learner:            engineCfg,
 		Consumer: eddy.ConsumerConfig{
 			CheckpointEvery:    o.checkpointEvery,
