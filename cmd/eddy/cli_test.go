@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
@@ -123,5 +125,26 @@ func TestServeRefusesADataDirThatIsAFile(t *testing.T) {
 	_, _, err := runCLI(t, nil, "serve", "--brokers", broker, "--data-dir", file, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "")
 	if err == nil || !strings.Contains(err.Error(), "not-a-dir") {
 		t.Fatalf("err = %v, want a clear error naming the data dir", err)
+	}
+}
+
+// TestBenchMeasuresWhatItSays runs eddy bench small: every measurement
+// finishes and prints a rate, the serving one with the Predict rate it
+// achieved and no refused Predict (the model was served before the load).
+func TestBenchMeasuresWhatItSays(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"bench", "--events", "5000", "--predict-rate", "500"}, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("eddy bench: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`state export every 1s vs off: \d+ vs \d+ events/s, ratio \d`),
+		regexp.MustCompile(`500 Predict/s offered +\d+ events/s  \(Predict: \d+/s answered, 0 refused, p99 `),
+		regexp.MustCompile(`learning while serving \d+ Predict/s vs none: \d+ vs \d+ events/s, ratio \d`),
+	} {
+		if !want.MatchString(out.String()) {
+			t.Errorf("eddy bench printed no line matching %s:\n%s", want, out.String())
+		}
 	}
 }
