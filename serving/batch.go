@@ -126,7 +126,7 @@ func (s *Server) countRows(data []byte) (int, error) {
 func (s *Server) answerBatch(ctx context.Context, data []byte, rows int) (*eddyv1.PredictBatchResponse, error) {
 	b := newBatchAnswer(rows)
 	c := s.calls.Get().(*predictCall)
-	defer func() { c.reset(); s.calls.Put(c) }()
+	defer s.release(c)
 	for i := 0; len(data) > 0; {
 		num, typ, n := consumeTag(data)
 		data = data[n:]

@@ -76,7 +76,9 @@ func (s *Server) inferenceService() *grpc.ServiceDesc {
 // decodeCall fills it from the request's bytes, which key and fields view
 // and which must outlive the call; Predict fills it from a PredictRequest.
 type predictCall struct {
-	model      string // the configured name when it is one (not a view)
+	raw        rawRequest // over gRPC: the request's bytes
+	invalid    error      // over gRPC: why decodeCall refused them
+	model      string     // the configured name when it is one (not a view)
 	key        []byte // nil: none
 	explain    bool
 	topK       uint32
@@ -84,7 +86,8 @@ type predictCall struct {
 	fields     []features.Field
 }
 
-// reset empties c for reuse, dropping its views of the request.
+// reset empties c for reuse, dropping its views of the request (free the
+// bytes first).
 func (c *predictCall) reset() {
 	clear(c.fields)
 	*c = predictCall{fields: c.fields[:0]}
@@ -95,29 +98,40 @@ func (c *predictCall) reset() {
 // through the unary interceptors either way so that refused requests are
 // observed too. The request's bytes are freed once the handler returns:
 // the response holds none of them.
-func (s *Server) handlePredict(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	var raw rawRequest
-	if err := dec(&raw); err != nil {
+func (s *Server) handlePredict(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	c := s.calls.Get().(*predictCall)
+	defer s.release(c)
+	if err := dec(&c.raw); err != nil {
 		return nil, err
 	}
-	defer raw.buf.Free()
-	c := s.calls.Get().(*predictCall)
-	defer func() { c.reset(); s.calls.Put(c) }()
-	invalid := s.decodeCall(raw.buf.ReadOnlyData(), c)
-	handler := func(ctx context.Context, r any) (any, error) {
-		if invalid != nil {
-			return nil, invalid
-		}
-		a := new(answerBox)
-		if err := s.answer(r.(*predictCall), &a.resp, &a.score, &a.label); err != nil {
-			return nil, err
-		}
-		return &a.resp, nil
-	}
+	c.invalid = s.decodeCall(c.raw.buf.ReadOnlyData(), c)
 	if interceptor == nil {
-		return handler(ctx, c)
+		return s.answerCall(ctx, c)
 	}
-	return interceptor(ctx, c, &grpc.UnaryServerInfo{Server: srv, FullMethod: eddyv1.Inference_Predict_FullMethodName}, handler)
+	return interceptor(ctx, c, s.predictInfo, s.answerCallFunc)
+}
+
+// answerCall is Predict's unary handler behind the interceptors: it
+// answers a decoded *predictCall.
+func (s *Server) answerCall(_ context.Context, r any) (any, error) {
+	c := r.(*predictCall)
+	if c.invalid != nil {
+		return nil, c.invalid
+	}
+	a := new(answerBox)
+	if err := s.answer(c, &a.resp, &a.score, &a.label); err != nil {
+		return nil, err
+	}
+	return &a.resp, nil
+}
+
+// release frees c's request bytes and returns c to the pool.
+func (s *Server) release(c *predictCall) {
+	if c.raw.buf != nil {
+		c.raw.buf.Free()
+	}
+	c.reset()
+	s.calls.Put(c)
 }
 
 // Field numbers of PredictRequest, its map entries and google.protobuf.Value.

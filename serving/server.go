@@ -200,6 +200,10 @@ type Server struct {
 	health   *health.Server
 	notReady atomic.Bool // SetServing(false)
 	calls    sync.Pool   // *predictCall scratch per request
+
+	// Fixed at New, so that a Predict allocates neither.
+	predictInfo    *grpc.UnaryServerInfo
+	answerCallFunc grpc.UnaryHandler
 	admin    Admin       // nil: the Admin service is not registered
 	access   atomic.Pointer[Access]
 }
@@ -263,6 +267,8 @@ func New(cfg Config, models []string, reg prometheus.Registerer, log *slog.Logge
 	s.names = strings.Join(sorted, ", ")
 	s.metrics = newServerMetrics(reg, models)
 	s.calls.New = func() any { return &predictCall{fields: make([]features.Field, 0, 16)} }
+	s.predictInfo = &grpc.UnaryServerInfo{Server: s, FullMethod: eddyv1.Inference_Predict_FullMethodName}
+	s.answerCallFunc = s.answerCall
 	if err := s.SetAccess(cfg.Access); err != nil {
 		return nil, err
 	}
@@ -351,7 +357,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // decodes the request's bytes itself and answers them as Predict does.)
 func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddyv1.PredictResponse, error) {
 	c := s.calls.Get().(*predictCall)
-	defer func() { c.reset(); s.calls.Put(c) }()
+	defer s.release(c)
 	c.model, c.explain, c.topK, c.allClasses = req.GetModel(), req.GetExplain(), req.GetTopK(), req.GetAllClasses()
 	if req.GetEntityKey() != "" {
 		c.key = bytesOf(req.GetEntityKey())
