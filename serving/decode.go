@@ -79,7 +79,7 @@ type predictCall struct {
 	raw        rawRequest // over gRPC: the request's bytes
 	invalid    error      // over gRPC: why decodeCall refused them
 	model      string     // the configured name when it is one (not a view)
-	key        []byte // nil: none
+	key        []byte     // nil: none
 	explain    bool
 	topK       uint32
 	allClasses bool

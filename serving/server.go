@@ -204,8 +204,8 @@ type Server struct {
 	// Fixed at New, so that a Predict allocates neither.
 	predictInfo    *grpc.UnaryServerInfo
 	answerCallFunc grpc.UnaryHandler
-	admin    Admin       // nil: the Admin service is not registered
-	access   atomic.Pointer[Access]
+	admin          Admin // nil: the Admin service is not registered
+	access         atomic.Pointer[Access]
 }
 
 // SetAdmin registers the Admin service backed by a when Serve starts. Call
