@@ -200,12 +200,12 @@ type Server struct {
 	health   *health.Server
 	notReady atomic.Bool // SetServing(false)
 	calls    sync.Pool   // *predictCall scratch per request
+	admin    Admin       // nil: the Admin service is not registered
+	access   atomic.Pointer[Access]
 
 	// Fixed at New, so that a Predict allocates neither.
 	predictInfo    *grpc.UnaryServerInfo
 	answerCallFunc grpc.UnaryHandler
-	admin          Admin // nil: the Admin service is not registered
-	access         atomic.Pointer[Access]
 }
 
 // SetAdmin registers the Admin service backed by a when Serve starts. Call
