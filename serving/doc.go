@@ -1,4 +1,5 @@
-// Package serving is eddy's gRPC edge: the Inference service (Predict), the
+// Package serving is eddy's gRPC edge: the Inference service (Predict and
+// PredictBatch, whose every row is answered as Predict answers it), the
 // Admin service (list snapshots, promote or roll back to one and pin it,
 // release the pin; describe a model, list its audit log), gRPC health
 // checking, server
@@ -29,12 +30,19 @@
 //
 // The work one request can cause is bounded before it is done: a request
 // over Config.MaxRequestBytes is refused (ResourceExhausted) before it is
-// read, and a Predict request is checked on the wire before it is decoded
-// (decode.go): its features are counted against Config.MaxFeatures and every
-// string (model, entity key, feature names, string values) must be valid
-// UTF-8, so an oversized map is never built and invalid UTF-8 is an
-// InvalidArgument naming the field, not gRPC's INTERNAL "failed to
-// unmarshal". A request refused this way costs about its own size in memory.
+// read, and a Predict request is read from its bytes straight into the
+// fields it is scored with (decode.go; protobuf-go's decoder would build a
+// map entry and two messages per feature first): its features are counted
+// against Config.MaxFeatures and every string (model, entity key, feature
+// names, string values) must be valid UTF-8, so an oversized request is
+// never decoded and invalid UTF-8 is an InvalidArgument naming the field,
+// not gRPC's INTERNAL "failed to unmarshal". A request refused this way
+// costs about its own size in memory. FuzzDecodePredict holds the reader to
+// protobuf-go's decoder: the same requests accepted, into the same fields.
+// A PredictBatch call's rows are counted against Config.MaxBatchRows before
+// any is read. The fields view the request's buffer, which is freed when
+// the handler returns: nothing a response holds may point into it (model
+// names in responses are the configured strings).
 //
 // Connections are bounded in time: one that has not finished its TLS and
 // HTTP/2 handshakes within Config.HandshakeTimeout (10s) is closed, and one
@@ -43,6 +51,8 @@
 //
 // # Concurrency
 //
-// A Server is safe for concurrent use: Predict runs on gRPC's goroutines,
-// Publish on the learner's. Snapshots must be immutable.
+// A Server is safe for concurrent use: Predict runs on gRPC's stream
+// workers (Config.StreamWorkers) or goroutines, Publish on the learner's.
+// Snapshots must be immutable. Per-request scratch (predictCall) comes
+// from a pool and goes back when the handler returns.
 package serving

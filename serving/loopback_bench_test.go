@@ -3,7 +3,11 @@ package serving_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,11 +26,14 @@ import (
 // cost is the client's) and decodes every response. ns/op is per call;
 // rows/s counts Predict rows; allocs/op and B/op are the whole process's
 // (client and server) per call, so Predict's minus Health's is what eddy's
-// handler adds. It runs with gRPC's
+// handler adds. Health@5000/s and Predict@5000/s send b.N calls at 5,000
+// per second and report their latencies' median and 99th percentile (run
+// them with -benchtime 10000x: the percentiles of b.N=1 mean nothing). It
+// runs with gRPC's
 // stream workers (the default) and with a goroutine per RPC
 // (StreamWorkers -1), so one run compares them.
 //
-//	go test ./serving -run '^$' -bench Loopback -benchmem -count 3
+//	go test ./serving -run '^$' -bench Loopback -benchmem -benchtime 10000x -count 3
 func BenchmarkLoopback(b *testing.B) {
 	for _, workers := range []struct {
 		name string
@@ -64,6 +71,12 @@ func BenchmarkLoopback(b *testing.B) {
 			parallel(b, "Predict", 1, func(ctx context.Context) error {
 				return conn.Invoke(ctx, eddyv1.Inference_Predict_FullMethodName, rawBytes(rowBytes), new(eddyv1.PredictResponse), raw)
 			})
+			paced(b, "Health@5000/s", 5000, func(ctx context.Context) error {
+				return conn.Invoke(ctx, healthpb.Health_Check_FullMethodName, rawBytes(nil), new(healthpb.HealthCheckResponse), raw)
+			})
+			paced(b, "Predict@5000/s", 5000, func(ctx context.Context) error {
+				return conn.Invoke(ctx, eddyv1.Inference_Predict_FullMethodName, rawBytes(rowBytes), new(eddyv1.PredictResponse), raw)
+			})
 			parallel(b, "PredictBatch100", len(batch.Requests), func(ctx context.Context) error {
 				resp := new(eddyv1.PredictBatchResponse)
 				if err := conn.Invoke(ctx, eddyv1.Inference_PredictBatch_FullMethodName, rawBytes(batchBytes), resp, raw); err != nil {
@@ -76,6 +89,38 @@ func BenchmarkLoopback(b *testing.B) {
 			})
 		})
 	}
+}
+
+// paced sends b.N calls on a fixed schedule of rate per second from 16
+// goroutines (a late call is sent at once) as sub-benchmark name, and
+// reports the latencies' median and 99th percentile; ns/op is the
+// schedule's, 1s/rate.
+func paced(b *testing.B, name string, rate int, call func(context.Context) error) {
+	b.Run(name, func(b *testing.B) {
+		const workers = 16
+		latencies := make([]time.Duration, b.N)
+		var next atomic.Int64
+		ctx := context.Background()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+					sent := time.Now()
+					if err := call(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+					latencies[i] = time.Since(sent)
+				}
+			})
+		}
+		wg.Wait()
+		slices.Sort(latencies)
+		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+	})
 }
 
 // parallel runs call from 16 goroutines per core as sub-benchmark name,
