@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -28,14 +29,7 @@ import (
 // Go heap while the batches ran, and the peak RSS of the process.
 func BenchmarkPredictOfOversizedRequests(b *testing.B) {
 	const concurrent = 100
-	srv := newServer(b, serving.Config{}, prometheus.NewRegistry(), "fraud")
-	srv.Publish(&linearSnapshot{Name: "fraud", Ver: 1, Binary: true})
-	lis := listenLoopback(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	defer func() { cancel(); <-served }()
-	conn := dial(b, lis.Addr().String())
+	conn := serveFraud(b, serving.Config{})
 
 	req := wireRequest(nil).model("fraud")
 	for i := 0; len(req) < serving.DefaultMaxRequestBytes-64; i++ {
@@ -63,6 +57,22 @@ func BenchmarkPredictOfOversizedRequests(b *testing.B) {
 	stopSampling()
 	b.ReportMetric(float64(peakHeap.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(peakRSS()/(1<<20), "peak-RSS-MiB")
+}
+
+// serveFraud serves model fraud (a binary linearSnapshot, v1) with cfg on
+// loopback until tb ends, and returns a connection to it.
+func serveFraud(tb testing.TB, cfg serving.Config) *grpc.ClientConn {
+	tb.Helper()
+	srv := newServer(tb, cfg, prometheus.NewRegistry(), "fraud")
+	if err := srv.Publish(&linearSnapshot{Name: "fraud", Ver: 1, Binary: true}); err != nil {
+		tb.Fatal(err)
+	}
+	lis := listenLoopback(tb)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+	tb.Cleanup(func() { cancel(); <-served })
+	return dial(tb, lis.Addr().String())
 }
 
 // sampleHeap records the largest live heap seen every millisecond until

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
@@ -28,28 +27,18 @@ import (
 // (client and server) per call, so Predict's minus Health's is what eddy's
 // handler adds. Health@5000/s and Predict@5000/s send b.N calls at 5,000
 // per second and report their latencies' median and 99th percentile (run
-// them with -benchtime 10000x: the percentiles of b.N=1 mean nothing). It
-// runs with gRPC's
-// stream workers (the default) and with a goroutine per RPC
-// (StreamWorkers -1), so one run compares them.
+// them with -benchtime 20000x: the percentiles of b.N=1 mean nothing). It
+// runs with gRPC's stream workers (the default) and with a goroutine per
+// RPC (StreamWorkers -1), so one run compares them.
 //
-//	go test ./serving -run '^$' -bench Loopback -benchmem -benchtime 10000x -count 3
+//	go test ./serving -run '^$' -bench Loopback -benchmem -benchtime 20000x -count 3
 func BenchmarkLoopback(b *testing.B) {
 	for _, workers := range []struct {
 		name string
 		n    int
 	}{{"workers", 0}, {"goroutine-per-rpc", -1}} {
 		b.Run(workers.name, func(b *testing.B) {
-			srv := newServer(b, serving.Config{StreamWorkers: workers.n}, prometheus.NewRegistry(), "fraud")
-			if err := srv.Publish(&linearSnapshot{Name: "fraud", Ver: 1, Binary: true}); err != nil {
-				b.Fatal(err)
-			}
-			lis := listenLoopback(b)
-			ctx, cancel := context.WithCancel(context.Background())
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ctx, lis) }()
-			defer func() { cancel(); <-served }()
-			conn := dial(b, lis.Addr().String())
+			conn := serveFraud(b, serving.Config{StreamWorkers: workers.n})
 			row := &eddyv1.PredictRequest{Model: "fraud", Features: numbers(0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8)}
 			batch := &eddyv1.PredictBatchRequest{}
 			for range 100 {
