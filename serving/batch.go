@@ -22,17 +22,28 @@ func (s *Server) PredictBatch(ctx context.Context, req *eddyv1.PredictBatchReque
 		return nil, tooManyRows(len(rows), s.cfg.MaxBatchRows)
 	}
 	b := newBatchAnswer(len(rows))
+	c := s.calls.Get().(*predictCall)
+	defer s.release(c)
 	for i, row := range rows {
 		if err := ctx.Err(); err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		resp, err := s.Predict(ctx, row)
-		if err == nil {
-			b.results[i].Response = resp
-		}
-		b.settle(s, i, row.GetModel(), err)
+		c.reset()
+		b.answerRow(s, i, c, s.fillCall(c, row))
 	}
 	return b.resp, nil
+}
+
+// answerRow answers row i from c unless filling c failed with err, and
+// settles it.
+func (b *batchAnswer) answerRow(s *Server, i int, c *predictCall, err error) {
+	if err == nil {
+		err = s.answer(c, &b.responses[i], &b.scores[i], &b.labels[i])
+	}
+	if err == nil {
+		b.results[i].Response = &b.responses[i]
+	}
+	b.settle(s, i, c.model, err)
 }
 
 // batchAnswer is the response of a PredictBatch call, allocated at once for
@@ -140,14 +151,7 @@ func (s *Server) answerBatch(ctx context.Context, data []byte, rows int) (*eddyv
 			return nil, status.FromContextError(err).Err()
 		}
 		c.reset()
-		err := s.decodeCall(row, c)
-		if err == nil {
-			err = s.answer(c, &b.responses[i], &b.scores[i], &b.labels[i])
-		}
-		if err == nil {
-			b.results[i].Response = &b.responses[i]
-		}
-		b.settle(s, i, c.model, err)
+		b.answerRow(s, i, c, s.decodeCall(row, c))
 		i++
 	}
 	return b.resp, nil

@@ -358,15 +358,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddyv1.PredictResponse, error) {
 	c := s.calls.Get().(*predictCall)
 	defer s.release(c)
-	c.model, c.explain, c.topK, c.allClasses = req.GetModel(), req.GetExplain(), req.GetTopK(), req.GetAllClasses()
-	if req.GetEntityKey() != "" {
-		c.key = bytesOf(req.GetEntityKey())
-	}
-	var err error
-	if c.fields, err = s.toFields(req.GetFeatures(), c.fields); err != nil {
-		return nil, err
-	}
-	if err := sortFields(c.fields); err != nil {
+	if err := s.fillCall(c, req); err != nil {
 		return nil, err
 	}
 	a := new(answerBox)
@@ -374,6 +366,20 @@ func (s *Server) Predict(ctx context.Context, req *eddyv1.PredictRequest) (*eddy
 		return nil, err
 	}
 	return &a.resp, nil
+}
+
+// fillCall fills the empty c from req, its fields viewing req's strings,
+// refusing invalid features as decodeCall does.
+func (s *Server) fillCall(c *predictCall, req *eddyv1.PredictRequest) error {
+	c.model, c.explain, c.topK, c.allClasses = req.GetModel(), req.GetExplain(), req.GetTopK(), req.GetAllClasses()
+	if req.GetEntityKey() != "" {
+		c.key = bytesOf(req.GetEntityKey())
+	}
+	var err error
+	if c.fields, err = s.toFields(req.GetFeatures(), c.fields); err != nil {
+		return err
+	}
+	return sortFields(c.fields)
 }
 
 // answer scores c, whose fields are valid and sorted, with the model's
