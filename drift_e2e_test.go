@@ -2,6 +2,7 @@ package eddy_test
 
 import (
 	"context"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -69,7 +70,10 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	if promotedOnDrift < 3 {
 		t.Errorf("%v post-drift challengers served, want one per drift (3)", promotedOnDrift)
 	}
-	champion := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
+	champion := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": "sea", "window": "cumulative"})
+	rolling := metricValue(svc.registry, "eddy_champion_accuracy", map[string]string{"model": "sea", "window": "rolling"})
+	live := metricValue(svc.registry, "eddy_prequential_accuracy", map[string]string{"model": "sea", "window": "rolling"})
+	t.Logf("rolling accuracy: served %.4f, live %.4f", rolling, live)
 	t.Logf("%d detections, %v drift promotions, served-model prequential accuracy %.4f", len(detections), promotedOnDrift, champion)
 
 	// The same stream without drift handling (periodic promotion at the same
@@ -79,8 +83,20 @@ func TestDriftIsDetectedAndAChallengerServedThroughKafka(t *testing.T) {
 	po.GRPCAddr, po.MetricsAddr = "127.0.0.1:0", ""
 	periodic := startTestService(t, po)
 	waitFor(t, 120*time.Second, "the periodic run learned 50,000", func() bool { return periodic.learned("sea") == 50000 })
-	without := metricValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea"})
+	without := metricValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea", "window": "cumulative"})
 	t.Logf("served-model prequential accuracy: %.4f with drift handling, %.4f without", champion, without)
+	pr := metricValue(periodic.registry, "eddy_champion_accuracy", map[string]string{"model": "sea", "window": "rolling"})
+	pl := metricValue(periodic.registry, "eddy_prequential_accuracy", map[string]string{"model": "sea", "window": "rolling"})
+	t.Logf("rolling accuracy without drift handling: served %.4f, live %.4f", pr, pl)
+	// Over the newest rows (the rolling gauges) as over the whole stream.
+	if rolling <= pr {
+		t.Errorf("served-model rolling accuracy %.4f with drift handling, not better than periodic promotion's %.4f", rolling, pr)
+	}
+	// A periodic champion is a recent copy of the live model: over the same
+	// recent rows they score alike.
+	if math.Abs(pr-pl) > 0.02 {
+		t.Errorf("periodic promotion: served model's rolling accuracy %.4f, live model's %.4f: want them within 0.02", pr, pl)
+	}
 	if champion <= without {
 		t.Errorf("drift handling served %.4f, not better than periodic promotion's %.4f", champion, without)
 	}

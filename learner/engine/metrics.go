@@ -103,12 +103,12 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 	}, []string{"model"})
 	m.championAccuracy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "eddy_champion_accuracy",
-		Help: "Prequential accuracy of the served (champion) snapshots of a classifier, cumulative since the first one.",
-	}, []string{"model"})
+		Help: "Prequential accuracy of the served (champion) snapshots of a classifier (0-1), cumulative since the first one or over the rolling window: beside eddy_prequential_accuracy, the served model against the live one.",
+	}, []string{"model", "window"})
 	m.championMAE = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "eddy_champion_mae",
-		Help: "Prequential mean absolute error of the served (champion) snapshots of a regressor.",
-	}, []string{"model"})
+		Help: "Prequential mean absolute error of the served (champion) snapshots of a regressor, cumulative since the first one or over the rolling window.",
+	}, []string{"model", "window"})
 	m.challenger = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "eddy_drift_challenger_active",
 		Help: "1 while a post-drift challenger is being compared with the champion.",
@@ -220,9 +220,11 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 	name := u.cfg.Name
 	if c := mon.ChampionMetrics(); c.N > 0 {
 		if u.cfg.Task == learner.Regression {
-			m.championMAE.WithLabelValues(name).Set(c.MAE)
+			m.championMAE.WithLabelValues(name, "cumulative").Set(c.MAE)
+			m.championMAE.WithLabelValues(name, "rolling").Set(c.Rolling)
 		} else {
-			m.championAccuracy.WithLabelValues(name).Set(c.Accuracy)
+			m.championAccuracy.WithLabelValues(name, "cumulative").Set(c.Accuracy)
+			m.championAccuracy.WithLabelValues(name, "rolling").Set(c.Rolling)
 		}
 	}
 	if !mon.Challengers() {
