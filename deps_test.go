@@ -18,7 +18,8 @@ const module = "github.com/eddyhq/eddy"
 // learner/store wraps Pebble and no eddy package; learner/engine adds the
 // store and Prometheus; stream uses kafka-go and no domain package; serving
 // uses proto and features (for the raw field type) but never learner or
-// stream; the development broker (stream/devbroker) uses kfake and no eddy
+// stream; serving/chart, the pictures, uses gonum's plotting library and no
+// eddy package; the development broker (stream/devbroker) uses kfake and no eddy
 // package; the service (the module's root package, "" below) wires all of
 // them together and nothing else of eddy's (never cmd).
 func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
@@ -37,6 +38,7 @@ func TestPackagesDependOnlyInTheDesignedDirection(t *testing.T) {
 		{pkg: "learner/engine", eddy: []string{"features", "features/codec", "drift", "learner", "learner/store"}},
 		{pkg: "stream", eddy: nil},
 		{pkg: "serving", eddy: []string{"features", "features/codec", "proto/eddy/v1"}},
+		{pkg: "serving/chart", eddy: nil},
 		{pkg: "stream/devbroker", eddy: nil, allowThirdParty: []string{"github.com/twmb/franz-go", "github.com/klauspost/compress", "github.com/pierrec/lz4/v4"}},
 		{pkg: "", eddy: []string{"features", "features/...", "drift", "learner/...", "stream/...", "serving/...", "proto/..."}},
 	}

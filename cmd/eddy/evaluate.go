@@ -50,6 +50,25 @@ after the header) before it is learned, as Predict --explain does (see eddy
 predict --help): a served snapshot that learned the same N-1 rows gives the
 same explanation, so a served one can be reproduced offline.
 
+--curve FILE.csv|FILE.jsonl writes the learning curve: every --every rows
+(default 1,000 with --curve or --plot, printing stays at every 10,000 unless
+--every is given), the metrics --json prints, the no-change baseline's
+rolling accuracy (classifiers: the accuracy of predicting the previous
+label), and the served model's: evaluate serves snapshots as serve does,
+checking serve's promotion policy every --promote-every rows as serve checks
+it at each checkpoint, and scores the served one on every row before it is
+learned. With a drift detector in the model (drift: in --config), its
+detections and the promotions of post-drift challengers are rows of their
+own (event drift_detected, drift_promoted). The last row is the final
+result, equal to --json's. --plot FILE.svg|FILE.png draws the curve: rolling
+and cumulative metric, the served model, the baseline, and drift detections
+and promotions as vertical marks. --compare CONFIG[#MODEL],... runs the same
+file through more models (every model of CONFIG, or the one named) and draws
+and writes them all, so pipelines can be compared:
+
+  eddy evaluate --file sea.csv --target label --config adwin.yaml \
+    --compare periodic.yaml --plot sea.svg --curve sea.csv.curve.csv
+
 --model-file FILE (written by eddy export) scores the rows with that
 snapshot instead, without learning: the metrics are those of the served
 model as it was, over the file (multiclass: accuracy only). Models whose
@@ -83,6 +102,8 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 		configFile, modelName string
 		ignore, categorical   string
 		asJSON                bool
+		curvePath, plotPath   string
+		compare               string
 	)
 	fs := newFlagSet(env, "evaluate", evaluateUsage)
 	fs.StringVar(&o.file, "file", "", "CSV file to evaluate on (required)")
@@ -98,6 +119,10 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.explainRow, "explain-row", 0, "explain the prediction for data row N (1: the first after the header) before learning it")
 	fs.StringVar(&o.modelFile, "model-file", "", "score with this exported snapshot (eddy export), without learning, instead of training a model")
 	fs.IntVar(&o.explainTop, "top-k", 0, "with --explain-row: show the K terms of largest |contribution| (0: all)")
+	fs.StringVar(&curvePath, "curve", "", "write the learning curve to this .csv or .jsonl file")
+	fs.StringVar(&plotPath, "plot", "", "draw the learning curve to this .svg or .png file")
+	fs.StringVar(&compare, "compare", "", "also evaluate these models, drawn and written beside the first: CONFIG[#MODEL],...")
+	fs.IntVar(&o.promoteEvery, "promote-every", 1000, "with --curve or --plot: rows between promotion checks (serve's --checkpoint-every)")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
@@ -107,6 +132,9 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	}
 	if o.every < 0 || o.rollingWindow < 0 || o.explainRow < 0 || o.explainTop < 0 {
 		return errors.New("evaluate: --every, --rolling-window, --explain-row and --top-k must not be negative")
+	}
+	if o.promoteEvery <= 0 {
+		return errors.New("evaluate: --promote-every must be positive")
 	}
 	if ignore != "" {
 		o.ignore = strings.Split(ignore, ",")
@@ -122,21 +150,144 @@ func runEvaluate(ctx context.Context, env *environment, args []string) error {
 	if o.modelFile != "" && (configFile != "" || o.explainRow > 0) {
 		return errors.New("evaluate: --model-file scores with an exported model: it cannot be combined with --config or --explain-row")
 	}
+	if o.modelFile != "" && (curvePath != "" || plotPath != "" || compare != "") {
+		return errors.New("evaluate: --model-file scores with an exported model: --curve, --plot and --compare draw models that learn; leave it out")
+	}
+	runs := []evaluateOptions{o}
+	if curvePath != "" || plotPath != "" || compare != "" {
+		if err := checkOutputs(curvePath, plotPath); err != nil {
+			return err
+		}
+		o.curveEvery = 1000
+		if given["every"] && o.every > 0 {
+			o.curveEvery = o.every
+		}
+		runs[0] = o
+		if compare != "" {
+			more, err := parseCompare(compare)
+			if err != nil {
+				return err
+			}
+			runs[0].runName = runName(o.model, configFile)
+			for _, r := range more {
+				ro := o
+				ro.model, ro.rollingWindow, ro.runName, ro.explainRow = r.model, r.rollingWindow, r.name, 0
+				runs = append(runs, ro)
+			}
+			uniqueRunNames(runs)
+		}
+	}
 	if asJSON {
-		o.every = 0 // stdout holds the one JSON object only
+		for i := range runs {
+			runs[i].every = 0 // stdout holds the JSON only
+		}
 	}
-	o.report = func(task learner.Task, rows int, m learner.Metrics) {
-		fmt.Fprintln(env.stdout, metricsLine(task, rows, m))
+	var evs []evaluation
+	for i := range runs {
+		r := &runs[i]
+		r.report = func(task learner.Task, rows int, m learner.Metrics) {
+			line := metricsLine(task, rows, m)
+			if r.runName != "" {
+				line = r.runName + ": " + line
+			}
+			fmt.Fprintln(env.stdout, line)
+		}
+		ev, err := evaluateFile(ctx, *r, env.stderr)
+		if err != nil {
+			return err
+		}
+		if len(evs) > 0 && ev.task != evs[0].task {
+			return fmt.Errorf("evaluate: --compare: model %s is %s, %s is %s: compare models of one task", r.runName, ev.task, runs[0].runName, evs[0].task)
+		}
+		evs = append(evs, ev)
 	}
-	ev, err := evaluateFile(ctx, o, env.stderr)
-	if err != nil {
+	if err := writePictures(curvePath, plotPath, o.file, evs); err != nil {
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(env.stdout).Encode(ev.summary())
+		if len(evs) == 1 {
+			return json.NewEncoder(env.stdout).Encode(evs[0].summary())
+		}
+		all := make([]evaluationSummary, len(evs))
+		for i, ev := range evs {
+			all[i] = ev.summary()
+		}
+		return json.NewEncoder(env.stdout).Encode(all)
 	}
-	ev.writeText(env.stdout, o.file)
+	for i, ev := range evs {
+		if i > 0 {
+			fmt.Fprintln(env.stdout)
+		}
+		if ev.run != "" {
+			fmt.Fprintf(env.stdout, "%s:\n", ev.run)
+		}
+		ev.writeText(env.stdout, o.file)
+	}
+	for _, path := range []string{curvePath, plotPath} {
+		if path != "" {
+			fmt.Fprintf(env.stdout, "wrote %s\n", path)
+		}
+	}
 	return nil
+}
+
+// checkOutputs refuses --curve and --plot files of an unknown format before
+// any work is done.
+func checkOutputs(curvePath, plotPath string) error {
+	if curvePath != "" {
+		if _, err := curveFormat(curvePath); err != nil {
+			return err
+		}
+	}
+	if plotPath != "" {
+		if _, err := plotFormat(plotPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePictures writes the curves of evs to the --curve and --plot files.
+func writePictures(curvePath, plotPath, file string, evs []evaluation) error {
+	var curves []*curve
+	for _, ev := range evs {
+		if ev.curve != nil {
+			curves = append(curves, ev.curve)
+		}
+	}
+	if len(curves) == 0 {
+		return nil
+	}
+	if curvePath != "" {
+		if err := writeCurves(curvePath, curves); err != nil {
+			return err
+		}
+	}
+	if plotPath != "" {
+		return plotCurves(plotPath, filepath.Base(file), evs[0].task, curves)
+	}
+	return nil
+}
+
+// runName names the first run of a --compare: its model's name in the
+// config file, or "flags" for a model from the flags.
+func runName(m learner.ModelConfig, configFile string) string {
+	if configFile != "" && m.Name != "" {
+		return m.Name
+	}
+	return "flags"
+}
+
+// uniqueRunNames numbers runs that share a name (name, name#2, ...).
+func uniqueRunNames(runs []evaluateOptions) {
+	seen := make(map[string]int)
+	for i := range runs {
+		n := runs[i].runName
+		seen[n]++
+		if seen[n] > 1 {
+			runs[i].runName = fmt.Sprintf("%s#%d", n, seen[n])
+		}
+	}
 }
 
 // useConfigFile replaces the model from the flags with one from the YAML
@@ -200,6 +351,11 @@ type evaluateOptions struct {
 	// modelFile, when set, is an export file whose snapshot scores the
 	// rows without learning.
 	modelFile string
+	// curveEvery, when positive, records a learning curve with a point
+	// every curveEvery rows, serving snapshots with a promotion check
+	// every promoteEvery rows; runName names the run in it ("": one run).
+	curveEvery, promoteEvery int
+	runName                  string
 }
 
 // evaluation is the outcome of running a file through a model.
@@ -214,6 +370,9 @@ type evaluation struct {
 	explained *explainedRow // --explain-row
 	fixed     bool          // scored by an exported snapshot (--model-file): no learning
 	noLogLoss bool          // multiclass --model-file: the true class's probability is not known
+	run       string        // the run's name (--compare)
+	replay    *servedReplay // snapshots served as serve serves them (--curve, a drift detector)
+	curve     *curve        // --curve, --plot: the learning curve
 }
 
 // explainedRow is the explanation of one row's prediction.
@@ -241,10 +400,23 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 		cfg.Name = "evaluate" // the name only appears in messages
 	}
 	cfg.EnsureDefaults()
-	ev := evaluation{task: cfg.Task}
+	ev := evaluation{task: cfg.Task, run: o.runName}
 	model, err := learner.NewModel(cfg, o.rollingWindow)
 	if err != nil {
 		return ev, fmt.Errorf("evaluate: %w", err)
+	}
+	// A model with a drift detector learns as serve's does: its live model
+	// adopts the post-drift challengers that win.
+	if o.curveEvery > 0 || cfg.Drift.Detector != "" {
+		if o.promoteEvery <= 0 {
+			o.promoteEvery = 1000
+		}
+		if ev.replay, err = newServedReplay(model, o.rollingWindow, o.promoteEvery); err != nil {
+			return ev, err
+		}
+	}
+	if o.curveEvery > 0 {
+		ev.curve = newCurve(o.runName, cfg.Task, o.curveEvery, o.rollingWindow, ev.replay)
 	}
 	f, err := os.Open(o.file)
 	if err != nil {
@@ -266,6 +438,9 @@ func evaluateFile(ctx context.Context, o evaluateOptions, progressOut io.Writer)
 	bar := newProgress(progressOut, "evaluating "+filepath.Base(o.file), int(size))
 	bar.read = func() int64 { return in.n }
 	err = learnRows(ctx, o, src, model, bar, &ev)
+	if ev.curve != nil {
+		ev.curve.finish(ev.rows)
+	}
 	bar.update(ev.rows)
 	bar.finish()
 	if err == nil && o.explainRow > ev.rows {
@@ -308,7 +483,7 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 		}
 		if !hasLabel {
 			ev.skipped++
-		} else if _, err := model.LearnEvent(nil, time.Time{}, fields, label); err != nil {
+		} else if err := learnRow(model, ev, fields, label); err != nil {
 			if !errors.Is(err, learner.ErrInvalidExample) {
 				return fmt.Errorf("evaluate: %s line %d: %w", o.file, src.line(), err)
 			}
@@ -317,6 +492,9 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 				endBarLine()
 				fmt.Fprintf(bar.w, "evaluate: %s line %d: rejected: %v\n", o.file, src.line(), err)
 			}
+		}
+		if ev.curve != nil {
+			ev.curve.after(ev.rows)
 		}
 		if ev.rows%1000 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -329,6 +507,23 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 			o.report(ev.task, ev.rows, model.Metrics())
 		}
 	}
+}
+
+// learnRow learns the labeled row ev.rows: through the served replay when
+// there is one, else as LearnEvent does.
+func learnRow(model *learner.Model, ev *evaluation, fields []features.Field, label float64) error {
+	if ev.curve != nil {
+		ev.curve.observeLabel(label)
+	}
+	if ev.replay == nil {
+		_, err := model.LearnEvent(nil, time.Time{}, fields, label)
+		return err
+	}
+	if err := ev.replay.learn(fields, label, ev.rows); err != nil {
+		return err
+	}
+	ev.replay.check(ev.rows)
+	return nil
 }
 
 // csvExamples reads the rows of a CSV file as examples, the events
@@ -440,6 +635,7 @@ func (e evaluation) writeText(w io.Writer, file string) {
 // evaluationSummary is the --json output. The metrics of the task are
 // always present (pointers, so that 0 is printed); the others are omitted.
 type evaluationSummary struct {
+	Run           string   `json:"run,omitempty"`
 	N             uint64   `json:"n"`
 	Skipped       int      `json:"skipped"`
 	Rejected      int      `json:"rejected"`
@@ -462,7 +658,7 @@ type evaluationSummary struct {
 func (e evaluation) summary() evaluationSummary {
 	m := e.metrics
 	s := evaluationSummary{
-		N: m.N, Skipped: e.skipped, Rejected: e.rejected, Task: string(e.task), Rolling: m.Rolling,
+		Run: e.run, N: m.N, Skipped: e.skipped, Rejected: e.rejected, Task: string(e.task), Rolling: m.Rolling,
 		Seconds: e.elapsed.Seconds(), RowsPerSecond: e.rowsPerSecond(),
 	}
 	if e.task == learner.Regression {
