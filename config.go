@@ -89,8 +89,8 @@ type Config struct {
 	// health, reflection); port 0 picks a free port (Service.GRPCAddr names
 	// it). The default is 127.0.0.1:50051.
 	GRPCAddr string
-	// MetricsAddr is the listen address of the HTTP server of /metrics and
-	// /healthz. The default, empty, serves neither: a program embedding the
+	// MetricsAddr is the listen address of the HTTP server of /metrics,
+	// /healthz and the live page (/ui, /ui/data.json). The default, empty, serves neither: a program embedding the
 	// service may serve its registry itself.
 	MetricsAddr string
 	// MetricsIdleTimeout is how long the metrics server keeps an idle

@@ -6,8 +6,10 @@
 // scores and then learns it, watches drift and promotes snapshots; the
 // engine checkpoints model state and the next offsets in one Pebble batch
 // under Config.DataDir; package serving answers Predict and the Admin RPCs
-// over gRPC from the promoted snapshots; /metrics and /healthz are served
-// over HTTP when Config.MetricsAddr is set. Without Config.Brokers it starts
+// over gRPC from the promoted snapshots; /metrics, /healthz and the live
+// page (/ui, ui.go: curves sampled every second, admin actions only with an
+// auth file's admin credential) are served over HTTP when
+// Config.MetricsAddr is set. Without Config.Brokers it starts
 // an embedded development broker (kfake, stream/devbroker) on 127.0.0.1.
 //
 // New builds everything and binds the listeners, so that GRPCAddr,

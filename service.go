@@ -410,6 +410,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{Registry: s.reg}))
+	ui := newLiveUI(s)
+	ui.register(mux)
+	go ui.run(ctx)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if since, cause := s.consumer.PausedSince(); !since.IsZero() {
 			w.WriteHeader(http.StatusServiceUnavailable)

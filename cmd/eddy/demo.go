@@ -206,9 +206,13 @@ func printDemoHelp(out io.Writer, svc *eddy.Service) {
 	fmt.Fprintf(out, `eddy demo: learning the SEA stream (model "sea")
   predict:  go run ./cmd/eddy predict --addr %[1]s --model sea --feature f1=3.2 --feature f2=5.1 --feature f3=0.4
   grpcurl:  grpcurl -plaintext -d '{"model":"sea","features":{"f1":3.2,"f2":5.1,"f3":0.4}}' %[1]s eddy.v1.Inference/Predict
-  metrics:  curl -s %[2]s/metrics | grep ^eddy_
-  produce:  kcat -b %[3]s -t events -P   (one JSON event per line)
-`, svc.GRPCAddr(), "http://"+svc.MetricsAddr(), svc.Brokers()[0])
+`, svc.GRPCAddr())
+	if addr := svc.MetricsAddr(); addr != "" {
+		fmt.Fprintf(out, `  page:     http://%[1]s/ui   (live curves, drift, snapshots; open it in a browser)
+  metrics:  curl -s http://%[1]s/metrics | grep ^eddy_
+`, addr)
+	}
+	fmt.Fprintf(out, "  produce:  kcat -b %s -t events -P   (one JSON event per line)\n", svc.Brokers()[0])
 }
 
 // demoSummary formats one summary line from the service's stats.
