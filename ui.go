@@ -55,6 +55,7 @@ type uiModel struct {
 	bounds             []float64 // upper bounds of the Predict latency buckets
 	svg                []byte    // the chart of the newest sample, drawn once
 	svgAt              time.Time
+	drawFailed         bool // logged once
 }
 
 // liveUI is the live page's state: the samples, and the handlers.
@@ -409,9 +410,13 @@ func (u *liveUI) draw(m *uiModel) []byte {
 	var buf bytes.Buffer
 	c := chart.Chart{Metric: metric, XLabel: "time (UTC)", Time: true, Curves: []chart.Curve{cv}, Width: 760, Height: 300}
 	if err := chart.Render(&buf, c, "svg"); err != nil {
-		u.s.log.Warn("live page: cannot draw the curve", "model", m.name, "err", err)
+		if !m.drawFailed { // once per model: it would fail again every second
+			u.s.log.Warn("live page: cannot draw the curve; the page shows the figures without it", "model", m.name, "err", err)
+			m.drawFailed = true
+		}
 		return nil
 	}
+	m.drawFailed = false
 	b := buf.Bytes()
 	if i := bytes.Index(b, []byte("<svg")); i > 0 {
 		b = b[i:] // inline in HTML: no XML prolog

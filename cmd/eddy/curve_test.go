@@ -54,7 +54,7 @@ func TestTheCurveOfSEAShowsItsDriftsAndEndsAtTheResult(t *testing.T) {
 		"--curve", curvePath, "--plot", svgPath, "--every", "500")
 	rows := readCurveJSONL(t, curvePath)
 	last := rows[len(rows)-1]
-	for _, k := range []string{"n", "accuracy", "log_loss", "rolling"} {
+	for _, k := range []string{"n", "accuracy", "log_loss", "rolling", "served", "served_rolling", "detections", "drift_promotions"} {
 		if last[k] != result[k] {
 			t.Errorf("curve's last row has %s %v, --json %v", k, last[k], result[k])
 		}

@@ -650,9 +650,17 @@ type evaluationSummary struct {
 	RowsPerSecond float64  `json:"rows_per_second"`
 	// Explanation (--explain-row) is the row's explanation as Predict
 	// answers it (protojson), with its row and score.
-	ExplainedRow *int            `json:"explained_row,omitempty"`
-	Score        *float64        `json:"score,omitempty"`
-	Explanation  json.RawMessage `json:"explanation,omitempty"`
+	// Served, ServedRolling, Detections and DriftPromotions are the served
+	// snapshots' metrics (accuracy or MAE) and the drift detector's work,
+	// when evaluate serves snapshots as serve does (a drift detector, or
+	// --curve/--plot).
+	Served          *float64        `json:"served,omitempty"`
+	ServedRolling   *float64        `json:"served_rolling,omitempty"`
+	Detections      *uint64         `json:"detections,omitempty"`
+	DriftPromotions *int            `json:"drift_promotions,omitempty"`
+	ExplainedRow    *int            `json:"explained_row,omitempty"`
+	Score           *float64        `json:"score,omitempty"`
+	Explanation     json.RawMessage `json:"explanation,omitempty"`
 }
 
 func (e evaluation) summary() evaluationSummary {
@@ -667,6 +675,17 @@ func (e evaluation) summary() evaluationSummary {
 		s.Accuracy, s.LogLoss = &m.Accuracy, &m.LogLoss
 		if e.noLogLoss {
 			s.LogLoss = nil
+		}
+	}
+	if r := e.replay; r != nil {
+		d, p := r.mon.Detections(), len(r.driftPromotions)
+		s.Detections, s.DriftPromotions = &d, &p
+		if c := r.mon.ChampionMetrics(); c.N > 0 {
+			served := c.Accuracy
+			if e.task == learner.Regression {
+				served = c.MAE
+			}
+			s.Served, s.ServedRolling = &served, &c.Rolling
 		}
 	}
 	if x := e.explained; x != nil {
