@@ -69,6 +69,11 @@ and writes them all, so pipelines can be compared:
   eddy evaluate --file sea.csv --target label --config adwin.yaml \
     --compare periodic.yaml --plot sea.svg --curve sea.csv.curve.csv
 
+A model with a drift detector always learns as serve's does, curve or not:
+its live model adopts the post-drift challengers that win, and --json adds
+the served snapshots' metrics (served, served_rolling), detections and
+drift_promotions.
+
 --model-file FILE (written by eddy export) scores the rows with that
 snapshot instead, without learning: the metrics are those of the served
 model as it was, over the file (multiclass: accuracy only). Models whose
