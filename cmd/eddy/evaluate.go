@@ -498,6 +498,9 @@ func learnRows(ctx context.Context, o evaluateOptions, src *csvExamples, model *
 				fmt.Fprintf(bar.w, "evaluate: %s line %d: rejected: %v\n", o.file, src.line(), err)
 			}
 		}
+		if ev.replay != nil { // serve's checkpoint counts every event, labeled or not
+			ev.replay.check(ev.rows)
+		}
 		if ev.curve != nil {
 			ev.curve.after(ev.rows)
 		}
@@ -524,11 +527,7 @@ func learnRow(model *learner.Model, ev *evaluation, fields []features.Field, lab
 		_, err := model.LearnEvent(nil, time.Time{}, fields, label)
 		return err
 	}
-	if err := ev.replay.learn(fields, label, ev.rows); err != nil {
-		return err
-	}
-	ev.replay.check(ev.rows)
-	return nil
+	return ev.replay.learn(fields, label, ev.rows)
 }
 
 // csvExamples reads the rows of a CSV file as examples, the events
