@@ -63,6 +63,7 @@ type liveUI struct {
 	s      *Service
 	mu     sync.Mutex
 	models []*uiModel
+	snaps  map[string]snapshotList // by model
 	status struct {
 		brokerUp   bool
 		lag        float64
@@ -71,13 +72,19 @@ type liveUI struct {
 	}
 }
 
+// snapshotList is a model's newest snapshots as last read from the store.
+type snapshotList struct {
+	at    time.Time
+	infos []engine.SnapshotInfo
+}
+
 type consumedAt struct {
 	at time.Time
 	n  uint64
 }
 
 func newLiveUI(s *Service) *liveUI {
-	u := &liveUI{s: s}
+	u := &liveUI{s: s, snaps: make(map[string]snapshotList)}
 	for _, m := range s.cfg.Learner.Models {
 		task := m.Task
 		if task == "" {
@@ -268,8 +275,8 @@ func (u *liveUI) view(drawing bool) uiView {
 	v := uiView{BrokerUp: u.status.brokerUp, Lag: u.status.lag, DeadLettered: u.status.deadLetter,
 		ActionsEnabled: u.s.server.HasCredentials(), Updated: time.Now().UTC()}
 	if c := u.status.consumed; len(c) > 1 {
-		v.EventsPerSecond = rate(c[windowStart(len(c), func(i int) time.Time { return c[i].at })].n, c[len(c)-1].n,
-			c[len(c)-1].at.Sub(c[windowStart(len(c), func(i int) time.Time { return c[i].at })].at))
+		first, last := c[windowStart(len(c), func(i int) time.Time { return c[i].at })], c[len(c)-1]
+		v.EventsPerSecond = rate(first.n, last.n, last.at.Sub(first.at))
 	}
 	for _, m := range u.models {
 		mv := uiModelView{Name: m.name, Task: string(m.task), Metric: "accuracy"}
@@ -424,22 +431,35 @@ func (u *liveUI) draw(m *uiModel) []byte {
 	return b
 }
 
-// snapshots lists the newest stored snapshots of model for the page.
+// snapshots lists the newest stored snapshots of model for the page. The
+// store is read at most once per sample interval, however many browsers
+// poll.
 func (u *liveUI) snapshots(mv *uiModelView) {
-	infos, err := u.s.engine.Snapshots(mv.Name)
-	if err != nil || len(infos) == 0 {
+	u.mu.Lock()
+	c, ok := u.snaps[mv.Name]
+	if !ok || time.Since(c.at) >= uiSampleInterval {
+		infos, err := u.s.engine.Snapshots(mv.Name)
+		if err != nil {
+			infos = nil
+		}
+		slices.SortFunc(infos, func(a, b engine.SnapshotInfo) int { return cmp.Compare(b.Version, a.Version) })
+		c = snapshotList{at: time.Now(), infos: infos[:min(len(infos), uiSnapshotsShown)]}
+		u.snaps[mv.Name] = c
+	}
+	u.mu.Unlock()
+	if len(c.infos) == 0 {
 		mv.SnapshotsNote = "no snapshots stored on this instance (the instance that learns the model lists them)"
 		return
 	}
-	slices.SortFunc(infos, func(a, b engine.SnapshotInfo) int { return cmp.Compare(b.Version, a.Version) })
-	for _, in := range infos[:min(len(infos), uiSnapshotsShown)] {
+	for _, in := range c.infos {
 		mv.Snapshots = append(mv.Snapshots, uiSnap{Version: in.Version, Created: in.Created.UTC(), Reason: in.Reason, Learned: in.Learned,
 			Rolling: in.Metrics.Rolling, Serving: in.Version == mv.ServedVersion, Pinned: in.Pinned})
 	}
 }
 
-func (u *liveUI) fullView() uiView {
-	v := u.view(true)
+// fullView is view with each model's snapshots.
+func (u *liveUI) fullView(drawing bool) uiView {
+	v := u.view(drawing)
 	for i := range v.Models {
 		u.snapshots(&v.Models[i])
 	}
@@ -447,11 +467,11 @@ func (u *liveUI) fullView() uiView {
 }
 
 func (u *liveUI) page(w http.ResponseWriter, r *http.Request) {
-	u.render(w, "page", u.fullView())
+	u.render(w, "page", u.fullView(true))
 }
 
 func (u *liveUI) panel(w http.ResponseWriter, r *http.Request) {
-	u.render(w, "panel", u.fullView())
+	u.render(w, "panel", u.fullView(true))
 }
 
 func (u *liveUI) render(w http.ResponseWriter, name string, v uiView) {
@@ -470,11 +490,7 @@ func (u *liveUI) render(w http.ResponseWriter, name string, v uiView) {
 func (u *liveUI) data(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	v := u.view(false)
-	for i := range v.Models {
-		u.snapshots(&v.Models[i])
-	}
-	_ = json.NewEncoder(w).Encode(v)
+	_ = json.NewEncoder(w).Encode(u.fullView(false))
 }
 
 // action runs a page action (POST /ui/action, form fields action, model and
