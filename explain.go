@@ -13,9 +13,12 @@ import (
 // the schema's checks and explanations (serving.Explainer).
 type servedSnapshot struct{ *learner.Snapshot }
 
-func (s servedSnapshot) ExplainScore(key []byte, fields []features.Field, topK int, allClasses bool) (float64, int32, *eddyv1.Explanation, []features.Violation) {
-	e, viol := s.Explain(key, fields, learner.ExplainOptions{TopK: topK, AllClasses: allClasses})
-	return e.Score, e.Label, ExplanationProto(e), viol
+func (s servedSnapshot) ExplainScore(key []byte, fields []features.Field, topK int, allClasses bool) (float64, int32, *eddyv1.Explanation, []features.Violation, error) {
+	e, viol, err := s.Explain(key, fields, learner.ExplainOptions{TopK: topK, AllClasses: allClasses})
+	if err != nil {
+		return 0, 0, nil, viol, err
+	}
+	return e.Score, e.Label, ExplanationProto(e), viol, nil
 }
 
 // ExplanationProto is the wire form of a learner explanation, as Predict

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddyhq/eddy/features/codec"
@@ -161,14 +162,29 @@ type source struct {
 	offset int // where its ring starts in entity.vals
 }
 
+// DefaultMaxEntitiesInMemory is the default of Config.MaxEntitiesInMemory:
+// about 330 MB for a window of 10 values (EstimatedBytes).
+const DefaultMaxEntitiesInMemory = 1_000_000
+
+// Loader reads the stored encoding of one entity's history (what
+// WriteChanges handed out for it), ok false when none is stored. It may be
+// called from any goroutine, also while the History is being written.
+type Loader func(key []byte) (data []byte, ok bool, err error)
+
 // History keeps, per entity, the recent values of the fields that windows
 // and lags use and the recent labels, and derives features from them. It is
 // the live state of a model's feature pipeline: the engine's goroutine
 // writes it (Observe), and Predict reads it concurrently (Derive), under a
 // read-write lock so that a prediction sees exactly what training would.
 //
-// All entities are held in memory: about 8 bytes per ring slot per source,
-// plus the map entry. Entities are written to storage by the learner.
+// Without a Loader every entity is held in memory. With one (SetLoader),
+// memory is a cache of the store: an entity not in memory is read from it
+// when an event (Fetch, Observe) or a prediction (Derive) needs it, and
+// once a checkpoint has stored every change (ApplyChanges) the entities
+// beyond the bound leave memory, least recently used first: events keep
+// their entities in order of use; a prediction, which may not reorder them
+// (it holds the read lock only), marks its entity, and a marked entity at
+// the end of the line goes back to its front instead of leaving.
 type History struct {
 	derived []derived
 	sources []source // the label is the last source when targets exist
@@ -187,8 +203,16 @@ type History struct {
 	late        uint64 // late events seen
 	future      uint64 // events beyond maxFuture seen
 
+	load      Loader // nil: every entity is in memory
+	max       int    // entities held once changes are stored; with load only
+	timedHeld int    // time-window events held by all entities (for EstimatedBytes)
+
+	hits, misses, unloaded atomic.Uint64
+
 	mu       sync.RWMutex
 	entities map[string]*entity
+	newest   *entity             // the entities held in order of use, newest first
+	oldest   *entity             // the end of that list
 	dirty    map[string]struct{} // entities changed since the last TakeDirty
 	spare    map[string]struct{} // an empty map with room, to swap in for dirty
 }
@@ -196,13 +220,16 @@ type History struct {
 // entity is one key's history: per source a ring of its last values (newest
 // at head), how many are filled, and EWMA states.
 type entity struct {
-	seen      int64     // unix nanoseconds of the last Observe
-	watermark int64     // largest event time seen (time windows)
-	timed     [][]timed // per time-window field: recent events by event time
-	vals      []float64
-	head      []int32
-	filled    []int32
-	ewma      []float64
+	key        string      // its key in History.entities
+	prev, next *entity     // newer and older in the order of use
+	used       atomic.Bool // read by a prediction since it last moved in that order
+	seen       int64       // unix nanoseconds of the last Observe
+	watermark  int64       // largest event time seen (time windows)
+	timed      [][]timed   // per time-window field: recent events by event time
+	vals       []float64
+	head       []int32
+	filled     []int32
+	ewma       []float64
 }
 
 // NewHistory returns the History of cfg, or nil if cfg derives nothing.
@@ -211,6 +238,7 @@ func NewHistory(cfg Config) *History {
 		return nil
 	}
 	h := &History{entities: make(map[string]*entity), dirty: make(map[string]struct{}), label: -1, ttl: cfg.EntityTTL, now: time.Now,
+		max:      cmp.Or(cfg.MaxEntitiesInMemory, DefaultMaxEntitiesInMemory),
 		lateness: int64(cfg.AllowedLateness), maxFuture: int64(cmp.Or(cfg.MaxFuture, DefaultMaxFuture)), includeLate: cfg.LatePolicy == LateInclude}
 	src := func(field string, depth int) int {
 		for i, s := range h.sources {
@@ -289,6 +317,11 @@ func NewHistory(cfg Config) *History {
 	return h
 }
 
+// SetLoader backs the History with a store that load reads (see
+// History): memory then holds at most Config.MaxEntitiesInMemory entities
+// once changes are stored. Call it before the History is used.
+func (h *History) SetLoader(load Loader) { h.load = load }
+
 func (h *History) newEntity() *entity {
 	return &entity{
 		timed:  make([][]timed, len(h.timedFields)),
@@ -326,13 +359,26 @@ func fieldValue(fields []Field, name []byte) (float64, bool) {
 
 // Derive appends to dst the derived features of an event of entity key with
 // fields, computed from the entity's history before this event. It does not
-// change the history and is safe to call concurrently with Observe.
-func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) []Field {
+// change the history and is safe to call concurrently with Observe. An
+// entity not in memory is read from the Loader, and derives exactly what it
+// would in memory; the error is the Loader's (dst is returned as it came).
+func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) ([]Field, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	e := h.entities[string(key)]
-	if e == nil {
-		return dst
+	switch {
+	case e != nil:
+		e.used.Store(true)
+	case h.load == nil:
+		return dst, nil
+	default:
+		// Under the read lock: the entity cannot be loaded, changed and
+		// unloaded meanwhile, so what is read is its newest state.
+		stored, err := h.read(key)
+		if err != nil || stored == nil {
+			return dst, err
+		}
+		e = stored
 	}
 	var w windowStats
 	for di := range h.derived {
@@ -342,7 +388,117 @@ func (h *History) Derive(key []byte, at time.Time, fields, dst []Field) []Field 
 			dst = append(dst, Field{Name: d.name, Kind: Number, Num: x})
 		}
 	}
-	return dst
+	return dst, nil
+}
+
+// read reads entity key from the Loader (a miss), nil when none is stored.
+func (h *History) read(key []byte) (*entity, error) {
+	h.misses.Add(1)
+	data, ok, err := h.load(key)
+	if err != nil {
+		return nil, fmt.Errorf("features: reading the history of entity %q: %w", key, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return h.decode(key, data)
+}
+
+// Fetch makes sure the history of entity key is in memory, reading it from
+// the Loader if need be (an entity the store does not hold either starts
+// empty, unchanged until Observe), so that the Derive and Observe of its
+// event find it there. Engine goroutine only.
+func (h *History) Fetch(key []byte) error {
+	if h.entities[string(key)] != nil {
+		h.hits.Add(1)
+		return nil
+	}
+	_, err := h.fetch(key, true)
+	return err
+}
+
+// fetch returns the entity of key in memory: held, else read from the
+// Loader; else, with create, a new one (nil otherwise). Writer only: the
+// map is read without the lock, which only the writer's inserts need.
+func (h *History) fetch(key []byte, create bool) (*entity, error) {
+	if e := h.entities[string(key)]; e != nil {
+		return e, nil
+	}
+	var e *entity
+	if h.load != nil {
+		var err error
+		if e, err = h.read(key); err != nil {
+			return nil, err
+		}
+	}
+	if e == nil {
+		if !create {
+			return nil, nil
+		}
+		e = h.newEntity()
+	}
+	h.mu.Lock()
+	h.insert(string(key), e)
+	h.mu.Unlock()
+	return e, nil
+}
+
+// insert holds e as entity key, the newest used; under the write lock.
+func (h *History) insert(key string, e *entity) {
+	if old := h.entities[key]; old != nil {
+		h.remove(old)
+	}
+	e.key = key
+	h.entities[key] = e
+	h.pushNewest(e)
+	h.timedHeld += e.timedLen()
+}
+
+// remove forgets e from memory; under the write lock.
+func (h *History) remove(e *entity) {
+	h.unlink(e)
+	delete(h.entities, e.key)
+	h.timedHeld -= e.timedLen()
+}
+
+// use makes e the newest used; under the write lock.
+func (h *History) use(e *entity) {
+	if h.newest != e {
+		h.unlink(e)
+		h.pushNewest(e)
+	}
+}
+
+func (h *History) pushNewest(e *entity) {
+	e.prev, e.next = nil, h.newest
+	if h.newest != nil {
+		h.newest.prev = e
+	} else {
+		h.oldest = e
+	}
+	h.newest = e
+}
+
+func (h *History) unlink(e *entity) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		h.newest = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		h.oldest = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (e *entity) timedLen() int {
+	n := 0
+	for _, buf := range e.timed {
+		n += len(buf)
+	}
+	return n
 }
 
 // value computes one derived feature of an event at time t. w holds the
@@ -605,18 +761,22 @@ func (h *History) Future() uint64 {
 
 // Observe adds an event of entity key to its history: its values of every
 // source field (absent fields leave their history as is) and, with a
-// label, the label. Engine goroutine only.
-func (h *History) Observe(key []byte, at time.Time, fields []Field, label float64, hasLabel bool) {
+// label, the label. An entity not in memory is read from the Loader first
+// (Fetch); the error is the Loader's, and then nothing changed. Engine
+// goroutine only.
+func (h *History) Observe(key []byte, at time.Time, fields []Field, label float64, hasLabel bool) error {
+	e, err := h.fetch(key, true)
+	if err != nil {
+		return err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	e := h.entities[string(key)]
-	if e == nil {
-		e = h.newEntity()
-		h.entities[string(key)] = e
-	}
+	h.use(e)
 	now := h.now().UnixNano()
-	if !at.IsZero() {
+	if !at.IsZero() && len(h.timedFields) > 0 {
+		before := e.timedLen()
 		h.observeTimed(e, at.UnixNano(), now, fields)
+		h.timedHeld += e.timedLen() - before
 	}
 	if _, ok := h.dirty[string(key)]; !ok { // a lookup does not allocate; an insert does
 		h.dirty[string(key)] = struct{}{}
@@ -647,13 +807,57 @@ func (h *History) Observe(key []byte, at time.Time, fields []Field, label float6
 		e.head[i] = int32((int(e.head[i]) + 1) % len(r))
 		e.filled[i] = int32(min(int(e.filled[i])+1, len(r)))
 	}
+	return nil
 }
 
-// Entities returns how many entities have a history.
+// Entities returns how many entity histories are held in memory (without
+// a Loader: how many entities have a history).
 func (h *History) Entities() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.entities)
+}
+
+// Holds reports whether the history of entity key is in memory.
+func (h *History) Holds(key []byte) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.entities[string(key)] != nil
+}
+
+// CacheStats counts the History's lookups of entities since it was made.
+type CacheStats struct {
+	// Hits counts the events and labels (Fetch) that found their entity in
+	// memory; Misses the lookups, by an event, a label or a prediction
+	// (Derive), that did not and read the Loader: one store read each,
+	// whether or not it held the entity.
+	Hits, Misses uint64
+	// Unloaded counts entities that left memory for the bound (they stay
+	// stored), not those evicted for EntityTTL.
+	Unloaded uint64
+}
+
+// Cache returns the History's lookup counts.
+func (h *History) Cache() CacheStats {
+	return CacheStats{Hits: h.hits.Load(), Misses: h.misses.Load(), Unloaded: h.unloaded.Load()}
+}
+
+// EstimatedBytes estimates the memory the histories held take: per entity
+// its struct, rings, EWMA states and map entry (EntityBytes), plus 16
+// bytes per event held for time windows. BenchmarkHistoryBytesPerEntity
+// measures it against the heap.
+func (h *History) EstimatedBytes() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return int64(len(h.entities))*int64(h.EntityBytes()) + int64(h.timedHeld)*16
+}
+
+// EntityBytes estimates the memory of one entity held, key and time-window
+// events aside: about 230 bytes of struct, slice headers, map entry and
+// order of use, 8 per ring slot and per derived feature (EWMA state), and 8
+// per source (ring head and fill).
+func (h *History) EntityBytes() int {
+	return 230 + 8*h.slots + 8*len(h.derived) + 8*len(h.sources) + 24*len(h.timedFields)
 }
 
 // SetClock replaces the clock (time.Now by default) that idleness is
@@ -664,37 +868,6 @@ func (h *History) SetClock(now func() time.Time) { h.now = now }
 // Now returns the current time by the history's clock: the event time of a
 // prediction, which is an event happening now.
 func (h *History) Now() time.Time { return h.now() }
-
-// Evict forgets the entities not observed for EntityTTL and calls gone with
-// each one's key, so that its stored history can be deleted. It sweeps at
-// most once per tenth of the TTL (and at least a second apart): a sweep
-// visits every entity. Engine goroutine only.
-func (h *History) Evict(gone func(key []byte) error) (int, error) {
-	if h.ttl <= 0 {
-		return 0, nil
-	}
-	now := h.now()
-	if now.Sub(h.swept) < max(h.ttl/10, time.Second) {
-		return 0, nil
-	}
-	h.swept = now
-	cutoff := now.Add(-h.ttl).UnixNano()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	evicted := 0
-	for key, e := range h.entities {
-		if e.seen >= cutoff {
-			continue
-		}
-		if err := gone([]byte(key)); err != nil {
-			return evicted, err
-		}
-		delete(h.entities, key)
-		delete(h.dirty, key)
-		evicted++
-	}
-	return evicted, nil
-}
 
 // historyVersion is the first byte of an encoded entity.
 const historyVersion = 3
@@ -745,6 +918,26 @@ func (c HistoryChanges) Written() int { return c.written }
 // Evicted returns how many idle entities are evicted once applied.
 func (c HistoryChanges) Evicted() int { return len(c.evict) }
 
+// Swept reports whether WriteChanges swept the entities held for
+// EntityTTL: the entities only stored are then due a sweep too
+// (StoredIdle).
+func (c HistoryChanges) Swept() bool { return !c.swept.IsZero() }
+
+// StoredIdle reports whether the stored encoding of an entity's history
+// (what a Loader returns) was last observed before cutoff, reading only
+// its first bytes: how the entities not in memory are swept for
+// EntityTTL. An encoding it cannot read is not idle.
+func StoredIdle(data []byte, cutoff time.Time) bool {
+	if len(data) < 2 || data[0] != historyVersion {
+		return false
+	}
+	seen, n := binary.Varint(data[1:])
+	return n > 0 && seen < cutoff.UnixNano()
+}
+
+// TTL returns Config.EntityTTL: 0 when entities never expire.
+func (h *History) TTL() time.Duration { return h.ttl }
+
 // WriteChanges hands a checkpoint the History's changes without changing
 // the History, so that a checkpoint that fails to commit loses nothing: set
 // gets the encoding of every entity changed since the last ApplyChanges or
@@ -790,17 +983,36 @@ func (h *History) WriteChanges(set func(key, value []byte) error, del func(key [
 }
 
 // ApplyChanges makes the History forget the changes WriteChanges handed
-// out in c, now durable, and the entities it evicted.
-func (h *History) ApplyChanges(c HistoryChanges) {
+// out in c, now durable, and the entities it evicted. With a Loader, every
+// entity is then stored as held, and those beyond the bound leave memory
+// (least recently used first); it returns how many did.
+func (h *History) ApplyChanges(c HistoryChanges) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	clear(h.dirty) // keeps its room: inserts into it do not allocate
 	for _, key := range c.evict {
-		delete(h.entities, key)
+		if e := h.entities[key]; e != nil {
+			h.remove(e)
+		}
 	}
 	if !c.swept.IsZero() {
 		h.swept = c.swept
 	}
+	if h.load == nil || h.max < 0 {
+		return 0
+	}
+	unloaded := 0
+	for len(h.entities) > h.max {
+		e := h.oldest
+		if e.used.Swap(false) { // predicted since it last moved: back to the front
+			h.use(e)
+			continue
+		}
+		h.remove(e)
+		unloaded++
+	}
+	h.unloaded.Add(uint64(unloaded))
+	return unloaded
 }
 
 // encodeEach calls fn with the encoding of each entity in keys that is
@@ -852,17 +1064,30 @@ func (h *History) appendEntity(dst []byte, e *entity) []byte {
 // window, lag or target configuration.
 var ErrHistoryLayout = errors.New("features: stored history has another layout")
 
-// Load restores one entity's history from its encoding.
+// Load restores one entity's history from its encoding into memory.
 func (h *History) Load(key, data []byte) error {
+	e, err := h.decode(key, data)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.insert(string(key), e)
+	h.mu.Unlock()
+	return nil
+}
+
+// decode decodes the encoding of entity key's history. It reads only the
+// History's layout, so it may run on any goroutine.
+func (h *History) decode(key, data []byte) (*entity, error) {
 	e := h.newEntity()
 	r := codec.NewReader(data, ErrCorrupt)
 	if r.Byte() != historyVersion || r.Err() != nil {
-		return fmt.Errorf("%w: entity %q", ErrCorrupt, key)
+		return nil, fmt.Errorf("%w: entity %q", ErrCorrupt, key)
 	}
 	e.seen = r.Varint()
 	e.watermark = r.Varint()
 	if n := r.Count(); n != len(e.timed) {
-		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
+		return nil, fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.timed {
 		for n := r.Count(); n > 0 && r.Err() == nil; n-- {
@@ -870,7 +1095,7 @@ func (h *History) Load(key, data []byte) error {
 		}
 	}
 	if n := r.Uvarint(); n != uint64(len(e.vals)) {
-		return fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
+		return nil, fmt.Errorf("%w: entity %q", ErrHistoryLayout, key)
 	}
 	for i := range e.vals {
 		e.vals[i] = r.Float()
@@ -878,7 +1103,7 @@ func (h *History) Load(key, data []byte) error {
 	for i := range e.head {
 		head, filled := r.Uvarint(), r.Uvarint()
 		if depth := uint64(h.sources[i].depth); head >= depth || filled > depth {
-			return fmt.Errorf("%w: entity %q ring", ErrCorrupt, key)
+			return nil, fmt.Errorf("%w: entity %q ring", ErrCorrupt, key)
 		}
 		e.head[i], e.filled[i] = int32(head), int32(filled)
 	}
@@ -886,12 +1111,9 @@ func (h *History) Load(key, data []byte) error {
 		e.ewma[i] = r.Float()
 	}
 	if r.Err() != nil {
-		return fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.Err())
+		return nil, fmt.Errorf("%w: entity %q: %w", ErrCorrupt, key, r.Err())
 	}
-	h.mu.Lock()
-	h.entities[string(key)] = e
-	h.mu.Unlock()
-	return nil
+	return e, nil
 }
 
 // EntityKey returns the entity key of an event: the value of the key field

@@ -11,7 +11,7 @@ import (
 // derivedOf returns the derived features of key's next event at, by name.
 func derivedOf(h *History, key string, at time.Time) map[string]float64 {
 	out := map[string]float64{}
-	for _, f := range h.Derive([]byte(key), at, nil, nil) {
+	for _, f := range derive(h, []byte(key), at, nil, nil) {
 		out[string(f.Name)] = f.Num
 	}
 	return out
@@ -149,7 +149,7 @@ func TestConcurrentTakeDirtyCallsHandOutEachChangeOnce(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				h.Derive([]byte("user-7"), time.Time{}, nil, nil)
+				derive(h, []byte("user-7"), time.Time{}, nil, nil)
 			}
 		}
 	}()

@@ -82,6 +82,14 @@ type Config struct {
 	// EntityTTL evicts the history of an entity not seen for this long
 	// (from memory and storage). 0 keeps every entity.
 	EntityTTL time.Duration `yaml:"entity_ttl"`
+	// MaxEntitiesInMemory bounds the entity histories a model holds in
+	// memory when they are backed by a store (the engine's Pebble): beyond
+	// it the least recently used leave memory once a checkpoint has stored
+	// them, and are read back from the store when their entity's next
+	// event, label or prediction comes. 0 means
+	// DefaultMaxEntitiesInMemory; -1 holds every entity. Memory may exceed
+	// it by the entities first seen since the last checkpoint.
+	MaxEntitiesInMemory int `yaml:"max_entities_in_memory" json:",omitempty"`
 	// AllowedLateness is how far behind an entity's newest event time an
 	// event may be and still enter time windows normally; later ones are
 	// late. The default is 0.
@@ -130,6 +138,9 @@ func (c *Config) Validate() error {
 	case "", ScalerStandard, ScalerNone:
 	default:
 		return fmt.Errorf("features: unknown scaler %q (want standard or none)", c.Scaler)
+	}
+	if c.MaxEntitiesInMemory < -1 {
+		return fmt.Errorf("features: max_entities_in_memory %d: want a positive bound, 0 for the default (%d) or -1 for none", c.MaxEntitiesInMemory, DefaultMaxEntitiesInMemory)
 	}
 	if c.HashBits < 0 || c.HashBits > maxHashBits {
 		return fmt.Errorf("features: hash_bits %d out of range [1, %d]", c.HashBits, maxHashBits)

@@ -82,7 +82,11 @@ func Example_embedding() {
 		{Name: []byte("user"), Kind: features.String, Str: []byte("user-7")},
 		{Name: []byte("amount"), Kind: features.Number, Num: 3},
 	}
-	for _, f := range model.Derive(model.EntityKey(nil, small), time.Time{}, small)[len(small):] {
+	all, err := model.Derive(model.EntityKey(nil, small), time.Time{}, small)
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range all[len(small):] {
 		fmt.Printf("derived %s = %.1f\n", f.Name, f.Num)
 	}
 	fmt.Println("a small payment now looks suspicious:", model.Predict(nil, small) > 0.5)

@@ -84,7 +84,7 @@ type ClassMargin struct {
 // Explain is Score with its explanation: checked and derived as Score
 // does (the skew's serving side included), then explained. It allocates;
 // safe for concurrent use.
-func (s *Snapshot) Explain(key []byte, fields []features.Field, opts ExplainOptions) (Explanation, []features.Violation) {
+func (s *Snapshot) Explain(key []byte, fields []features.Field, opts ExplainOptions) (Explanation, []features.Violation, error) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
 	raw := fields
@@ -99,9 +99,12 @@ func (s *Snapshot) Explain(key []byte, fields []features.Field, opts ExplainOpti
 	if s.hist != nil {
 		all := append([]features.Field(nil), fields...)
 		entity := features.EntityKey(s.keyField, fields, key, nil)
-		fields = s.hist.Derive(entity, s.hist.Now(), fields, all)
+		var err error
+		if fields, err = s.hist.Derive(entity, s.hist.Now(), fields, all); err != nil {
+			return Explanation{}, viol, err
+		}
 	}
-	return explain(s.tr, s.lin, s.classes, s.task, fields, sent, opts), viol
+	return explain(s.tr, s.lin, s.classes, s.task, fields, sent, opts), viol, nil
 }
 
 // ExplainEvent explains the prediction m makes, without learning, for an
@@ -113,7 +116,7 @@ func (m *Model) ExplainEvent(key []byte, at time.Time, fields []features.Field, 
 	}
 	sent := len(fields)
 	if m.hist != nil {
-		fields = m.Derive(m.EntityKey(key, fields), at, fields)
+		fields, _ = m.Derive(m.EntityKey(key, fields), at, fields) // offline: no store to fail
 	}
 	return explain(m.tr, m.lin, m.classes, m.cfg.Task, fields, sent, opts)
 }

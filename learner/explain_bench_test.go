@@ -32,7 +32,7 @@ func BenchmarkExplain(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				benchScore, _ = snap.Score(nil, data[i%len(data)].Fields)
+				benchScore, _, _ = snap.Score(nil, data[i%len(data)].Fields)
 				i++
 			}
 		})
@@ -41,7 +41,7 @@ func BenchmarkExplain(b *testing.B) {
 				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
-					e, viol := snap.Explain(nil, data[i%len(data)].Fields, ExplainOptions{TopK: top})
+					e, viol, _ := snap.Explain(nil, data[i%len(data)].Fields, ExplainOptions{TopK: top})
 					i++
 					benchScore, benchTerms = e.Score, len(e.Terms)
 					if len(viol) > 0 {

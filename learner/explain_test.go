@@ -75,9 +75,9 @@ func TestExplanationsSumToTheMarginAndPredictTheSame(t *testing.T) {
 			derived, checked := 0, 0
 			for range 50 {
 				key, f := explainedEvent(rng)
-				score, lbl := snap.Score(key, f)
+				score, lbl, _ := snap.Score(key, f)
 				for _, opts := range []ExplainOptions{{}, {TopK: 3, AllClasses: true}} {
-					e, _ := snap.Explain(key, f, opts)
+					e, _, _ := snap.Explain(key, f, opts)
 					if math.Float64bits(e.Score) != math.Float64bits(score) || e.Label != lbl {
 						t.Fatalf("explained %v (label %d), Score %v (label %d)", e.Score, e.Label, score, lbl)
 					}

@@ -303,7 +303,7 @@ func TestAMulticlassSnapshotPredictsTheClassLabel(t *testing.T) {
 		x    float64
 		want int32
 	}{{0.05, 3}, {0.95, 7}} {
-		p, label := snap.Score(nil, []features.Field{{Name: []byte("x"), Kind: features.Number, Num: tc.x}})
+		p, label, _ := snap.Score(nil, []features.Field{{Name: []byte("x"), Kind: features.Number, Num: tc.x}})
 		if label != tc.want || p <= 0.5 || p > 1 {
 			t.Errorf("x=%v: class %d with probability %.3f, want class %d with probability > 0.5", tc.x, label, p, tc.want)
 		}

@@ -231,14 +231,17 @@ func (m *Model) EntityKey(key []byte, fields []features.Field) []byte {
 // Derive returns fields plus the features derived from the history of
 // entity (as EntityKey returns it) before an event at time at (fields
 // itself when the model derives nothing). The result is valid until the
-// next call of Derive, Predict, LearnEvent or PredictEvent.
-func (m *Model) Derive(entity []byte, at time.Time, fields []features.Field) []features.Field {
+// next call of Derive, Predict, LearnEvent or PredictEvent. The error is a
+// failure to read the entity's history from the store
+// (features.History.Derive): a model without one never fails.
+func (m *Model) Derive(entity []byte, at time.Time, fields []features.Field) ([]features.Field, error) {
 	if m.hist == nil {
-		return fields
+		return fields, nil
 	}
 	m.derived = append(m.derived[:0], fields...)
-	m.derived = m.hist.Derive(entity, at, fields, m.derived)
-	return m.derived
+	var err error
+	m.derived, err = m.hist.Derive(entity, at, fields, m.derived)
+	return m.derived, err
 }
 
 // LearnEvent is LearnOne for an event of message key key at event time at
@@ -255,9 +258,13 @@ func (m *Model) LearnEvent(key []byte, at time.Time, fields []features.Field, y 
 		return m.LearnOne(fields, y)
 	}
 	entity := m.EntityKey(key, fields)
-	p, err := m.LearnOne(m.Derive(entity, at, fields), y)
+	all, err := m.Derive(entity, at, fields)
+	if err != nil {
+		return 0, err
+	}
+	p, err := m.LearnOne(all, y)
 	if err == nil {
-		m.hist.Observe(entity, at, fields, y, true)
+		err = m.hist.Observe(entity, at, fields, y, true)
 	}
 	return p, err
 }
@@ -345,7 +352,9 @@ func (m *Model) Predict(key []byte, fields []features.Field) float64 {
 		fields, _, _ = m.checker.Check(fields) // predict from what the schema lets through (not an event: no inference)
 	}
 	if m.hist != nil {
-		fields = m.Derive(m.EntityKey(key, fields), m.hist.Now(), fields)
+		// The engine's models read their histories from a store: one that
+		// cannot be read predicts from the event's own fields.
+		fields, _ = m.Derive(m.EntityKey(key, fields), m.hist.Now(), fields)
 	}
 	return m.PredictDerived(fields).Score
 }

@@ -85,12 +85,19 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 				reversed := slices.Clone(fields)
 				slices.Reverse(reversed)
 				sc := snap.scratchBuffers()
-				sc.fields = snap.hist.Derive(key, snap.hist.Now(), reversed, append(sc.fields[:0], reversed...))
+				var err error
+				if sc.fields, err = snap.hist.Derive(key, snap.hist.Now(), reversed, append(sc.fields[:0], reversed...)); err != nil {
+					t.Fatal(err)
+				}
 				snap.tr.Transform(sc.fields, &sc.vec)
 				served := sortedEntries(&sc.vec)
 				// Training: what LearnEvent would compute for this event now.
 				var trained features.Vector
-				m.tr.Transform(m.Derive(key, now, fields), &trained)
+				all, err := m.Derive(key, now, fields)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.tr.Transform(all, &trained)
 				if want := sortedEntries(&trained); !slices.Equal(served, want) {
 					t.Fatalf("event %d of entity %s at %v: serving computed %v, training %v", i, key, now, served, want)
 				}
@@ -106,7 +113,7 @@ func TestServingComputesExactlyTheFeaturesTrainingComputes(t *testing.T) {
 						t.Fatalf("event %d at %v, the start of a tumbling period: the period's sum is derived from earlier events", i, now)
 					}
 				}
-				p, _ := snap.Score(key, reversed)
+				p, _, _ := snap.Score(key, reversed)
 				// The live model's Predict derives the history features
 				// itself, for an event now, as the snapshot does.
 				if live := m.Predict(key, fields); math.Abs(p-live) > 1e-12 {

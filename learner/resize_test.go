@@ -80,7 +80,7 @@ func TestRaisingMaxNumericFeaturesOnAStoredModel(t *testing.T) {
 			}
 			snap := newSnapshot(r, snapshotMeta{reason: "test"}) // what serving scores with
 			for i, want := range before {
-				if got, _ := snap.Score(nil, event(i, "junk"+strconv.Itoa(i))); math.Float64bits(got) != math.Float64bits(want.Score) {
+				if got, _, _ := snap.Score(nil, event(i, "junk"+strconv.Itoa(i))); math.Float64bits(got) != math.Float64bits(want.Score) {
 					t.Fatalf("event %d: a snapshot of the resized model scores %v, the model before %v", i, got, want.Score)
 				}
 			}

@@ -133,7 +133,7 @@ func BenchmarkSchema(b *testing.B) {
 				for b.Loop() {
 					fields := data[i%len(data)].Fields
 					i++
-					if benchScore, _, viol = snap.ScoreChecked(nil, fields, viol[:0]); len(viol) > 0 {
+					if benchScore, _, viol, _ = snap.ScoreChecked(nil, fields, viol[:0]); len(viol) > 0 {
 						b.Fatal(viol)
 					}
 				}
@@ -303,7 +303,7 @@ func BenchmarkSkew(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				benchScore, _ = snap.Score(nil, data[i%len(data)].Fields)
+				benchScore, _, _ = snap.Score(nil, data[i%len(data)].Fields)
 				i++
 			}
 		})

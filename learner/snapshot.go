@@ -101,8 +101,9 @@ func (s *Snapshot) Metrics() Metrics { return s.metrics }
 // label (-1 while the model knows no class). It computes features, including
 // those derived from the entity's live history, with exactly the code the
 // live model learns with, is safe for concurrent use, and allocates nothing
-// in steady state.
-func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
+// in steady state. The error is a failure to read the entity's history
+// from the store (features.History.Derive); there is no score then.
+func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32, error) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
 	raw := fields
@@ -120,7 +121,7 @@ func (s *Snapshot) Score(key []byte, fields []features.Field) (float64, int32) {
 // ScoreChecked is Score that also appends to dst how fields break the
 // model's schema (nothing without one), checking them once: what Predict
 // needs for its warnings. Safe for concurrent use.
-func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (float64, int32, []features.Violation) {
+func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (float64, int32, []features.Violation, error) {
 	sc := s.scratchBuffers()
 	defer s.scratch.Put(sc)
 	raw := fields
@@ -132,20 +133,25 @@ func (s *Snapshot) ScoreChecked(key []byte, fields []features.Field, dst []featu
 	if s.skew != nil {
 		s.skew.observe(raw, fields, false)
 	}
-	score, label := s.scoreEvent(sc, key, fields)
-	return score, label, dst
+	score, label, err := s.scoreEvent(sc, key, fields)
+	return score, label, dst, err
 }
 
 // scoreEvent scores checked raw fields, deriving the entity's history
 // features first.
-func (s *Snapshot) scoreEvent(sc *scoreScratch, key []byte, fields []features.Field) (float64, int32) {
+func (s *Snapshot) scoreEvent(sc *scoreScratch, key []byte, fields []features.Field) (float64, int32, error) {
 	if s.hist != nil {
 		sc.fields = append(sc.fields[:0], fields...)
 		sc.key = features.EntityKey(s.keyField, fields, key, sc.key)
-		sc.fields = s.hist.Derive(sc.key, s.hist.Now(), fields, sc.fields) // a prediction is an event happening now, by the history's clock
+		var err error
+		sc.fields, err = s.hist.Derive(sc.key, s.hist.Now(), fields, sc.fields) // a prediction is an event happening now, by the history's clock
+		if err != nil {
+			return 0, 0, err
+		}
 		fields = sc.fields
 	}
-	return s.score(sc, fields)
+	score, label := s.score(sc, fields)
+	return score, label, nil
 }
 
 func (s *Snapshot) scratchBuffers() *scoreScratch {

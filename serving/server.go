@@ -42,8 +42,10 @@ type Snapshot interface {
 	// when the request names none): for "binary" the probability of label
 	// 1 and the predicted label; for "regression" the value; for
 	// "multiclass" the probability of the predicted class and its label. It
-	// must be safe for concurrent use.
-	Score(key []byte, fields []features.Field) (score float64, label int32)
+	// must be safe for concurrent use. An error means the features it
+	// derives from the entity's stored history could not be read: Predict
+	// answers UNAVAILABLE.
+	Score(key []byte, fields []features.Field) (score float64, label int32, err error)
 }
 
 // SchemaChecker may be implemented by a Snapshot whose model has a schema:
@@ -52,7 +54,7 @@ type Snapshot interface {
 type SchemaChecker interface {
 	// ScoreChecked is Score that also appends the schema's violations by
 	// fields to dst.
-	ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (score float64, label int32, violations []features.Violation)
+	ScoreChecked(key []byte, fields []features.Field, dst []features.Violation) (score float64, label int32, violations []features.Violation, err error)
 	// StrictSchema reports whether a request that breaks the schema is
 	// refused.
 	StrictSchema() bool
@@ -67,7 +69,7 @@ type Explainer interface {
 	// terms of largest |contribution| (0: all) and, for a multiclass
 	// model, every class's weights and margins when allClasses is set.
 	// The score and label are bitwise Score's.
-	ExplainScore(key []byte, fields []features.Field, topK int, allClasses bool) (score float64, label int32, exp *eddyv1.Explanation, violations []features.Violation)
+	ExplainScore(key []byte, fields []features.Field, topK int, allClasses bool) (score float64, label int32, exp *eddyv1.Explanation, violations []features.Violation, err error)
 }
 
 // Config configures a Server. The zero value of every field means its
@@ -202,10 +204,21 @@ type Server struct {
 	calls    sync.Pool   // *predictCall scratch per request
 	admin    Admin       // nil: the Admin service is not registered
 	access   atomic.Pointer[Access]
+	storeLog atomic.Int64 // when a store error was last logged, Unix nanoseconds
 
 	// Fixed at New, so that a Predict allocates neither.
 	predictInfo    *grpc.UnaryServerInfo
 	answerCallFunc grpc.UnaryHandler
+}
+
+// logStoreError logs an error of the store that Score met, at most once
+// every 10 seconds: each request it fails is counted (code UNAVAILABLE).
+func (s *Server) logStoreError(model string, err error) {
+	now, last := time.Now().UnixNano(), s.storeLog.Load()
+	if now-last < int64(10*time.Second) || !s.storeLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Error("predict could not read an entity's history from the store (logged at most every 10s)", "model", model, "err", err)
 }
 
 // SetAdmin registers the Admin service backed by a when Serve starts. Call
@@ -399,6 +412,7 @@ func (s *Server) answer(c *predictCall, resp *eddyv1.PredictResponse, score *flo
 	}
 	var viol []features.Violation
 	var explanation *eddyv1.Explanation
+	var err error
 	sc, checks := p.snap.(SchemaChecker)
 	switch {
 	case c.explain:
@@ -406,12 +420,16 @@ func (s *Server) answer(c *predictCall, resp *eddyv1.PredictResponse, score *flo
 		if !ok {
 			return status.Errorf(codes.Unimplemented, "model %s cannot explain its predictions", c.model)
 		}
-		*score, *label, explanation, viol = ex.ExplainScore(c.key, c.fields, int(c.topK), c.allClasses)
+		*score, *label, explanation, viol, err = ex.ExplainScore(c.key, c.fields, int(c.topK), c.allClasses)
 		s.metrics.explained.WithLabelValues(sl.name).Inc()
 	case checks:
-		*score, *label, viol = sc.ScoreChecked(c.key, c.fields, nil)
+		*score, *label, viol, err = sc.ScoreChecked(c.key, c.fields, nil)
 	default:
-		*score, *label = p.snap.Score(c.key, c.fields)
+		*score, *label, err = p.snap.Score(c.key, c.fields)
+	}
+	if err != nil {
+		s.logStoreError(sl.name, err)
+		return status.Errorf(codes.Unavailable, "model %s: %v; the store is failing: retry, or see the server's log", sl.name, err)
 	}
 	var warnings []string
 	for _, v := range viol {

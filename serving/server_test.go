@@ -54,12 +54,12 @@ func (s *linearSnapshot) TaskName() string {
 
 // Score returns the probability of 1 and the label (1 above 0.5) for a
 // binary snapshot, the value for a regression one.
-func (s *linearSnapshot) Score(_ []byte, fields []features.Field) (float64, int32) {
+func (s *linearSnapshot) Score(_ []byte, fields []features.Field) (float64, int32, error) {
 	z := s.score(fields)
 	if s.Binary && z > 0.5 {
-		return z, 1
+		return z, 1, nil
 	}
-	return z, 0
+	return z, 0, nil
 }
 
 func (s *linearSnapshot) score(fields []features.Field) float64 {

@@ -129,7 +129,9 @@ func (s *servedReplay) learn(fields []features.Field, y float64, row int) error 
 	var entity []byte
 	if h := m.History(); h != nil {
 		entity = m.EntityKey(nil, fields)
-		all = m.Derive(entity, time.Time{}, fields)
+		if all, err = m.Derive(entity, time.Time{}, fields); err != nil {
+			return err
+		}
 	}
 	if _, err := m.LearnOne(all, y); err != nil {
 		return err
@@ -142,7 +144,7 @@ func (s *servedReplay) learn(fields []features.Field, y float64, row int) error 
 		s.promotion = learner.ReasonDrift
 	}
 	if h := m.History(); h != nil {
-		h.Observe(entity, time.Time{}, fields, y, true)
+		return h.Observe(entity, time.Time{}, fields, y, true)
 	}
 	return nil
 }

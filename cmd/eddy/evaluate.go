@@ -748,7 +748,10 @@ func scoreFile(ctx context.Context, o evaluateOptions, progressOut io.Writer) (e
 			ev.skipped++
 			continue
 		}
-		score, predicted := exp.Score(nil, fields)
+		score, predicted, err := exp.Score(nil, fields)
+		if err != nil {
+			return ev, fmt.Errorf("evaluate: row %d: %w", ev.rows, err)
+		}
 		m.N++
 		var r float64
 		switch task {

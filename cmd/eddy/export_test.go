@@ -64,7 +64,7 @@ func TestAnExportedModelScoresOfflineAsItServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offline, _ := exp.Score(nil, requestFields(features))
+	offline, _, _ := exp.Score(nil, requestFields(features))
 	if resp.GetModelVersion() != exp.Header.Version || math.Float64bits(offline) != math.Float64bits(resp.GetProbability()) {
 		t.Fatalf("served v%d %v, exported v%d %v", resp.GetModelVersion(), resp.GetProbability(), exp.Header.Version, offline)
 	}

@@ -47,6 +47,7 @@ func commands() []command {
 		{"evaluate", "run a CSV file through a model prequentially, offline (no Kafka)", runEvaluate},
 		{"drift", "detect concept drift in a stream of numbers read from stdin", runDrift},
 		{"bench", "measure end-to-end ingest throughput against the raw Kafka consumer", runBench},
+		{"bench-entities", "measure millions of entity histories beyond memory: throughput, peak RSS, restart time", runBenchEntities},
 		{"broker", "run the embedded development broker on its own", runBroker},
 	}
 }

@@ -83,6 +83,7 @@ type modelPlan struct {
 	snap    *learner.Snapshot       // the new snapshot, nil when none
 	kept    []keptSnapshot          // the retention index with snap, when snap is not nil
 	history features.HistoryChanges // entities written and evicted
+	sweep   storedSweep             // entities only stored, evicted for entity_ttl
 	expired []string                // waiting events that expire
 	lineage lineage                 // the lineage once it commits
 }
@@ -146,6 +147,11 @@ func (e *Engine) plan(batch *store.Batch, u *modelState, p *modelPlan, now time.
 			return fmt.Errorf("learner: checkpoint: %w", err)
 		}
 		p.history = changes
+		if changes.Swept() || u.sweepFrom != nil {
+			if p.sweep, err = e.sweepStored(batch, u, now); err != nil {
+				return fmt.Errorf("learner: checkpoint: %w", err)
+			}
+		}
 	}
 	if u.pending != nil {
 		expired, err := e.writePending(batch, u, now)
@@ -209,11 +215,11 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 		}
 		if u.hist != nil {
 			u.hist.ApplyChanges(p.history)
-			evicted := p.history.Evicted()
+			evicted := p.history.Evicted() + p.sweep.deleted
+			u.sweepFrom = p.sweep.next
 			e.metrics.evicted.WithLabelValues(u.cfg.Name).Add(float64(evicted))
 			u.evicted += uint64(evicted)
-			e.metrics.entities.WithLabelValues(u.cfg.Name).Set(float64(u.hist.Entities()))
-			e.metrics.observeHistory(u.cfg.Name, u.hist.Late(), u.hist.Future())
+			e.metrics.observeHistory(u.cfg.Name, u.hist)
 		}
 		if u.pending != nil {
 			u.pending.stored(p.expired)

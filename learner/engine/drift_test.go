@@ -266,8 +266,16 @@ func TestIdleEntitiesAreEvictedFromMemoryAndStorage(t *testing.T) {
 	reopened, _ := openTestStore(t, dir)
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	h := e2.states[0].hist
-	if h.Entities() != 1 || len(h.Derive([]byte("busy"), time.Time{}, nil, nil)) != 1 || len(h.Derive([]byte("idle"), time.Time{}, nil, nil)) != 0 {
-		t.Fatalf("after a restart: %d entities; busy derives %v, idle %v", h.Entities(), h.Derive([]byte("busy"), time.Time{}, nil, nil), h.Derive([]byte("idle"), time.Time{}, nil, nil))
+	busy, err := h.Derive([]byte("busy"), time.Time{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := h.Derive([]byte("idle"), time.Time{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(busy) != 1 || len(idle) != 0 {
+		t.Fatalf("after a restart (the store read lazily): busy derives %v, idle %v", busy, idle)
 	}
 }
 
@@ -287,7 +295,10 @@ func TestTheEntityKeyCanComeFromAField(t *testing.T) {
 	}
 	h := e.states[0].hist
 	for key, want := range map[string]float64{"u1": 2, "u2": 5} {
-		got := h.Derive([]byte(key), time.Time{}, nil, nil)
+		got, err := h.Derive([]byte(key), time.Time{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(got) != 1 || got[0].Num != want {
 			t.Errorf("entity %s: derived %v, want x_lag1 = %v", key, got, want)
 		}

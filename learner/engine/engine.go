@@ -103,6 +103,7 @@ type modelState struct {
 	kept           []keptSnapshot // stored snapshots, oldest first
 	standby        bool           // its unit is followed (Follow), not owned
 	fwatch         *featureWatch  // feature drift; nil when unused
+	sweepFrom      []byte         // where the sweep of stored entities for entity_ttl goes on; nil: none under way
 	overflowLogged bool           // the first feature left out at max_numeric_features was logged
 	lin            lineage        // for the provenance of its snapshots
 	audit          []AuditEntry   // admin actions not stored yet
@@ -250,8 +251,16 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	entity := ex.Key
 	if u.hist != nil {
 		entity = m.EntityKey(ex.Key, fields)
+		// Into memory before anything changes: a history the store cannot
+		// give back stops the engine with its state as it was.
+		if err := u.hist.Fetch(entity); err != nil {
+			return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+		}
 	}
-	all := m.Derive(entity, ex.Time, fields)
+	all, err := m.Derive(entity, ex.Time, fields)
+	if err != nil {
+		return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+	}
 	if !ex.HasLabel {
 		p := m.PredictDerived(all)
 		if u.pending != nil && len(ex.ID) > 0 {
@@ -259,7 +268,9 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 			e.dirty = true
 		}
 		if u.hist != nil {
-			u.hist.Observe(entity, ex.Time, fields, 0, false)
+			if err := u.hist.Observe(entity, ex.Time, fields, 0, false); err != nil {
+				return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+			}
 			e.dirty = true
 		}
 		u.handles.unlabeled.Inc()
@@ -278,7 +289,9 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	}
 	e.watch(u, all, ex)
 	if u.hist != nil { // after everything that reads the history of this event
-		u.hist.Observe(entity, ex.Time, fields, ex.Label, true)
+		if err := u.hist.Observe(entity, ex.Time, fields, ex.Label, true); err != nil {
+			return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+		}
 	}
 	return nil
 }

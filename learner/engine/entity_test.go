@@ -48,10 +48,17 @@ func TestAKeyFieldModelNeverWritesIntoTheMessageKey(t *testing.T) {
 	e2, _ := newTestEngine(t, reopened, cfg, nil)
 	for i, want := range []string{"AAAAAAAA", "bob", "AAAAAAAA"} {
 		h := e2.states[i].hist
-		got := h.Derive([]byte(want), time.Time{}, nil, nil)
-		if h.Entities() != 1 || len(got) != 1 || got[0].Num != 7 {
-			t.Errorf("model %s after a restart: %d entities, entity %q derives %v; want exactly that entity with x_lag1 = 7",
-				cfg.Models[i].Name, h.Entities(), want, got)
+		got, err := h.Derive([]byte(want), time.Time{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := 0
+		if err := reopened.Scan(historyKey(cfg.Models[i].Name, nil), func(_, _ []byte) error { stored++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if stored != 1 || len(got) != 1 || got[0].Num != 7 {
+			t.Errorf("model %s after a restart: %d entities stored, entity %q derives %v; want exactly that entity with x_lag1 = 7",
+				cfg.Models[i].Name, stored, want, got)
 		}
 	}
 }
@@ -132,7 +139,10 @@ func TestAFarFutureEventIsCountedAndLeavesTheEntityOnTime(t *testing.T) {
 	if got := metricValue(t, reg, "eddy_history_late_events_total", labels); got != 0 {
 		t.Errorf("eddy_history_late_events_total = %v, want 0: the future event made on-time events late", got)
 	}
-	got := e.states[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
+	got, err := e.states[0].hist.Derive([]byte("k"), now.Add(time.Second), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 1 || got[0].Num != 2 {
 		t.Errorf("the entity's window: %v, want x_t1m0s_count = 2 (the two on-time events)", got)
 	}
@@ -177,7 +187,7 @@ func TestTheLiveModelPredictsWhatTheServedSnapshotScores(t *testing.T) {
 	var scores []float64
 	for _, user := range users {
 		probe := []features.Field{strField("user", user), numField("amount", 40), numField("age", 30), strField("country", "de")}
-		want, _ := served.Score(nil, probe)
+		want, _, _ := served.Score(nil, probe)
 		if got := live.Predict(nil, probe); math.Abs(got-want) > 1e-12 {
 			t.Errorf("user %s: Predict %v, the served snapshot's Score %v", user, got, want)
 		}

@@ -65,8 +65,8 @@ func TestAnImportedSnapshotServesAsItsSourceAndBeginsALineage(t *testing.T) {
 	sameScores := func(s *learner.Snapshot) {
 		t.Helper()
 		for i, ex := range paymentEvents(7, 50) {
-			got, _ := s.Score(nil, ex.Fields)
-			want, _ := exported.Score(nil, ex.Fields)
+			got, _, _ := s.Score(nil, ex.Fields)
+			want, _, _ := exported.Score(nil, ex.Fields)
 			if math.Float64bits(got) != math.Float64bits(want) {
 				t.Fatalf("event %d: the imported snapshot scores %v, the exported one %v", i, got, want)
 			}

@@ -20,10 +20,18 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 		if u.pending == nil || u.cfg.LabelsTopic != topic {
 			continue
 		}
-		p := u.pending.take(string(id))
+		p := u.pending.events[string(id)]
 		if p == nil {
 			continue
 		}
+		if u.hist != nil {
+			// Before anything changes: a history the store cannot give
+			// back stops the engine with its state as it was.
+			if err := u.hist.Fetch(p.key); err != nil {
+				return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+			}
+		}
+		u.pending.take(string(id))
 		matched = true
 		e.dirty = true
 		if err := u.model.LearnDelayed(p.fields, y, p.prediction); err != nil {
@@ -41,7 +49,9 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 			u.delayed++
 		}
 		if u.hist != nil {
-			u.hist.Observe(p.key, time.Time{}, nil, y, true)
+			if err := u.hist.Observe(p.key, time.Time{}, nil, y, true); err != nil {
+				return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+			}
 		}
 	}
 	if !matched && first == nil {

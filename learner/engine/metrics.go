@@ -3,6 +3,7 @@ package engine
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/learner"
 )
 
@@ -31,6 +32,10 @@ type engineMetrics struct {
 	pending            *prometheus.GaugeVec
 	evicted            *prometheus.CounterVec
 	entities           *prometheus.GaugeVec
+	historyBytes       *prometheus.GaugeVec
+	cacheHits          *prometheus.CounterVec
+	cacheMisses        *prometheus.CounterVec
+	unloaded           *prometheus.CounterVec
 	late               *prometheus.CounterVec
 	future             *prometheus.CounterVec
 	violations         *prometheus.CounterVec
@@ -42,6 +47,7 @@ type engineMetrics struct {
 	// The histories' own counts at the last checkpoint, by model: the
 	// counters advance by the difference.
 	lateSeen, futureSeen, overflowSeen map[string]uint64
+	hitsSeen, missesSeen, unloadedSeen map[string]uint64
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -127,11 +133,27 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 	}, []string{"model"})
 	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eddy_history_evicted_total",
-		Help: "Entity histories evicted after entity_ttl without events, by model.",
+		Help: "Entity histories evicted after entity_ttl without events (from memory and the store), by model.",
 	}, []string{"model"})
 	m.entities = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "eddy_history_entities",
-		Help: "Entities with a history in memory, by model.",
+		Help: "Entity histories held in memory (at most max_entities_in_memory after a checkpoint; the rest are in the store), by model.",
+	}, []string{"model"})
+	m.historyBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_history_memory_bytes",
+		Help: "Estimated bytes of the entity histories held in memory, by model.",
+	}, []string{"model"})
+	m.cacheHits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_cache_hits_total",
+		Help: "Events and labels whose entity's history was in memory, by model.",
+	}, []string{"model"})
+	m.cacheMisses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_cache_misses_total",
+		Help: "Lookups of an entity's history, by an event, a label or a Predict, that did not find it in memory and read the store (one Pebble read each), by model.",
+	}, []string{"model"})
+	m.unloaded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eddy_history_unloaded_total",
+		Help: "Entity histories moved out of memory for max_entities_in_memory, least recently used first (they stay in the store), by model.",
 	}, []string{"model"})
 	m.late = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eddy_history_late_events_total",
@@ -150,6 +172,7 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Help: "Numeric features of learned events left out because max_numeric_features was reached (too_many_features: ignore_feature), by model.",
 	}, []string{"model"})
 	m.lateSeen, m.futureSeen, m.overflowSeen = make(map[string]uint64), make(map[string]uint64), make(map[string]uint64)
+	m.hitsSeen, m.missesSeen, m.unloadedSeen = make(map[string]uint64), make(map[string]uint64), make(map[string]uint64)
 	m.featureDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eddy_feature_drift_detections_total",
 		Help: "Changes of a watched feature's distribution (feature_drift), by model and feature.",
@@ -163,7 +186,8 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Help: "Training/serving skew of a watched feature: Jensen-Shannon distance (0-1) between its values in the newest events learned and in the newest Predict requests answered here, at the last checkpoint, by model and feature.",
 	}, []string{"model", "feature"})
 	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance, m.overflow, m.skew)
-	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future)
+	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future,
+		m.historyBytes, m.cacheHits, m.cacheMisses, m.unloaded)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m
@@ -183,9 +207,15 @@ func (m *engineMetrics) forModel(name string) modelMetrics {
 // observeHistory advances a model's late and future event counters to the
 // counts its history has seen (since it was created); called at each
 // checkpoint.
-func (m *engineMetrics) observeHistory(model string, late, future uint64) {
-	advance(m.late.WithLabelValues(model), m.lateSeen, model, late)
-	advance(m.future.WithLabelValues(model), m.futureSeen, model, future)
+func (m *engineMetrics) observeHistory(model string, h *features.History) {
+	advance(m.late.WithLabelValues(model), m.lateSeen, model, h.Late())
+	advance(m.future.WithLabelValues(model), m.futureSeen, model, h.Future())
+	c := h.Cache()
+	advance(m.cacheHits.WithLabelValues(model), m.hitsSeen, model, c.Hits)
+	advance(m.cacheMisses.WithLabelValues(model), m.missesSeen, model, c.Misses)
+	advance(m.unloaded.WithLabelValues(model), m.unloadedSeen, model, c.Unloaded)
+	m.entities.WithLabelValues(model).Set(float64(h.Entities()))
+	m.historyBytes.WithLabelValues(model).Set(float64(h.EstimatedBytes()))
 }
 
 func advance(c prometheus.Counter, seen map[string]uint64, model string, count uint64) {
@@ -250,7 +280,7 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 // Counters stay: they count what this process did.
 func (m *engineMetrics) forget(name string) {
 	for _, g := range []*prometheus.GaugeVec{m.accuracy, m.logLoss, m.mae, m.examples, m.adwinWidth, m.adwinEstimate,
-		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.featureDistance, m.skew} {
+		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.historyBytes, m.featureDistance, m.skew} {
 		g.DeletePartialMatch(prometheus.Labels{"model": name})
 	}
 }

@@ -54,6 +54,7 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 			return nil, err
 		}
 		u.hist = u.model.History()
+		e.backHistory(u)
 		if mc.LabelsTopic != "" {
 			u.pending = newPendingSet()
 		}
@@ -75,9 +76,7 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		}
 	}
 	u.hist = m.History()
-	if err := e.loadHistory(u); err != nil {
-		return nil, err
-	}
+	e.backHistory(u)
 	if err := e.loadPending(u); err != nil {
 		return nil, err
 	}
@@ -111,19 +110,4 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		}
 	}
 	return u, nil
-}
-
-// loadHistory restores the stored per-entity history of u's model.
-func (e *Engine) loadHistory(u *modelState) error {
-	if u.hist == nil {
-		return nil
-	}
-	prefix := historyKey(u.cfg.Name, nil)
-	start := e.now()
-	err := e.store.Scan(prefix, func(key, value []byte) error { return u.hist.Load(key[len(prefix):], value) })
-	if err != nil {
-		return fmt.Errorf("learner: model %s history: %w", u.cfg.Name, err)
-	}
-	e.log.Info("history restored", "model", u.cfg.Name, "entities", u.hist.Entities(), "seconds", e.now().Sub(start).Seconds())
-	return nil
 }

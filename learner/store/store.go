@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -99,7 +100,12 @@ func Open(dir string, log *slog.Logger, opts *Options) (*Store, error) {
 		var o opened
 		defer func() { done <- o }()
 		defer s.recoverFatal(&o.err)
-		o.db, o.err = pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}, fatal: s.fatal}})
+		po := &pebble.Options{FS: fs, Logger: pebbleLogger{log: log.With("component", "pebble"), limiter: &errorLimiter{}, fatal: s.fatal}}
+		// Bloom filters (10 bits a key, inherited by every level): an
+		// entity's first event looks for a history that is not there, and
+		// without a filter each such read visits a block of every level.
+		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+		o.db, o.err = pebble.Open(dir, po)
 	}()
 	var o opened
 	select {
