@@ -23,6 +23,16 @@
 // its entity's watermark; such events are counted (History.Future), as
 // late ones are (History.Late).
 //
+// A History backed by a store (SetLoader: the engine's Pebble) is a cache
+// of it: an entity not in memory is read back when its next event (Fetch,
+// Observe) or a prediction (Derive, which reads without keeping it) needs
+// it, and derives exactly what it would have in memory. Only once a
+// checkpoint has stored every change (ApplyChanges) do entities leave
+// memory, least recently used first, down to Config.MaxEntitiesInMemory:
+// an entity never leaves memory with a change the store lacks, so the
+// store and memory never disagree. Cache counts hits, misses (store
+// reads) and entities unloaded; EstimatedBytes the memory held.
+//
 // A Vector with Trace on records where each entry came from (its field, or
 // the two entries an interaction crosses, and the full hash of a hashed
 // one), so that Terms can name every entry of a transformed event for an
@@ -46,8 +56,10 @@
 //
 // A Transformer is owned by one goroutine while it learns. A copy made with
 // Clone is immutable by convention and may be read (Transform) by any number
-// of goroutines at once. A History is written by one goroutine (Observe,
-// Load, Evict) and read by any (Derive) under its own read-write lock;
+// of goroutines at once. A History is written by one goroutine (Fetch,
+// Observe, Load, ApplyChanges) and read by any (Derive) under its own
+// read-write lock; a Derive that reads the store holds the read lock
+// meanwhile, so the entity cannot be loaded, changed and unloaded under it;
 // TakeDirty swaps out the set of changed entities under the write lock and
 // encodes them under the read lock, so it may run on any goroutine and
 // hands each change to exactly one call. WriteChanges and ApplyChanges are

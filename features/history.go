@@ -941,12 +941,13 @@ func (h *History) TTL() time.Duration { return h.ttl }
 // WriteChanges hands a checkpoint the History's changes without changing
 // the History, so that a checkpoint that fails to commit loses nothing: set
 // gets the encoding of every entity changed since the last ApplyChanges or
-// TakeDirty, and, when a sweep is due (as for Evict), del gets the key of
+// TakeDirty, and, when a sweep is due (at most once per tenth of EntityTTL,
+// at least a second apart), del gets the key of
 // every entity not observed for EntityTTL, after every set. Once what set
 // and del wrote is durable, ApplyChanges(c) forgets those changes and
 // evicts those entities; if it never is, the next WriteChanges hands out
 // the same changes and more. Between the two calls the History must not be
-// written (Observe, Load, Evict, TakeDirty): the engine's goroutine, which
+// written (Fetch, Observe, Load, TakeDirty): the engine's goroutine, which
 // owns the History, makes both. set and del must not call the History;
 // their arguments are valid during the call only. Derive may run meanwhile
 // on any goroutine.
@@ -1016,7 +1017,7 @@ func (h *History) ApplyChanges(c HistoryChanges) int {
 }
 
 // encodeEach calls fn with the encoding of each entity in keys that is
-// still held (Evict may have dropped it since).
+// still held (ApplyChanges may have dropped it since).
 func (h *History) encodeEach(keys map[string]struct{}, fn func(key, value []byte) error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

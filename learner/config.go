@@ -127,6 +127,11 @@ type ModelConfig struct {
 	// LabelTTL is how long an unlabeled event waits for its label before it
 	// expires (counted, never learned). The default is 24h.
 	LabelTTL time.Duration `yaml:"label_ttl"`
+	// MaxPendingInMemory bounds the events waiting for a label that the
+	// engine holds in memory after each checkpoint; the others wait in its
+	// store only, and are read back when their label comes. 0 means
+	// DefaultMaxPendingInMemory; -1 holds every waiting event.
+	MaxPendingInMemory int `yaml:"max_pending_in_memory" json:",omitempty"`
 	// Schema, if set, declares the model's features (kind, required,
 	// range) and what an event or a request that breaks it gets: see
 	// features.Schema. Without one every feature is accepted as it comes.
@@ -221,6 +226,9 @@ const (
 	DefaultEpsilon       = 0.1
 	DefaultMaxClasses    = 64
 	DefaultRollingWindow = 1000
+	// DefaultMaxPendingInMemory is the default of
+	// ModelConfig.MaxPendingInMemory.
+	DefaultMaxPendingInMemory = 1_000_000
 )
 
 var modelName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -293,6 +301,9 @@ func (c *ModelConfig) Validate() error {
 	}
 	if err := c.Schema.Validate(); err != nil {
 		return fail("%v", err)
+	}
+	if c.MaxPendingInMemory < -1 {
+		return fail("max_pending_in_memory %d: want a positive bound, 0 for the default (%d) or -1 for none", c.MaxPendingInMemory, DefaultMaxPendingInMemory)
 	}
 	if fd := c.FeatureDrift; fd != nil {
 		if len(c.WatchedFeatures())+len(c.WatchedCategories()) == 0 {

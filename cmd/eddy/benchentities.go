@@ -190,9 +190,12 @@ func (b *entityBench) restart(entities int) error {
 		return err
 	}
 	first := time.Since(start)
-	fmt.Fprintf(b.out, "restart  %d users stored: store and engine open in %v, first event learned after %v (histories in memory: %d)\n",
+	if err := b.checkpoint(); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "restart  %d users stored: store and engine open in %v, first event learned after %v (histories in memory then: %d)\n",
 		entities, opened.Round(time.Microsecond), first.Round(time.Microsecond), int(b.metric("eddy_history_entities")))
-	return b.checkpoint()
+	return nil
 }
 
 // loadEverything reads up to n stored histories into one History, as a

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,42 @@ func TestServeRefusesADataDirThatIsAFile(t *testing.T) {
 	_, _, err := runCLI(t, nil, "serve", "--brokers", broker, "--data-dir", file, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "")
 	if err == nil || !strings.Contains(err.Error(), "not-a-dir") {
 		t.Fatalf("err = %v, want a clear error naming the data dir", err)
+	}
+}
+
+// TestBenchEntitiesHoldsTheBound runs eddy bench-entities small: 20,000
+// users through a bound of 5,000 histories, on a real Pebble store. Every
+// run line holds at most the bound in memory after its last checkpoint,
+// the hot set (2,500 users, within the bound) is mostly hits, the restart
+// learns its first event holding one history, and the load-everything
+// restart it is compared with holds all 20,000.
+func TestBenchEntitiesHoldsTheBound(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"bench-entities", "--entities", "20000", "--bound", "5000", "--events", "20000", "--load-all", "20000"}
+	if err := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("eddy bench-entities: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	t.Logf("\n%s", out.String())
+	line := regexp.MustCompile(`(?m)^(fill|hot|uniform) +\d+ events +\d+ events/s  in memory +(\d+)  hit ratio ([0-9.]+)  store reads \d+  peak RSS \d+ MiB$`)
+	runs := line.FindAllStringSubmatch(out.String(), -1)
+	if len(runs) != 3 {
+		t.Fatalf("%d run lines, want fill, hot and uniform:\n%s", len(runs), out.String())
+	}
+	for _, r := range runs {
+		if n, _ := strconv.Atoi(r[2]); n > 5000 {
+			t.Errorf("%s: %d histories in memory, bound 5000", r[1], n)
+		}
+		if ratio, _ := strconv.ParseFloat(r[3], 64); r[1] == "hot" && ratio < 0.8 {
+			t.Errorf("hot run: hit ratio %v, want most events in memory", ratio)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`restart  20000 users stored: store and engine open in \S+, first event learned after \S+ \(histories in memory then: 1\)`),
+		regexp.MustCompile(`load-all 20000 histories read into memory before the first event .*: \S+, about \d+ MiB of histories, 20000 in memory`),
+	} {
+		if !want.MatchString(out.String()) {
+			t.Errorf("no line matching %s:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -222,12 +222,15 @@ func (e *Engine) apply(plans []modelPlan, offsets []Offset, start time.Time, per
 			e.metrics.observeHistory(u.cfg.Name, u.hist)
 		}
 		if u.pending != nil {
-			u.pending.stored(p.expired)
+			if err := u.pending.stored(p.expired); err != nil {
+				e.log.Warn("could not read when the oldest event waiting for a label was scored; expiry waits for the next checkpoint", "model", u.cfg.Name, "err", err)
+			}
 			if n := len(p.expired); n > 0 {
 				e.metrics.expired.WithLabelValues(u.cfg.Name).Add(float64(n))
 				u.expired += uint64(n)
 			}
-			e.metrics.pending.WithLabelValues(u.cfg.Name).Set(float64(len(u.pending.events)))
+			e.metrics.pending.WithLabelValues(u.cfg.Name).Set(float64(u.pending.waiting))
+			e.metrics.pendingInMemory.WithLabelValues(u.cfg.Name).Set(float64(len(u.pending.events)))
 		}
 		u.records = u.records[:0]
 	}

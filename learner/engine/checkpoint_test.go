@@ -138,7 +138,7 @@ func TestAFailedCheckpointLeavesTheEngineAsStoredAndARetryStoresEverything(t *te
 		t.Errorf("after the failure %d entities in memory, want 2: idle is evicted only once the eviction is stored", n)
 	}
 	for id, want := range map[string]bool{"old": true, "new-1": true, "new-2": false} {
-		if waiting := u.pending.events[id] != nil; waiting != want {
+		if waiting := waits(t, failing, id); waiting != want {
 			t.Errorf("after the failure event %s waits: %v, want %v", id, waiting, want)
 		}
 	}
@@ -173,7 +173,7 @@ func TestAFailedCheckpointLeavesTheEngineAsStoredAndARetryStoresEverything(t *te
 	}
 	if !bytes.Equal(u.model.AppendState(nil), twin.states[0].model.AppendState(nil)) ||
 		!bytes.Equal(u.mon.AppendState(nil), twin.states[0].mon.AppendState(nil)) ||
-		u.hist.Entities() != 1 || len(u.pending.events) != 1 || !maps.Equal(failing.NextOffsets("events"), map[int]int64{0: 6}) {
+		u.hist.Entities() != 1 || u.pending.waiting != 1 || !maps.Equal(failing.NextOffsets("events"), map[int]int64{0: 6}) {
 		t.Errorf("after the retry the engine differs from one whose checkpoint never failed")
 	}
 }

@@ -14,6 +14,16 @@
 // a crash or restart, consumption resumes at those offsets and every
 // example is learned exactly once.
 //
+// Per-entity histories live in the store; memory holds at most
+// max_entities_in_memory of them after each checkpoint (the least recently
+// used leave, only once stored), and one not in memory is read back when
+// its entity's next event, label or Predict needs it (features.History).
+// A restart reads none of them: learning resumes as soon with ten million
+// entities stored as with one. Entities only stored are swept for
+// entity_ttl too, 10,000 of them per checkpoint (entities.go). A history
+// the store cannot give back fails the event (Process returns the error,
+// nothing learned) and the Predict (UNAVAILABLE), never an empty history.
+//
 // Snapshots are immutable, versioned copies of a model. The Engine creates
 // one when the promotion policy says so (periodically without a drift
 // detector; with one, when the live model or a post-drift challenger beats
@@ -47,7 +57,8 @@
 // (restored from its store) and learns them all.
 //
 // The files follow the concerns: ownership.go (units, export, acquire,
-// follow), engine.go (events), checkpoint.go,
+// follow), engine.go (events), entities.go (histories in the store),
+// checkpoint.go,
 // promotion.go (the policy and serving), monitor.go (drift monitor wiring
 // and detection records), labels.go and pending.go (delayed labels),
 // admin.go, audit.go, inspect.go, snapshots.go (listing, snapshot infos), retention.go,

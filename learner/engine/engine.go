@@ -264,7 +264,9 @@ func (e *Engine) process(u *modelState, ex *Example) error {
 	if !ex.HasLabel {
 		p := m.PredictDerived(all)
 		if u.pending != nil && len(ex.ID) > 0 {
-			u.pending.put(string(ex.ID), &pendingEvent{key: bytes.Clone(entity), fields: copyFields(all), prediction: p, at: e.now()})
+			if err := u.pending.put(string(ex.ID), &pendingEvent{key: bytes.Clone(entity), fields: copyFields(all), prediction: p, at: e.now()}); err != nil {
+				return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+			}
 			e.dirty = true
 		}
 		if u.hist != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/eddyhq/eddy/learner"
 	"github.com/eddyhq/eddy/learner/store"
@@ -18,6 +19,8 @@ import (
 //	detection/<name>/<sequence u64 BE>        one drift detection (time, position, detector state)
 //	history/<name>/<entity key>               one entity's recent values and labels
 //	pending/<name>/<event id>                 an event waiting for its delayed label
+//	pending-at/<name>/<scored at u64 BE><id>   the same, by when it was scored (empty value)
+//	pending-count/<name>                      how many events wait, uvarint
 
 func modelKey(name string) []byte { return []byte("model/" + name) }
 
@@ -34,6 +37,18 @@ func historyKey(name string, entity []byte) []byte {
 func pendingKey(model string, id []byte) []byte {
 	return append([]byte("pending/"+model+"/"), id...)
 }
+
+func pendingAtPrefix(model string) []byte { return []byte("pending-at/" + model + "/") }
+
+// pendingAtKey is the index entry of the event id scored at at: the time
+// as an unsigned big-endian number (its sign bit flipped), so that keys
+// sort by time, also before 1970.
+func pendingAtKey(model string, at time.Time, id string) []byte {
+	key := binary.BigEndian.AppendUint64(pendingAtPrefix(model), uint64(at.UnixNano())^1<<63)
+	return append(key, id...)
+}
+
+func pendingCountKey(model string) []byte { return []byte("pending-count/" + model) }
 
 func detectionPrefix(name string) []byte { return []byte("detection/" + name + "/") }
 

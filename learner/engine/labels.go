@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -20,7 +21,10 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 		if u.pending == nil || u.cfg.LabelsTopic != topic {
 			continue
 		}
-		p := u.pending.events[string(id)]
+		p, inMemory, err := u.pending.lookup(string(id))
+		if err != nil {
+			return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
+		}
 		if p == nil {
 			continue
 		}
@@ -31,7 +35,7 @@ func (e *Engine) Label(topic string, id []byte, y float64) error {
 				return fmt.Errorf("learner: model %s: %w", u.cfg.Name, err)
 			}
 		}
-		u.pending.take(string(id))
+		u.pending.take(string(id), p, inMemory)
 		matched = true
 		e.dirty = true
 		if err := u.model.LearnDelayed(p.fields, y, p.prediction); err != nil {
@@ -73,47 +77,79 @@ func (e *Engine) expiryDue(now time.Time) bool {
 }
 
 // writePending adds to batch u's events that began waiting since the last
-// checkpoint, and removes those learned since and those that expire now
-// (after the additions: an event that arrived and expired since the last
-// checkpoint ends deleted). It returns the ids that expire, for the
+// checkpoint, removes those learned since and those stored that expire now,
+// and stores how many wait. It returns the ids that expire, for the
 // pending set to forget once the batch is durable (pendingSet.stored), and
-// changes nothing itself. Expiry looks only at the events past their TTL
-// and the oldest one left, not at every event waiting.
+// changes nothing itself. Expiry reads only the index entries of the
+// events past their TTL, not every event waiting.
 func (e *Engine) writePending(batch *store.Batch, u *modelState, now time.Time) ([]string, error) {
-	ps := u.pending
-	for id := range ps.added {
-		e.buf = ps.events[id].appendState(e.buf[:0])
-		if err := batch.Set(pendingKey(u.cfg.Name, []byte(id)), e.buf); err != nil {
-			return nil, fmt.Errorf("learner: checkpoint: %w", err)
-		}
+	expired, err := u.pending.write(batch, e.buf, now, u.cfg.LabelTTL)
+	if err != nil {
+		return nil, fmt.Errorf("learner: checkpoint: %w", err)
 	}
-	for id := range ps.removed {
-		if err := batch.Delete(pendingKey(u.cfg.Name, []byte(id))); err != nil {
-			return nil, fmt.Errorf("learner: checkpoint: %w", err)
-		}
-	}
-	expired := ps.dueToExpire(now, u.cfg.LabelTTL)
-	for _, id := range expired {
-		if err := batch.Delete(pendingKey(u.cfg.Name, []byte(id))); err != nil {
-			return nil, fmt.Errorf("learner: checkpoint: %w", err)
-		}
+	count := binary.AppendUvarint(nil, uint64(u.pending.waiting-len(expired)))
+	if err := batch.Set(pendingCountKey(u.cfg.Name), count); err != nil {
+		return nil, fmt.Errorf("learner: checkpoint: %w", err)
 	}
 	return expired, nil
 }
 
-// loadPending restores u's waiting events.
+// loadPending restores u's waiting events: how many wait and when the
+// oldest was scored, not the events, which stay in the store until their
+// label comes. A store written before the index by time existed gets it
+// first, in one batch.
 func (e *Engine) loadPending(u *modelState) error {
 	if u.cfg.LabelsTopic == "" {
 		return nil
 	}
-	u.pending = newPendingSet()
-	prefix := pendingKey(u.cfg.Name, nil)
-	return e.store.Scan(prefix, func(key, value []byte) error {
+	name := u.cfg.Name
+	u.pending = newPendingSet(e.store, name, u.cfg.MaxPendingInMemory)
+	data, ok, err := e.store.Get(pendingCountKey(name))
+	if err != nil {
+		return fmt.Errorf("learner: %w", err)
+	}
+	if ok {
+		n, size := binary.Uvarint(data)
+		if size <= 0 {
+			return fmt.Errorf("learner: model %s: %w: pending count", name, learner.ErrCorrupt)
+		}
+		u.pending.waiting = int(n)
+	} else if err := e.indexPending(u); err != nil {
+		return err
+	}
+	if err := u.pending.findOldestStored(); err != nil {
+		return fmt.Errorf("learner: %w", err)
+	}
+	return nil
+}
+
+// indexPending writes the index by time and the count of u's stored
+// waiting events, for a store from before they existed.
+func (e *Engine) indexPending(u *modelState) error {
+	name := u.cfg.Name
+	batch := e.store.NewBatch()
+	defer batch.Close()
+	prefix := pendingKey(name, nil)
+	err := e.store.Scan(prefix, func(key, value []byte) error {
 		p, err := decodePending(value)
 		if err != nil {
-			return fmt.Errorf("learner: model %s pending event %q: %w", u.cfg.Name, key[len(prefix):], err)
+			return fmt.Errorf("learner: model %s pending event %q: %w", name, key[len(prefix):], err)
 		}
-		u.pending.events[string(key[len(prefix):])] = p
-		return nil
+		u.pending.waiting++
+		return batch.Set(pendingAtKey(name, p.at, string(key[len(prefix):])), nil)
 	})
+	if err != nil {
+		return err
+	}
+	if u.pending.waiting == 0 {
+		return nil
+	}
+	if err := batch.Set(pendingCountKey(name), binary.AppendUvarint(nil, uint64(u.pending.waiting))); err != nil {
+		return fmt.Errorf("learner: %w", err)
+	}
+	if err := batch.Commit(); err != nil {
+		return fmt.Errorf("learner: model %s: indexing the events waiting for labels: %w", name, err)
+	}
+	e.log.Info("events waiting for labels indexed by time (once, for a store from an earlier release)", "model", name, "events", u.pending.waiting)
+	return nil
 }

@@ -33,6 +33,7 @@ type engineMetrics struct {
 	evicted            *prometheus.CounterVec
 	entities           *prometheus.GaugeVec
 	historyBytes       *prometheus.GaugeVec
+	pendingInMemory    *prometheus.GaugeVec
 	cacheHits          *prometheus.CounterVec
 	cacheMisses        *prometheus.CounterVec
 	unloaded           *prometheus.CounterVec
@@ -131,6 +132,10 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		Name: "eddy_labels_pending",
 		Help: "Unlabeled events waiting for their label, by model.",
 	}, []string{"model"})
+	m.pendingInMemory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eddy_labels_pending_in_memory",
+		Help: "Unlabeled events waiting for their label held in memory (at most max_pending_in_memory after a checkpoint; all wait in the store), by model.",
+	}, []string{"model"})
 	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eddy_history_evicted_total",
 		Help: "Entity histories evicted after entity_ttl without events (from memory and the store), by model.",
@@ -187,7 +192,7 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 	}, []string{"model", "feature"})
 	reg.MustRegister(m.violations, m.featureDrift, m.featureDistance, m.overflow, m.skew)
 	reg.MustRegister(m.delayed, m.expired, m.pending, m.evicted, m.entities, m.late, m.future,
-		m.historyBytes, m.cacheHits, m.cacheMisses, m.unloaded)
+		m.historyBytes, m.cacheHits, m.cacheMisses, m.unloaded, m.pendingInMemory)
 	reg.MustRegister(m.learned, m.rejected, m.unlabeled, m.accuracy, m.logLoss, m.mae, m.examples, m.promotions, m.checkpoint,
 		m.detections, m.detectionToServing, m.adwinWidth, m.adwinEstimate, m.championAccuracy, m.championMAE, m.challenger)
 	return m
@@ -280,7 +285,7 @@ func (m *engineMetrics) observeMonitor(u *modelState) {
 // Counters stay: they count what this process did.
 func (m *engineMetrics) forget(name string) {
 	for _, g := range []*prometheus.GaugeVec{m.accuracy, m.logLoss, m.mae, m.examples, m.adwinWidth, m.adwinEstimate,
-		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.entities, m.historyBytes, m.featureDistance, m.skew} {
+		m.championAccuracy, m.championMAE, m.challenger, m.pending, m.pendingInMemory, m.entities, m.historyBytes, m.featureDistance, m.skew} {
 		g.DeletePartialMatch(prometheus.Labels{"model": name})
 	}
 }

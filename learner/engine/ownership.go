@@ -260,8 +260,8 @@ func appendPosition(dst []byte, epoch, seq uint64) []byte {
 // keys (model, monitor, unit), each with a flag: true for a prefix.
 func (e *Engine) keyspace(p *part) (prefixes, exact [][]byte) {
 	for _, name := range p.Models {
-		exact = append(exact, modelKey(name), monitorKey(name), featureDriftKey(name), schemaKey(name), lineageKey(name))
-		prefixes = append(prefixes, historyKey(name, nil), pendingKey(name, nil), detectionPrefix(name),
+		exact = append(exact, modelKey(name), monitorKey(name), featureDriftKey(name), schemaKey(name), lineageKey(name), pendingCountKey(name))
+		prefixes = append(prefixes, historyKey(name, nil), pendingKey(name, nil), pendingAtPrefix(name), detectionPrefix(name),
 			snapshotPrefix(name), snapshotInfoPrefix(name), auditPrefix(name), provenancePrefix(name), configPrefix(name))
 	}
 	for _, t := range p.Topics {

@@ -93,7 +93,7 @@ func TestAUnitMovesToAnotherEngineAndContinuesExactlyWhereItStood(t *testing.T) 
 	if next := b.NextOffsets("events")[0]; next != 296 {
 		t.Fatalf("the new owner resumes at offset %d, want 296 (the state's own offset)", next)
 	}
-	if n := len(b.states[0].pending.events); n == 0 {
+	if n := b.states[0].pending.waiting; n == 0 {
 		t.Fatal("the waiting events did not move with the unit")
 	}
 	feed(t, b, data, 296, 600)

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/eddyhq/eddy/features"
 	"github.com/eddyhq/eddy/features/codec"
 	"github.com/eddyhq/eddy/learner"
+	"github.com/eddyhq/eddy/learner/store"
 )
 
 // pendingEvent is an event scored without a label, waiting for it.
@@ -21,114 +21,230 @@ type pendingEvent struct {
 	prediction learner.Prediction // made when the event arrived
 	at         time.Time          // when it was scored
 
-	// The arrival order of the set's events, oldest first.
+	// The arrival order of the events in memory, oldest first.
 	id         string
-	queued     bool
 	prev, next *pendingEvent
 }
 
-// pendingSet holds a model's waiting events; changes reach Pebble at the
-// next checkpoint. Besides the map by id, the events form a list in arrival
-// order: the label TTL is the same for all of them, so they expire in that
-// order, and expiry looks only at the oldest.
+// pendingSet holds a model's waiting events. Each checkpoint stores those
+// that began waiting since the last one under pending/<model>/<id>, with an
+// entry in an index by the time each was scored
+// (pending-at/<model>/<time><id>): the label TTL is the same for every
+// event, so they expire in that order, and expiry reads only the index
+// entries due. Memory holds the events that began waiting since the last
+// checkpoint and, after it, at most max of the newest; a label for one
+// only stored reads it back. Engine goroutine only.
 type pendingSet struct {
-	events         map[string]*pendingEvent
-	oldest, newest *pendingEvent
-	queued         int // events in the list; fewer than len(events) after a restore
-	added          map[string]struct{}
-	removed        map[string]struct{}
+	st    *store.Store
+	model string
+	max   int // events held in memory after a checkpoint; -1: all
+
+	events         map[string]*pendingEvent // in memory
+	oldest, newest *pendingEvent            // the events in memory, in arrival order
+	added          map[string]struct{}      // put since the last checkpoint: to store
+	removed        map[string]struct{}      // taken since: their stored event to delete
+	unindexed      map[string]struct{}      // index keys to delete: taken or replaced since
+	waiting        int                      // events waiting, stored or not
+	oldestStored   time.Time                // when the oldest stored event was scored; zero: none stored
 }
 
-func newPendingSet() *pendingSet {
-	return &pendingSet{events: map[string]*pendingEvent{}, added: map[string]struct{}{}, removed: map[string]struct{}{}}
+func newPendingSet(st *store.Store, model string, max int) *pendingSet {
+	return &pendingSet{st: st, model: model, max: cmp.Or(max, learner.DefaultMaxPendingInMemory),
+		events: map[string]*pendingEvent{}, added: map[string]struct{}{}, removed: map[string]struct{}{}, unindexed: map[string]struct{}{}}
 }
 
-// put adds the event id, the newest, replacing a waiting one of the same id.
-func (s *pendingSet) put(id string, p *pendingEvent) {
-	if old := s.events[id]; old != nil {
-		s.unlink(old)
+// lookup returns the event id waiting, from memory or else the store, and
+// whether it is in memory; nil when none waits.
+func (s *pendingSet) lookup(id string) (*pendingEvent, bool, error) {
+	if p := s.events[id]; p != nil {
+		return p, true, nil
+	}
+	if _, gone := s.removed[id]; gone {
+		return nil, false, nil
+	}
+	data, ok, err := s.st.Get(pendingKey(s.model, []byte(id)))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	p, err := decodePending(data)
+	if err != nil {
+		return nil, false, fmt.Errorf("model %s pending event %q: %w", s.model, id, err)
+	}
+	p.id = id
+	return p, false, nil
+}
+
+// put adds the event id, the newest, replacing a waiting one of the same
+// id (read from the store when it is not in memory, to drop its index
+// entry).
+func (s *pendingSet) put(id string, p *pendingEvent) error {
+	old, inMemory, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		s.unindexed[string(pendingAtKey(s.model, old.at, id))] = struct{}{}
+		if inMemory {
+			s.unlink(old)
+		}
+	} else {
+		s.waiting++
 	}
 	s.events[id] = p
 	p.id = id
 	s.append(p)
 	s.added[id] = struct{}{}
 	delete(s.removed, id)
+	return nil
 }
 
-func (s *pendingSet) take(id string) *pendingEvent {
-	p := s.events[id]
-	if p != nil {
+// take removes p, the event id that lookup returned.
+func (s *pendingSet) take(id string, p *pendingEvent, inMemory bool) {
+	if inMemory {
 		s.unlink(p)
 		delete(s.events, id)
-		delete(s.added, id)
-		s.removed[id] = struct{}{}
 	}
-	return p
+	delete(s.added, id)
+	s.removed[id] = struct{}{}
+	s.unindexed[string(pendingAtKey(s.model, p.at, id))] = struct{}{}
+	s.waiting--
 }
 
-// dueToExpire returns the ids of the events scored more than ttl before
-// now, oldest first, without taking them (nil when none is). It visits only
-// those and the oldest one left.
-func (s *pendingSet) dueToExpire(now time.Time, ttl time.Duration) []string {
-	if !s.expiryDue(now, ttl) {
-		return nil
+// maxExpiredPerCheckpoint bounds the events one checkpoint expires: after
+// a long stop, a backlog of millions expires over several checkpoints
+// instead of in one batch.
+const maxExpiredPerCheckpoint = 100_000
+
+// write adds to batch the events that began waiting since the last
+// checkpoint (and their index entries), the deletion of those taken since,
+// and of those stored that have waited more than ttl at now, oldest first,
+// read from the index: only the entries due, and up to
+// maxExpiredPerCheckpoint. It returns the ids that expire and changes
+// nothing itself: stored applies it once the batch is durable.
+func (s *pendingSet) write(batch *store.Batch, buf []byte, now time.Time, ttl time.Duration) ([]string, error) {
+	// Those not stored yet that are due already expire without being
+	// stored: they are in memory, oldest first, among the stored ones.
+	var expired []string
+	var unstored map[string]bool
+	for p := s.oldest; p != nil && now.Sub(p.at) > ttl && len(expired) < maxExpiredPerCheckpoint; p = p.next {
+		if _, added := s.added[p.id]; added {
+			if unstored == nil {
+				unstored = make(map[string]bool)
+			}
+			unstored[p.id] = true
+			expired = append(expired, p.id)
+			if err := batch.Delete(pendingKey(s.model, []byte(p.id))); err != nil { // an older one it replaced
+				return nil, err
+			}
+		}
 	}
-	var ids []string
-	for p := s.oldest; p != nil && now.Sub(p.at) > ttl; p = p.next {
-		ids = append(ids, p.id)
+	for id := range s.added {
+		if unstored[id] {
+			continue
+		}
+		p := s.events[id]
+		buf = p.appendState(buf[:0])
+		if err := batch.Set(pendingKey(s.model, []byte(id)), buf); err != nil {
+			return nil, err
+		}
+		if err := batch.Set(pendingAtKey(s.model, p.at, id), nil); err != nil {
+			return nil, err
+		}
 	}
-	return ids
+	for id := range s.removed {
+		if err := batch.Delete(pendingKey(s.model, []byte(id))); err != nil {
+			return nil, err
+		}
+	}
+	for key := range s.unindexed {
+		if err := batch.Delete([]byte(key)); err != nil {
+			return nil, err
+		}
+	}
+	if s.oldestStored.IsZero() || now.Sub(s.oldestStored) <= ttl {
+		return expired, nil
+	}
+	prefix := pendingAtPrefix(s.model)
+	err := s.st.ScanRange(prefix, pendingAtKey(s.model, now.Add(-ttl), ""), func(key, _ []byte) error {
+		if len(expired) == maxExpiredPerCheckpoint {
+			return errChunkDone
+		}
+		if _, gone := s.unindexed[string(key)]; gone {
+			return nil
+		}
+		id := string(key[len(prefix)+8:])
+		if _, gone := s.removed[id]; gone {
+			return nil
+		}
+		expired = append(expired, id)
+		if err := batch.Delete(key); err != nil {
+			return err
+		}
+		return batch.Delete(pendingKey(s.model, []byte(id)))
+	})
+	if err != nil && !errors.Is(err, errChunkDone) {
+		return nil, err
+	}
+	return expired, nil
 }
 
-// stored records that a checkpoint stored the set's changes and removed
-// the expired events: they are taken, and nothing is left to write.
-func (s *pendingSet) stored(expired []string) {
+// stored records that a checkpoint stored what write added, and removed
+// the expired events: nothing is left to write, and the oldest events in
+// memory beyond the bound leave it (they wait in the store).
+func (s *pendingSet) stored(expired []string) error {
 	for _, id := range expired {
-		s.take(id)
+		if p := s.events[id]; p != nil {
+			s.unlink(p)
+			delete(s.events, id)
+		}
 	}
+	s.waiting -= len(expired)
 	clear(s.added)
 	clear(s.removed)
+	clear(s.unindexed)
+	for s.max >= 0 && len(s.events) > s.max {
+		p := s.oldest
+		s.unlink(p)
+		delete(s.events, p.id)
+	}
+	return s.findOldestStored()
 }
 
-// expiryDue reports whether an event has waited more than ttl at now.
+// findOldestStored reads when the oldest stored event was scored: the
+// first index entry.
+func (s *pendingSet) findOldestStored() error {
+	s.oldestStored = time.Time{}
+	prefix := pendingAtPrefix(s.model)
+	err := s.st.Scan(prefix, func(key, _ []byte) error {
+		if len(key) >= len(prefix)+8 {
+			s.oldestStored = time.Unix(0, int64(binary.BigEndian.Uint64(key[len(prefix):])^1<<63))
+		}
+		return errChunkDone
+	})
+	if errors.Is(err, errChunkDone) {
+		err = nil
+	}
+	return err
+}
+
+// expiryDue reports whether an event has waited more than ttl at now: the
+// oldest stored, or the oldest in memory.
 func (s *pendingSet) expiryDue(now time.Time, ttl time.Duration) bool {
-	if s.queued != len(s.events) {
-		s.requeue()
-	}
-	return s.oldest != nil && now.Sub(s.oldest.at) > ttl
-}
-
-// requeue puts every event in the list, ordered by the time it was scored:
-// events restored from Pebble (which holds them by id) are not in it yet.
-func (s *pendingSet) requeue() {
-	all := make([]*pendingEvent, 0, len(s.events))
-	for id, p := range s.events {
-		p.id = id
-		all = append(all, p)
-	}
-	slices.SortFunc(all, func(a, b *pendingEvent) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.id, b.id)) })
-	s.oldest, s.newest, s.queued = nil, nil, 0
-	for _, p := range all {
-		p.queued, p.prev, p.next = false, nil, nil
-		s.append(p)
-	}
+	due := func(at time.Time) bool { return !at.IsZero() && now.Sub(at) > ttl }
+	return due(s.oldestStored) || (s.oldest != nil && due(s.oldest.at))
 }
 
 func (s *pendingSet) append(p *pendingEvent) {
-	p.prev, p.next, p.queued = s.newest, nil, true
+	p.prev, p.next = s.newest, nil
 	if s.newest != nil {
 		s.newest.next = p
 	} else {
 		s.oldest = p
 	}
 	s.newest = p
-	s.queued++
 }
 
 func (s *pendingSet) unlink(p *pendingEvent) {
-	if !p.queued {
-		return
-	}
 	if p.prev != nil {
 		p.prev.next = p.next
 	} else {
@@ -139,8 +255,7 @@ func (s *pendingSet) unlink(p *pendingEvent) {
 	} else {
 		s.newest = p.prev
 	}
-	p.prev, p.next, p.queued = nil, nil, false
-	s.queued--
+	p.prev, p.next = nil, nil
 }
 
 // copyFields deep-copies fields: the consumer's buffers are reused.

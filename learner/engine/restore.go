@@ -55,8 +55,8 @@ func (e *Engine) restore(mc learner.ModelConfig) (_ *modelState, err error) {
 		}
 		u.hist = u.model.History()
 		e.backHistory(u)
-		if mc.LabelsTopic != "" {
-			u.pending = newPendingSet()
+		if err := e.loadPending(u); err != nil { // nothing stored, or what a Reset left
+			return nil, err
 		}
 		return u, nil
 	}

@@ -96,7 +96,7 @@ func (e *Engine) updateStats() {
 			ms.ServedVersion = c.Version()
 		}
 		if u.pending != nil {
-			ms.PendingLabels = len(u.pending.events)
+			ms.PendingLabels = u.pending.waiting
 		}
 		if u.hist != nil {
 			ms.Entities = u.hist.Entities()
