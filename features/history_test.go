@@ -134,9 +134,20 @@ func BenchmarkHistory(b *testing.B) {
 		Lags:    []LagConfig{{Field: "x", Lags: []int{1}, Diff: true}},
 		Targets: []TargetConfig{{Size: 1}, {Size: 10}},
 	}
-	for _, keys := range []int{1, 1_000_000} {
-		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+	for _, tc := range []struct {
+		keys   int
+		stored bool // backed by a store (every key in memory: the engine's path on a hit)
+	}{{1, false}, {1_000_000, false}, {1_000_000, true}} {
+		keys := tc.keys
+		name := fmt.Sprintf("keys=%d", keys)
+		if tc.stored {
+			name += "/stored-hits"
+		}
+		b.Run(name, func(b *testing.B) {
 			h := NewHistory(cfg)
+			if tc.stored {
+				h.SetLoader(func([]byte) ([]byte, bool, error) { return nil, false, nil })
+			}
 			names := make([][]byte, keys)
 			for i := range names {
 				names[i] = []byte(fmt.Sprintf("user-%d", i))
@@ -157,6 +168,11 @@ func BenchmarkHistory(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				key := names[rng.IntN(keys)]
+				if tc.stored {
+					if err := h.Fetch(key); err != nil {
+						b.Fatal(err)
+					}
+				}
 				dst = derive(h, key, time.Time{}, fields, dst[:0])
 				h.Observe(key, time.Time{}, fields, 0, true)
 			}
