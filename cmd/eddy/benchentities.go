@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -47,12 +50,25 @@ func runBenchEntities(ctx context.Context, env *environment, args []string) erro
 	events := fs.Int("events", 2_000_000, "events of the hot and the uniform run")
 	loadAll := fs.Int("load-all", 1_000_000, "histories the load-everything restart reads (0: skip)")
 	dir := fs.String("dir", "", "store directory (default: a temporary one, removed afterwards)")
+	hashBits := fs.Int("hash-bits", features.DefaultHashBits, "hash_bits of the model: its state, written whole at every checkpoint, is 8 bytes times 2^hash_bits")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseFlags(fs, env, args); err != nil {
 		return helpOK(err)
 	}
 	if *entities < 1 || *bound < 1 || *events < 0 || *loadAll < 0 || *hot < 0 {
 		fmt.Fprintln(env.stderr, "eddy bench-entities: --entities and --bound must be positive, the others not negative")
 		return errUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *hot == 0 {
 		*hot = max(*bound/2, 1)
@@ -66,7 +82,7 @@ func runBenchEntities(ctx context.Context, env *environment, args []string) erro
 		*dir = d
 	}
 	b := &entityBench{out: env.stdout, progress: env.stderr, dir: *dir, cfg: engine.Config{Models: []learner.ModelConfig{{
-		Name: "m", Topic: "events", Features: features.Config{Key: "user", MaxEntitiesInMemory: *bound,
+		Name: "m", Topic: "events", Features: features.Config{Key: "user", MaxEntitiesInMemory: *bound, HashBits: *hashBits,
 			Windows: []features.WindowConfig{{Field: "amount", Size: 10, Aggs: []string{"mean"}}}},
 	}}}}
 	if err := b.open(); err != nil {
@@ -74,8 +90,8 @@ func runBenchEntities(ctx context.Context, env *environment, args []string) erro
 	}
 	defer b.close()
 	per := features.NewHistory(b.cfg.Models[0].Features).EntityBytes()
-	fmt.Fprintf(b.out, "eddy bench-entities: %d users, max_entities_in_memory %d (about %d MB of histories at %d bytes each), GOMAXPROCS=%d, store %s\n",
-		*entities, *bound, *bound*per>>20, per, runtime.GOMAXPROCS(0), *dir)
+	fmt.Fprintf(b.out, "eddy bench-entities: %d users, max_entities_in_memory %d (about %d MB of histories at %d bytes each), hash_bits %d, GOMAXPROCS=%d, GOMEMLIMIT=%s, store %s\n",
+		*entities, *bound, *bound*per>>20, per, *hashBits, runtime.GOMAXPROCS(0), cmp.Or(os.Getenv("GOMEMLIMIT"), "off"), *dir)
 	if err := b.run(ctx, "fill", *entities, func(i int) int { return i }); err != nil {
 		return err
 	}
@@ -171,8 +187,8 @@ func (b *entityBench) run(ctx context.Context, name string, n int, pick func(int
 	elapsed := time.Since(start)
 	after := b.cache()
 	hits, misses := after[0]-before[0], after[1]-before[1]
-	fmt.Fprintf(b.out, "%-8s %10d events %9.0f events/s  in memory %8.0f  hit ratio %.3f  store reads %.0f  peak RSS %s\n",
-		name, n, float64(n)/elapsed.Seconds(), b.metric("eddy_history_entities"), ratio(hits, hits+misses), misses, mib(rss("VmHWM")))
+	fmt.Fprintf(b.out, "%-8s %10d events %9.0f events/s  in memory %8.0f  hit ratio %.3f  store reads %.0f  peak RSS %s  Go runtime %s\n",
+		name, n, float64(n)/elapsed.Seconds(), b.metric("eddy_history_entities"), ratio(hits, hits+misses), misses, mib(rss("VmHWM")), mib(goRuntimeBytes()))
 	return nil
 }
 
@@ -268,6 +284,14 @@ func rss(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// goRuntimeBytes is the memory the Go runtime holds from the OS (what
+// GOMEMLIMIT bounds): all it mapped, less what it released.
+func goRuntimeBytes() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }

@@ -142,7 +142,7 @@ func TestBenchEntitiesHoldsTheBound(t *testing.T) {
 		t.Fatalf("eddy bench-entities: %v\n%s%s", err, out.String(), errOut.String())
 	}
 	t.Logf("\n%s", out.String())
-	line := regexp.MustCompile(`(?m)^(fill|hot|uniform) +\d+ events +\d+ events/s  in memory +(\d+)  hit ratio ([0-9.]+)  store reads \d+  peak RSS \d+ MiB$`)
+	line := regexp.MustCompile(`(?m)^(fill|hot|uniform) +\d+ events +\d+ events/s  in memory +(\d+)  hit ratio ([0-9.]+)  store reads \d+  peak RSS \d+ MiB  Go runtime \d+ MiB$`)
 	runs := line.FindAllStringSubmatch(out.String(), -1)
 	if len(runs) != 3 {
 		t.Fatalf("%d run lines, want fill, hot and uniform:\n%s", len(runs), out.String())
