@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -171,4 +173,77 @@ func sameFields(a, b []Field) bool {
 	return slices.EqualFunc(a, b, func(x, y Field) bool {
 		return string(x.Name) == string(y.Name) && math.Float64bits(x.Num) == math.Float64bits(y.Num)
 	})
+}
+
+// TestPredictionsReadABoundedHistoryWhileItLearnsAndUnloads has four
+// goroutines deriving the lag of random entities, most of them only in the
+// store, while the writer observes and checkpoints with a bound of 20 (run
+// under -race in CI): every read sees a value the entity really had, and
+// never one it has not had yet.
+func TestPredictionsReadABoundedHistoryWhileItLearnsAndUnloads(t *testing.T) {
+	const entities, events = 500, 20000
+	h := NewHistory(Config{MaxEntitiesInMemory: 20, Lags: []LagConfig{{Field: "x", Lags: []int{1}}}})
+	var mu sync.Mutex // guards store: the "Pebble" of this test
+	store := mapStore{}
+	h.SetLoader(func(key []byte) ([]byte, bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return store.load(key)
+	})
+	// Per entity the values 0, 1, 2, … are observed: started counts those
+	// whose Observe began, written those whose Observe returned.
+	var started, written [entities]atomic.Int64
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				k := rng.IntN(entities)
+				seen := written[k].Load()
+				got, err := h.Derive(fmt.Appendf(nil, "e%d", k), time.Time{}, nil, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if upto := started[k].Load(); len(got) == 1 && (got[0].Num < float64(seen-1) || got[0].Num >= float64(upto)) {
+					errs <- fmt.Errorf("e%d: lag1 %v, but between %d and %d values were written", k, got[0].Num, seen, upto)
+					return
+				}
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i := range events {
+		k := rng.IntN(entities)
+		n := written[k].Load()
+		started[k].Add(1)
+		if err := h.Observe(fmt.Appendf(nil, "e%d", k), time.Time{}, []Field{{Name: []byte("x"), Kind: Number, Num: float64(n)}}, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		written[k].Add(1)
+		if i%50 == 49 {
+			c, err := h.WriteChanges(func(k, v []byte) error { mu.Lock(); store[string(k)] = slices.Clone(v); mu.Unlock(); return nil },
+				func([]byte) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.ApplyChanges(c)
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := h.Cache(); c.Misses == 0 || c.Unloaded == 0 {
+		t.Fatalf("cache %+v: the bound was never exercised", c)
+	}
 }

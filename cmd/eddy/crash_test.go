@@ -54,7 +54,46 @@ func TestCrashHarness(t *testing.T) {
 	if kills < 1 {
 		t.Fatalf("EDDY_CRASH_KILLS=%d: want at least one kill", kills)
 	}
-	events := envInt(t, "EDDY_CRASH_EVENTS", 40000)
+	crashHarness(t, kills, envInt(t, "EDDY_CRASH_EVENTS", 40000), "", 0)
+}
+
+// TestCrashHarnessWithHistoriesBeyondMemory is the crash harness for a
+// model with entity histories (a window and lags of f1, keyed by the
+// message key, 2,000 users) that holds at most 50 of them in memory: most
+// events read their user's history back from Pebble, and the least
+// recently used leave memory after each checkpoint, while SIGKILLs and a
+// broker outage come at random moments. It learns every event exactly once,
+// and its weights are bitwise those of an uninterrupted run without the
+// bound.
+func TestCrashHarnessWithHistoriesBeyondMemory(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "models.yaml")
+	const models = `models:
+  - name: default
+    max_entities_in_memory: %d
+    windows: [{field: f1, size: 5, aggs: [mean, max]}]
+    lags: [{field: f1, lags: [1, 2], diff: true}]
+`
+	if err := os.WriteFile(config, fmt.Appendf(nil, models, 50), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unbounded := filepath.Join(t.TempDir(), "unbounded.yaml")
+	if err := os.WriteFile(unbounded, fmt.Appendf(nil, models, -1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	crashHarnessWith(t, envInt(t, "EDDY_CRASH_KILLS", 10), envInt(t, "EDDY_CRASH_EVENTS", 20000), config, unbounded, 2000)
+}
+
+// crashHarness kills eddy serve kills times while events stream in (see
+// TestCrashHarness), with the default model.
+func crashHarness(t *testing.T, kills, events int, config string, users int) {
+	crashHarnessWith(t, kills, events, config, config, users)
+}
+
+// crashHarnessWith is crashHarness whose killed runs use the model file
+// config and the uninterrupted reference run refConfig (both the default
+// model when empty), with message keys of users distinct users (none when
+// 0).
+func crashHarnessWith(t *testing.T, kills, events int, config, refConfig string, users int) {
 	rng := rand.New(rand.NewPCG(uint64(envInt(t, "EDDY_CRASH_SEED", 1)), 9))
 
 	bin := filepath.Join(t.TempDir(), "eddy")
@@ -72,12 +111,19 @@ func TestCrashHarness(t *testing.T) {
 	// The producer writes batches at about 1,000 events/s; it pauses while
 	// the broker is down so that no batch is half written and retried.
 	prod := newPacedProducer(brokerAddr, events)
+	prod.users = users
 	go prod.run()
 
 	dataDir := t.TempDir()
+	withConfig := func(args []string, config string) []string {
+		if config != "" {
+			args = append(args, "--config", config)
+		}
+		return args
+	}
 	serveArgs := func(metrics string) []string {
-		return []string{"serve", "--brokers", brokerAddr, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
-			"--metrics-addr", metrics, "--checkpoint-every", "200", "--session-timeout", "2s", "--group", "crash", "--log-level", "warn"}
+		return withConfig([]string{"serve", "--brokers", brokerAddr, "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0",
+			"--metrics-addr", metrics, "--checkpoint-every", "200", "--session-timeout", "2s", "--group", "crash", "--log-level", "warn"}, config)
 	}
 	for k := range kills {
 		p := startProcess(t, bin, serveArgs("")...)
@@ -103,6 +149,10 @@ func TestCrashHarness(t *testing.T) {
 	metrics := freeAddr(t)
 	final := startProcess(t, bin, serveArgs(metrics)...)
 	waitFor(t, 120*time.Second, "the stream drained", func() bool { return scrape(metrics, `eddy_model_examples{model="default"}`) == float64(events) })
+	if users > 0 {
+		held := scrape(metrics, `eddy_history_entities{model="default"}`)
+		t.Logf("%d users: the last run holds %v histories in memory, read %v from Pebble", users, held, scrape(metrics, `eddy_history_cache_misses_total{model="default"}`))
+	}
 	start := time.Now()
 	if code := final.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
 		t.Fatalf("eddy exited with %d after SIGTERM, want 0", code)
@@ -111,8 +161,8 @@ func TestCrashHarness(t *testing.T) {
 
 	// The reference: one uninterrupted run over the same topic.
 	refDir := t.TempDir()
-	ref := startProcess(t, bin, "serve", "--brokers", brokerAddr, "--data-dir", refDir, "--grpc-addr", "127.0.0.1:0",
-		"--metrics-addr", metrics, "--group", "reference", "--log-level", "warn")
+	ref := startProcess(t, bin, withConfig([]string{"serve", "--brokers", brokerAddr, "--data-dir", refDir, "--grpc-addr", "127.0.0.1:0",
+		"--metrics-addr", metrics, "--group", "reference", "--log-level", "warn"}, refConfig)...)
 	waitFor(t, 120*time.Second, "the reference drained", func() bool { return scrape(metrics, `eddy_model_examples{model="default"}`) == float64(events) })
 	ref.stop(t, syscall.SIGTERM, 5*time.Second)
 	broker.stop(t, syscall.SIGTERM, 10*time.Second)
@@ -254,6 +304,7 @@ func storedModel(t *testing.T, dataDir string) ([]float64, float64, uint64) {
 type pacedProducer struct {
 	broker string
 	total  int
+	users  int // message keys user-0 … user-<users-1>, in turn; 0: none
 	every  time.Duration
 	mu     sync.Mutex // held while a batch is being written, and by pause
 	sent   int
@@ -273,7 +324,11 @@ func (p *pacedProducer) run() {
 	for p.sent < p.total {
 		batch := make([]kafka.Message, 0, 100)
 		for len(batch) < cap(batch) && p.sent+len(batch) < p.total {
-			batch = append(batch, kafka.Message{Value: gen.next(nil, "crash-")})
+			m := kafka.Message{Value: gen.next(nil, "crash-")}
+			if p.users > 0 {
+				m.Key = fmt.Appendf(nil, "user-%d", (p.sent+len(batch))*7919%p.users)
+			}
+			batch = append(batch, m)
 		}
 		p.mu.Lock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
